@@ -1,0 +1,128 @@
+//! `lookout check`: every probe once, now, as a table or as JSON.
+//!
+//! The JSON form is a stable interface (documented in the README): an array
+//! with one object per probe: `name`, `kind`, `ok`, `error`,
+//! `duration_seconds`, `values` keyed by canonical metric name.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::metric::Metric;
+use crate::probe::{self, Observation};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table for a terminal.
+    Text,
+    /// JSON for machines.
+    Json,
+}
+
+/// One probe's result in `--format json`.
+#[derive(Debug, Serialize)]
+pub struct CheckResult<'a> {
+    /// Probe name.
+    pub name: &'a str,
+    /// Probe kind.
+    pub kind: &'a str,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// Why not.
+    pub error: Option<&'a str>,
+    /// How long it took.
+    pub duration_seconds: f64,
+    /// Values by canonical metric name.
+    pub values: &'a BTreeMap<Metric, f64>,
+}
+
+/// Runs every probe once, concurrently.
+pub async fn run_all(cfg: &Config) -> anyhow::Result<Vec<Observation>> {
+    let handles = cfg.probes.iter().map(|p| probe::build(p).map_err(|e| anyhow::anyhow!("probe `{}`: {e}", p.name))).collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(futures::future::join_all(handles.iter().map(probe::run)).await)
+}
+
+/// Writes the results; returns whether all succeeded.
+pub fn print(results: &[Observation], format: Format, out: &mut dyn Write) -> std::io::Result<bool> {
+    match format {
+        Format::Json => {
+            let items: Vec<CheckResult<'_>> = results
+                .iter()
+                .map(|o| CheckResult { name: &o.name, kind: &o.kind, ok: o.ok, error: o.error.as_deref(), duration_seconds: o.duration_seconds, values: &o.values })
+                .collect();
+            serde_json::to_writer_pretty(&mut *out, &items)?;
+            writeln!(out)?;
+        }
+        Format::Text => {
+            let rows: Vec<[String; 6]> = results
+                .iter()
+                .map(|o| {
+                    [
+                        o.name.clone(),
+                        o.kind.clone(),
+                        if o.ok { "ok".into() } else { "FAIL".into() },
+                        format!("{:.1}ms", o.duration_seconds * 1000.0),
+                        format_values(&o.values),
+                        o.error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            let head = ["PROBE", "KIND", "OK", "DURATION", "VALUES", "ERROR"];
+            let mut widths = head.map(str::len);
+            for r in &rows {
+                for (i, c) in r.iter().enumerate().take(5) {
+                    widths[i] = widths[i].max(c.chars().count());
+                }
+            }
+            let line = |cells: [&str; 6]| {
+                let mut s = String::new();
+                for (i, c) in cells.iter().enumerate() {
+                    if i < 5 {
+                        s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+                    } else {
+                        s.push_str(c);
+                    }
+                }
+                s.trim_end().to_string()
+            };
+            writeln!(out, "{}", line(head))?;
+            for r in &rows {
+                writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]))?;
+            }
+        }
+    }
+    Ok(results.iter().all(|o| o.ok))
+}
+
+/// Values in a compact human form: `latency=0.4ms hits=1520 …`.
+pub fn format_values(values: &BTreeMap<Metric, f64>) -> String {
+    values
+        .iter()
+        .map(|(m, v)| match m {
+            Metric::LatencySeconds => format!("latency={:.2}ms", v * 1000.0),
+            Metric::KeyspaceHits => format!("hits={v}"),
+            Metric::KeyspaceMisses => format!("misses={v}"),
+            Metric::HitRatio => format!("hit_ratio={v:.4}"),
+            Metric::ConnectedClients => format!("clients={v}"),
+            Metric::Maxclients => format!("maxclients={v}"),
+            Metric::UsedMemoryBytes => format!("used_memory={}", bytes(*v)),
+            Metric::MaxmemoryBytes => format!("maxmemory={}", if *v == 0.0 { "none".into() } else { bytes(*v) }),
+            Metric::MemFragmentationRatio => format!("frag={v:.2}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn bytes(v: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut x = v;
+    let mut i = 0;
+    while x >= 1024.0 && i < UNITS.len() - 1 {
+        x /= 1024.0;
+        i += 1;
+    }
+    if i == 0 { format!("{v}B") } else { format!("{x:.1}{}", UNITS[i]) }
+}

@@ -1,0 +1,18 @@
+//! lookout: a synthetic-monitoring daemon for a Redis cache.
+//!
+//! It probes the backends' Redis health endpoints, Redis itself and
+//! Prometheus's view of the same values on a schedule, keeps the history,
+//! and exports what it sees as Prometheus metrics. See the README for the
+//! configuration reference and the stable interfaces.
+
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod http;
+pub mod metric;
+pub mod probe;
+pub mod schedule;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,212 @@
+//! `kind: prometheus`: the same metrics as Prometheus sees them, from the
+//! redis_exporter series, through instant queries on `/api/v1/query`.
+//!
+//! Besides each value it records when the value was sampled (the exporter's
+//! last scrape, from `timestamp(redis_up…)`), whether the exporter target is
+//! up (`up`) and whether the exporter reaches Redis (`redis_up`): what tells
+//! a stale Prometheus from a wrong one. All queries of a run go out at once.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{FailureReason, Probe, ProbeError, Reading};
+use crate::config::PrometheusSpec;
+use crate::metric::Metric;
+
+/// The probe.
+pub struct PrometheusProbe {
+    client: reqwest::Client,
+    query_url: reqwest::Url,
+    queries: Vec<(Metric, String, bool)>,
+    up_query: String,
+    redis_up_query: String,
+    scrape_time_query: String,
+}
+
+/// The default PromQL for a metric: the exporter's series under `selector`.
+/// `None` for the hit ratio, which is computed from the two counters so that
+/// it is the lifetime ratio the health endpoints report.
+pub fn default_query(metric: Metric, selector: &str) -> Option<String> {
+    let s = selector;
+    Some(match metric {
+        Metric::LatencySeconds => format!("sum(rate(redis_commands_duration_seconds_total{s}[1m])) / sum(rate(redis_commands_total{s}[1m]))"),
+        Metric::KeyspaceHits => format!("redis_keyspace_hits_total{s}"),
+        Metric::KeyspaceMisses => format!("redis_keyspace_misses_total{s}"),
+        Metric::HitRatio => return None,
+        Metric::ConnectedClients => format!("redis_connected_clients{s}"),
+        Metric::Maxclients => format!("redis_config_maxclients{s}"),
+        Metric::UsedMemoryBytes => format!("redis_memory_used_bytes{s}"),
+        Metric::MaxmemoryBytes => format!("redis_memory_max_bytes{s}"),
+        Metric::MemFragmentationRatio => format!("redis_mem_fragmentation_ratio{s}"),
+    })
+}
+
+impl PrometheusProbe {
+    /// Prepares the queries; nothing is sent.
+    pub fn new(spec: &PrometheusSpec, timeout: Duration) -> Result<Self, String> {
+        let client = crate::http::client_builder(timeout).build().map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        let query_url = spec.url.join("api/v1/query").map_err(|e| format!("invalid Prometheus URL: {e}"))?;
+        let mut queries = Vec::new();
+        for m in Metric::ALL {
+            if let Some(q) = spec.queries.get(&m) {
+                queries.push((m, q.clone(), false));
+            } else if let Some(q) = default_query(m, &spec.selector) {
+                // Raw exporter series carry the scrape's timestamp; rates do not.
+                queries.push((m, q, m != Metric::LatencySeconds));
+            }
+        }
+        let s = &spec.selector;
+        Ok(PrometheusProbe {
+            client,
+            query_url,
+            queries,
+            up_query: format!("up{s}"),
+            redis_up_query: format!("redis_up{s}"),
+            scrape_time_query: format!("timestamp(redis_up{s})"),
+        })
+    }
+
+    /// Runs one instant query; `Ok(None)` when the result is empty.
+    async fn query(&self, q: &str) -> Result<Option<(f64, f64)>, ProbeError> {
+        let resp = self
+            .client
+            .post(self.query_url.clone())
+            .form(&[("query", q)])
+            .send()
+            .await
+            .map_err(|e| {
+                let reason = if e.is_timeout() { FailureReason::Timeout } else { FailureReason::Connect };
+                ProbeError::new(reason, format!("Prometheus query failed: {}", crate::http::describe(&e)))
+            })?;
+        let status = resp.status();
+        let body: ApiResponse = resp
+            .json()
+            .await
+            .map_err(|e| ProbeError::new(FailureReason::Response, format!("Prometheus answered HTTP {status} with an unreadable body: {}", crate::http::describe(&e))))?;
+        if body.status != "success" {
+            return Err(ProbeError::new(
+                FailureReason::Status,
+                format!("Prometheus rejected `{q}`: {}", body.error.unwrap_or_else(|| format!("HTTP {status}"))),
+            ));
+        }
+        let Some(data) = body.data else { return Ok(None) };
+        match data.result_type.as_str() {
+            "vector" => {
+                let series: Vec<VectorSample> = serde_json::from_value(data.result).map_err(|e| ProbeError::new(FailureReason::Response, format!("unexpected result of `{q}`: {e}")))?;
+                match series.len() {
+                    0 => Ok(None),
+                    1 => Ok(Some(series[0].value.parse()?)),
+                    n => Err(ProbeError::new(
+                        FailureReason::Response,
+                        format!("`{q}` matches {n} series; narrow the probe's `selector` to one Redis (e.g. by `instance`)"),
+                    )),
+                }
+            }
+            "scalar" => {
+                let s: (f64, String) = serde_json::from_value(data.result).map_err(|e| ProbeError::new(FailureReason::Response, format!("unexpected result of `{q}`: {e}")))?;
+                Ok(Some(SamplePair(s.0, s.1).parse()?))
+            }
+            other => Err(ProbeError::new(FailureReason::Response, format!("`{q}` returned a {other}, expected an instant vector"))),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ApiResponse {
+    status: String,
+    data: Option<ApiData>,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ApiData {
+    #[serde(rename = "resultType")]
+    result_type: String,
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct VectorSample {
+    value: SamplePair,
+}
+
+#[derive(Deserialize)]
+struct SamplePair(f64, String);
+
+impl SamplePair {
+    /// (evaluation timestamp, value). Prometheus sends values as strings, NaN included.
+    fn parse(&self) -> Result<(f64, f64), ProbeError> {
+        let v: f64 = self.1.parse().map_err(|_| ProbeError::new(FailureReason::Response, format!("unreadable sample value `{}`", self.1)))?;
+        Ok((self.0, v))
+    }
+}
+
+#[async_trait::async_trait]
+impl Probe for PrometheusProbe {
+    async fn check(&self) -> Result<Reading, ProbeError> {
+        let values = futures::future::join_all(self.queries.iter().map(|(_, q, _)| self.query(q)));
+        let facts = futures::future::join3(self.query(&self.up_query), self.query(&self.redis_up_query), self.query(&self.scrape_time_query));
+        let (values, (up, redis_up, scrape)) = futures::future::join(values, facts).await;
+
+        let mut reading = Reading::default();
+        let up = up?;
+        reading.facts.target_up = up.map(|(_, v)| v == 1.0);
+        reading.facts.redis_up = redis_up?.map(|(_, v)| v == 1.0);
+        reading.facts.scrape_timestamp = scrape?.map(|(_, v)| v);
+        let mut first_error = None;
+        let mut missing = Vec::new();
+        for ((metric, q, raw), result) in self.queries.iter().zip(values) {
+            match result {
+                Ok(Some((ts, v))) if v.is_finite() => {
+                    reading.values.insert(*metric, v);
+                    let sampled = if *raw { reading.facts.scrape_timestamp.unwrap_or(ts) } else { ts };
+                    reading.sample_times.insert(*metric, sampled);
+                }
+                Ok(_) => missing.push(format!("{metric} (`{q}`)")),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let (Some(h), Some(m)) = (reading.values.get(&Metric::KeyspaceHits), reading.values.get(&Metric::KeyspaceMisses))
+            && let Some(r) = Metric::hit_ratio(*h, *m)
+        {
+            let t = reading.sample_times.get(&Metric::KeyspaceHits).copied();
+            reading.values.insert(Metric::HitRatio, r);
+            if let Some(t) = t {
+                reading.sample_times.insert(Metric::HitRatio, t);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e.with_partial(reading));
+        }
+        match (reading.facts.target_up, reading.facts.redis_up) {
+            (None, _) => {
+                return Err(ProbeError::new(FailureReason::Upstream, format!("no `{}` series: Prometheus does not scrape an exporter matching the selector", self.up_query)).with_partial(reading));
+            }
+            (Some(false), _) => {
+                return Err(ProbeError::new(FailureReason::Upstream, "exporter target is down (up == 0)").with_partial(reading));
+            }
+            (Some(true), Some(false)) => {
+                return Err(ProbeError::new(FailureReason::Upstream, "exporter cannot reach Redis (redis_up == 0)").with_partial(reading));
+            }
+            _ => {}
+        }
+        // The latency rate needs two scrapes of traffic; its absence alone is no failure.
+        missing.retain(|m| !m.starts_with(Metric::LatencySeconds.as_str()));
+        if !missing.is_empty() {
+            return Err(ProbeError::new(FailureReason::Response, format!("no data for {}", missing.join(", "))).with_partial(reading));
+        }
+        Ok(reading)
+    }
+}
+
+/// Defaults resolved for display (`lookout config check -v`, docs).
+pub fn describe_queries(spec: &PrometheusSpec) -> BTreeMap<Metric, String> {
+    Metric::ALL
+        .into_iter()
+        .filter_map(|m| spec.queries.get(&m).cloned().or_else(|| default_query(m, &spec.selector)).map(|q| (m, q)))
+        .collect()
+}

@@ -1,0 +1,254 @@
+//! `kind: redis`: Redis itself, over one long-lived connection.
+//!
+//! Each run costs Redis as little as possible: one PING, timed on its own so
+//! that the latency is the round trip a client sees, then one
+//! `INFO clients memory stats` — the sections whose values move. The
+//! sections that rarely change (`server`, `persistence`, `replication`) are
+//! read on the first run, every `static_info_every`, after a reconnect, and
+//! whenever a counter goes backwards (a restart). On Redis before 7.0,
+//! which takes one section per INFO, it falls back to plain `INFO`.
+//!
+//! The connection is kept between runs and dropped after any error, so the
+//! next run reconnects (never every run).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use redis::aio::MultiplexedConnection;
+use tokio::sync::Mutex;
+
+use super::{Facts, FailureReason, Probe, ProbeError, Reading};
+use crate::config::RedisSpec;
+use crate::metric::Metric;
+
+/// The probe.
+pub struct RedisProbe {
+    client: redis::Client,
+    display_url: String,
+    roundtrip_key: Option<String>,
+    static_every: Duration,
+    timeout: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    conn: Option<MultiplexedConnection>,
+    /// Multi-section INFO is refused (Redis < 7): use plain INFO.
+    legacy_info: bool,
+    /// When the static sections were last read, and what they said.
+    static_at: Option<Instant>,
+    static_facts: Facts,
+    /// `maxclients` from CONFIG GET, for servers whose INFO lacks it;
+    /// `Some(None)` once CONFIG proved unavailable.
+    config_maxclients: Option<Option<f64>>,
+    last_hits: Option<f64>,
+}
+
+impl RedisProbe {
+    /// Prepares the client; no connection is made until the first run.
+    pub fn new(name: &str, spec: &RedisSpec, timeout: Duration) -> Result<Self, String> {
+        let client = redis::Client::open(spec.url.expose()).map_err(|e| format!("invalid Redis URL `{}`: {e}", spec.display_url))?;
+        Ok(RedisProbe {
+            client,
+            display_url: spec.display_url.clone(),
+            roundtrip_key: spec.roundtrip.then(|| format!("lookout:probe:{name}")),
+            static_every: spec.static_info_every,
+            timeout,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    async fn connect(&self) -> Result<MultiplexedConnection, ProbeError> {
+        let cfg = redis::AsyncConnectionConfig::new().set_connection_timeout(Some(self.timeout)).set_response_timeout(Some(self.timeout));
+        self.client
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await
+            .map_err(|e| redis_error(&e, &format!("cannot connect to {}", self.display_url), FailureReason::Connect))
+    }
+}
+
+#[async_trait::async_trait]
+impl Probe for RedisProbe {
+    async fn check(&self) -> Result<Reading, ProbeError> {
+        // One run at a time per probe; the scheduler already guarantees it,
+        // the lock makes the state's consistency not depend on that.
+        let mut st = self.state.lock().await;
+        let result = self.cycle(&mut st).await;
+        if result.is_err() {
+            // Whatever failed, the connection may be broken: start afresh next run.
+            st.conn = None;
+        }
+        result
+    }
+}
+
+impl RedisProbe {
+    async fn cycle(&self, st: &mut State) -> Result<Reading, ProbeError> {
+        let fresh = st.conn.is_none();
+        if fresh {
+            st.conn = Some(self.connect().await?);
+            st.static_at = None;
+        }
+        let Some(conn) = st.conn.as_mut() else {
+            return Err(ProbeError::new(FailureReason::Connect, "no connection"));
+        };
+        let mut reading = Reading::default();
+
+        let t0 = Instant::now();
+        let pong: String = redis::cmd("PING").query_async(conn).await.map_err(|e| redis_error(&e, "PING", FailureReason::Status))?;
+        let latency = t0.elapsed().as_secs_f64();
+        if pong != "PONG" {
+            return Err(ProbeError::new(FailureReason::Status, format!("PING answered `{pong}`, expected PONG")));
+        }
+        reading.values.insert(Metric::LatencySeconds, latency);
+
+        let info = if st.legacy_info {
+            query_info(conn, &[]).await?
+        } else {
+            match query_info(conn, &["clients", "memory", "stats"]).await {
+                Ok(i) if i.contains_key("connected_clients") => i,
+                // Redis < 7 ignores or refuses extra sections: plain INFO has them all.
+                _ => {
+                    st.legacy_info = true;
+                    query_info(conn, &[]).await?
+                }
+            }
+        };
+        let num = |k: &str| info.get(k).and_then(|v| v.parse::<f64>().ok());
+        let hits = num("keyspace_hits");
+        let restarted = matches!((st.last_hits, hits), (Some(prev), Some(now)) if now < prev);
+        st.last_hits = hits;
+        for (metric, key) in [
+            (Metric::KeyspaceHits, "keyspace_hits"),
+            (Metric::KeyspaceMisses, "keyspace_misses"),
+            (Metric::ConnectedClients, "connected_clients"),
+            (Metric::Maxclients, "maxclients"),
+            (Metric::UsedMemoryBytes, "used_memory"),
+            (Metric::MaxmemoryBytes, "maxmemory"),
+            (Metric::MemFragmentationRatio, "mem_fragmentation_ratio"),
+        ] {
+            if let Some(v) = num(key) {
+                reading.values.insert(metric, v);
+            }
+        }
+        if let (Some(h), Some(m)) = (hits, num("keyspace_misses"))
+            && let Some(r) = Metric::hit_ratio(h, m)
+        {
+            reading.values.insert(Metric::HitRatio, r);
+        }
+        reading.facts.evicted_keys = num("evicted_keys");
+        reading.facts.rejected_connections = num("rejected_connections");
+        reading.facts.mem_fragmentation_bytes = num("mem_fragmentation_bytes");
+
+        let due = st.static_at.is_none_or(|t| t.elapsed() >= self.static_every) || restarted;
+        if due {
+            let s = if st.legacy_info { info.clone() } else { query_info(conn, &["server", "persistence", "replication"]).await? };
+            let g = |k: &str| s.get(k).cloned();
+            let n = |k: &str| s.get(k).and_then(|v| v.parse::<f64>().ok());
+            st.static_facts = Facts {
+                run_id: g("run_id"),
+                uptime_seconds: n("uptime_in_seconds"),
+                role: g("role"),
+                rdb_last_save_time: n("rdb_last_save_time"),
+                aof_enabled: n("aof_enabled").map(|v| v != 0.0),
+                ..Facts::default()
+            };
+            st.static_at = Some(Instant::now());
+        }
+        let sf = &st.static_facts;
+        reading.facts.run_id = sf.run_id.clone();
+        reading.facts.role = sf.role.clone();
+        reading.facts.rdb_last_save_time = sf.rdb_last_save_time;
+        reading.facts.aof_enabled = sf.aof_enabled;
+        // Uptime moves with the clock: extrapolate between reads of `server`.
+        reading.facts.uptime_seconds = sf.uptime_seconds.map(|u| u + st.static_at.map(|t| t.elapsed().as_secs_f64().floor()).unwrap_or(0.0));
+
+        if !reading.values.contains_key(&Metric::Maxclients) {
+            if st.config_maxclients.is_none() || due {
+                // CONFIG may be renamed or disabled (managed Redis): carry on without it.
+                let r: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG").arg("GET").arg("maxclients").query_async(conn).await;
+                st.config_maxclients = Some(r.ok().and_then(|v| v.get(1).and_then(|s| s.parse().ok())));
+            }
+            if let Some(Some(m)) = st.config_maxclients {
+                reading.values.insert(Metric::Maxclients, m);
+            }
+        }
+
+        if let Some(key) = &self.roundtrip_key {
+            roundtrip(conn, key).await.map_err(|e| e.with_partial(reading.clone()))?;
+        }
+        Ok(reading)
+    }
+}
+
+/// Writes, reads back and deletes a key with a TTL, proving the cache serves.
+async fn roundtrip(conn: &mut MultiplexedConnection, key: &str) -> Result<(), ProbeError> {
+    let nonce = format!("{:x}", rand_u64());
+    let (_, got, _): ((), Option<String>, i64) = redis::pipe()
+        .cmd("SET")
+        .arg(key)
+        .arg(&nonce)
+        .arg("EX")
+        .arg(60)
+        .cmd("GET")
+        .arg(key)
+        .cmd("DEL")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .map_err(|e| redis_error(&e, "round trip (SET/GET/DEL)", FailureReason::Status))?;
+    if got.as_deref() != Some(nonce.as_str()) {
+        return Err(ProbeError::new(FailureReason::Status, format!("round trip: read back {got:?}, wrote {nonce:?}")));
+    }
+    Ok(())
+}
+
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.finish()
+}
+
+async fn query_info(conn: &mut MultiplexedConnection, sections: &[&str]) -> Result<HashMap<String, String>, ProbeError> {
+    let mut cmd = redis::cmd("INFO");
+    for s in sections {
+        cmd.arg(*s);
+    }
+    let text: String = cmd.query_async(conn).await.map_err(|e| redis_error(&e, "INFO", FailureReason::Status))?;
+    Ok(parse_info(&text))
+}
+
+/// Parses INFO's `key:value` lines, skipping `# Section` headers.
+pub fn parse_info(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn redis_error(e: &redis::RedisError, what: &str, default: FailureReason) -> ProbeError {
+    let reason = if e.is_timeout() {
+        FailureReason::Timeout
+    } else if e.is_connection_refusal() || e.is_io_error() || e.is_connection_dropped() {
+        FailureReason::Connect
+    } else {
+        default
+    };
+    ProbeError::new(reason, format!("{what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_info() {
+        let i = parse_info("# Clients\r\nconnected_clients:3\r\nmaxclients:10000\r\n\r\n# Memory\r\nused_memory:1024\r\n");
+        assert_eq!(i.get("connected_clients").map(String::as_str), Some("3"));
+        assert_eq!(i.get("used_memory").map(String::as_str), Some("1024"));
+        assert_eq!(i.len(), 3);
+    }
+}

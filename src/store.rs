@@ -1,0 +1,284 @@
+//! The history: every observation, kept in SQLite (WAL mode) under
+//! `data_dir` for the reports and the status page.
+//!
+//! Writes go through one background thread that batches them into a
+//! transaction per burst, so probing never waits on the disk. A store that
+//! cannot be opened or written is reported (log + `lookout_history_errors_total`)
+//! and probing carries on without it: losing history is better than losing
+//! monitoring.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::probe::{Observation, Reading};
+
+/// Name of the history database file inside `data_dir`.
+pub const HISTORY_FILE: &str = "history.db";
+
+/// A store error, with the file it concerns.
+#[derive(Debug, thiserror::Error)]
+#[error("history store {path}: {source}")]
+pub struct StoreError {
+    path: PathBuf,
+    #[source]
+    source: rusqlite::Error,
+}
+
+fn open(path: &Path) -> Result<Connection, StoreError> {
+    let err = |source| StoreError { path: path.to_path_buf(), source };
+    let conn = Connection::open(path).map_err(err)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS observations (
+            id INTEGER PRIMARY KEY,
+            probe TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            ts REAL NOT NULL,
+            ok INTEGER NOT NULL,
+            duration REAL NOT NULL,
+            error TEXT,
+            reading TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS observations_probe_ts ON observations(probe, ts);
+        CREATE INDEX IF NOT EXISTS observations_ts ON observations(ts);",
+    )
+    .map_err(err)?;
+    // A database that opens but is damaged fails here rather than on the first write.
+    let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(err)?;
+    if check != "ok" {
+        return Err(StoreError { path: path.to_path_buf(), source: rusqlite::Error::InvalidQuery }).inspect_err(|_| {
+            tracing::error!(path = %path.display(), result = %check, "History database failed its integrity check");
+        });
+    }
+    Ok(conn)
+}
+
+enum Cmd {
+    Record(Box<Observation>),
+    Flush(mpsc::Sender<()>),
+}
+
+/// Handle to the background writer. Cloning shares the writer.
+#[derive(Clone)]
+pub struct History {
+    tx: Option<mpsc::SyncSender<Cmd>>,
+    path: PathBuf,
+}
+
+impl History {
+    /// Opens (creating if needed) the store under `data_dir` and starts the
+    /// writer. On failure the error is returned together with a disabled
+    /// handle, so the caller can report it and go on.
+    pub fn open(data_dir: &Path, retention: Duration) -> (History, Option<StoreError>) {
+        let path = data_dir.join(HISTORY_FILE);
+        if let Err(e) = std::fs::create_dir_all(data_dir) {
+            return (History { tx: None, path: path.clone() }, Some(StoreError { path, source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)) }));
+        }
+        let conn = match open(&path) {
+            Ok(c) => c,
+            Err(e) => return (History { tx: None, path }, Some(e)),
+        };
+        // Bounded: if the disk stalls, observations are dropped (and counted)
+        // instead of growing memory without limit.
+        let (tx, rx) = mpsc::sync_channel::<Cmd>(10_000);
+        let p = path.clone();
+        let spawned = thread::Builder::new().name("history-writer".into()).spawn(move || writer(conn, rx, retention, p));
+        match spawned {
+            Ok(_) => (History { tx: Some(tx), path }, None),
+            Err(e) => (History { tx: None, path: path.clone() }, Some(StoreError { path, source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)) })),
+        }
+    }
+
+    /// A handle that stores nothing (for one-shot commands).
+    pub fn disabled() -> History {
+        History { tx: None, path: PathBuf::new() }
+    }
+
+    /// Where the database is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues an observation for writing. Never blocks.
+    pub fn record(&self, obs: &Observation) {
+        if let Some(tx) = &self.tx
+            && tx.try_send(Cmd::Record(Box::new(obs.clone()))).is_err()
+        {
+            metrics::counter!("lookout_history_errors_total", "op" => "queue_full").increment(1);
+        }
+    }
+
+    /// Waits until everything queued so far is written (shutdown, tests).
+    pub async fn flush(&self) {
+        let Some(tx) = self.tx.clone() else { return };
+        let _ = tokio::task::spawn_blocking(move || {
+            let (done_tx, done_rx) = mpsc::channel();
+            if tx.send(Cmd::Flush(done_tx)).is_ok() {
+                let _ = done_rx.recv_timeout(Duration::from_secs(10));
+            }
+        })
+        .await;
+    }
+}
+
+fn writer(mut conn: Connection, rx: mpsc::Receiver<Cmd>, retention: Duration, path: PathBuf) {
+    let mut last_prune: Option<Instant> = None;
+    loop {
+        let first = match rx.recv() {
+            Ok(c) => c,
+            Err(_) => return,
+        };
+        let mut batch = Vec::new();
+        let mut waiters = Vec::new();
+        let mut push = |c: Cmd, batch: &mut Vec<Box<Observation>>| match c {
+            Cmd::Record(o) => batch.push(o),
+            Cmd::Flush(w) => waiters.push(w),
+        };
+        push(first, &mut batch);
+        while batch.len() < 1000 {
+            match rx.try_recv() {
+                Ok(c) => push(c, &mut batch),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty()
+            && let Err(e) = write_batch(&mut conn, &batch)
+        {
+            metrics::counter!("lookout_history_errors_total", "op" => "write").increment(1);
+            tracing::error!(path = %path.display(), error = %e, dropped = batch.len(), "Cannot write observations to the history store");
+        }
+        if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+            let cutoff = crate::probe::unix_now() - retention.as_secs_f64();
+            match conn.execute("DELETE FROM observations WHERE ts < ?1", params![cutoff]) {
+                Ok(n) if n > 0 => tracing::info!(deleted = n, "Pruned history older than the retention"),
+                Ok(_) => {}
+                Err(e) => {
+                    metrics::counter!("lookout_history_errors_total", "op" => "prune").increment(1);
+                    tracing::error!(path = %path.display(), error = %e, "Cannot prune the history store");
+                }
+            }
+            last_prune = Some(Instant::now());
+        }
+        for w in waiters {
+            let _ = w.send(());
+        }
+    }
+}
+
+fn write_batch(conn: &mut Connection, batch: &[Box<Observation>]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached("INSERT INTO observations (probe, kind, ts, ok, duration, error, reading) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+        for o in batch {
+            let reading = Reading { values: o.values.clone(), facts: o.facts.clone(), sample_times: o.sample_times.clone() };
+            let json = serde_json::to_string(&reading).unwrap_or_else(|_| "{}".to_string());
+            stmt.execute(params![o.name, o.kind, o.timestamp, o.ok, o.duration_seconds, o.error, json])?;
+        }
+    }
+    tx.commit()
+}
+
+/// Read access to the history, on its own connection (WAL lets readers run
+/// beside the writer).
+pub struct HistoryReader {
+    conn: Connection,
+}
+
+impl HistoryReader {
+    /// Opens the store under `data_dir` for reading.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        Ok(HistoryReader { conn: open(&data_dir.join(HISTORY_FILE))? })
+    }
+
+    /// Observations of `probe` (or every probe) since `since`, oldest first.
+    pub fn since(&self, probe: Option<&str>, since: f64) -> rusqlite::Result<Vec<Observation>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT probe, kind, ts, ok, duration, error, reading FROM observations WHERE ts >= ?1 AND (?2 IS NULL OR probe = ?2) ORDER BY ts",
+        )?;
+        let rows = stmt.query_map(params![since, probe], |r| {
+            let reading: String = r.get(6)?;
+            let reading: Reading = serde_json::from_str(&reading).unwrap_or_default();
+            Ok(Observation {
+                name: r.get(0)?,
+                kind: r.get(1)?,
+                timestamp: r.get(2)?,
+                ok: r.get(3)?,
+                duration_seconds: r.get(4)?,
+                error: r.get(5)?,
+                reason: None,
+                values: reading.values,
+                facts: reading.facts,
+                sample_times: reading.sample_times,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Count of stored observations (tests, diagnostics).
+    pub fn count(&self) -> rusqlite::Result<i64> {
+        self.conn.query_row("SELECT COUNT(*) FROM observations", [], |r| r.get(0))
+    }
+
+    /// The newest observation of a probe.
+    pub fn latest(&self, probe: &str) -> rusqlite::Result<Option<Observation>> {
+        let ts: Option<f64> = self.conn.query_row("SELECT MAX(ts) FROM observations WHERE probe = ?1", params![probe], |r| r.get(0)).optional()?.flatten();
+        match ts {
+            Some(ts) => Ok(self.since(Some(probe), ts)?.pop()),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric::Metric;
+
+    fn obs(name: &str, ts: f64) -> Observation {
+        let mut values = std::collections::BTreeMap::new();
+        values.insert(Metric::KeyspaceHits, 42.0);
+        Observation {
+            name: name.into(),
+            kind: "redis".into(),
+            ok: true,
+            error: None,
+            reason: None,
+            timestamp: ts,
+            duration_seconds: 0.001,
+            values,
+            facts: Default::default(),
+            sample_times: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn writes_reads_and_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, err) = History::open(dir.path(), Duration::from_secs(3600));
+        assert!(err.is_none());
+        let now = crate::probe::unix_now();
+        h.record(&obs("old", now - 7200.0));
+        h.record(&obs("a", now));
+        h.flush().await;
+        let r = HistoryReader::open(dir.path()).unwrap();
+        let all = r.since(None, 0.0).unwrap();
+        // The first batch is written before the first prune, which then removes "old".
+        assert!(all.iter().any(|o| o.name == "a"));
+        assert_eq!(r.latest("a").unwrap().unwrap().values[&Metric::KeyspaceHits], 42.0);
+        assert!(all.iter().all(|o| o.name != "old"), "pruned");
+    }
+
+    #[test]
+    fn corrupt_store_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(HISTORY_FILE), vec![0x42u8; 8192]).unwrap();
+        let (_h, err) = History::open(dir.path(), Duration::from_secs(60));
+        assert!(err.is_some());
+    }
+}
