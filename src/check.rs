@@ -41,7 +41,11 @@ pub struct CheckResult<'a> {
 
 /// Runs every probe once, concurrently.
 pub async fn run_all(cfg: &Config) -> anyhow::Result<Vec<Observation>> {
-    let handles = cfg.probes.iter().map(|p| probe::build(p).map_err(|e| anyhow::anyhow!("probe `{}`: {e}", p.name))).collect::<anyhow::Result<Vec<_>>>()?;
+    let handles = cfg
+        .probes
+        .iter()
+        .map(|p| probe::build(p).map_err(|e| anyhow::anyhow!("probe `{}`: {e}", p.name)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(futures::future::join_all(handles.iter().map(probe::run)).await)
 }
 
@@ -51,7 +55,14 @@ pub fn print(results: &[Observation], format: Format, out: &mut dyn Write) -> st
         Format::Json => {
             let items: Vec<CheckResult<'_>> = results
                 .iter()
-                .map(|o| CheckResult { name: &o.name, kind: &o.kind, ok: o.ok, error: o.error.as_deref(), duration_seconds: o.duration_seconds, values: &o.values })
+                .map(|o| CheckResult {
+                    name: &o.name,
+                    kind: &o.kind,
+                    ok: o.ok,
+                    error: o.error.as_deref(),
+                    duration_seconds: o.duration_seconds,
+                    values: &o.values,
+                })
                 .collect();
             serde_json::to_writer_pretty(&mut *out, &items)?;
             writeln!(out)?;

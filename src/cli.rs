@@ -15,7 +15,11 @@ pub const EXIT_CONFIG: u8 = 78;
 pub const DEFAULT_CONFIG: &str = "config/lookout.yaml";
 
 #[derive(Debug, Parser)]
-#[command(name = "lookout", version, about = "Synthetic monitoring for a Redis cache: probes health endpoints, Redis and Prometheus, and checks that they agree.")]
+#[command(
+    name = "lookout",
+    version,
+    about = "Synthetic monitoring for a Redis cache: probes health endpoints, Redis and Prometheus, and checks that they agree."
+)]
 struct Cli {
     #[command(flatten)]
     global: Global,
@@ -65,7 +69,11 @@ fn source(explicit: Option<PathBuf>) -> ConfigSource {
         Some(p) => ConfigSource::File(p),
         None => {
             let p = PathBuf::from(DEFAULT_CONFIG);
-            if p.exists() { ConfigSource::File(p) } else { ConfigSource::Embedded }
+            if p.exists() {
+                ConfigSource::File(p)
+            } else {
+                ConfigSource::Embedded
+            }
         }
     }
 }
@@ -80,12 +88,30 @@ pub fn main() -> ExitCode {
     crate::http::install_crypto_provider();
     let src = source(cli.global.config);
     match cli.command {
-        Command::Config { command: ConfigCommand::Check } => match src.load() {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => match src.load() {
             Ok(cfg) => {
-                let from = cfg.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<embedded default>".into());
-                println!("{from}: valid ({} probe{})", cfg.probes.len(), if cfg.probes.len() == 1 { "" } else { "s" });
+                let from = cfg
+                    .source
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "<embedded default>".into());
+                println!(
+                    "{from}: valid ({} probe{})",
+                    cfg.probes.len(),
+                    if cfg.probes.len() == 1 { "" } else { "s" }
+                );
                 for p in &cfg.probes {
-                    println!("  {:<24} {:<12} {}  (timeout {})  {}:{}", p.name, p.spec.kind(), p.schedule, humantime::format_duration(p.timeout), p.origin.file.display(), p.origin.line);
+                    println!(
+                        "  {:<24} {:<12} {}  (timeout {})  {}:{}",
+                        p.name,
+                        p.spec.kind(),
+                        p.schedule,
+                        humantime::format_duration(p.timeout),
+                        p.origin.file.display(),
+                        p.origin.line
+                    );
                 }
                 ExitCode::SUCCESS
             }

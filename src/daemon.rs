@@ -54,7 +54,13 @@ pub struct Shared {
 impl Shared {
     fn new(config: Arc<Config>, history: History) -> Self {
         let (observations, _) = broadcast::channel(1024);
-        Shared { latest: RwLock::new(BTreeMap::new()), config: RwLock::new(config), ready: false.into(), observations, history }
+        Shared {
+            latest: RwLock::new(BTreeMap::new()),
+            config: RwLock::new(config),
+            ready: false.into(),
+            observations,
+            history,
+        }
     }
 
     /// The configuration in force.
@@ -96,11 +102,17 @@ impl Sink for DaemonSink {
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
 
 fn build_all(cfg: &Config) -> anyhow::Result<Vec<probe::ProbeHandle>> {
-    cfg.probes.iter().map(|p| probe::build(p).map_err(|e| anyhow::anyhow!("probe `{}`: {e}", p.name))).collect()
+    cfg.probes
+        .iter()
+        .map(|p| probe::build(p).map_err(|e| anyhow::anyhow!("probe `{}`: {e}", p.name)))
+        .collect()
 }
 
 fn options(cfg: &Config) -> schedule::Options {
-    schedule::Options { spread: cfg.spread, max_concurrency: cfg.max_concurrency }
+    schedule::Options {
+        spread: cfg.spread,
+        max_concurrency: cfg.max_concurrency,
+    }
 }
 
 /// The longest probe timeout, plus a margin: how long shutdown waits.
@@ -124,15 +136,23 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
     let sink: Arc<dyn Sink> = Arc::new(DaemonSink(shared.clone()));
     config_loaded(true);
 
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
     tracing::info!(listen = %cfg.listen, probes = cfg.probes.len(), config = %cfg.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<embedded default>".into()), "lookout started");
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let app = crate::server::router(crate::server::AppState { shared: shared.clone(), metrics: metrics_handle.clone(), reload: reload_tx });
+    let app = crate::server::router(crate::server::AppState {
+        shared: shared.clone(),
+        metrics: metrics_handle.clone(),
+        reload: reload_tx,
+    });
     let server_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(async move { server_shutdown.cancelled().await }).await
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+            .await
     });
     let upkeep_handle = metrics_handle.clone();
     let upkeep_stop = shutdown.clone();
@@ -188,10 +208,18 @@ fn config_loaded(ok: bool) {
     }
 }
 
-async fn reload(source: &ConfigSource, shared: &Arc<Shared>, running: &mut Option<schedule::Running>, sink: &Arc<dyn Sink>) -> Result<(), String> {
+async fn reload(
+    source: &ConfigSource,
+    shared: &Arc<Shared>,
+    running: &mut Option<schedule::Running>,
+    sink: &Arc<dyn Sink>,
+) -> Result<(), String> {
     let src = source.clone();
     let loaded = tokio::task::spawn_blocking(move || src.load()).await.map_err(|e| e.to_string())?;
-    let new = match loaded.map_err(|e| e.to_string()).and_then(|c| build_all(&c).map(|h| (c, h)).map_err(|e| e.to_string())) {
+    let new = match loaded
+        .map_err(|e| e.to_string())
+        .and_then(|c| build_all(&c).map(|h| (c, h)).map_err(|e| e.to_string()))
+    {
         Ok(n) => n,
         Err(e) => {
             config_loaded(false);

@@ -65,7 +65,11 @@ pub async fn start(handles: Vec<ProbeHandle>, opts: Options, sink: Arc<dyn Sink>
     for h in handles {
         match h.config.schedule.clone() {
             Schedule::Every(period) => {
-                let offset = if opts.spread { spread_offset(&h.config.name, period) } else { Duration::ZERO };
+                let offset = if opts.spread {
+                    spread_offset(&h.config.name, period)
+                } else {
+                    Duration::ZERO
+                };
                 tracker.spawn(interval_loop(h, period, offset, permits.clone(), sink.clone(), cancel.clone()));
             }
             Schedule::Cron { expr, timezone } => cron_jobs.push((h, expr, timezone)),
@@ -127,7 +131,14 @@ fn spawn_guarded(tracker: &TaskTracker, h: ProbeHandle, in_flight: Arc<AtomicBoo
     });
 }
 
-async fn interval_loop(h: ProbeHandle, period: Duration, offset: Duration, permits: Arc<Semaphore>, sink: Arc<dyn Sink>, cancel: CancellationToken) {
+async fn interval_loop(
+    h: ProbeHandle,
+    period: Duration,
+    offset: Duration,
+    permits: Arc<Semaphore>,
+    sink: Arc<dyn Sink>,
+    cancel: CancellationToken,
+) {
     let first = Instant::now() + delay_to_phase(period, offset);
     let mut ticks = tokio::time::interval_at(first, period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);

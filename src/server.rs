@@ -37,14 +37,22 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        s.metrics.render(),
+    )
+        .into_response()
 }
 
 async fn ready(State(s): State<AppState>) -> Response {
     if s.shared.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "lookout is ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "lookout is not ready: the first round of probes has not completed\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "lookout is not ready: the first round of probes has not completed\n",
+        )
+            .into_response()
     }
 }
 
@@ -55,19 +63,34 @@ async fn reload(State(s): State<AppState>) -> Response {
     }
     match rx.await {
         Ok(Ok(())) => (StatusCode::OK, "configuration reloaded\n").into_response(),
-        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("reload rejected, previous configuration kept:\n{e}\n")).into_response(),
+        Ok(Err(e)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload rejected, previous configuration kept:\n{e}\n"),
+        )
+            .into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
     }
 }
 
 async fn probes_json(State(s): State<AppState>) -> Response {
-    let latest: Vec<_> = s.shared.latest.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+    let latest: Vec<_> = s
+        .shared
+        .latest
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .values()
+        .cloned()
+        .collect();
     axum::Json(latest).into_response()
 }
 
 /// Escapes text for HTML.
 pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 async fn status_page(State(s): State<AppState>) -> Html<String> {

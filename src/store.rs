@@ -29,7 +29,10 @@ pub struct StoreError {
 }
 
 fn open(path: &Path) -> Result<Connection, StoreError> {
-    let err = |source| StoreError { path: path.to_path_buf(), source };
+    let err = |source| StoreError {
+        path: path.to_path_buf(),
+        source,
+    };
     let conn = Connection::open(path).map_err(err)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
@@ -52,7 +55,11 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
     // A database that opens but is damaged fails here rather than on the first write.
     let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(err)?;
     if check != "ok" {
-        return Err(StoreError { path: path.to_path_buf(), source: rusqlite::Error::InvalidQuery }).inspect_err(|_| {
+        return Err(StoreError {
+            path: path.to_path_buf(),
+            source: rusqlite::Error::InvalidQuery,
+        })
+        .inspect_err(|_| {
             tracing::error!(path = %path.display(), result = %check, "History database failed its integrity check");
         });
     }
@@ -78,7 +85,16 @@ impl History {
     pub fn open(data_dir: &Path, retention: Duration) -> (History, Option<StoreError>) {
         let path = data_dir.join(HISTORY_FILE);
         if let Err(e) = std::fs::create_dir_all(data_dir) {
-            return (History { tx: None, path: path.clone() }, Some(StoreError { path, source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)) }));
+            return (
+                History {
+                    tx: None,
+                    path: path.clone(),
+                },
+                Some(StoreError {
+                    path,
+                    source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                }),
+            );
         }
         let conn = match open(&path) {
             Ok(c) => c,
@@ -88,16 +104,30 @@ impl History {
         // instead of growing memory without limit.
         let (tx, rx) = mpsc::sync_channel::<Cmd>(10_000);
         let p = path.clone();
-        let spawned = thread::Builder::new().name("history-writer".into()).spawn(move || writer(conn, rx, retention, p));
+        let spawned = thread::Builder::new()
+            .name("history-writer".into())
+            .spawn(move || writer(conn, rx, retention, p));
         match spawned {
             Ok(_) => (History { tx: Some(tx), path }, None),
-            Err(e) => (History { tx: None, path: path.clone() }, Some(StoreError { path, source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)) })),
+            Err(e) => (
+                History {
+                    tx: None,
+                    path: path.clone(),
+                },
+                Some(StoreError {
+                    path,
+                    source: rusqlite::Error::ToSqlConversionFailure(Box::new(e)),
+                }),
+            ),
         }
     }
 
     /// A handle that stores nothing (for one-shot commands).
     pub fn disabled() -> History {
-        History { tx: None, path: PathBuf::new() }
+        History {
+            tx: None,
+            path: PathBuf::new(),
+        }
     }
 
     /// Where the database is.
@@ -174,9 +204,15 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Cmd>, retention: Duration, pa
 fn write_batch(conn: &mut Connection, batch: &[Box<Observation>]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
-        let mut stmt = tx.prepare_cached("INSERT INTO observations (probe, kind, ts, ok, duration, error, reading) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")?;
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO observations (probe, kind, ts, ok, duration, error, reading) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
         for o in batch {
-            let reading = Reading { values: o.values.clone(), facts: o.facts.clone(), sample_times: o.sample_times.clone() };
+            let reading = Reading {
+                values: o.values.clone(),
+                facts: o.facts.clone(),
+                sample_times: o.sample_times.clone(),
+            };
             let json = serde_json::to_string(&reading).unwrap_or_else(|_| "{}".to_string());
             stmt.execute(params![o.name, o.kind, o.timestamp, o.ok, o.duration_seconds, o.error, json])?;
         }
@@ -193,7 +229,9 @@ pub struct HistoryReader {
 impl HistoryReader {
     /// Opens the store under `data_dir` for reading.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        Ok(HistoryReader { conn: open(&data_dir.join(HISTORY_FILE))? })
+        Ok(HistoryReader {
+            conn: open(&data_dir.join(HISTORY_FILE))?,
+        })
     }
 
     /// Observations of `probe` (or every probe) since `since`, oldest first.
@@ -227,7 +265,11 @@ impl HistoryReader {
 
     /// The newest observation of a probe.
     pub fn latest(&self, probe: &str) -> rusqlite::Result<Option<Observation>> {
-        let ts: Option<f64> = self.conn.query_row("SELECT MAX(ts) FROM observations WHERE probe = ?1", params![probe], |r| r.get(0)).optional()?.flatten();
+        let ts: Option<f64> = self
+            .conn
+            .query_row("SELECT MAX(ts) FROM observations WHERE probe = ?1", params![probe], |r| r.get(0))
+            .optional()?
+            .flatten();
         match ts {
             Some(ts) => Ok(self.since(Some(probe), ts)?.pop()),
             None => Ok(None),

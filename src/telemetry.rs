@@ -26,13 +26,30 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_gauge!("lookout_probe_success", "Whether the probe's last run succeeded (1) or failed (0).");
     describe_histogram!("lookout_probe_duration_seconds", metrics::Unit::Seconds, "Duration of probe runs.");
-    describe_gauge!("lookout_probe_value", "Last value of a canonical metric read by a probe, in base units.");
-    describe_gauge!("lookout_probe_last_run_timestamp_seconds", metrics::Unit::Seconds, "Unix time the probe last ran.");
-    describe_counter!("lookout_probe_skipped_total", "Ticks skipped because the probe's previous run was still in flight.");
+    describe_gauge!(
+        "lookout_probe_value",
+        "Last value of a canonical metric read by a probe, in base units."
+    );
+    describe_gauge!(
+        "lookout_probe_last_run_timestamp_seconds",
+        metrics::Unit::Seconds,
+        "Unix time the probe last ran."
+    );
+    describe_counter!(
+        "lookout_probe_skipped_total",
+        "Ticks skipped because the probe's previous run was still in flight."
+    );
     describe_counter!("lookout_probe_runs_total", "Probe runs by result (success, or the failure reason).");
     describe_gauge!("lookout_build_info", "lookout's version, as a label.");
-    describe_gauge!("lookout_config_last_reload_successful", "Whether the last configuration reload succeeded.");
-    describe_gauge!("lookout_config_last_reload_success_timestamp_seconds", metrics::Unit::Seconds, "Unix time of the last successful configuration load.");
+    describe_gauge!(
+        "lookout_config_last_reload_successful",
+        "Whether the last configuration reload succeeded."
+    );
+    describe_gauge!(
+        "lookout_config_last_reload_success_timestamp_seconds",
+        metrics::Unit::Seconds,
+        "Unix time of the last successful configuration load."
+    );
     describe_counter!("lookout_history_errors_total", "Failures of the history store, by operation.");
 }
 
@@ -53,7 +70,11 @@ pub fn record(cfg: &ProbeConfig, obs: &Observation) {
     let result = obs.reason.map(|r| r.as_str()).unwrap_or(if obs.ok { "success" } else { "failure" });
     metrics::counter!("lookout_probe_runs_total", "probe" => obs.name.clone(), "result" => result).increment(1);
     for (metric, value) in &obs.values {
-        metrics::gauge!("lookout_probe_value", probe_labels(cfg, &[("probe", obs.name.clone()), ("metric", metric.as_str().to_string())])).set(*value);
+        metrics::gauge!(
+            "lookout_probe_value",
+            probe_labels(cfg, &[("probe", obs.name.clone()), ("metric", metric.as_str().to_string())])
+        )
+        .set(*value);
     }
 }
 

@@ -46,13 +46,19 @@ pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Str
                     && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                     && !name.starts_with(|c: char| c.is_ascii_digit());
                 if !valid {
-                    return Err(ExpandError::BadName { line: lineno, name: name.to_string() });
+                    return Err(ExpandError::BadName {
+                        line: lineno,
+                        name: name.to_string(),
+                    });
                 }
                 match (lookup(name).filter(|v| !v.is_empty()), default) {
                     (Some(v), _) => out.push_str(&v),
                     (None, Some(d)) => out.push_str(d),
                     (None, None) => {
-                        return Err(ExpandError::Unset { line: lineno, name: name.to_string() });
+                        return Err(ExpandError::Unset {
+                            line: lineno,
+                            name: name.to_string(),
+                        });
                     }
                 }
                 rest = &body[end + 1..];

@@ -177,7 +177,11 @@ pub struct FieldMapping {
 /// The response shape the reference endpoints document, used when a probe
 /// gives no `fields`.
 pub fn default_fields() -> Vec<FieldMapping> {
-    let f = |metric, pointer: &str, scale| FieldMapping { metric, pointer: pointer.to_string(), scale };
+    let f = |metric, pointer: &str, scale| FieldMapping {
+        metric,
+        pointer: pointer.to_string(),
+        scale,
+    };
     vec![
         f(Metric::LatencySeconds, "/redis/latency_ms", 0.001),
         f(Metric::KeyspaceHits, "/redis/hits", 1.0),
@@ -264,7 +268,13 @@ impl fmt::Display for ConfigError {
 
 impl ConfigError {
     fn one(file: &Path, message: impl Into<String>) -> Self {
-        ConfigError(vec![Problem { file: file.to_path_buf(), line: None, column: None, field: None, message: message.into() }])
+        ConfigError(vec![Problem {
+            file: file.to_path_buf(),
+            line: None,
+            column: None,
+            field: None,
+            message: message.into(),
+        }])
     }
 }
 
@@ -323,7 +333,10 @@ pub fn load_with_env(path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
         }
     }
     let mut raw = raw;
-    let mut all: Vec<(PathBuf, RawProbe)> = std::mem::take(&mut raw.probes).into_iter().map(|p| (path.to_path_buf(), p)).collect();
+    let mut all: Vec<(PathBuf, RawProbe)> = std::mem::take(&mut raw.probes)
+        .into_iter()
+        .map(|p| (path.to_path_buf(), p))
+        .collect();
     all.extend(probes);
     match validate(Some(path), raw, all, env) {
         Ok(c) if problems.is_empty() => Ok(c),
@@ -357,7 +370,13 @@ fn parse_yaml<T: serde::de::DeserializeOwned>(file: &Path, text: &str, env: Env<
         };
         let msg = e.to_string();
         let msg = msg.split_once(": ").map(|(_, m)| m.to_string()).unwrap_or(msg);
-        ConfigError(vec![Problem { file: file.to_path_buf(), line: Some(line), column: None, field: None, message: msg }])
+        ConfigError(vec![Problem {
+            file: file.to_path_buf(),
+            line: Some(line),
+            column: None,
+            field: None,
+            message: msg,
+        }])
     })?;
     // An empty file is an empty mapping, not an error.
     let src = if expanded.trim().is_empty() { "{}" } else { expanded.as_str() };
@@ -371,12 +390,22 @@ fn problem_from_yaml(file: &Path, src: &str, e: &serde_saphyr::Error) -> Problem
     let inner = e.without_snippet();
     let (field, message) = match inner {
         serde_saphyr::Error::SerdeUnknownField { field, expected, .. } => {
-            let hint = closest(field, expected).map(|s| format!(" — did you mean `{s}`?")).unwrap_or_default();
-            (Some(field.clone()), format!("unknown key{hint} (valid keys here: {})", expected.join(", ")))
+            let hint = closest(field, expected)
+                .map(|s| format!(" — did you mean `{s}`?"))
+                .unwrap_or_default();
+            (
+                Some(field.clone()),
+                format!("unknown key{hint} (valid keys here: {})", expected.join(", ")),
+            )
         }
         serde_saphyr::Error::SerdeUnknownVariant { variant, expected, .. } => {
-            let hint = closest(variant, expected).map(|s| format!(" — did you mean `{s}`?")).unwrap_or_default();
-            (key_at(src, line), format!("unknown value `{variant}`{hint} (expected one of: {})", expected.join(", ")))
+            let hint = closest(variant, expected)
+                .map(|s| format!(" — did you mean `{s}`?"))
+                .unwrap_or_default();
+            (
+                key_at(src, line),
+                format!("unknown value `{variant}`{hint} (expected one of: {})", expected.join(", ")),
+            )
         }
         serde_saphyr::Error::SerdeMissingField { field, .. } => (Some((*field).to_string()), "missing required field".to_string()),
         other => {
@@ -390,7 +419,13 @@ fn problem_from_yaml(file: &Path, src: &str, e: &serde_saphyr::Error) -> Problem
             (key_at(src, line), text)
         }
     };
-    Problem { file: file.to_path_buf(), line, column, field, message }
+    Problem {
+        file: file.to_path_buf(),
+        line,
+        column,
+        field,
+        message,
+    }
 }
 
 /// The mapping key written on `line`, if that line has one.
@@ -431,13 +466,28 @@ impl Collector<'_> {
 
 fn validate(source: Option<&Path>, raw: RawConfig, probes: Vec<(PathBuf, RawProbe)>, env: Env<'_>) -> Result<Config, ConfigError> {
     let file = source.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<embedded default>"));
-    let mut c = Collector { problems: Vec::new(), file: &file };
-    let prometheus = raw.prometheus.map(|e| Endpoint { url: e.url, timeout: e.timeout.unwrap_or(Duration::from_secs(10)) });
-    let alertmanager = raw.alertmanager.map(|e| Endpoint { url: e.url, timeout: e.timeout.unwrap_or(Duration::from_secs(10)) });
+    let mut c = Collector {
+        problems: Vec::new(),
+        file: &file,
+    };
+    let prometheus = raw.prometheus.map(|e| Endpoint {
+        url: e.url,
+        timeout: e.timeout.unwrap_or(Duration::from_secs(10)),
+    });
+    let alertmanager = raw.alertmanager.map(|e| Endpoint {
+        url: e.url,
+        timeout: e.timeout.unwrap_or(Duration::from_secs(10)),
+    });
     let max_concurrency = raw.scheduler.max_concurrency.unwrap_or(64);
     if max_concurrency == 0 {
         let f = c.file.to_path_buf();
-        c.problems.push(Problem { file: f, line: None, column: None, field: Some("scheduler.max_concurrency".into()), message: "must be at least 1".into() });
+        c.problems.push(Problem {
+            file: f,
+            line: None,
+            column: None,
+            field: Some("scheduler.max_concurrency".into()),
+            message: "must be at least 1".into(),
+        });
     }
 
     let mut seen: HashMap<String, Origin> = HashMap::new();
@@ -447,10 +497,24 @@ fn validate(source: Option<&Path>, raw: RawConfig, probes: Vec<(PathBuf, RawProb
         let origin = Origin { file: pfile.clone(), line };
         let name = p.name.value.clone();
         if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '_' | '-' | '.')) {
-            c.at(&pfile, line, "name", format!("invalid probe name `{name}`: use letters, digits, `_`, `-` and `.`"));
+            c.at(
+                &pfile,
+                line,
+                "name",
+                format!("invalid probe name `{name}`: use letters, digits, `_`, `-` and `.`"),
+            );
         }
         if let Some(first) = seen.get(&name) {
-            c.at(&pfile, line, "name", format!("duplicate probe name `{name}` (first defined at {}:{})", first.file.display(), first.line));
+            c.at(
+                &pfile,
+                line,
+                "name",
+                format!(
+                    "duplicate probe name `{name}` (first defined at {}:{})",
+                    first.file.display(),
+                    first.line
+                ),
+            );
         } else {
             seen.insert(name.clone(), origin.clone());
         }
@@ -463,7 +527,10 @@ fn validate(source: Option<&Path>, raw: RawConfig, probes: Vec<(PathBuf, RawProb
     }
     Ok(Config {
         source: source.map(Path::to_path_buf),
-        listen: raw.server.listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("constant address parses")),
+        listen: raw
+            .server
+            .listen
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("constant address parses")),
         data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from("./data")),
         retention: raw.history.retention.unwrap_or(DEFAULT_RETENTION),
         spread: raw.scheduler.spread.unwrap_or(true),
@@ -482,11 +549,27 @@ fn kind_name(k: RawKind) -> &'static str {
     }
 }
 
-fn build_probe(c: &mut Collector<'_>, file: &Path, line: u64, p: RawProbe, prometheus: Option<&Endpoint>, env: Env<'_>) -> Option<ProbeConfig> {
+fn build_probe(
+    c: &mut Collector<'_>,
+    file: &Path,
+    line: u64,
+    p: RawProbe,
+    prometheus: Option<&Endpoint>,
+    env: Env<'_>,
+) -> Option<ProbeConfig> {
     let before = c.problems.len();
     for (field, kind) in p.set_fields() {
         if kind != p.kind {
-            c.at(file, line, field, format!("not a field of kind `{}` (it belongs to kind `{}`)", kind_name(p.kind), kind_name(kind)));
+            c.at(
+                file,
+                line,
+                field,
+                format!(
+                    "not a field of kind `{}` (it belongs to kind `{}`)",
+                    kind_name(p.kind),
+                    kind_name(kind)
+                ),
+            );
         }
     }
     let schedule = match (p.every, &p.schedule) {
@@ -500,7 +583,10 @@ fn build_probe(c: &mut Collector<'_>, file: &Path, line: u64, p: RawProbe, prome
             }
             Schedule::Every(d)
         }
-        (None, Some(expr)) => Schedule::Cron { expr: expr.clone(), timezone: p.timezone },
+        (None, Some(expr)) => Schedule::Cron {
+            expr: expr.clone(),
+            timezone: p.timezone,
+        },
         (None, None) => Schedule::Every(DEFAULT_EVERY),
     };
     let timeout = p.timeout.unwrap_or(DEFAULT_TIMEOUT);
@@ -533,7 +619,10 @@ fn build_probe(c: &mut Collector<'_>, file: &Path, line: u64, p: RawProbe, prome
         timeout,
         labels: p.labels,
         spec: spec?,
-        origin: Origin { file: file.to_path_buf(), line },
+        origin: Origin {
+            file: file.to_path_buf(),
+            line,
+        },
     })
 }
 
@@ -569,12 +658,21 @@ fn http_spec(c: &mut Collector<'_>, file: &Path, line: u64, p: &RawProbe) -> Opt
                     RawField::Scaled { pointer, scale } => (pointer.clone(), *scale),
                 };
                 if !(pointer.is_empty() || pointer.starts_with('/')) {
-                    c.at(file, line, "fields", format!("`{metric}`: `{pointer}` is not a JSON Pointer (it must start with `/`, e.g. `/redis/hits`)"));
+                    c.at(
+                        file,
+                        line,
+                        "fields",
+                        format!("`{metric}`: `{pointer}` is not a JSON Pointer (it must start with `/`, e.g. `/redis/hits`)"),
+                    );
                 }
                 if !scale.is_finite() || scale == 0.0 {
                     c.at(file, line, "fields", format!("`{metric}`: scale must be a non-zero number"));
                 }
-                v.push(FieldMapping { metric: *metric, pointer, scale });
+                v.push(FieldMapping {
+                    metric: *metric,
+                    pointer,
+                    scale,
+                });
             }
             v
         }
@@ -582,7 +680,12 @@ fn http_spec(c: &mut Collector<'_>, file: &Path, line: u64, p: &RawProbe) -> Opt
     let asserts = p.asserts.clone().unwrap_or_default();
     for a in &asserts {
         if !fields.iter().any(|f| f.metric == a.metric) && a.metric != Metric::HitRatio {
-            c.at(file, line, "assert", format!("`{a}` uses `{}`, which this probe does not read (add it under `fields`)", a.metric));
+            c.at(
+                file,
+                line,
+                "assert",
+                format!("`{a}` uses `{}`, which this probe does not read (add it under `fields`)", a.metric),
+            );
         }
     }
     Some(ProbeSpec::HttpHealth(HttpHealthSpec {
@@ -597,7 +700,8 @@ fn http_spec(c: &mut Collector<'_>, file: &Path, line: u64, p: &RawProbe) -> Opt
 }
 
 fn redis_spec(c: &mut Collector<'_>, file: &Path, line: u64, p: &RawProbe, env: Env<'_>) -> Option<ProbeSpec> {
-    let explicit_parts = p.host.is_some() || p.port.is_some() || p.username.is_some() || p.password.is_some() || p.password_file.is_some() || p.db.is_some();
+    let explicit_parts =
+        p.host.is_some() || p.port.is_some() || p.username.is_some() || p.password.is_some() || p.password_file.is_some() || p.db.is_some();
     if p.url.is_some() && explicit_parts {
         c.at(file, line, "url", "give either `url` or host/port/username/password/db, not both");
         return None;
@@ -623,7 +727,10 @@ fn redis_spec(c: &mut Collector<'_>, file: &Path, line: u64, p: &RawProbe, env: 
         compose_redis_url(p.host.clone(), p.port, p.username.clone(), password, p.db)
     } else if let Some(u) = env("REDIS_URL").filter(|s| !s.is_empty()) {
         u
-    } else if ["REDIS_HOST", "REDIS_PORT", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_DB"].iter().any(|k| env(k).is_some()) {
+    } else if ["REDIS_HOST", "REDIS_PORT", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_DB"]
+        .iter()
+        .any(|k| env(k).is_some())
+    {
         let port = match env("REDIS_PORT").map(|s| s.parse::<u16>()) {
             Some(Ok(p)) => Some(p),
             Some(Err(_)) => {
@@ -640,19 +747,38 @@ fn redis_spec(c: &mut Collector<'_>, file: &Path, line: u64, p: &RawProbe, env: 
             }
             None => None,
         };
-        compose_redis_url(env("REDIS_HOST"), port, env("REDIS_USERNAME"), env("REDIS_PASSWORD").map(Secret::new), db)
+        compose_redis_url(
+            env("REDIS_HOST"),
+            port,
+            env("REDIS_USERNAME"),
+            env("REDIS_PASSWORD").map(Secret::new),
+            db,
+        )
     } else {
         DEFAULT_REDIS_URL.to_string()
     };
     match url::Url::parse(&url) {
         Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some_and(|h| !h.is_empty()) => {}
         _ => {
-            c.at(file, line, "url", format!("invalid Redis URL `{}`: expected redis://[user:password@]host[:port][/db] or rediss://…", redact_url(&url)));
+            c.at(
+                file,
+                line,
+                "url",
+                format!(
+                    "invalid Redis URL `{}`: expected redis://[user:password@]host[:port][/db] or rediss://…",
+                    redact_url(&url)
+                ),
+            );
             return None;
         }
     }
     if url.starts_with("rediss://") {
-        c.at(file, line, "url", "rediss:// (TLS) is not supported by this build yet; use redis:// or a TLS tunnel");
+        c.at(
+            file,
+            line,
+            "url",
+            "rediss:// (TLS) is not supported by this build yet; use redis:// or a TLS tunnel",
+        );
         return None;
     }
     Some(ProbeSpec::Redis(RedisSpec {
@@ -700,17 +826,31 @@ fn prometheus_spec(c: &mut Collector<'_>, file: &Path, line: u64, p: &RawProbe, 
         },
         (None, Some(ep)) => ep.url.clone(),
         (None, None) => {
-            c.at(file, line, "url", "required for kind `prometheus` (or set `prometheus.url` at the top level)");
+            c.at(
+                file,
+                line,
+                "url",
+                "required for kind `prometheus` (or set `prometheus.url` at the top level)",
+            );
             return None;
         }
     };
     let selector = p.selector.clone().unwrap_or_else(|| "{}".to_string());
     let trimmed = selector.trim();
     if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
-        c.at(file, line, "selector", format!("`{selector}` is not a label selector: write it in braces, e.g. `{{instance=\"redis-exporter:9121\"}}`"));
+        c.at(
+            file,
+            line,
+            "selector",
+            format!("`{selector}` is not a label selector: write it in braces, e.g. `{{instance=\"redis-exporter:9121\"}}`"),
+        );
         return None;
     }
-    Some(ProbeSpec::Prometheus(PrometheusSpec { url, selector: trimmed.to_string(), queries: p.queries.clone().unwrap_or_default() }))
+    Some(ProbeSpec::Prometheus(PrometheusSpec {
+        url,
+        selector: trimmed.to_string(),
+        queries: p.queries.clone().unwrap_or_default(),
+    }))
 }
 
 #[cfg(test)]

@@ -168,8 +168,7 @@ fn one() -> f64 {
 
 /// A duration such as `15s`, `1m30s`, `500ms` or `7d`.
 pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim())
-        .map_err(|e| format!("invalid duration `{s}`: {e} (write e.g. `15s`, `500ms`, `5m`)"))?;
+    let d = humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration `{s}`: {e} (write e.g. `15s`, `500ms`, `5m`)"))?;
     if d.is_zero() {
         return Err(format!("invalid duration `{s}`: must be greater than zero"));
     }
@@ -198,7 +197,10 @@ fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<url::Url, D::Error> {
 pub(crate) fn parse_http_url(s: &str) -> Result<url::Url, String> {
     let u = url::Url::parse(s).map_err(|e| format!("invalid URL `{}`: {e}", super::secret::redact_url(s)))?;
     if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
-        return Err(format!("invalid URL `{}`: expected http:// or https:// with a host", super::secret::redact_url(s)));
+        return Err(format!(
+            "invalid URL `{}`: expected http:// or https:// with a host",
+            super::secret::redact_url(s)
+        ));
     }
     Ok(u)
 }

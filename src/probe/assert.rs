@@ -69,7 +69,14 @@ impl FromStr for Assertion {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         // Longest operators first so `<=` is not read as `<`.
-        const OPS: [(&str, Op); 6] = [("<=", Op::Le), (">=", Op::Ge), ("==", Op::Eq), ("!=", Op::Ne), ("<", Op::Lt), (">", Op::Gt)];
+        const OPS: [(&str, Op); 6] = [
+            ("<=", Op::Le),
+            (">=", Op::Ge),
+            ("==", Op::Eq),
+            ("!=", Op::Ne),
+            ("<", Op::Lt),
+            (">", Op::Gt),
+        ];
         let (pos, text, op) = OPS
             .iter()
             .filter_map(|(t, op)| s.find(t).map(|p| (p, *t, *op)))

@@ -59,21 +59,27 @@ impl HttpHealthProbe {
 #[async_trait::async_trait]
 impl Probe for HttpHealthProbe {
     async fn check(&self) -> Result<Reading, ProbeError> {
-        let resp = self.client.get(self.url.clone()).send().await.map_err(|e| request_error(&e, &self.display_url))?;
+        let resp = self
+            .client
+            .get(self.url.clone())
+            .send()
+            .await
+            .map_err(|e| request_error(&e, &self.display_url))?;
         let status = resp.status().as_u16();
         let body = read_capped(resp, MAX_BODY_BYTES).await?;
         if status != self.expect_status {
-            let detail = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("detail").map(|d| d.as_str().map(str::to_string).unwrap_or_else(|| d.to_string())));
+            let detail = serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| {
+                v.get("detail")
+                    .map(|d| d.as_str().map(str::to_string).unwrap_or_else(|| d.to_string()))
+            });
             let msg = match detail {
                 Some(d) => format!("HTTP {status}: {}", truncate(&d, 300)),
                 None => format!("HTTP {status} (expected {})", self.expect_status),
             };
             return Err(ProbeError::new(FailureReason::Status, msg));
         }
-        let json: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| ProbeError::new(FailureReason::Response, format!("invalid JSON in response: {e}")))?;
+        let json: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ProbeError::new(FailureReason::Response, format!("invalid JSON in response: {e}")))?;
         let reading = extract(&json, &self.fields)?;
         check_asserts(&self.asserts, reading)
     }
@@ -82,14 +88,25 @@ impl Probe for HttpHealthProbe {
 /// Reads the response body, failing once it passes `cap` bytes.
 async fn read_capped(resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, ProbeError> {
     if resp.content_length().is_some_and(|n| n as usize > cap) {
-        return Err(ProbeError::new(FailureReason::Response, format!("response body larger than {} KiB", cap / 1024)));
+        return Err(ProbeError::new(
+            FailureReason::Response,
+            format!("response body larger than {} KiB", cap / 1024),
+        ));
     }
     let mut body = Vec::new();
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ProbeError::new(FailureReason::Response, format!("error reading response body: {}", crate::http::describe(&e))))?;
+        let chunk = chunk.map_err(|e| {
+            ProbeError::new(
+                FailureReason::Response,
+                format!("error reading response body: {}", crate::http::describe(&e)),
+            )
+        })?;
         if body.len() + chunk.len() > cap {
-            return Err(ProbeError::new(FailureReason::Response, format!("response body larger than {} KiB", cap / 1024)));
+            return Err(ProbeError::new(
+                FailureReason::Response,
+                format!("response body larger than {} KiB", cap / 1024),
+            ));
         }
         body.extend_from_slice(&chunk);
     }
@@ -115,7 +132,10 @@ fn extract(json: &serde_json::Value, fields: &[FieldMapping]) -> Result<Reading,
     if let Some(status) = json.get("status").and_then(|s| s.as_str())
         && status != "ok"
     {
-        return Err(ProbeError::new(FailureReason::Status, format!("endpoint reports status `{}`", truncate(status, 100))));
+        return Err(ProbeError::new(
+            FailureReason::Status,
+            format!("endpoint reports status `{}`", truncate(status, 100)),
+        ));
     }
     let mut missing = Vec::new();
     for f in fields {
@@ -131,7 +151,12 @@ fn extract(json: &serde_json::Value, fields: &[FieldMapping]) -> Result<Reading,
                     None => {
                         return Err(ProbeError::new(
                             FailureReason::Response,
-                            format!("field `{}` ({}) is not a number: {}", f.pointer, f.metric, truncate(&v.to_string(), 80)),
+                            format!(
+                                "field `{}` ({}) is not a number: {}",
+                                f.pointer,
+                                f.metric,
+                                truncate(&v.to_string(), 80)
+                            ),
                         )
                         .with_partial(reading));
                     }
@@ -140,11 +165,17 @@ fn extract(json: &serde_json::Value, fields: &[FieldMapping]) -> Result<Reading,
         }
     }
     if !missing.is_empty() {
-        return Err(ProbeError::new(FailureReason::Response, format!("missing field{} {}", if missing.len() > 1 { "s" } else { "" }, missing.join(", ")))
-            .with_partial(reading));
+        return Err(ProbeError::new(
+            FailureReason::Response,
+            format!("missing field{} {}", if missing.len() > 1 { "s" } else { "" }, missing.join(", ")),
+        )
+        .with_partial(reading));
     }
     if !reading.values.contains_key(&Metric::HitRatio)
-        && let (Some(h), Some(m)) = (reading.values.get(&Metric::KeyspaceHits), reading.values.get(&Metric::KeyspaceMisses))
+        && let (Some(h), Some(m)) = (
+            reading.values.get(&Metric::KeyspaceHits),
+            reading.values.get(&Metric::KeyspaceMisses),
+        )
         && let Some(r) = Metric::hit_ratio(*h, *m)
     {
         reading.values.insert(Metric::HitRatio, r);
@@ -197,7 +228,10 @@ mod tests {
     #[test]
     fn missing_and_null() {
         let body = serde_json::json!({"redis": {"hits": 1, "misses": 1, "hit_ratio": null}});
-        let fields: Vec<_> = default_fields().into_iter().filter(|f| matches!(f.metric, Metric::KeyspaceHits | Metric::HitRatio | Metric::UsedMemoryBytes)).collect();
+        let fields: Vec<_> = default_fields()
+            .into_iter()
+            .filter(|f| matches!(f.metric, Metric::KeyspaceHits | Metric::HitRatio | Metric::UsedMemoryBytes))
+            .collect();
         let e = extract(&body, &fields).unwrap_err();
         assert!(e.message.contains("/redis/used_memory"), "{}", e.message);
         assert_eq!(e.partial.values[&Metric::KeyspaceHits], 1.0);

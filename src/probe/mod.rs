@@ -116,19 +116,23 @@ pub struct ProbeError {
     pub reason: FailureReason,
     /// What went wrong, for a person; never contains a secret.
     pub message: String,
-    /// Values read before the failure.
-    pub partial: Reading,
+    /// Values read before the failure (boxed: keeps `Result`s small).
+    pub partial: Box<Reading>,
 }
 
 impl ProbeError {
     /// A failure with nothing read.
     pub fn new(reason: FailureReason, message: impl Into<String>) -> Self {
-        ProbeError { reason, message: message.into(), partial: Reading::default() }
+        ProbeError {
+            reason,
+            message: message.into(),
+            partial: Box::default(),
+        }
     }
 
     /// Attaches what was read before the failure.
     pub fn with_partial(mut self, partial: Reading) -> Self {
-        self.partial = partial;
+        self.partial = Box::new(partial);
         self
     }
 }
@@ -158,7 +162,10 @@ pub fn build(config: &ProbeConfig) -> Result<ProbeHandle, String> {
         ProbeSpec::Redis(s) => Arc::new(redis::RedisProbe::new(&config.name, s, config.timeout)?),
         ProbeSpec::Prometheus(s) => Arc::new(prometheus::PrometheusProbe::new(s, config.timeout)?),
     };
-    Ok(ProbeHandle { config: Arc::new(config.clone()), probe })
+    Ok(ProbeHandle {
+        config: Arc::new(config.clone()),
+        probe,
+    })
 }
 
 /// The record of one probe run.
@@ -201,12 +208,15 @@ pub async fn run(handle: &ProbeHandle) -> Observation {
     let start = Instant::now();
     let outcome = match tokio::time::timeout(cfg.timeout, handle.probe.check()).await {
         Ok(r) => r,
-        Err(_) => Err(ProbeError::new(FailureReason::Timeout, format!("timed out after {}", humantime::format_duration(round_ms(cfg.timeout))))),
+        Err(_) => Err(ProbeError::new(
+            FailureReason::Timeout,
+            format!("timed out after {}", humantime::format_duration(round_ms(cfg.timeout))),
+        )),
     };
     let duration_seconds = start.elapsed().as_secs_f64();
     let (ok, error, reason, reading) = match outcome {
         Ok(r) => (true, None, None, r),
-        Err(e) => (false, Some(e.message), Some(e.reason), e.partial),
+        Err(e) => (false, Some(e.message), Some(e.reason), *e.partial),
     };
     Observation {
         name: cfg.name.clone(),

@@ -31,7 +31,9 @@ pub struct PrometheusProbe {
 pub fn default_query(metric: Metric, selector: &str) -> Option<String> {
     let s = selector;
     Some(match metric {
-        Metric::LatencySeconds => format!("sum(rate(redis_commands_duration_seconds_total{s}[1m])) / sum(rate(redis_commands_total{s}[1m]))"),
+        Metric::LatencySeconds => {
+            format!("sum(rate(redis_commands_duration_seconds_total{s}[1m])) / sum(rate(redis_commands_total{s}[1m]))")
+        }
         Metric::KeyspaceHits => format!("redis_keyspace_hits_total{s}"),
         Metric::KeyspaceMisses => format!("redis_keyspace_misses_total{s}"),
         Metric::HitRatio => return None,
@@ -46,7 +48,9 @@ pub fn default_query(metric: Metric, selector: &str) -> Option<String> {
 impl PrometheusProbe {
     /// Prepares the queries; nothing is sent.
     pub fn new(spec: &PrometheusSpec, timeout: Duration) -> Result<Self, String> {
-        let client = crate::http::client_builder(timeout).build().map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        let client = crate::http::client_builder(timeout)
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         let query_url = spec.url.join("api/v1/query").map_err(|e| format!("invalid Prometheus URL: {e}"))?;
         let mut queries = Vec::new();
         for m in Metric::ALL {
@@ -77,24 +81,37 @@ impl PrometheusProbe {
             .send()
             .await
             .map_err(|e| {
-                let reason = if e.is_timeout() { FailureReason::Timeout } else { FailureReason::Connect };
+                let reason = if e.is_timeout() {
+                    FailureReason::Timeout
+                } else {
+                    FailureReason::Connect
+                };
                 ProbeError::new(reason, format!("Prometheus query failed: {}", crate::http::describe(&e)))
             })?;
         let status = resp.status();
-        let body: ApiResponse = resp
-            .json()
-            .await
-            .map_err(|e| ProbeError::new(FailureReason::Response, format!("Prometheus answered HTTP {status} with an unreadable body: {}", crate::http::describe(&e))))?;
+        let body: ApiResponse = resp.json().await.map_err(|e| {
+            ProbeError::new(
+                FailureReason::Response,
+                format!(
+                    "Prometheus answered HTTP {status} with an unreadable body: {}",
+                    crate::http::describe(&e)
+                ),
+            )
+        })?;
         if body.status != "success" {
             return Err(ProbeError::new(
                 FailureReason::Status,
-                format!("Prometheus rejected `{q}`: {}", body.error.unwrap_or_else(|| format!("HTTP {status}"))),
+                format!(
+                    "Prometheus rejected `{q}`: {}",
+                    body.error.unwrap_or_else(|| format!("HTTP {status}"))
+                ),
             ));
         }
         let Some(data) = body.data else { return Ok(None) };
         match data.result_type.as_str() {
             "vector" => {
-                let series: Vec<VectorSample> = serde_json::from_value(data.result).map_err(|e| ProbeError::new(FailureReason::Response, format!("unexpected result of `{q}`: {e}")))?;
+                let series: Vec<VectorSample> = serde_json::from_value(data.result)
+                    .map_err(|e| ProbeError::new(FailureReason::Response, format!("unexpected result of `{q}`: {e}")))?;
                 match series.len() {
                     0 => Ok(None),
                     1 => Ok(Some(series[0].value.parse()?)),
@@ -105,10 +122,14 @@ impl PrometheusProbe {
                 }
             }
             "scalar" => {
-                let s: (f64, String) = serde_json::from_value(data.result).map_err(|e| ProbeError::new(FailureReason::Response, format!("unexpected result of `{q}`: {e}")))?;
+                let s: (f64, String) = serde_json::from_value(data.result)
+                    .map_err(|e| ProbeError::new(FailureReason::Response, format!("unexpected result of `{q}`: {e}")))?;
                 Ok(Some(SamplePair(s.0, s.1).parse()?))
             }
-            other => Err(ProbeError::new(FailureReason::Response, format!("`{q}` returned a {other}, expected an instant vector"))),
+            other => Err(ProbeError::new(
+                FailureReason::Response,
+                format!("`{q}` returned a {other}, expected an instant vector"),
+            )),
         }
     }
 }
@@ -138,7 +159,10 @@ struct SamplePair(f64, String);
 impl SamplePair {
     /// (evaluation timestamp, value). Prometheus sends values as strings, NaN included.
     fn parse(&self) -> Result<(f64, f64), ProbeError> {
-        let v: f64 = self.1.parse().map_err(|_| ProbeError::new(FailureReason::Response, format!("unreadable sample value `{}`", self.1)))?;
+        let v: f64 = self
+            .1
+            .parse()
+            .map_err(|_| ProbeError::new(FailureReason::Response, format!("unreadable sample value `{}`", self.1)))?;
         Ok((self.0, v))
     }
 }
@@ -147,7 +171,11 @@ impl SamplePair {
 impl Probe for PrometheusProbe {
     async fn check(&self) -> Result<Reading, ProbeError> {
         let values = futures::future::join_all(self.queries.iter().map(|(_, q, _)| self.query(q)));
-        let facts = futures::future::join3(self.query(&self.up_query), self.query(&self.redis_up_query), self.query(&self.scrape_time_query));
+        let facts = futures::future::join3(
+            self.query(&self.up_query),
+            self.query(&self.redis_up_query),
+            self.query(&self.scrape_time_query),
+        );
         let (values, (up, redis_up, scrape)) = futures::future::join(values, facts).await;
 
         let mut reading = Reading::default();
@@ -170,8 +198,10 @@ impl Probe for PrometheusProbe {
                 }
             }
         }
-        if let (Some(h), Some(m)) = (reading.values.get(&Metric::KeyspaceHits), reading.values.get(&Metric::KeyspaceMisses))
-            && let Some(r) = Metric::hit_ratio(*h, *m)
+        if let (Some(h), Some(m)) = (
+            reading.values.get(&Metric::KeyspaceHits),
+            reading.values.get(&Metric::KeyspaceMisses),
+        ) && let Some(r) = Metric::hit_ratio(*h, *m)
         {
             let t = reading.sample_times.get(&Metric::KeyspaceHits).copied();
             reading.values.insert(Metric::HitRatio, r);
@@ -184,7 +214,14 @@ impl Probe for PrometheusProbe {
         }
         match (reading.facts.target_up, reading.facts.redis_up) {
             (None, _) => {
-                return Err(ProbeError::new(FailureReason::Upstream, format!("no `{}` series: Prometheus does not scrape an exporter matching the selector", self.up_query)).with_partial(reading));
+                return Err(ProbeError::new(
+                    FailureReason::Upstream,
+                    format!(
+                        "no `{}` series: Prometheus does not scrape an exporter matching the selector",
+                        self.up_query
+                    ),
+                )
+                .with_partial(reading));
             }
             (Some(false), _) => {
                 return Err(ProbeError::new(FailureReason::Upstream, "exporter target is down (up == 0)").with_partial(reading));
@@ -207,6 +244,12 @@ impl Probe for PrometheusProbe {
 pub fn describe_queries(spec: &PrometheusSpec) -> BTreeMap<Metric, String> {
     Metric::ALL
         .into_iter()
-        .filter_map(|m| spec.queries.get(&m).cloned().or_else(|| default_query(m, &spec.selector)).map(|q| (m, q)))
+        .filter_map(|m| {
+            spec.queries
+                .get(&m)
+                .cloned()
+                .or_else(|| default_query(m, &spec.selector))
+                .map(|q| (m, q))
+        })
         .collect()
 }

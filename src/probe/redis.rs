@@ -60,7 +60,9 @@ impl RedisProbe {
     }
 
     async fn connect(&self) -> Result<MultiplexedConnection, ProbeError> {
-        let cfg = redis::AsyncConnectionConfig::new().set_connection_timeout(Some(self.timeout)).set_response_timeout(Some(self.timeout));
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout));
         self.client
             .get_multiplexed_async_connection_with_config(&cfg)
             .await
@@ -96,10 +98,16 @@ impl RedisProbe {
         let mut reading = Reading::default();
 
         let t0 = Instant::now();
-        let pong: String = redis::cmd("PING").query_async(conn).await.map_err(|e| redis_error(&e, "PING", FailureReason::Status))?;
+        let pong: String = redis::cmd("PING")
+            .query_async(conn)
+            .await
+            .map_err(|e| redis_error(&e, "PING", FailureReason::Status))?;
         let latency = t0.elapsed().as_secs_f64();
         if pong != "PONG" {
-            return Err(ProbeError::new(FailureReason::Status, format!("PING answered `{pong}`, expected PONG")));
+            return Err(ProbeError::new(
+                FailureReason::Status,
+                format!("PING answered `{pong}`, expected PONG"),
+            ));
         }
         reading.values.insert(Metric::LatencySeconds, latency);
 
@@ -143,7 +151,11 @@ impl RedisProbe {
 
         let due = st.static_at.is_none_or(|t| t.elapsed() >= self.static_every) || restarted;
         if due {
-            let s = if st.legacy_info { info.clone() } else { query_info(conn, &["server", "persistence", "replication"]).await? };
+            let s = if st.legacy_info {
+                info.clone()
+            } else {
+                query_info(conn, &["server", "persistence", "replication"]).await?
+            };
             let g = |k: &str| s.get(k).cloned();
             let n = |k: &str| s.get(k).and_then(|v| v.parse::<f64>().ok());
             st.static_facts = Facts {
@@ -162,16 +174,18 @@ impl RedisProbe {
         reading.facts.rdb_last_save_time = sf.rdb_last_save_time;
         reading.facts.aof_enabled = sf.aof_enabled;
         // Uptime moves with the clock: extrapolate between reads of `server`.
-        reading.facts.uptime_seconds = sf.uptime_seconds.map(|u| u + st.static_at.map(|t| t.elapsed().as_secs_f64().floor()).unwrap_or(0.0));
+        reading.facts.uptime_seconds = sf
+            .uptime_seconds
+            .map(|u| u + st.static_at.map(|t| t.elapsed().as_secs_f64().floor()).unwrap_or(0.0));
 
-        if !reading.values.contains_key(&Metric::Maxclients) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = reading.values.entry(Metric::Maxclients) {
             if st.config_maxclients.is_none() || due {
                 // CONFIG may be renamed or disabled (managed Redis): carry on without it.
                 let r: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG").arg("GET").arg("maxclients").query_async(conn).await;
                 st.config_maxclients = Some(r.ok().and_then(|v| v.get(1).and_then(|s| s.parse().ok())));
             }
             if let Some(Some(m)) = st.config_maxclients {
-                reading.values.insert(Metric::Maxclients, m);
+                slot.insert(m);
             }
         }
 
@@ -199,7 +213,10 @@ async fn roundtrip(conn: &mut MultiplexedConnection, key: &str) -> Result<(), Pr
         .await
         .map_err(|e| redis_error(&e, "round trip (SET/GET/DEL)", FailureReason::Status))?;
     if got.as_deref() != Some(nonce.as_str()) {
-        return Err(ProbeError::new(FailureReason::Status, format!("round trip: read back {got:?}, wrote {nonce:?}")));
+        return Err(ProbeError::new(
+            FailureReason::Status,
+            format!("round trip: read back {got:?}, wrote {nonce:?}"),
+        ));
     }
     Ok(())
 }
@@ -207,7 +224,12 @@ async fn roundtrip(conn: &mut MultiplexedConnection, key: &str) -> Result<(), Pr
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.finish()
 }
 
@@ -216,7 +238,10 @@ async fn query_info(conn: &mut MultiplexedConnection, sections: &[&str]) -> Resu
     for s in sections {
         cmd.arg(*s);
     }
-    let text: String = cmd.query_async(conn).await.map_err(|e| redis_error(&e, "INFO", FailureReason::Status))?;
+    let text: String = cmd
+        .query_async(conn)
+        .await
+        .map_err(|e| redis_error(&e, "INFO", FailureReason::Status))?;
     Ok(parse_info(&text))
 }
 

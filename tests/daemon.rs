@@ -1,0 +1,194 @@
+//! `lookout run`, `lookout check` and `lookout config check` as a user runs
+//! them: real processes, real Redis, signals, reloads and exit codes.
+
+mod support;
+
+use std::time::Duration;
+
+use support::health::{Behaviour, HealthStandIn};
+use support::{Daemon, Redis, http_get, http_request, lookout, wait_for};
+
+#[test]
+fn redis_stopped_and_restarted_under_a_running_daemon() {
+    let mut redis = Redis::start(&[]);
+    let d = Daemon::start(&format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - name: cache\n    kind: redis\n    url: {}\n    every: 1s\n    timeout: 1s\n",
+        redis.url()
+    ));
+    wait_for("ready", Duration::from_secs(10), || {
+        http_get(d.port, "/-/ready").filter(|(s, _)| *s == 200)
+    });
+    wait_for("success=1", Duration::from_secs(10), || {
+        (d.metric("lookout_probe_success", &[("probe", "cache")]) == Some(1.0)).then_some(())
+    });
+    assert!(
+        d.metric("lookout_probe_value", &[("probe", "cache"), ("metric", "maxclients")])
+            .is_some()
+    );
+    assert_eq!(d.metric("lookout_build_info", &[]), Some(1.0));
+
+    redis.stop();
+    // Failure within one period plus one timeout (and a margin for a loaded machine).
+    wait_for("success=0", Duration::from_secs(5), || {
+        (d.metric("lookout_probe_success", &[("probe", "cache")]) == Some(0.0)).then_some(())
+    });
+    redis.restart();
+    wait_for("recovery", Duration::from_secs(5), || {
+        (d.metric("lookout_probe_success", &[("probe", "cache")]) == Some(1.0)).then_some(())
+    });
+    assert!(d.logs().contains("Probe failed"), "failure logged");
+}
+
+#[test]
+fn reload_keeps_old_config_when_new_is_invalid_and_sigterm_stops_cleanly() {
+    let redis = Redis::start(&[]);
+    let base = format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - name: one\n    kind: redis\n    url: {}\n    every: 1s\n",
+        redis.url()
+    );
+    let mut d = Daemon::start(&base);
+    wait_for("ready", Duration::from_secs(10), || {
+        http_get(d.port, "/-/ready").filter(|(s, _)| *s == 200)
+    });
+
+    d.write_config("server:\n  listen: {listen}\nprobes:\n  - name: one\n    kind: redis\n    evry: 1s\n");
+    let (status, body) = http_request(d.port, "POST", "/-/reload", "").unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("line 5") || body.contains(":5:"), "{body}");
+    assert!(body.contains("did you mean `every`"), "{body}");
+    assert_eq!(d.metric("lookout_config_last_reload_successful", &[]), Some(0.0));
+    wait_for("old probe still running", Duration::from_secs(5), || {
+        (d.metric("lookout_probe_success", &[("probe", "one")]) == Some(1.0)).then_some(())
+    });
+
+    d.write_config(&format!(
+        "{base}  - name: two\n    kind: redis\n    url: {}\n    every: 1s\n",
+        redis.url()
+    ));
+    support::unsafe_kill(d.proc.pid(), "HUP");
+    wait_for("second probe after SIGHUP", Duration::from_secs(10), || {
+        d.metric("lookout_probe_success", &[("probe", "two")]).map(|_| ())
+    });
+    assert_eq!(d.metric("lookout_config_last_reload_successful", &[]), Some(1.0));
+    assert_eq!(http_get(d.port, "/-/reload").map(|(s, _)| s), Some(405));
+    assert_eq!(http_get(d.port, "/nope").map(|(s, _)| s), Some(404));
+
+    let status = d.proc.terminate(Duration::from_secs(10)).expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert!(d.logs().contains("lookout stopped"));
+    let reader = lookout::store::HistoryReader::open(&d.dir.path().join("data")).unwrap();
+    assert!(reader.count().unwrap() >= 2, "history flushed");
+}
+
+#[test]
+fn config_check_exit_codes_and_located_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(
+        &good,
+        "probe_files: []\nprobes:\n  - name: r\n    kind: redis\n    schedule: '*/15 * * * * *'\n",
+    )
+    .unwrap();
+    let out = lookout().args(["config", "check", "-c"]).arg(&good).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "probe_files: []\nprobes:\n  - name: r\n    kind: redis\n    timeout: forever\n",
+    )
+    .unwrap();
+    // The flag is accepted before the subcommand too.
+    let out = lookout().arg("-c").arg(&bad).args(["config", "check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml:5"), "{err}");
+    assert!(err.contains("timeout"), "{err}");
+
+    // A probe file with a problem is named too.
+    let probes = dir.path().join("probes");
+    std::fs::create_dir(&probes).unwrap();
+    std::fs::write(probes.join("web.yaml"), "name: web\nkind: http_health\nurl: not a url\n").unwrap();
+    let cfg = dir.path().join("withfiles.yaml");
+    std::fs::write(&cfg, format!("probe_files: ['{}/*.yaml']\n", probes.display())).unwrap();
+    let out = lookout().args(["config", "check", "-c"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("web.yaml:1") && err.contains("`url`"), "{err}");
+}
+
+#[test]
+fn check_prints_table_and_json_and_never_a_secret() {
+    let secret = "tok-9f8e7d6c5b4a";
+    let redis = Redis::start(&["--requirepass", secret]);
+    let web = HealthStandIn::start("/health/redis/", Behaviour::Unavailable("Redis timeout"));
+    let dir = tempfile::tempdir().unwrap();
+    let pwfile = dir.path().join("redis-password");
+    std::fs::write(&pwfile, format!("{secret}\n")).unwrap();
+    let cfg = dir.path().join("lookout.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "probe_files: []\nprobes:\n  - name: cache\n    kind: redis\n    host: 127.0.0.1\n    port: {}\n    password_file: {}\n  - name: django\n    kind: http_health\n    url: {}?token={secret}\n    headers:\n      Authorization: Bearer {secret}\n    timeout: 2s\n  - name: wrongpw\n    kind: redis\n    url: redis://:{secret}x@127.0.0.1:{}\n",
+            redis.port,
+            pwfile.display(),
+            web.url("/health/redis/"),
+            redis.port
+        ),
+    )
+    .unwrap();
+    let out = lookout().args(["check", "-c"]).arg(&cfg).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.starts_with("PROBE"), "{stdout}");
+    assert!(stdout.contains("HTTP 503: Redis timeout"), "{stdout}");
+    assert!(!stdout.contains(secret) && !stderr.contains(secret), "{stdout}{stderr}");
+
+    let out = lookout().args(["check", "--format", "json", "-c"]).arg(&cfg).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains(secret), "{stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let items = v.as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    let cache = &items[0];
+    assert_eq!(cache["name"], "cache");
+    assert_eq!(cache["kind"], "redis");
+    assert_eq!(cache["ok"], true);
+    assert!(cache["error"].is_null());
+    assert!(cache["duration_seconds"].as_f64().unwrap() > 0.0);
+    assert!(cache["values"]["connected_clients"].as_f64().unwrap() >= 1.0);
+    assert_eq!(items[1]["ok"], false);
+    assert_eq!(items[2]["ok"], false);
+
+    // Nor in the daemon's metrics, status page or logs.
+    let d = Daemon::start(&format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - name: wrongpw\n    kind: redis\n    url: redis://:{secret}x@127.0.0.1:{}\n    every: 1s\n",
+        redis.port
+    ));
+    wait_for("a failed run", Duration::from_secs(10), || {
+        (d.metric("lookout_probe_success", &[("probe", "wrongpw")]) == Some(0.0)).then_some(())
+    });
+    let page = http_get(d.port, "/").unwrap().1;
+    let api = http_get(d.port, "/api/v1/probes").unwrap().1;
+    for text in [d.metrics(), page, api, d.logs()] {
+        assert!(!text.contains(secret));
+    }
+}
+
+#[test]
+fn embedded_default_probes_redis_url() {
+    let redis = Redis::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    // No config file anywhere: the embedded default reads REDIS_URL.
+    let out = lookout()
+        .current_dir(dir.path())
+        .env("REDIS_URL", redis.url())
+        .args(["check", "--format", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["name"], "redis");
+    assert_eq!(v[0]["ok"], true);
+}

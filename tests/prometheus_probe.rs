@@ -1,0 +1,83 @@
+//! `kind: prometheus` against a real Prometheus scraping a real
+//! redis_exporter of a real Redis (1 s scrapes).
+
+mod support;
+
+use std::time::Duration;
+
+use lookout::metric::Metric;
+use lookout::probe::{self, FailureReason};
+use support::{Exporter, Prometheus, Redis, wait_for_async};
+
+fn build(probe_yaml: &str) -> probe::ProbeHandle {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.yaml");
+    std::fs::write(&path, format!("probe_files: []\nprobes:\n{probe_yaml}")).unwrap();
+    let cfg = lookout::config::load_with_env(&path, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    probe::build(&cfg.probes[0]).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_exporter_series_and_tells_a_down_target() {
+    let redis = Redis::start(&["--maxmemory", "32mb"]);
+    redis.cli(&["SET", "a", "1"]);
+    redis.cli(&["GET", "a"]);
+    redis.cli(&["GET", "zz"]);
+    let mut exporter = Exporter::start(&redis.url());
+    let prom = Prometheus::start(&[("redis_exporter", format!("127.0.0.1:{}", exporter.port))]);
+    let h = build(&format!(
+        "  - name: prom\n    kind: prometheus\n    url: {}\n    selector: '{{job=\"redis_exporter\"}}'\n",
+        prom.url()
+    ));
+
+    let o = wait_for_async("a successful prometheus probe", Duration::from_secs(30), || {
+        let h = h.clone();
+        async move {
+            let o = probe::run(&h).await;
+            o.ok.then_some(o)
+        }
+    })
+    .await;
+    assert_eq!(o.facts.target_up, Some(true));
+    assert_eq!(o.facts.redis_up, Some(true));
+    assert_eq!(o.values[&Metric::KeyspaceHits], 1.0);
+    assert_eq!(o.values[&Metric::KeyspaceMisses], 1.0);
+    assert_eq!(o.values[&Metric::HitRatio], 0.5);
+    assert_eq!(o.values[&Metric::MaxmemoryBytes], 32.0 * 1024.0 * 1024.0);
+    assert_eq!(o.values[&Metric::Maxclients], redis.info_field("maxclients").unwrap());
+    let scrape = o.facts.scrape_timestamp.unwrap();
+    let now = probe::unix_now();
+    assert!(now - scrape < 5.0 && now >= scrape - 1.0, "scrape time {scrape} vs now {now}");
+    assert_eq!(o.sample_times[&Metric::KeyspaceHits], scrape);
+
+    // A wrong selector is an upstream failure with a reason, not a panic.
+    let wrong = build(&format!(
+        "  - name: prom\n    kind: prometheus\n    url: {}\n    selector: '{{job=\"nope\"}}'\n",
+        prom.url()
+    ));
+    let o = probe::run(&wrong).await;
+    assert_eq!(o.reason, Some(FailureReason::Upstream), "{o:?}");
+
+    // Exporter gone: Prometheus marks the target down.
+    exporter.stop();
+    let o = wait_for_async("the target to be reported down", Duration::from_secs(30), || {
+        let h = h.clone();
+        async move {
+            let o = probe::run(&h).await;
+            (o.facts.target_up == Some(false)).then_some(o)
+        }
+    })
+    .await;
+    assert!(!o.ok);
+    assert!(o.error.unwrap().contains("up == 0"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prometheus_down_is_a_connect_failure() {
+    let port = support::free_port();
+    let h = build(&format!(
+        "  - name: prom\n    kind: prometheus\n    url: http://127.0.0.1:{port}\n    timeout: 1s\n"
+    ));
+    let o = probe::run(&h).await;
+    assert_eq!(o.reason, Some(FailureReason::Connect), "{o:?}");
+}

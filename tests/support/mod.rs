@@ -1,0 +1,400 @@
+//! Shared fixtures: real redis-server, redis_exporter and Prometheus
+//! processes on free loopback ports, HTTP stand-ins for the health
+//! endpoints, and the `lookout` binary itself. Every process is killed when
+//! its handle drops. Waits poll with deadlines; nothing sleeps blindly.
+
+#![allow(dead_code)]
+
+pub mod health;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests
+/// that start their server right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Async version of [`wait_for`].
+pub async fn wait_for_async<T, F: std::future::Future<Output = Option<T>>>(what: &str, timeout: Duration, mut f: impl FnMut() -> F) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether a binary is on this machine; tests that need it fail loudly
+/// (the test command installs it) rather than skip silently.
+pub fn require(bin: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/local/bin", "/usr/sbin"] {
+        let p = Path::new(dir).join(bin);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("`{bin}` is not installed: run tests/run.sh, which installs the test dependencies");
+}
+
+fn port_open(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().unwrap(), Duration::from_millis(200)).is_ok()
+}
+
+/// A child process killed on drop.
+pub struct Proc {
+    pub child: Option<Child>,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Proc {
+        let child = cmd
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Proc {
+            child: Some(child),
+            name: name.into(),
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        unsafe_kill(c.id(), "TERM");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+}
+
+/// Sends a signal with kill(1), avoiding unsafe libc calls in tests.
+pub fn unsafe_kill(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A private redis-server.
+pub struct Redis {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+    proc: Proc,
+}
+
+impl Redis {
+    pub fn start(extra: &[&str]) -> Redis {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let proc = Self::spawn(port, dir.path(), &args);
+        let r = Redis { port, dir, args, proc };
+        r.wait_up();
+        r
+    }
+
+    fn spawn(port: u16, dir: &Path, args: &[String]) -> Proc {
+        let bin = require("redis-server");
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+        ])
+        .arg(dir)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        Proc::spawn("redis-server", &mut cmd)
+    }
+
+    fn wait_up(&self) {
+        let port = self.port;
+        wait_for("redis-server to accept connections", Duration::from_secs(10), || {
+            port_open(port).then_some(())
+        });
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        self.proc.kill();
+        let port = self.port;
+        wait_for("redis-server to stop", Duration::from_secs(10), || (!port_open(port)).then_some(()));
+    }
+
+    pub fn restart(&mut self) {
+        self.proc = Self::spawn(self.port, self.dir.path(), &self.args);
+        self.wait_up();
+    }
+
+    /// A command through redis-cli (with `-a` when the server has a password).
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new(require("redis-cli"));
+        cmd.args(["-p", &self.port.to_string()]);
+        if let Some(i) = self.args.iter().position(|a| a == "--requirepass") {
+            cmd.args(["--no-auth-warning", "-a", &self.args[i + 1]]);
+        }
+        let out = cmd.args(args).output().expect("redis-cli runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn info_field(&self, field: &str) -> Option<f64> {
+        self.cli(&["INFO"])
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")))
+            .and_then(|v| v.trim().parse().ok())
+    }
+}
+
+/// prometheus-redis-exporter scraping one Redis.
+pub struct Exporter {
+    pub port: u16,
+    proc: Proc,
+}
+
+impl Exporter {
+    pub fn start(redis_url: &str) -> Exporter {
+        let port = free_port();
+        let mut cmd = Command::new(require("prometheus-redis-exporter"));
+        cmd.arg(format!("--redis.addr={redis_url}"))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let proc = Proc::spawn("redis_exporter", &mut cmd);
+        wait_for("redis_exporter to listen", Duration::from_secs(15), || {
+            port_open(port).then_some(())
+        });
+        Exporter { port, proc }
+    }
+
+    pub fn stop(&mut self) {
+        self.proc.kill();
+    }
+}
+
+/// A Prometheus scraping the given targets every second.
+pub struct Prometheus {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    proc: Proc,
+}
+
+impl Prometheus {
+    /// `jobs`: (job name, host:port).
+    pub fn start(jobs: &[(&str, String)]) -> Prometheus {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = String::from("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n");
+        for (job, target) in jobs {
+            cfg.push_str(&format!(
+                "  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"
+            ));
+        }
+        let cfg_path = dir.path().join("prometheus.yml");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let mut cmd = Command::new(require("prometheus"));
+        cmd.arg(format!("--config.file={}", cfg_path.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let proc = Proc::spawn("prometheus", &mut cmd);
+        let p = Prometheus { port, dir, proc };
+        wait_for("prometheus to be ready", Duration::from_secs(30), || {
+            http_get(port, "/-/ready").filter(|(s, _)| *s == 200).map(|_| ())
+        });
+        p
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Instant query; the first sample's value, if any.
+    pub fn query(&self, q: &str) -> Option<f64> {
+        let path = format!("/api/v1/query?query={}", percent_encode(q));
+        let (_, body) = http_get(self.port, &path)?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// A minimal blocking HTTP/1.0 GET on loopback: (status, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_request(port, "GET", path, "")
+}
+
+pub fn http_request(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// The value of a sample in Prometheus text exposition, by exact series prefix
+/// (`name{label="v"` …).
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+        if n != name {
+            return None;
+        }
+        labels
+            .iter()
+            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+            .then(|| value.parse().ok())?
+    })
+}
+
+/// The lookout binary under test.
+pub fn lookout() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lookout"));
+    c.env_remove("LOOKOUT_CONFIG")
+        .env_remove("REDIS_URL")
+        .env_remove("REDIS_HOST")
+        .env_remove("REDIS_PASSWORD");
+    c
+}
+
+/// A running `lookout run`.
+pub struct Daemon {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub proc: Proc,
+    pub stderr: PathBuf,
+}
+
+impl Daemon {
+    /// Writes `config` (with `{listen}` and `{data_dir}` filled in) and starts lookout.
+    pub fn start(config: &str) -> Daemon {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lookout.yaml");
+        let text = config
+            .replace("{listen}", &format!("127.0.0.1:{port}"))
+            .replace("{data_dir}", &dir.path().join("data").display().to_string());
+        std::fs::write(&path, text).unwrap();
+        let stderr = dir.path().join("stderr.log");
+        let err = std::fs::File::create(&stderr).unwrap();
+        let mut cmd = lookout();
+        cmd.current_dir(dir.path())
+            .args(["run", "-c"])
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(err);
+        let proc = Proc::spawn("lookout", &mut cmd);
+        let d = Daemon {
+            port,
+            dir,
+            config: path,
+            proc,
+            stderr,
+        };
+        wait_for("lookout to listen", Duration::from_secs(20), || {
+            http_get(port, "/-/healthy").map(|_| ())
+        });
+        d
+    }
+
+    pub fn metrics(&self) -> String {
+        http_get(self.port, "/metrics").map(|(_, b)| b).unwrap_or_default()
+    }
+
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        metric_value(&self.metrics(), name, labels)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn write_config(&self, config: &str) {
+        let text = config
+            .replace("{listen}", &format!("127.0.0.1:{}", self.port))
+            .replace("{data_dir}", &self.dir.path().join("data").display().to_string());
+        std::fs::write(&self.config, text).unwrap();
+    }
+}
