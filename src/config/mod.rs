@@ -22,6 +22,7 @@ pub use secret::{Secret, redact_url};
 
 use crate::metric::Metric;
 use crate::probe::assert::Assertion;
+pub(crate) use raw::parse_cron;
 use raw::{RawConfig, RawField, RawKind, RawProbe};
 
 /// Default listen address: loopback, so a fresh install exposes nothing.

@@ -26,6 +26,8 @@ pub enum Behaviour {
     WrongShape,
     /// A 2 MiB body.
     Oversized,
+    /// A fixed JSON body (load tests: no Redis behind it).
+    Fixed(serde_json::Value),
 }
 
 /// A running stand-in.
@@ -82,6 +84,7 @@ async fn answer(b: Behaviour) -> Response {
         }
         Behaviour::InvalidJson => ([("content-type", "application/json")], "{\"status\": \"ok\", \"redis\": {").into_response(),
         Behaviour::WrongShape => axum::Json(serde_json::json!({"status": "ok", "cache": {"hits": 1}})).into_response(),
+        Behaviour::Fixed(v) => axum::Json(v).into_response(),
         Behaviour::Oversized => ([("content-type", "application/json")], format!("{{\"pad\": \"{}\"}}", "x".repeat(2 * 1024 * 1024))).into_response(),
     }
 }
