@@ -192,3 +192,19 @@ fn embedded_default_probes_redis_url() {
     assert_eq!(v[0]["name"], "redis");
     assert_eq!(v[0]["ok"], true);
 }
+
+#[test]
+fn every_shipped_configuration_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "x").unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut files = vec![format!("{root}/config/lookout.yaml"), format!("{root}/deploy/lookout/lookout.yaml")];
+    for e in std::fs::read_dir(format!("{root}/config/examples")).unwrap() {
+        files.push(e.unwrap().path().display().to_string());
+    }
+    for f in files {
+        let out = lookout().current_dir(root).env("REDIS_PASSWORD_FILE", &pw).args(["config", "check", "-c", &f]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{f}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
