@@ -30,7 +30,8 @@ LPID=$!
 PIDS+=($LPID)
 start=$(date +%s)
 # redis-cli --latency: PING in a loop (10 ms apart); --raw prints "min max avg samples" at the end.
-cli=$(timeout -s INT "$SECS" redis-cli -p "$RPORT" --latency --raw || true)
+# Without a TTY it samples for -i seconds, then prints one line and exits.
+cli=$(redis-cli -p "$RPORT" --latency --raw -i "$SECS")
 kill -TERM "$LPID"; wait "$LPID" 2>/dev/null || true
 probe=$(python3 - "$WORK/data/history.db" "$start" <<'PY'
 import json, sqlite3, statistics, sys

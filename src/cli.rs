@@ -51,6 +51,16 @@ enum Command {
         #[arg(long, value_enum, default_value_t = crate::check::Format::Text)]
         format: crate::check::Format,
     },
+    /// Cross-check the sources now (or, with --window, summarise the stored
+    /// history) and print the result; exit 0 agree, 1 disagree, 2 incomplete.
+    Report {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = crate::report::Format::Text)]
+        format: crate::report::Format,
+        /// Summarise this much stored history (e.g. `1h`, `24h`, `7d`) instead of running a round.
+        #[arg(long, value_parser = parse_window, value_name = "DURATION")]
+        window: Option<std::time::Duration>,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -62,6 +72,69 @@ enum Command {
 enum ConfigCommand {
     /// Validate the configuration and every probe file without contacting anything; exit 78 if invalid.
     Check,
+}
+
+fn parse_window(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("invalid duration `{s}`: {e}"))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| {
+        eprintln!("lookout: cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+fn report(src: ConfigSource, format: crate::report::Format, window: Option<std::time::Duration>) -> ExitCode {
+    use crate::report::{Doc, render};
+    let cfg = match src.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let (text, code) = match window {
+        Some(w) => {
+            if !cfg.data_dir.join(crate::store::HISTORY_FILE).exists() {
+                eprintln!(
+                    "lookout: no history at {} (is `lookout run` using this data_dir?)",
+                    cfg.data_dir.display()
+                );
+                return ExitCode::from(2);
+            }
+            let reader = match crate::store::HistoryReader::open(&cfg.data_dir) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("lookout: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let until = crate::probe::unix_now();
+            match crate::crosscheck::history::summarise(&reader, until - w.as_secs_f64(), until) {
+                Ok(sum) => (render(&Doc::Window(&sum), format), sum.verdict().exit_code()),
+                Err(e) => {
+                    eprintln!("lookout: cannot read the history: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        None => {
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(c) => return c,
+            };
+            match rt.block_on(crate::crosscheck::run_now(&cfg)) {
+                Ok(r) => (render(&Doc::Round(&r), format), r.verdict.exit_code()),
+                Err(e) => {
+                    eprintln!("lookout: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    print!("{text}");
+    ExitCode::from(code)
 }
 
 fn source(explicit: Option<PathBuf>) -> ConfigSource {
@@ -120,6 +193,7 @@ pub fn main() -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Command::Report { format, window } => report(src, format, window),
         Command::Check { format } => {
             let cfg = match src.load() {
                 Ok(c) => c,

@@ -7,14 +7,15 @@
 //! lets runs in flight finish (each bounded by its timeout), flushes the
 //! history and closes the listener.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use crate::config::{self, Config, ProbeConfig};
+use crate::config::{self, Config, ProbeConfig, Schedule};
+use crate::crosscheck::{self, Report};
 use crate::probe::{self, Observation};
 use crate::schedule::{self, Sink};
 use crate::store::History;
@@ -46,10 +47,20 @@ pub struct Shared {
     pub config: RwLock<Arc<Config>>,
     /// Set once every probe of the current configuration has run once.
     pub ready: std::sync::atomic::AtomicBool,
-    /// Every observation, for in-process consumers (cross-check, alerts).
+    /// Every observation, for in-process consumers (alerts).
     pub observations: broadcast::Sender<Arc<Observation>>,
-    history: History,
+    /// Recent observations per probe (oldest first), for the cross-check.
+    recent: Mutex<HashMap<String, VecDeque<Observation>>>,
+    /// The latest cross-check round.
+    pub report: RwLock<Option<Arc<Report>>>,
+    /// The history store.
+    pub history: History,
 }
+
+/// How much recent history the cross-check keeps in memory: enough to
+/// bracket a Prometheus sample up to `max_staleness` old and to compute a
+/// 5-minute rate.
+const RECENT_WINDOW: f64 = 7.0 * 60.0;
 
 impl Shared {
     fn new(config: Arc<Config>, history: History) -> Self {
@@ -59,6 +70,8 @@ impl Shared {
             config: RwLock::new(config),
             ready: false.into(),
             observations,
+            recent: Mutex::new(HashMap::new()),
+            report: RwLock::new(None),
             history,
         }
     }
@@ -66,6 +79,46 @@ impl Shared {
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
         self.config.read().map(|c| c.clone()).unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// The latest cross-check round.
+    pub fn report(&self) -> Option<Arc<Report>> {
+        self.report.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn remember(&self, obs: &Observation) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let q = recent.entry(obs.name.clone()).or_default();
+        q.push_back(obs.clone());
+        while q.front().is_some_and(|o| obs.timestamp - o.timestamp > RECENT_WINDOW) {
+            q.pop_front();
+        }
+    }
+
+    /// Runs one cross-check round on the recent observations.
+    pub fn crosscheck_round(&self) -> Option<Report> {
+        let cfg = self.config();
+        let cc = cfg.crosscheck.as_ref()?;
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let snapshot = |name: &str| -> Vec<Observation> { recent.get(name).map(|q| q.iter().cloned().collect()).unwrap_or_default() };
+        let reference = snapshot(&cc.reference);
+        let histories: Vec<(String, String, Vec<Observation>, f64)> = cc
+            .sources
+            .iter()
+            .filter_map(|n| cfg.probes.iter().find(|p| &p.name == n))
+            .map(|p| (p.name.clone(), p.spec.kind().to_string(), snapshot(&p.name), max_age(p)))
+            .collect();
+        drop(recent);
+        let sources: Vec<crosscheck::Source<'_>> = histories
+            .iter()
+            .map(|(n, k, h, a)| crosscheck::Source {
+                name: n,
+                kind: k,
+                history: h,
+                max_age: *a,
+            })
+            .collect();
+        Some(crosscheck::judge(cc, &reference, &sources, probe::unix_now()))
     }
 
     fn update_ready(&self) {
@@ -87,6 +140,7 @@ impl Sink for DaemonSink {
             tracing::warn!(probe = %obs.name, kind = %obs.kind, error = obs.error.as_deref().unwrap_or(""), "Probe failed");
         }
         self.0.history.record(&obs);
+        self.0.remember(&obs);
         let _ = self.0.observations.send(Arc::new(obs.clone()));
         let newly = {
             let mut latest = self.0.latest.write().unwrap_or_else(|p| p.into_inner());
@@ -100,6 +154,95 @@ impl Sink for DaemonSink {
 
 /// A reload request from the HTTP server, answered with the outcome.
 pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
+
+/// A source whose newest observation is older than this is stale: three
+/// periods and a timeout.
+pub fn max_age(p: &ProbeConfig) -> f64 {
+    let period = match &p.schedule {
+        Schedule::Every(d) => d.as_secs_f64(),
+        Schedule::Cron { expr, .. } => config::parse_cron(expr)
+            .ok()
+            .and_then(|c| {
+                let now = chrono::Utc::now();
+                let a = c.find_next_occurrence(&now, false).ok()?;
+                let b = c.find_next_occurrence(&a, false).ok()?;
+                Some((b - a).num_milliseconds() as f64 / 1000.0)
+            })
+            .unwrap_or(60.0),
+    };
+    3.0 * period + p.timeout.as_secs_f64()
+}
+
+/// Runs cross-check rounds every `crosscheck.every` (read afresh each time,
+/// so a reload applies), publishing each as metrics, history and `/report`.
+async fn crosscheck_loop(shared: Arc<Shared>, stop: tokio_util::sync::CancellationToken) {
+    loop {
+        let every = shared
+            .config()
+            .crosscheck
+            .as_ref()
+            .map(|c| c.every)
+            .unwrap_or(Duration::from_secs(15));
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let Some(report) = shared.crosscheck_round() else { continue };
+        crosscheck::record_metrics(&report);
+        if report.verdict == crosscheck::Overall::Disagree {
+            let bad: Vec<String> = report
+                .entries
+                .iter()
+                .filter(|e| e.verdict == crosscheck::Verdict::Disagree)
+                .map(|e| format!("{}/{}", e.metric, e.source))
+                .collect();
+            tracing::warn!(disagree = %bad.join(", "), "Cross-check: sources disagree");
+        }
+        shared.history.record_round(&report);
+        *shared.report.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(report));
+    }
+}
+
+/// Exports each probe's availability over 1, 7 and 30 days, every minute.
+async fn availability_loop(shared: Arc<Shared>, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let dir = shared.config().data_dir.clone();
+        let res = tokio::task::spawn_blocking(
+            move || -> Result<Vec<(&'static str, Vec<crate::crosscheck::history::Availability>)>, String> {
+                let reader = crate::store::HistoryReader::open(&dir).map_err(|e| e.to_string())?;
+                let now = probe::unix_now();
+                [("1d", 1.0), ("7d", 7.0), ("30d", 30.0)]
+                    .into_iter()
+                    .map(|(w, days)| {
+                        reader
+                            .availability(now - days * 86400.0, now)
+                            .map(|a| (w, a))
+                            .map_err(|e| e.to_string())
+                    })
+                    .collect()
+            },
+        )
+        .await;
+        match res {
+            Ok(Ok(windows)) => {
+                for (w, list) in windows {
+                    for a in list {
+                        if let Some(r) = a.ratio {
+                            metrics::gauge!("lookout_probe_availability_ratio", "probe" => a.probe.clone(), "window" => w).set(r);
+                        }
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "Availability not computed"),
+            Err(e) => tracing::debug!(error = %e, "Availability task failed"),
+        }
+    }
+}
 
 fn build_all(cfg: &Config) -> anyhow::Result<Vec<probe::ProbeHandle>> {
     cfg.probes
@@ -166,6 +309,8 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         }
     });
 
+    tokio::spawn(crosscheck_loop(shared.clone(), shutdown.clone()));
+    tokio::spawn(availability_loop(shared.clone(), shutdown.clone()));
     let mut running = Some(schedule::start(build_all(&cfg)?, options(&cfg), sink.clone()).await?);
     if cfg.probes.is_empty() {
         shared.update_ready();

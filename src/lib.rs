@@ -8,10 +8,12 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod crosscheck;
 pub mod daemon;
 pub mod http;
 pub mod metric;
 pub mod probe;
+pub mod report;
 pub mod schedule;
 pub mod server;
 pub mod store;

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -32,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
         .route("/api/v1/probes", get(probes_json))
+        .route("/report", get(report))
         .route("/", get(status_page))
         .with_state(state)
 }
@@ -84,46 +85,117 @@ async fn probes_json(State(s): State<AppState>) -> Response {
     axum::Json(latest).into_response()
 }
 
-/// Escapes text for HTML.
-pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
+#[derive(serde::Deserialize)]
+struct ReportQuery {
+    format: Option<String>,
 }
 
+/// `GET /report`: the latest cross-check round; HTML unless `?format=` or
+/// `Accept: application/json` asks for another form.
+async fn report(State(s): State<AppState>, Query(q): Query<ReportQuery>, headers: HeaderMap) -> Response {
+    use crate::report::{Doc, Format, render};
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"));
+    let format = match q.format.as_deref() {
+        None if wants_json => Format::Json,
+        None | Some("html") => Format::Html,
+        Some("json") => Format::Json,
+        Some("text") => Format::Text,
+        Some("markdown") => Format::Markdown,
+        Some("junit") => Format::Junit,
+        Some(other) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("unknown format `{other}`: use html, json, text, markdown or junit\n"),
+            )
+                .into_response();
+        }
+    };
+    let Some(r) = s.shared.report() else {
+        let msg = if s.shared.config().crosscheck.is_none() {
+            "no cross-check configured: it needs a `kind: redis` probe as reference and at least one other probe\n"
+        } else {
+            "no cross-check round yet\n"
+        };
+        return (StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
+    };
+    let content_type = match format {
+        Format::Html => "text/html; charset=utf-8",
+        Format::Json => "application/json",
+        Format::Junit => "application/xml",
+        Format::Markdown => "text/markdown; charset=utf-8",
+        Format::Text => "text/plain; charset=utf-8",
+    };
+    ([(header::CONTENT_TYPE, content_type)], render(&Doc::Round(&r), format)).into_response()
+}
+
+/// How far back the status page's charts go.
+const CHART_WINDOW: f64 = 3.0 * 3600.0;
+
 async fn status_page(State(s): State<AppState>) -> Html<String> {
+    use crate::metric::Metric;
+    use crate::report::html::{Series, Status, downsample, status_page};
     let cfg = s.shared.config();
     let latest = s.shared.latest.read().unwrap_or_else(|p| p.into_inner()).clone();
-    let mut rows = String::new();
-    for p in &cfg.probes {
-        let (state, detail, values, when) = match latest.get(&p.name) {
-            None => ("pending".to_string(), String::new(), String::new(), String::new()),
-            Some(o) => (
-                if o.ok { "ok".into() } else { "failing".into() },
-                o.error.clone().unwrap_or_default(),
-                crate::check::format_values(&o.values),
-                format!("{:.0} ms", o.duration_seconds * 1000.0),
-            ),
-        };
-        rows.push_str(&format!(
-            "<tr class=\"{state}\"><td>{}</td><td>{}</td><td>{}</td><td class=\"state\">{state}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            esc(&p.name),
-            esc(p.spec.kind()),
-            esc(&p.schedule.to_string()),
-            esc(&when),
-            esc(&values),
-            esc(&detail)
-        ));
-    }
-    Html(format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>lookout</title>\
-<meta http-equiv=\"refresh\" content=\"15\"><style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}\
-table{{border-collapse:collapse}}td,th{{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}}\
-tr.ok .state{{color:#176f2c;font-weight:bold}}tr.failing .state{{color:#b00020;font-weight:bold}}tr.pending .state{{color:#777}}</style></head>\
-<body><h1>lookout</h1><p>{} probes · version {}</p><table><thead><tr><th>Probe</th><th>Kind</th><th>Schedule</th><th>State</th><th>Duration</th><th>Values</th><th>Error</th></tr></thead><tbody>\n{rows}</tbody></table></body></html>",
-        cfg.probes.len(),
-        env!("CARGO_PKG_VERSION")
-    ))
+    let report = s.shared.report();
+    let until = crate::probe::unix_now();
+    let since = until - CHART_WINDOW;
+    // Charts show the cross-checked probes (all probes without a cross-check).
+    let names: Vec<String> = match &cfg.crosscheck {
+        Some(cc) => std::iter::once(cc.reference.clone()).chain(cc.sources.iter().cloned()).collect(),
+        None => cfg.probes.iter().map(|p| p.name.clone()).collect(),
+    };
+    let dir = cfg.data_dir.clone();
+    let history = tokio::task::spawn_blocking(move || crate::store::HistoryReader::open(&dir).ok().and_then(|r| r.since(None, since).ok()))
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let charts = [
+        Metric::HitRatio,
+        Metric::LatencySeconds,
+        Metric::UsedMemoryBytes,
+        Metric::ConnectedClients,
+    ]
+    .into_iter()
+    .map(|m| {
+        let series = names
+            .iter()
+            .map(|n| {
+                let pts: Vec<(f64, f64)> = history
+                    .iter()
+                    .filter(|o| &o.name == n)
+                    .filter_map(|o| o.values.get(&m).map(|v| (o.timestamp, *v)))
+                    .collect();
+                Series {
+                    name: n.clone(),
+                    points: downsample(&pts, 240),
+                }
+            })
+            .collect();
+        (m, series)
+    })
+    .collect();
+    let probes = cfg
+        .probes
+        .iter()
+        .map(|p| {
+            (
+                p.name.clone(),
+                p.spec.kind().to_string(),
+                p.schedule.to_string(),
+                latest.get(&p.name),
+            )
+        })
+        .collect();
+    Html(status_page(&Status {
+        probes,
+        report: report.as_deref(),
+        charts,
+        since,
+        until,
+        version: env!("CARGO_PKG_VERSION"),
+    }))
 }

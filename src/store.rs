@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::crosscheck::Report;
+use crate::crosscheck::history::{Availability, PairSummary};
 use crate::probe::{Observation, Reading};
 
 /// Name of the history database file inside `data_dir`.
@@ -49,7 +51,22 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
             reading TEXT NOT NULL
         );
         CREATE INDEX IF NOT EXISTS observations_probe_ts ON observations(probe, ts);
-        CREATE INDEX IF NOT EXISTS observations_ts ON observations(ts);",
+        CREATE INDEX IF NOT EXISTS observations_ts ON observations(ts);
+        CREATE TABLE IF NOT EXISTS crosscheck_rounds (
+            ts REAL NOT NULL,
+            verdict TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS crosscheck_rounds_ts ON crosscheck_rounds(ts);
+        CREATE TABLE IF NOT EXISTS crosscheck (
+            ts REAL NOT NULL,
+            metric TEXT NOT NULL,
+            source TEXT NOT NULL,
+            verdict TEXT NOT NULL,
+            value REAL,
+            reference_value REAL,
+            deviation REAL
+        );
+        CREATE INDEX IF NOT EXISTS crosscheck_ts ON crosscheck(ts);",
     )
     .map_err(err)?;
     // A database that opens but is damaged fails here rather than on the first write.
@@ -68,6 +85,7 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
 
 enum Cmd {
     Record(Box<Observation>),
+    Round(Box<Report>),
     Flush(mpsc::Sender<()>),
 }
 
@@ -144,6 +162,15 @@ impl History {
         }
     }
 
+    /// Queues a cross-check round for writing. Never blocks.
+    pub fn record_round(&self, report: &Report) {
+        if let Some(tx) = &self.tx
+            && tx.try_send(Cmd::Round(Box::new(report.clone()))).is_err()
+        {
+            metrics::counter!("lookout_history_errors_total", "op" => "queue_full").increment(1);
+        }
+    }
+
     /// Waits until everything queued so far is written (shutdown, tests).
     pub async fn flush(&self) {
         let Some(tx) = self.tx.clone() else { return };
@@ -165,27 +192,33 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Cmd>, retention: Duration, pa
             Err(_) => return,
         };
         let mut batch = Vec::new();
+        let mut rounds = Vec::new();
         let mut waiters = Vec::new();
-        let mut push = |c: Cmd, batch: &mut Vec<Box<Observation>>| match c {
+        let mut push = |c: Cmd, batch: &mut Vec<Box<Observation>>, rounds: &mut Vec<Box<Report>>| match c {
             Cmd::Record(o) => batch.push(o),
+            Cmd::Round(r) => rounds.push(r),
             Cmd::Flush(w) => waiters.push(w),
         };
-        push(first, &mut batch);
-        while batch.len() < 1000 {
+        push(first, &mut batch, &mut rounds);
+        while batch.len() + rounds.len() < 1000 {
             match rx.try_recv() {
-                Ok(c) => push(c, &mut batch),
+                Ok(c) => push(c, &mut batch, &mut rounds),
                 Err(_) => break,
             }
         }
-        if !batch.is_empty()
-            && let Err(e) = write_batch(&mut conn, &batch)
+        if !(batch.is_empty() && rounds.is_empty())
+            && let Err(e) = write_batch(&mut conn, &batch, &rounds)
         {
             metrics::counter!("lookout_history_errors_total", "op" => "write").increment(1);
             tracing::error!(path = %path.display(), error = %e, dropped = batch.len(), "Cannot write observations to the history store");
         }
         if last_prune.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
             let cutoff = crate::probe::unix_now() - retention.as_secs_f64();
-            match conn.execute("DELETE FROM observations WHERE ts < ?1", params![cutoff]) {
+            let pruned = conn
+                .execute("DELETE FROM crosscheck WHERE ts < ?1", params![cutoff])
+                .and_then(|_| conn.execute("DELETE FROM crosscheck_rounds WHERE ts < ?1", params![cutoff]))
+                .and_then(|_| conn.execute("DELETE FROM observations WHERE ts < ?1", params![cutoff]));
+            match pruned {
                 Ok(n) if n > 0 => tracing::info!(deleted = n, "Pruned history older than the retention"),
                 Ok(_) => {}
                 Err(e) => {
@@ -201,8 +234,28 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Cmd>, retention: Duration, pa
     }
 }
 
-fn write_batch(conn: &mut Connection, batch: &[Box<Observation>]) -> rusqlite::Result<()> {
+fn write_batch(conn: &mut Connection, batch: &[Box<Observation>], rounds: &[Box<Report>]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
+    {
+        let mut round = tx.prepare_cached("INSERT INTO crosscheck_rounds (ts, verdict) VALUES (?1, ?2)")?;
+        let mut entry = tx.prepare_cached(
+            "INSERT INTO crosscheck (ts, metric, source, verdict, value, reference_value, deviation) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for r in rounds {
+            round.execute(params![r.timestamp, r.verdict.as_str()])?;
+            for e in &r.entries {
+                entry.execute(params![
+                    r.timestamp,
+                    e.metric,
+                    e.source,
+                    e.verdict.as_str(),
+                    e.value,
+                    e.reference_value,
+                    e.deviation
+                ])?;
+            }
+        }
+    }
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO observations (probe, kind, ts, ok, duration, error, reading) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -253,6 +306,62 @@ impl HistoryReader {
                 values: reading.values,
                 facts: reading.facts,
                 sample_times: reading.sample_times,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Rounds in `[since, until]`, and how many had each overall verdict.
+    pub fn round_counts(&self, since: f64, until: f64) -> rusqlite::Result<(u64, std::collections::BTreeMap<String, u64>)> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT verdict, COUNT(*) FROM crosscheck_rounds WHERE ts >= ?1 AND ts <= ?2 GROUP BY verdict")?;
+        let rows = stmt.query_map(params![since, until], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+        let map: std::collections::BTreeMap<String, u64> = rows.collect::<rusqlite::Result<_>>()?;
+        Ok((map.values().sum(), map))
+    }
+
+    /// Agreement per (metric, source) in `[since, until]`, one pass over the rows.
+    pub fn pair_summaries(&self, since: f64, until: f64) -> rusqlite::Result<Vec<PairSummary>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT metric, source, COUNT(*),
+                    SUM(verdict = 'agree'), SUM(verdict = 'disagree'),
+                    MAX(CASE WHEN verdict = 'disagree' THEN ABS(deviation) END),
+                    MIN(CASE WHEN verdict = 'disagree' THEN ts END),
+                    MAX(CASE WHEN verdict = 'disagree' THEN ts END)
+             FROM crosscheck WHERE ts >= ?1 AND ts <= ?2 GROUP BY metric, source ORDER BY source, metric",
+        )?;
+        let rows = stmt.query_map(params![since, until], |r| {
+            let agree = r.get::<_, i64>(3)? as u64;
+            let disagree = r.get::<_, i64>(4)? as u64;
+            Ok(PairSummary {
+                metric: r.get(0)?,
+                source: r.get(1)?,
+                rounds: r.get::<_, i64>(2)? as u64,
+                agree,
+                disagree,
+                agreement_ratio: (agree + disagree > 0).then(|| agree as f64 / (agree + disagree) as f64),
+                worst_deviation: r.get(5)?,
+                first_disagree: r.get(6)?,
+                last_disagree: r.get(7)?,
+            })
+        })?;
+        rows.collect()
+    }
+
+    /// Runs and successes per probe in `[since, until]`.
+    pub fn availability(&self, since: f64, until: f64) -> rusqlite::Result<Vec<Availability>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT probe, COUNT(*), SUM(ok) FROM observations WHERE ts >= ?1 AND ts <= ?2 GROUP BY probe ORDER BY probe",
+        )?;
+        let rows = stmt.query_map(params![since, until], |r| {
+            let runs = r.get::<_, i64>(1)? as u64;
+            let ok = r.get::<_, i64>(2)? as u64;
+            Ok(Availability {
+                probe: r.get(0)?,
+                runs,
+                ok,
+                ratio: (runs > 0).then(|| ok as f64 / runs as f64),
             })
         })?;
         rows.collect()

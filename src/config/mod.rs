@@ -23,7 +23,7 @@ pub use secret::{Secret, redact_url};
 use crate::metric::Metric;
 use crate::probe::assert::Assertion;
 pub(crate) use raw::parse_cron;
-use raw::{RawConfig, RawField, RawKind, RawProbe};
+use raw::{RawConfig, RawCrossCheck, RawField, RawKind, RawProbe};
 
 /// Default listen address: loopback, so a fresh install exposes nothing.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
@@ -59,6 +59,59 @@ pub struct Config {
     pub alertmanager: Option<Endpoint>,
     /// Every probe, inline ones first, then those of probe files in path order.
     pub probes: Vec<ProbeConfig>,
+    /// Cross-verification of the sources; `None` when there is nothing to
+    /// compare (no `redis` probe to take as reference, or no other source).
+    pub crosscheck: Option<CrossCheckConfig>,
+}
+
+/// `crosscheck:` after validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrossCheckConfig {
+    /// How often a round runs.
+    pub every: Duration,
+    /// The probe every source is judged against (a `redis` probe).
+    pub reference: String,
+    /// The probes judged.
+    pub sources: Vec<String>,
+    /// A Prometheus sample older than this (relative to the probe's run) is stale.
+    pub max_staleness: Duration,
+    /// Per-metric tolerances; defaults from [`default_tolerance`].
+    pub tolerances: BTreeMap<Metric, Tolerance>,
+}
+
+impl CrossCheckConfig {
+    /// The tolerance in force for a metric.
+    pub fn tolerance(&self, m: Metric) -> Tolerance {
+        self.tolerances.get(&m).copied().unwrap_or_else(|| default_tolerance(m))
+    }
+}
+
+/// How far a source may be from the reference. Which fields apply depends on
+/// the metric's rule (see the README's cross-check section).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Tolerance {
+    /// Absolute slack, in the metric's unit.
+    pub abs: f64,
+    /// Relative slack, as a fraction of the reference value.
+    pub rel: f64,
+    /// Largest ratio between two latencies.
+    pub factor: f64,
+}
+
+/// Defaults chosen so that honest sources sampled seconds apart agree:
+/// `connected_clients` allows for every observer's own connection,
+/// memory and fragmentation for allocator churn between samples.
+pub fn default_tolerance(m: Metric) -> Tolerance {
+    let t = |abs, rel, factor| Tolerance { abs, rel, factor };
+    match m {
+        Metric::LatencySeconds => t(0.0, 0.0, 20.0),
+        Metric::KeyspaceHits | Metric::KeyspaceMisses => t(0.0, 0.0, 0.0),
+        Metric::HitRatio => t(0.01, 0.0, 0.0),
+        Metric::ConnectedClients => t(5.0, 0.1, 0.0),
+        Metric::UsedMemoryBytes => t(2.0 * 1024.0 * 1024.0, 0.1, 0.0),
+        Metric::Maxclients | Metric::MaxmemoryBytes => t(0.0, 0.0, 0.0),
+        Metric::MemFragmentationRatio => t(0.3, 0.2, 0.0),
+    }
 }
 
 /// An HTTP endpoint of a peer (Prometheus, Alertmanager).
@@ -526,7 +579,12 @@ fn validate(source: Option<&Path>, raw: RawConfig, probes: Vec<(PathBuf, RawProb
     if !c.problems.is_empty() {
         return Err(ConfigError(c.problems));
     }
+    let crosscheck = build_crosscheck(&mut c, raw.crosscheck, &out);
+    if !c.problems.is_empty() {
+        return Err(ConfigError(c.problems));
+    }
     Ok(Config {
+        crosscheck,
         source: source.map(Path::to_path_buf),
         listen: raw
             .server
@@ -539,6 +597,129 @@ fn validate(source: Option<&Path>, raw: RawConfig, probes: Vec<(PathBuf, RawProb
         prometheus,
         alertmanager,
         probes: out,
+    })
+}
+
+fn build_crosscheck(c: &mut Collector<'_>, raw: Option<RawCrossCheck>, probes: &[ProbeConfig]) -> Option<CrossCheckConfig> {
+    let explicit = raw.is_some();
+    let raw = raw.unwrap_or_default();
+    if raw.enabled == Some(false) {
+        return None;
+    }
+    let file = c.file.to_path_buf();
+    let bad = |c: &mut Collector<'_>, field: &str, msg: String| {
+        c.problems.push(Problem {
+            file: file.clone(),
+            line: None,
+            column: None,
+            field: Some(format!("crosscheck.{field}")),
+            message: msg,
+        });
+    };
+    let redis: Vec<&ProbeConfig> = probes.iter().filter(|p| matches!(p.spec, ProbeSpec::Redis(_))).collect();
+    let reference = match &raw.reference {
+        Some(r) => match probes.iter().find(|p| &p.name == r) {
+            Some(p) if matches!(p.spec, ProbeSpec::Redis(_)) => r.clone(),
+            Some(_) => {
+                bad(
+                    c,
+                    "reference",
+                    format!("`{r}` is not a `kind: redis` probe; the reference reads Redis directly"),
+                );
+                return None;
+            }
+            None => {
+                let names: Vec<&str> = probes.iter().map(|p| p.name.as_str()).collect();
+                let hint = closest(r, &names).map(|s| format!(" — did you mean `{s}`?")).unwrap_or_default();
+                bad(c, "reference", format!("no probe named `{r}`{hint}"));
+                return None;
+            }
+        },
+        None if redis.len() == 1 => redis[0].name.clone(),
+        None if redis.is_empty() => {
+            if explicit {
+                bad(c, "reference", "no `kind: redis` probe to use as the reference".into());
+            }
+            return None;
+        }
+        None => {
+            bad(
+                c,
+                "reference",
+                format!(
+                    "several `kind: redis` probes ({}): name the reference",
+                    redis.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            );
+            return None;
+        }
+    };
+    let sources = match &raw.sources {
+        Some(list) => {
+            for s in list {
+                if s == &reference {
+                    bad(c, "sources", format!("`{s}` is the reference"));
+                } else if !probes.iter().any(|p| &p.name == s) {
+                    let names: Vec<&str> = probes.iter().map(|p| p.name.as_str()).collect();
+                    let hint = closest(s, &names).map(|x| format!(" — did you mean `{x}`?")).unwrap_or_default();
+                    bad(c, "sources", format!("no probe named `{s}`{hint}"));
+                }
+            }
+            list.clone()
+        }
+        None => probes.iter().filter(|p| p.name != reference).map(|p| p.name.clone()).collect(),
+    };
+    if sources.is_empty() {
+        if explicit {
+            bad(c, "sources", "nothing to compare with the reference".into());
+        }
+        return None;
+    }
+    let mut tolerances = BTreeMap::new();
+    for (m, t) in raw.tolerances {
+        let d = default_tolerance(m);
+        for (k, v) in [("abs", t.abs), ("rel", t.rel), ("factor", t.factor)] {
+            if let Some(v) = v
+                && (!v.is_finite() || v < 0.0)
+            {
+                bad(c, &format!("tolerances.{m}.{k}"), "must be a non-negative number".into());
+            }
+        }
+        let applies = |k: &str| match m {
+            Metric::LatencySeconds => k == "factor",
+            Metric::Maxclients | Metric::MaxmemoryBytes => false,
+            _ => k != "factor",
+        };
+        for (k, v) in [("abs", t.abs), ("rel", t.rel), ("factor", t.factor)] {
+            if v.is_some() && !applies(k) {
+                let msg = match m {
+                    Metric::Maxclients | Metric::MaxmemoryBytes => "configuration values must be equal; no tolerance applies".to_string(),
+                    Metric::LatencySeconds => "latency is compared within a `factor`".to_string(),
+                    _ => "use `abs` and `rel` for this metric".to_string(),
+                };
+                bad(c, &format!("tolerances.{m}.{k}"), msg);
+            }
+        }
+        if let Some(f) = t.factor
+            && f < 1.0
+        {
+            bad(c, &format!("tolerances.{m}.factor"), "must be at least 1".into());
+        }
+        tolerances.insert(
+            m,
+            Tolerance {
+                abs: t.abs.unwrap_or(d.abs),
+                rel: t.rel.unwrap_or(d.rel),
+                factor: t.factor.unwrap_or(d.factor),
+            },
+        );
+    }
+    Some(CrossCheckConfig {
+        every: raw.every.unwrap_or(DEFAULT_EVERY),
+        reference,
+        sources,
+        max_staleness: raw.max_staleness.unwrap_or(Duration::from_secs(30)),
+        tolerances,
     })
 }
 

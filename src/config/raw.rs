@@ -32,6 +32,31 @@ pub(crate) struct RawConfig {
     pub probes: Vec<RawProbe>,
     pub prometheus: Option<RawEndpoint>,
     pub alertmanager: Option<RawEndpoint>,
+    pub crosscheck: Option<RawCrossCheck>,
+}
+
+/// `crosscheck:`; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCrossCheck {
+    pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub every: Option<Duration>,
+    pub reference: Option<String>,
+    pub sources: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub max_staleness: Option<Duration>,
+    #[serde(default)]
+    pub tolerances: BTreeMap<Metric, RawTolerance>,
+}
+
+/// A tolerance; which keys apply depends on the metric's rule.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTolerance {
+    pub abs: Option<f64>,
+    pub rel: Option<f64>,
+    pub factor: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

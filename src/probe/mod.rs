@@ -73,6 +73,10 @@ pub struct Facts {
     /// Prometheus: time of the exporter's last scrape, Unix seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scrape_timestamp: Option<f64>,
+    /// Prometheus: the hit rate over the last 5 minutes, as a dashboard panel
+    /// computes it (`rate()` of hits over hits + misses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hit_rate_5m: Option<f64>,
 }
 
 /// Why a probe failed, as a small set usable as a metric label.

@@ -23,6 +23,7 @@ pub struct PrometheusProbe {
     up_query: String,
     redis_up_query: String,
     scrape_time_query: String,
+    hit_rate_query: String,
 }
 
 /// The default PromQL for a metric: the exporter's series under `selector`.
@@ -69,6 +70,9 @@ impl PrometheusProbe {
             up_query: format!("up{s}"),
             redis_up_query: format!("redis_up{s}"),
             scrape_time_query: format!("timestamp(redis_up{s})"),
+            hit_rate_query: format!(
+                "sum(rate(redis_keyspace_hits_total{s}[5m])) / (sum(rate(redis_keyspace_hits_total{s}[5m])) + sum(rate(redis_keyspace_misses_total{s}[5m])))"
+            ),
         })
     }
 
@@ -171,18 +175,21 @@ impl SamplePair {
 impl Probe for PrometheusProbe {
     async fn check(&self) -> Result<Reading, ProbeError> {
         let values = futures::future::join_all(self.queries.iter().map(|(_, q, _)| self.query(q)));
-        let facts = futures::future::join3(
+        let facts = futures::future::join4(
             self.query(&self.up_query),
             self.query(&self.redis_up_query),
             self.query(&self.scrape_time_query),
+            self.query(&self.hit_rate_query),
         );
-        let (values, (up, redis_up, scrape)) = futures::future::join(values, facts).await;
+        let (values, (up, redis_up, scrape, hit_rate)) = futures::future::join(values, facts).await;
 
         let mut reading = Reading::default();
         let up = up?;
         reading.facts.target_up = up.map(|(_, v)| v == 1.0);
         reading.facts.redis_up = redis_up?.map(|(_, v)| v == 1.0);
         reading.facts.scrape_timestamp = scrape?.map(|(_, v)| v);
+        // NaN (no lookups in the window) is no rate, not an error.
+        reading.facts.hit_rate_5m = hit_rate.ok().flatten().map(|(_, v)| v).filter(|v| v.is_finite());
         let mut first_error = None;
         let mut missing = Vec::new();
         for ((metric, q, raw), result) in self.queries.iter().zip(values) {

@@ -1,0 +1,907 @@
+//! Cross-verification: do the health endpoints, Redis and Prometheus agree?
+//!
+//! Each round judges every source's reading of every canonical metric
+//! against the reference (the direct `redis` probe) with a rule that fits
+//! the kind of metric. Sources are sampled at different instants, so the
+//! rules compare a source's sample with the reference readings taken just
+//! before and just after it:
+//!
+//! - counters (`keyspace_hits`, `keyspace_misses`) only grow, so a sample
+//!   must lie between the reference readings that bracket it; a different
+//!   `run_id` across the bracket is a restart (`reset`), not a mismatch;
+//! - gauges and ratios must lie within a tolerance of the bracket;
+//! - configuration values (`maxclients`, `maxmemory_bytes`) must be equal;
+//! - latencies are different instruments (a client's round trip through a
+//!   web framework, Redis's own command time), so they are compared within a
+//!   factor — and Prometheus's mean command time, measured inside Redis, only
+//!   from above.
+//!
+//! The engine is a pure function of the observations ([`judge`]); the
+//! daemon feeds it from its probes, `lookout report` from runs made on the
+//! spot.
+
+pub mod history;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{CrossCheckConfig, Tolerance};
+use crate::metric::Metric;
+use crate::probe::{FailureReason, Observation};
+
+/// How long after its scrape timestamp the exporter may have read Redis.
+const SCRAPE_SLACK: f64 = 1.0;
+
+/// The verdict on one (metric, source).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Within the rule's bound.
+    Agree,
+    /// Outside it: `deviation` and `bound` say by how much.
+    Disagree,
+    /// The source's sample is too old to judge (or its exporter target is down).
+    Stale,
+    /// The source did not report the metric.
+    Missing,
+    /// Redis restarted between the samples: counters reset.
+    Reset,
+    /// The source (or the reference) is failing.
+    SourceDown,
+}
+
+impl Verdict {
+    /// All verdicts, for metrics and legends.
+    pub const ALL: [Verdict; 6] = [
+        Verdict::Agree,
+        Verdict::Disagree,
+        Verdict::Stale,
+        Verdict::Missing,
+        Verdict::Reset,
+        Verdict::SourceDown,
+    ];
+
+    /// The serialised name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Agree => "agree",
+            Verdict::Disagree => "disagree",
+            Verdict::Stale => "stale",
+            Verdict::Missing => "missing",
+            Verdict::Reset => "reset",
+            Verdict::SourceDown => "source_down",
+        }
+    }
+
+    /// Parses [`Verdict::as_str`].
+    pub fn parse(s: &str) -> Option<Verdict> {
+        Verdict::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The verdict on a whole round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overall {
+    /// Every (metric, source) agrees.
+    Agree,
+    /// At least one disagrees.
+    Disagree,
+    /// None disagrees, but some could not be judged.
+    Incomplete,
+}
+
+impl Overall {
+    /// All values.
+    pub const ALL: [Overall; 3] = [Overall::Agree, Overall::Disagree, Overall::Incomplete];
+
+    /// The serialised name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overall::Agree => "agree",
+            Overall::Disagree => "disagree",
+            Overall::Incomplete => "incomplete",
+        }
+    }
+
+    /// `lookout report`'s exit status: 0 agree, 1 disagree, 2 incomplete.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Overall::Agree => 0,
+            Overall::Disagree => 1,
+            Overall::Incomplete => 2,
+        }
+    }
+}
+
+/// One judged (metric, source). The JSON form is a stable interface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Canonical metric name (or `hit_rate_5m` in the dashboard section).
+    pub metric: String,
+    /// Source probe name.
+    pub source: String,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The source's value.
+    pub value: Option<f64>,
+    /// The reference value it was compared with (the nearest reading).
+    pub reference_value: Option<f64>,
+    /// How far outside the bound (counters, gauges: signed distance to the
+    /// nearest reference value; latency: the ratio source / reference).
+    pub deviation: Option<f64>,
+    /// The bound applied, e.g. `[1520, 1533]` or `ratio ≤ 20`.
+    pub bound: Option<String>,
+    /// Why, for a person.
+    pub reason: String,
+}
+
+/// One round's result. The JSON form is a stable interface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// When the round ran, Unix seconds.
+    pub timestamp: f64,
+    /// Overall verdict.
+    pub verdict: Overall,
+    /// The reference probe.
+    pub reference: String,
+    /// One entry per (metric, source).
+    pub entries: Vec<Entry>,
+    /// The windowed hit rate a dashboard shows (`rate()` over 5m), judged
+    /// apart: it is not the lifetime ratio the endpoints report.
+    pub dashboard: Vec<Entry>,
+}
+
+impl Report {
+    /// Entries with a given verdict.
+    pub fn count(&self, v: Verdict) -> usize {
+        self.entries.iter().filter(|e| e.verdict == v).count()
+    }
+}
+
+/// A source and what it has observed lately (oldest first).
+pub struct Source<'a> {
+    /// Probe name.
+    pub name: &'a str,
+    /// Probe kind (`http_health`, `prometheus`, `redis`).
+    pub kind: &'a str,
+    /// Recent observations, oldest first; the newest suitable one is judged.
+    pub history: &'a [Observation],
+    /// An observation older than this many seconds is stale.
+    pub max_age: f64,
+}
+
+/// The metrics a source is judged on.
+pub fn judged_metrics() -> [Metric; 9] {
+    Metric::ALL
+}
+
+/// Judges every source against the reference readings (oldest first).
+pub fn judge(cfg: &CrossCheckConfig, reference: &[Observation], sources: &[Source<'_>], now: f64) -> Report {
+    let refs: Vec<&Observation> = reference.iter().filter(|o| o.ok || !o.values.is_empty()).collect();
+    let latest_ref = reference.last();
+    let mut entries = Vec::new();
+    let mut dashboard = Vec::new();
+    for src in sources {
+        let chosen = choose(src, &refs);
+        for m in judged_metrics() {
+            entries.push(judge_one(cfg, m, src, chosen, &refs, latest_ref, now));
+        }
+        if src.kind == "prometheus"
+            && let Some(o) = chosen
+        {
+            dashboard.push(judge_hit_rate(src.name, o, &refs));
+        }
+    }
+    let verdict = if entries.iter().any(|e| e.verdict == Verdict::Disagree) {
+        Overall::Disagree
+    } else if entries.iter().all(|e| e.verdict == Verdict::Agree) {
+        Overall::Agree
+    } else {
+        Overall::Incomplete
+    };
+    Report {
+        timestamp: now,
+        verdict,
+        reference: cfg.reference.clone(),
+        entries,
+        dashboard,
+    }
+}
+
+/// The interval in which a source read Redis.
+fn sample_window(kind: &str, o: &Observation, m: Metric) -> (f64, f64) {
+    if kind == "prometheus" {
+        let t = o.sample_times.get(&m).copied().or(o.facts.scrape_timestamp).unwrap_or(o.timestamp);
+        if m == Metric::LatencySeconds {
+            // A rate over the last minute.
+            return (t - 60.0, t);
+        }
+        (t, t + SCRAPE_SLACK)
+    } else {
+        (o.timestamp, o.timestamp + o.duration_seconds)
+    }
+}
+
+/// The newest observation of the source whose sample is bracketed by
+/// reference readings, or else the newest observation.
+fn choose<'a>(src: &Source<'a>, refs: &[&Observation]) -> Option<&'a Observation> {
+    let newest = src.history.last()?;
+    let bracketed = src.history.iter().rev().take_while(|o| o.ok == newest.ok).find(|o| {
+        let (_, b) = sample_window(src.kind, o, Metric::KeyspaceHits);
+        refs.iter().any(|r| r.timestamp >= b)
+    });
+    Some(bracketed.unwrap_or(newest))
+}
+
+/// Reference readings of `m` around `[a, b]`: the last that ended before
+/// `a`, and the first that started after `b`.
+fn bracket<'r>(refs: &[&'r Observation], m: Metric, a: f64, b: f64) -> (Option<&'r Observation>, Option<&'r Observation>) {
+    let with = |o: &&&Observation| o.values.contains_key(&m);
+    let before = refs.iter().filter(with).rfind(|o| o.timestamp + o.duration_seconds <= a).copied();
+    let after = refs.iter().filter(with).find(|o| o.timestamp >= b).copied();
+    (before, after)
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else if v.abs() >= 0.01 {
+        format!("{v:.4}")
+    } else {
+        format!("{v:.3e}")
+    }
+}
+
+fn ago(now: f64, t: f64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs((now - t).max(0.0) as u64)).to_string()
+}
+
+fn judge_one(
+    cfg: &CrossCheckConfig,
+    m: Metric,
+    src: &Source<'_>,
+    chosen: Option<&Observation>,
+    refs: &[&Observation],
+    latest_ref: Option<&Observation>,
+    now: f64,
+) -> Entry {
+    let mut e = Entry {
+        metric: m.as_str().to_string(),
+        source: src.name.to_string(),
+        verdict: Verdict::Missing,
+        value: None,
+        reference_value: None,
+        deviation: None,
+        bound: None,
+        reason: String::new(),
+    };
+    let Some(o) = chosen else {
+        e.verdict = Verdict::SourceDown;
+        e.reason = "no observation yet".into();
+        return e;
+    };
+    e.value = o.values.get(&m).copied();
+    // The exporter side of Prometheus down: what Prometheus holds is stale, not wrong.
+    if src.kind == "prometheus" && o.reason == Some(FailureReason::Upstream)
+        || o.facts.target_up == Some(false)
+        || o.facts.redis_up == Some(false)
+    {
+        e.verdict = Verdict::Stale;
+        e.reason = o.error.clone().unwrap_or_else(|| "exporter target down".into());
+        return e;
+    }
+    if !o.ok && e.value.is_none() {
+        e.verdict = Verdict::SourceDown;
+        e.reason = o.error.clone().unwrap_or_else(|| "probe failing".into());
+        return e;
+    }
+    if now - o.timestamp > src.max_age {
+        e.verdict = Verdict::Stale;
+        e.reason = format!("last observation {} ago", ago(now, o.timestamp));
+        return e;
+    }
+    if src.kind == "prometheus" {
+        let t = o.sample_times.get(&m).copied().or(o.facts.scrape_timestamp);
+        if let Some(t) = t
+            && m != Metric::LatencySeconds
+            && o.timestamp - t > cfg.max_staleness.as_secs_f64()
+        {
+            e.verdict = Verdict::Stale;
+            e.reason = format!(
+                "Prometheus's sample is {} old (max {})",
+                ago(o.timestamp, t),
+                humantime::format_duration(cfg.max_staleness)
+            );
+            return e;
+        }
+    }
+    let Some(v) = e.value else {
+        e.verdict = Verdict::Missing;
+        let no_lookups = m == Metric::HitRatio
+            && o.values.get(&Metric::KeyspaceHits) == Some(&0.0)
+            && o.values.get(&Metric::KeyspaceMisses) == Some(&0.0);
+        e.reason = if no_lookups {
+            "no lookups yet in the source's sample (0/0)".into()
+        } else {
+            format!("{} did not report {m}", src.name)
+        };
+        return e;
+    };
+    match latest_ref {
+        Some(r) if !r.ok && r.values.is_empty() => {
+            e.verdict = Verdict::SourceDown;
+            e.reason = format!(
+                "reference `{}` is failing: {}",
+                cfg.reference,
+                r.error.as_deref().unwrap_or("unknown error")
+            );
+            return e;
+        }
+        None => {
+            e.verdict = Verdict::SourceDown;
+            e.reason = format!("no reading from the reference `{}` yet", cfg.reference);
+            return e;
+        }
+        _ => {}
+    }
+    let (a, b) = sample_window(src.kind, o, m);
+    let (before, after) = bracket(refs, m, a, b);
+    let tol = cfg.tolerance(m);
+    if m == Metric::HitRatio
+        && let (Some(b), Some(a)) = (before, after)
+        && b.facts.run_id.is_some()
+        && b.facts.run_id != a.facts.run_id
+    {
+        e.verdict = Verdict::Reset;
+        e.reason = "Redis restarted between the reference readings around this sample: the lifetime ratio restarted".into();
+        return e;
+    }
+    match m {
+        Metric::KeyspaceHits | Metric::KeyspaceMisses => counter(&mut e, v, before, after, tol),
+        Metric::LatencySeconds => latency(&mut e, v, refs, a, b, tol, src.kind == "prometheus"),
+        Metric::Maxclients | Metric::MaxmemoryBytes => equal(&mut e, v, before, after, refs),
+        _ => within(&mut e, v, before, after, refs, tol, m, (a + b) / 2.0),
+    }
+    e
+}
+
+fn nearest<'r>(refs: &[&'r Observation], m: Metric, t: f64) -> Option<&'r Observation> {
+    refs.iter()
+        .filter(|o| o.values.contains_key(&m))
+        .min_by(|x, y| (x.timestamp - t).abs().total_cmp(&(y.timestamp - t).abs()))
+        .copied()
+}
+
+fn counter(e: &mut Entry, v: f64, before: Option<&Observation>, after: Option<&Observation>, tol: Tolerance) {
+    let m: Metric = e.metric.parse().unwrap_or(Metric::KeyspaceHits);
+    if let (Some(b), Some(a)) = (before, after)
+        && b.facts.run_id.is_some()
+        && a.facts.run_id.is_some()
+        && b.facts.run_id != a.facts.run_id
+    {
+        e.verdict = Verdict::Reset;
+        e.reference_value = a.values.get(&m).copied();
+        e.reason = "Redis restarted between the reference readings around this sample (run_id changed): counters reset".into();
+        return;
+    }
+    let lo = before.and_then(|o| o.values.get(&m)).copied();
+    let hi = after.and_then(|o| o.values.get(&m)).copied();
+    let slack = tol.abs + tol.rel * hi.or(lo).unwrap_or(0.0);
+    e.bound = Some(format!(
+        "[{}, {}]",
+        lo.map(fmt_num).unwrap_or_else(|| "?".into()),
+        hi.map(fmt_num).unwrap_or_else(|| "?".into())
+    ));
+    match (lo, hi) {
+        (None, None) => {
+            e.verdict = Verdict::Missing;
+            e.reason = "no reference reading around the sample".into();
+        }
+        (Some(l), _) if v < l - slack => {
+            e.reference_value = Some(l);
+            e.deviation = Some(v - l);
+            // Lower than a reading taken before it: a counter never goes back,
+            // unless Redis restarted after that reading.
+            let restarted = after.is_some_and(|a| {
+                a.facts
+                    .uptime_seconds
+                    .is_some_and(|u| u < a.timestamp - before.map(|b| b.timestamp).unwrap_or(0.0))
+            });
+            if restarted {
+                e.verdict = Verdict::Reset;
+                e.reason = "Redis restarted (uptime fell): counters reset".into();
+            } else {
+                e.verdict = Verdict::Disagree;
+                e.reason = format!(
+                    "{} is below the reference's earlier reading {} (frozen or wrong counter?)",
+                    fmt_num(v),
+                    fmt_num(l)
+                );
+            }
+        }
+        (_, Some(h)) if v > h + slack => {
+            e.reference_value = Some(h);
+            e.deviation = Some(v - h);
+            e.verdict = Verdict::Disagree;
+            e.reason = format!(
+                "{} is above the reference's later reading {} (another Redis or database?)",
+                fmt_num(v),
+                fmt_num(h)
+            );
+        }
+        _ => {
+            e.reference_value = hi.or(lo);
+            e.deviation = Some(0.0);
+            e.verdict = Verdict::Agree;
+            e.reason = match (lo, hi) {
+                (Some(_), Some(_)) => "between the reference readings before and after the sample".into(),
+                (Some(_), None) => "not below the reference's last reading (no later reading yet)".into(),
+                _ => "not above the reference's next reading (no earlier reading kept)".into(),
+            };
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn within(
+    e: &mut Entry,
+    v: f64,
+    before: Option<&Observation>,
+    after: Option<&Observation>,
+    refs: &[&Observation],
+    tol: Tolerance,
+    m: Metric,
+    t: f64,
+) {
+    let mut vals: Vec<f64> = [before, after].iter().flatten().filter_map(|o| o.values.get(&m)).copied().collect();
+    if vals.is_empty()
+        && let Some(n) = nearest(refs, m, t).and_then(|o| o.values.get(&m))
+    {
+        vals.push(*n);
+    }
+    if vals.is_empty() {
+        e.verdict = Verdict::Missing;
+        e.reason = "the reference did not report it".into();
+        return;
+    }
+    let lo_ref = vals.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi_ref = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let slack = tol.abs.max(tol.rel * hi_ref.abs());
+    // Every canonical metric is non-negative.
+    let (lo, hi) = ((lo_ref - slack).max(0.0), hi_ref + slack);
+    let nearest_val = if (v - lo_ref).abs() < (v - hi_ref).abs() { lo_ref } else { hi_ref };
+    e.reference_value = Some(nearest_val);
+    e.bound = Some(format!("[{}, {}]", fmt_num(lo), fmt_num(hi)));
+    if v >= lo && v <= hi {
+        e.verdict = Verdict::Agree;
+        e.deviation = Some(if v < lo_ref {
+            v - lo_ref
+        } else if v > hi_ref {
+            v - hi_ref
+        } else {
+            0.0
+        });
+        e.reason = "within tolerance of the reference".into();
+    } else {
+        e.verdict = Verdict::Disagree;
+        e.deviation = Some(v - nearest_val);
+        let factor = if nearest_val != 0.0 { v / nearest_val } else { f64::INFINITY };
+        let hint = if m == Metric::UsedMemoryBytes && (factor - 1.0 / 1024.0).abs() < 0.0005 {
+            " (1/1024 of it: reported in KiB instead of bytes?)"
+        } else {
+            ""
+        };
+        e.reason = format!(
+            "{} is outside {} of the reference's {}{hint}",
+            fmt_num(v),
+            e.bound.clone().unwrap_or_default(),
+            fmt_num(nearest_val)
+        );
+    }
+}
+
+fn equal(e: &mut Entry, v: f64, before: Option<&Observation>, after: Option<&Observation>, refs: &[&Observation]) {
+    let m: Metric = e.metric.parse().unwrap_or(Metric::Maxclients);
+    let mut vals: Vec<f64> = [before, after].iter().flatten().filter_map(|o| o.values.get(&m)).copied().collect();
+    if vals.is_empty() {
+        vals.extend(refs.last().and_then(|o| o.values.get(&m)).copied());
+    }
+    let Some(&r) = vals.last() else {
+        e.verdict = Verdict::Missing;
+        e.reason = "the reference did not report it".into();
+        return;
+    };
+    e.reference_value = Some(r);
+    e.bound = Some(format!("= {}", fmt_num(r)));
+    if vals.contains(&v) {
+        e.verdict = Verdict::Agree;
+        e.deviation = Some(0.0);
+        e.reason = "equal to the reference".into();
+    } else {
+        e.verdict = Verdict::Disagree;
+        e.deviation = Some(v - r);
+        e.reason = format!("configuration value {} differs from the reference's {}", fmt_num(v), fmt_num(r));
+    }
+}
+
+fn latency(e: &mut Entry, v: f64, refs: &[&Observation], a: f64, b: f64, tol: Tolerance, server_side: bool) {
+    // One PING is noisy: take the median of the reference's readings around the sample.
+    let mut around: Vec<f64> = refs
+        .iter()
+        .filter(|o| o.timestamp >= a - 60.0 && o.timestamp <= b + 60.0)
+        .filter_map(|o| o.values.get(&Metric::LatencySeconds))
+        .copied()
+        .collect();
+    if around.is_empty() {
+        around.extend(
+            refs.iter()
+                .rev()
+                .take(5)
+                .filter_map(|o| o.values.get(&Metric::LatencySeconds))
+                .copied(),
+        );
+    }
+    if around.is_empty() {
+        e.verdict = Verdict::Missing;
+        e.reason = "the reference did not report it".into();
+        return;
+    }
+    around.sort_by(f64::total_cmp);
+    let r = around[around.len() / 2];
+    e.reference_value = Some(r);
+    let ratio = if r > 0.0 { v / r } else { f64::INFINITY };
+    e.deviation = Some(ratio);
+    let f = tol.factor.max(1.0);
+    let ok = if server_side {
+        e.bound = Some(format!("ratio ≤ {}", fmt_num(f)));
+        ratio <= f
+    } else {
+        e.bound = Some(format!("ratio within [1/{0}, {0}]", fmt_num(f)));
+        ratio <= f && ratio >= 1.0 / f
+    };
+    if ok {
+        e.verdict = Verdict::Agree;
+        e.reason = if server_side {
+            "Redis's own mean command time is not above the round trip (×factor)".into()
+        } else {
+            format!("{:.1}× the reference's round trip, within the factor", ratio)
+        };
+    } else {
+        e.verdict = Verdict::Disagree;
+        e.reason = format!("{:.1}× the reference's median round trip of {:.3} ms", ratio, r * 1000.0);
+    }
+}
+
+/// The 5-minute windowed hit rate Prometheus computes (what the dashboard
+/// panel shows) against the same rate from the reference's own readings.
+fn judge_hit_rate(source: &str, o: &Observation, refs: &[&Observation]) -> Entry {
+    let mut e = Entry {
+        metric: "hit_rate_5m".into(),
+        source: source.to_string(),
+        verdict: Verdict::Missing,
+        value: o.facts.hit_rate_5m,
+        reference_value: None,
+        deviation: None,
+        bound: None,
+        reason: String::new(),
+    };
+    let t = o.facts.scrape_timestamp.unwrap_or(o.timestamp);
+    let end = nearest(refs, Metric::KeyspaceHits, t);
+    let start = nearest(refs, Metric::KeyspaceHits, t - 300.0).filter(|s| (s.timestamp - (t - 300.0)).abs() < 60.0);
+    let rate = match (start, end) {
+        (Some(s), Some(en)) if s.facts.run_id == en.facts.run_id => {
+            let dh = en.values[&Metric::KeyspaceHits] - s.values[&Metric::KeyspaceHits];
+            let dm = en.values.get(&Metric::KeyspaceMisses).copied().unwrap_or(0.0)
+                - s.values.get(&Metric::KeyspaceMisses).copied().unwrap_or(0.0);
+            Metric::hit_ratio(dh, dm)
+        }
+        _ => None,
+    };
+    match (e.value, rate) {
+        (None, _) => e.reason = "Prometheus has no 5m rate yet (needs 5 minutes of scrapes with lookups)".into(),
+        (_, None) => e.reason = "not enough reference history (5 minutes) to compute the rate".into(),
+        (Some(v), Some(r)) => {
+            e.reference_value = Some(r);
+            e.deviation = Some(v - r);
+            e.bound = Some("±0.05".into());
+            // rate() extrapolates to the window's edges; allow for it.
+            if (v - r).abs() <= 0.05 {
+                e.verdict = Verdict::Agree;
+                e.reason = "the dashboard's windowed hit rate matches the reference's".into();
+            } else {
+                e.verdict = Verdict::Disagree;
+                e.reason = format!("dashboard hit rate {:.3} vs {:.3} from the reference over the same 5 minutes", v, r);
+            }
+        }
+    }
+    e
+}
+
+/// Publishes a round as metrics.
+pub fn record_metrics(r: &Report) {
+    for e in &r.entries {
+        let agree = match e.verdict {
+            Verdict::Agree => 1.0,
+            Verdict::Disagree => 0.0,
+            // Unknown, not disagreeing: a rule on `== 0` must not fire.
+            _ => f64::NAN,
+        };
+        metrics::gauge!("lookout_crosscheck_agree", "metric" => e.metric.clone(), "source" => e.source.clone()).set(agree);
+        metrics::gauge!("lookout_crosscheck_deviation", "metric" => e.metric.clone(), "source" => e.source.clone())
+            .set(e.deviation.unwrap_or(f64::NAN));
+    }
+    for v in Overall::ALL {
+        metrics::gauge!("lookout_crosscheck_verdict", "verdict" => v.as_str()).set(if v == r.verdict { 1.0 } else { 0.0 });
+    }
+    metrics::gauge!("lookout_crosscheck_last_round_timestamp_seconds").set(r.timestamp);
+}
+
+/// One round now, for `lookout report`: the reference is read, then every
+/// source at once, then the reference again, so each source's sample is
+/// bracketed. Readings the daemon stored in the last minutes (same
+/// `data_dir`) are added, so a Prometheus sample taken before this command
+/// started can be bracketed too.
+pub async fn run_now(cfg: &crate::config::Config) -> anyhow::Result<Report> {
+    use crate::probe;
+    let cc = cfg.crosscheck.as_ref().ok_or_else(|| {
+        anyhow::anyhow!(
+            "nothing to cross-check: the configuration needs a `kind: redis` probe (the reference) and at least one other probe"
+        )
+    })?;
+    let find = |n: &str| {
+        cfg.probes
+            .iter()
+            .find(|p| p.name == n)
+            .ok_or_else(|| anyhow::anyhow!("no probe named `{n}`"))
+    };
+    let reference = probe::build(find(&cc.reference)?).map_err(|e| anyhow::anyhow!(e))?;
+    let sources = cc
+        .sources
+        .iter()
+        .map(|n| find(n).and_then(|p| probe::build(p).map_err(|e| anyhow::anyhow!(e))))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut refs = Vec::new();
+    let since = probe::unix_now() - 7.0 * 60.0;
+    let dir = cfg.data_dir.clone();
+    let name = cc.reference.clone();
+    let stored = tokio::task::spawn_blocking(move || {
+        if !dir.join(crate::store::HISTORY_FILE).exists() {
+            return Vec::new();
+        }
+        crate::store::HistoryReader::open(&dir)
+            .ok()
+            .and_then(|r| r.since(Some(&name), since).ok())
+            .unwrap_or_default()
+    })
+    .await
+    .unwrap_or_default();
+    refs.extend(stored);
+    refs.push(probe::run(&reference).await);
+    let observed = futures::future::join_all(sources.iter().map(probe::run)).await;
+    refs.push(probe::run(&reference).await);
+    refs.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
+    let inputs: Vec<(String, String, Vec<Observation>, f64)> = sources
+        .iter()
+        .zip(observed)
+        .map(|(h, o)| (h.config.name.clone(), h.config.spec.kind().to_string(), vec![o], f64::INFINITY))
+        .collect();
+    let srcs: Vec<Source<'_>> = inputs
+        .iter()
+        .map(|(n, k, h, a)| Source {
+            name: n,
+            kind: k,
+            history: h,
+            max_age: *a,
+        })
+        .collect();
+    Ok(judge(cc, &refs, &srcs, probe::unix_now()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::probe::Facts;
+
+    fn cfg() -> CrossCheckConfig {
+        CrossCheckConfig {
+            every: Duration::from_secs(15),
+            reference: "redis".into(),
+            sources: vec!["web".into(), "prom".into()],
+            max_staleness: Duration::from_secs(30),
+            tolerances: BTreeMap::new(),
+        }
+    }
+
+    fn obs(name: &str, ts: f64, run_id: &str, vals: &[(Metric, f64)]) -> Observation {
+        Observation {
+            name: name.into(),
+            kind: "redis".into(),
+            ok: true,
+            error: None,
+            reason: None,
+            timestamp: ts,
+            duration_seconds: 0.01,
+            values: vals.iter().copied().collect(),
+            facts: Facts {
+                run_id: Some(run_id.into()),
+                ..Facts::default()
+            },
+            sample_times: BTreeMap::new(),
+        }
+    }
+
+    fn full(hits: f64, mem: f64) -> Vec<(Metric, f64)> {
+        vec![
+            (Metric::LatencySeconds, 0.0002),
+            (Metric::KeyspaceHits, hits),
+            (Metric::KeyspaceMisses, 10.0),
+            (Metric::HitRatio, hits / (hits + 10.0)),
+            (Metric::ConnectedClients, 5.0),
+            (Metric::Maxclients, 10000.0),
+            (Metric::UsedMemoryBytes, mem),
+            (Metric::MaxmemoryBytes, 0.0),
+            (Metric::MemFragmentationRatio, 1.2),
+        ]
+    }
+
+    fn entry<'a>(r: &'a Report, m: Metric, s: &str) -> &'a Entry {
+        r.entries.iter().find(|e| e.metric == m.as_str() && e.source == s).unwrap()
+    }
+
+    fn judge_web(web: Observation, refs: &[Observation]) -> Report {
+        let h = [web];
+        judge(
+            &cfg(),
+            refs,
+            &[Source {
+                name: "web",
+                kind: "http_health",
+                history: &h,
+                max_age: 60.0,
+            }],
+            120.0,
+        )
+    }
+
+    #[test]
+    fn honest_source_agrees() {
+        let refs = [
+            obs("redis", 100.0, "a", &full(1000.0, 5e6)),
+            obs("redis", 110.0, "a", &full(1100.0, 5.1e6)),
+        ];
+        let r = judge_web(obs("web", 105.0, "", &full(1050.0, 5.05e6)), &refs);
+        assert_eq!(r.verdict, Overall::Agree, "{r:#?}");
+    }
+
+    #[test]
+    fn frozen_counter_disagrees_and_says_why() {
+        let refs = [
+            obs("redis", 100.0, "a", &full(1000.0, 5e6)),
+            obs("redis", 110.0, "a", &full(1100.0, 5e6)),
+        ];
+        let r = judge_web(obs("web", 105.0, "", &full(900.0, 5e6)), &refs);
+        let e = entry(&r, Metric::KeyspaceHits, "web");
+        assert_eq!(e.verdict, Verdict::Disagree);
+        assert_eq!(e.deviation, Some(-100.0));
+        assert_eq!(e.bound.as_deref(), Some("[1000, 1100]"));
+        assert!(e.reason.contains("frozen"), "{}", e.reason);
+        assert_eq!(r.verdict, Overall::Disagree);
+    }
+
+    #[test]
+    fn restart_between_readings_is_a_reset() {
+        let refs = [
+            obs("redis", 100.0, "a", &full(1000.0, 5e6)),
+            obs("redis", 110.0, "b", &full(3.0, 5e6)),
+        ];
+        let r = judge_web(obs("web", 105.0, "", &full(2.0, 5e6)), &refs);
+        assert_eq!(entry(&r, Metric::KeyspaceHits, "web").verdict, Verdict::Reset);
+        assert_eq!(r.verdict, Overall::Incomplete);
+    }
+
+    #[test]
+    fn memory_in_kib_is_caught_with_a_hint() {
+        let refs = [
+            obs("redis", 100.0, "a", &full(1000.0, 50e6)),
+            obs("redis", 110.0, "a", &full(1000.0, 50e6)),
+        ];
+        let r = judge_web(obs("web", 105.0, "", &full(1000.0, 50e6 / 1024.0)), &refs);
+        let e = entry(&r, Metric::UsedMemoryBytes, "web");
+        assert_eq!(e.verdict, Verdict::Disagree);
+        assert!(e.reason.contains("KiB"), "{}", e.reason);
+    }
+
+    #[test]
+    fn config_values_must_be_equal_and_latency_within_factor() {
+        let refs = [
+            obs("redis", 100.0, "a", &full(1000.0, 5e6)),
+            obs("redis", 110.0, "a", &full(1000.0, 5e6)),
+        ];
+        let mut vals = full(1000.0, 5e6);
+        vals[5] = (Metric::Maxclients, 9999.0);
+        vals[0] = (Metric::LatencySeconds, 0.0002 * 25.0);
+        let r = judge_web(obs("web", 105.0, "", &vals), &refs);
+        assert_eq!(entry(&r, Metric::Maxclients, "web").verdict, Verdict::Disagree);
+        let l = entry(&r, Metric::LatencySeconds, "web");
+        assert_eq!(l.verdict, Verdict::Disagree);
+        assert!((l.deviation.unwrap() - 25.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn prometheus_lag_is_bracketed_by_its_scrape_time_and_staleness_detected() {
+        let refs: Vec<Observation> = (0..10)
+            .map(|i| obs("redis", 100.0 + 5.0 * i as f64, "a", &full(1000.0 + 50.0 * i as f64, 5e6)))
+            .collect();
+        // Sampled at 112 (hits 1110: between the readings at 110 and 115), read by the probe at 140.
+        let mut p = obs("prom", 140.0, "", &full(1110.0, 5e6));
+        p.kind = "prometheus".into();
+        p.facts.scrape_timestamp = Some(112.0);
+        p.facts.target_up = Some(true);
+        p.facts.redis_up = Some(true);
+        let h = [p.clone()];
+        let src = [Source {
+            name: "prom",
+            kind: "prometheus",
+            history: &h,
+            max_age: 60.0,
+        }];
+        let r = judge(&cfg(), &refs, &src, 141.0);
+        assert_eq!(entry(&r, Metric::KeyspaceHits, "prom").verdict, Verdict::Agree, "{r:#?}");
+
+        p.facts.scrape_timestamp = Some(100.0);
+        let h = [p.clone()];
+        let src = [Source {
+            name: "prom",
+            kind: "prometheus",
+            history: &h,
+            max_age: 60.0,
+        }];
+        let r = judge(&cfg(), &refs, &src, 141.0);
+        assert_eq!(entry(&r, Metric::KeyspaceHits, "prom").verdict, Verdict::Stale);
+
+        p.facts.target_up = Some(false);
+        p.ok = false;
+        p.reason = Some(FailureReason::Upstream);
+        let h = [p];
+        let src = [Source {
+            name: "prom",
+            kind: "prometheus",
+            history: &h,
+            max_age: 60.0,
+        }];
+        let r = judge(&cfg(), &refs, &src, 141.0);
+        assert!(r.entries.iter().all(|e| e.verdict == Verdict::Stale));
+        assert_eq!(r.verdict, Overall::Incomplete);
+    }
+
+    #[test]
+    fn failing_source_and_reference() {
+        let refs = [obs("redis", 100.0, "a", &full(1000.0, 5e6))];
+        let mut web = obs("web", 105.0, "", &[]);
+        web.ok = false;
+        web.error = Some("HTTP 503: Redis down".into());
+        let r = judge_web(web, &refs);
+        assert!(
+            r.entries
+                .iter()
+                .all(|e| e.verdict == Verdict::SourceDown && e.reason.contains("503"))
+        );
+
+        let mut down = obs("redis", 110.0, "a", &[]);
+        down.ok = false;
+        down.error = Some("connection refused".into());
+        let r = judge_web(obs("web", 105.0, "", &full(1000.0, 5e6)), &[refs[0].clone(), down]);
+        assert!(r.entries.iter().all(|e| e.verdict == Verdict::SourceDown), "{r:#?}");
+    }
+}
