@@ -204,7 +204,12 @@ fn every_shipped_configuration_is_valid() {
         files.push(e.unwrap().path().display().to_string());
     }
     for f in files {
-        let out = lookout().current_dir(root).env("REDIS_PASSWORD_FILE", &pw).args(["config", "check", "-c", &f]).output().unwrap();
+        let out = lookout()
+            .current_dir(root)
+            .env("REDIS_PASSWORD_FILE", &pw)
+            .args(["config", "check", "-c", &f])
+            .output()
+            .unwrap();
         assert_eq!(out.status.code(), Some(0), "{f}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }

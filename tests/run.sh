@@ -19,6 +19,8 @@ declare -A NEED=(
   [prometheus-redis-exporter]=prometheus-redis-exporter
   [prometheus-alertmanager]=prometheus-alertmanager
   [amtool]=prometheus-alertmanager
+  [chromium]=chromium
+  [sqlite3]=sqlite3
 )
 missing=()
 for bin in "${!NEED[@]}"; do
@@ -31,6 +33,14 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The reference health endpoints (Django, FastAPI) run from a venv that the
+# local stack's script keeps in .stack/venv.
+python3 -c 'import venv, ensurepip' 2>/dev/null || {
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null
+}
+deploy/local/stack.sh venv
 
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo test --locked --all-targets "$@"

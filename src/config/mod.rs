@@ -108,7 +108,7 @@ pub fn default_tolerance(m: Metric) -> Tolerance {
         Metric::KeyspaceHits | Metric::KeyspaceMisses => t(0.0, 0.0, 0.0),
         Metric::HitRatio => t(0.01, 0.0, 0.0),
         Metric::ConnectedClients => t(5.0, 0.1, 0.0),
-        Metric::UsedMemoryBytes => t(2.0 * 1024.0 * 1024.0, 0.1, 0.0),
+        Metric::UsedMemoryBytes => t(256.0 * 1024.0, 0.05, 0.0),
         Metric::Maxclients | Metric::MaxmemoryBytes => t(0.0, 0.0, 0.0),
         Metric::MemFragmentationRatio => t(0.3, 0.2, 0.0),
     }

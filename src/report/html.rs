@@ -21,7 +21,7 @@ th{background:#eef1f5;font-weight:600}td.n{text-align:right;font-variant-numeric
 .reset{background:#1f5fa8}.source_down{background:#6a1b9a}.incomplete{background:#b26a00}.ok{background:#1e7b34}.failing{background:#c62828}.pending{background:#7a7f8a}\
 .matrix td{text-align:center}.matrix td.m{text-align:left;font-family:ui-monospace,monospace}\
 .banner{padding:.8rem 1rem;border-radius:.4rem;color:#fff;font-size:1.1rem;font-weight:600;margin:.6rem 0 1rem}\
-.charts{display:flex;flex-wrap:wrap;gap:1rem}.chart{background:#fff;padding:.6rem;box-shadow:0 1px 2px #0001}\
+.charts{display:flex;flex-wrap:wrap;gap:1rem}.chart{background:#fff;padding:.6rem;box-shadow:0 1px 2px #0001;max-width:360px}\
 .chart h3{font-size:.9rem;margin:0 0 .3rem}.legend span{margin-right:.8rem;font-size:.8rem}code{font-size:.85rem}";
 
 fn page(title: &str, body: &str, refresh: Option<u32>) -> String {

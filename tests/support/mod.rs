@@ -398,3 +398,109 @@ impl Daemon {
         std::fs::write(&self.config, text).unwrap();
     }
 }
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python of the reference endpoints' venv (made by tests/run.sh).
+pub fn venv_python() -> PathBuf {
+    let p = root().join(".stack/venv/bin/python");
+    if !p.exists() {
+        panic!("{} is missing: run tests/run.sh (it creates the reference endpoints' venv)", p.display());
+    }
+    p
+}
+
+/// One of the reference health endpoints (Django or FastAPI), for real.
+pub struct PyEndpoint {
+    pub port: u16,
+    pub path: &'static str,
+    proc: Proc,
+}
+
+impl PyEndpoint {
+    /// `kind`: "django" or "fastapi". `lie`: LOOKOUT_REF_LIE (test-only knob).
+    pub fn start(kind: &str, redis_url: &str, lie: Option<&str>) -> PyEndpoint {
+        let port = free_port();
+        let (script, path) = match kind {
+            "django" => ("serve_django.py", "/health/redis/"),
+            _ => ("serve_fastapi.py", "/api/health/redis"),
+        };
+        let mut cmd = Command::new(venv_python());
+        cmd.arg(root().join("deploy/reference-endpoints").join(script))
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .env("REDIS_URL", redis_url)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(l) = lie {
+            cmd.env("LOOKOUT_REF_LIE", l);
+        }
+        let proc = Proc::spawn(kind, &mut cmd);
+        wait_for(&format!("{kind} endpoint"), Duration::from_secs(30), || http_get(port, path).filter(|(s, _)| *s == 200).map(|_| ()));
+        PyEndpoint { port, path, proc }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, self.path)
+    }
+}
+
+/// Background Redis traffic (GETs that hit and miss, SETs) until dropped.
+pub struct Traffic {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Traffic {
+    pub fn start(redis_url: &str) -> Traffic {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let url = redis_url.to_string();
+        let handle = std::thread::spawn(move || {
+            let Ok(client) = redis::Client::open(url.as_str()) else { return };
+            let Ok(mut c) = client.get_connection() else { return };
+            let mut i = 0u64;
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                let _: redis::RedisResult<()> = redis::cmd("SET").arg(format!("k{}", i % 50)).arg(i).query(&mut c);
+                let _: redis::RedisResult<Option<String>> = redis::cmd("GET").arg(format!("k{}", i % 60)).query(&mut c);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Traffic { stop, handle: Some(handle) }
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Headless Chromium, as Debian packages it.
+pub fn chromium(args: &[&str]) -> std::process::Output {
+    let bin = require("chromium");
+    let profile = tempfile::tempdir().unwrap();
+    Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .output()
+        .expect("chromium runs")
+}
