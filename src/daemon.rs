@@ -286,10 +286,17 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let shutdown = tokio_util::sync::CancellationToken::new();
+    let relay = match &cfg.relay {
+        Some(rc) => {
+            Some(crate::relay::Relay::start(rc.clone(), &cfg.data_dir, shutdown.clone()).map_err(|e| anyhow::anyhow!("relay: {e}"))?)
+        }
+        None => None,
+    };
     let app = crate::server::router(crate::server::AppState {
         shared: shared.clone(),
         metrics: metrics_handle.clone(),
         reload: reload_tx,
+        relay,
     });
     let server_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod http;
 pub mod metric;
 pub mod probe;
+pub mod relay;
 pub mod report;
 pub mod schedule;
 pub mod server;

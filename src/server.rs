@@ -22,11 +22,23 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Asks the daemon to reload.
     pub reload: mpsc::Sender<ReloadRequest>,
+    /// The webhook relay, when enabled.
+    pub relay: Option<Arc<crate::relay::Relay>>,
 }
 
 /// All routes. Unknown paths get 404 and wrong methods 405 (axum's defaults).
 pub fn router(state: AppState) -> Router {
+    let body_limit = state.relay.as_ref().map(|r| r.config.max_body_bytes).unwrap_or(1024 * 1024);
+    let webhook = Router::new()
+        .route("/webhook", post(webhook))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        // A client that trickles its body is cut off rather than held forever.
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            std::time::Duration::from_secs(30),
+        ));
     Router::new()
+        .merge(webhook)
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "lookout is healthy\n" }))
         .route("/-/ready", get(ready))
@@ -35,6 +47,62 @@ pub fn router(state: AppState) -> Router {
         .route("/report", get(report))
         .route("/", get(status_page))
         .with_state(state)
+}
+
+fn json_error(status: StatusCode, reason: &'static str, message: &str) -> Response {
+    metrics::counter!("lookout_relay_rejected_total", "reason" => reason).increment(1);
+    (status, axum::Json(serde_json::json!({"status": "error", "error": message}))).into_response()
+}
+
+/// `POST /webhook`: Alertmanager's webhook. 200 only once stored durably.
+async fn webhook(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let Some(relay) = &s.relay else {
+        return json_error(StatusCode::NOT_FOUND, "disabled", "the relay is disabled in this configuration");
+    };
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if !relay.authorised(auth) {
+        let mut r = json_error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong credentials");
+        let scheme = if matches!(relay.config.auth, crate::config::relay::Auth::Basic { .. }) {
+            "Basic realm=\"lookout\""
+        } else {
+            "Bearer"
+        };
+        if let Ok(v) = header::HeaderValue::from_str(scheme) {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        return r;
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                &format!("body larger than {} bytes", relay.config.max_body_bytes),
+            );
+        }
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, "unreadable", &e.body_text()),
+    };
+    metrics::counter!("lookout_relay_received_total").increment(1);
+    match relay.ingest(&body).await {
+        Ok(outcome) => {
+            let status = if outcome == crate::relay::outbox::Accepted::Duplicate {
+                "duplicate"
+            } else {
+                "success"
+            };
+            if status == "duplicate" {
+                metrics::counter!("lookout_relay_duplicates_total").increment(1);
+            }
+            (StatusCode::OK, axum::Json(serde_json::json!({"status": status}))).into_response()
+        }
+        Err(crate::relay::IngestError::BadRequest(m)) => json_error(StatusCode::BAD_REQUEST, "invalid", &m),
+        Err(crate::relay::IngestError::Unavailable(m)) => json_error(StatusCode::SERVICE_UNAVAILABLE, "store", &m),
+    }
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

@@ -16,7 +16,15 @@ fn verdicts(report: &serde_json::Value) -> HashMap<(String, String), String> {
         .as_array()
         .map(|a| {
             a.iter()
-                .map(|e| ((e["source"].as_str().unwrap_or("").to_string(), e["metric"].as_str().unwrap_or("").to_string()), e["verdict"].as_str().unwrap_or("").to_string()))
+                .map(|e| {
+                    (
+                        (
+                            e["source"].as_str().unwrap_or("").to_string(),
+                            e["metric"].as_str().unwrap_or("").to_string(),
+                        ),
+                        e["verdict"].as_str().unwrap_or("").to_string(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -44,7 +52,9 @@ fn honest_sources_agree_and_every_lie_is_caught() {
     let probe = |name: &str, body: String| format!("  - name: {name}\n{body}    every: 1s\n    timeout: 2s\n");
     let http = |url: String| format!("    kind: http_health\n    url: {url}\n");
     let promq = |job: &str| format!("    kind: prometheus\n    url: {}\n    selector: '{{job=\"{job}\"}}'\n", prom.url());
-    let mut cfg = String::from("server:\n  listen: {listen}\ndata_dir: {data_dir}\nprobe_files: []\ncrosscheck:\n  every: 1s\n  max_staleness: 5s\nprobes:\n");
+    let mut cfg = String::from(
+        "server:\n  listen: {listen}\ndata_dir: {data_dir}\nprobe_files: []\ncrosscheck:\n  every: 1s\n  max_staleness: 5s\nprobes:\n",
+    );
     cfg.push_str(&probe("redis", format!("    kind: redis\n    url: {}\n", redis.url())));
     cfg.push_str(&probe("django", http(django.url())));
     cfg.push_str(&probe("fastapi", http(fastapi.url())));
@@ -63,37 +73,61 @@ fn honest_sources_agree_and_every_lie_is_caught() {
         if std::time::Instant::now() > deadline {
             let odd: Vec<String> = last["entries"]
                 .as_array()
-                .map(|a| a.iter().filter(|e| e["verdict"] != "agree").map(|e| format!("{}/{}: {} — {}", e["source"], e["metric"], e["verdict"], e["reason"])).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter(|e| e["verdict"] != "agree")
+                        .map(|e| format!("{}/{}: {} — {}", e["source"], e["metric"], e["verdict"], e["reason"]))
+                        .collect()
+                })
                 .unwrap_or_default();
             panic!("the cross-check did not settle in 60s; entries not agreeing:\n{}", odd.join("\n"));
         }
         std::thread::sleep(Duration::from_millis(250));
-        let Some((200, body)) = http_get(d.port, "/report?format=json") else { continue };
-        let Ok(parsed) = serde_json::from_str::<serde_json::Value>(&body) else { continue };
+        let Some((200, body)) = http_get(d.port, "/report?format=json") else {
+            continue;
+        };
+        let Ok(parsed) = serde_json::from_str::<serde_json::Value>(&body) else {
+            continue;
+        };
         last = parsed;
         let v = verdicts(&last);
-        let honest_agree = honest.iter().all(|s| v.iter().filter(|((src, _), _)| src == s).all(|(_, verdict)| verdict == "agree"));
+        let honest_agree = honest
+            .iter()
+            .all(|s| v.iter().filter(|((src, _), _)| src == s).all(|(_, verdict)| verdict == "agree"));
         let caught = v.get(&("frozen".into(), "keyspace_hits".into())).map(String::as_str) == Some("disagree")
             && v.get(&("kib".into(), "used_memory_bytes".into())).map(String::as_str) == Some("disagree")
             && v.get(&("kib".into(), "maxmemory_bytes".into())).map(String::as_str) == Some("disagree")
             && v.get(&("elsewhere".into(), "keyspace_hits".into())).map(String::as_str) == Some("disagree")
             && v.get(&("prom_wrong_selector".into(), "keyspace_hits".into())).map(String::as_str) == Some("disagree")
-            && v.iter().filter(|((s, _), _)| s == "prom_target_down").all(|(_, verdict)| verdict == "stale");
+            && v.iter()
+                .filter(|((s, _), _)| s == "prom_target_down")
+                .all(|(_, verdict)| verdict == "stale");
         if honest_agree && caught {
             break;
         }
     }
     assert_eq!(last["verdict"], "disagree", "lies make the round disagree");
     assert_eq!(last["reference"], "redis");
-    let e = last["entries"].as_array().unwrap().iter().find(|e| e["source"] == "frozen" && e["metric"] == "keyspace_hits").unwrap();
+    let e = last["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["source"] == "frozen" && e["metric"] == "keyspace_hits")
+        .unwrap();
     for k in ["value", "reference_value", "deviation", "bound", "reason"] {
         assert!(!e[k].is_null(), "entry has `{k}`: {e}");
     }
     assert!(e["deviation"].as_f64().unwrap() < 0.0);
 
     // Metrics.
-    assert_eq!(d.metric("lookout_crosscheck_agree", &[("metric", "keyspace_hits"), ("source", "django")]), Some(1.0));
-    assert_eq!(d.metric("lookout_crosscheck_agree", &[("metric", "keyspace_hits"), ("source", "frozen")]), Some(0.0));
+    assert_eq!(
+        d.metric("lookout_crosscheck_agree", &[("metric", "keyspace_hits"), ("source", "django")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        d.metric("lookout_crosscheck_agree", &[("metric", "keyspace_hits"), ("source", "frozen")]),
+        Some(0.0)
+    );
     assert_eq!(d.metric("lookout_crosscheck_verdict", &[("verdict", "disagree")]), Some(1.0));
 
     // The status page in a real browser: it renders, and shows what matters.
@@ -102,12 +136,27 @@ fn honest_sources_agree_and_every_lie_is_caught() {
     let out = support::chromium(&["--window-size=1400,2200", &format!("--screenshot={}", shot.display()), &url]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let png = std::fs::read(&shot).unwrap();
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "a real screenshot ({} bytes)", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "a real screenshot ({} bytes)",
+        png.len()
+    );
     let dom = String::from_utf8_lossy(&support::chromium(&["--dump-dom", &url]).stdout).into_owned();
     assert!(dom.contains("id=\"matrix\""), "matrix rendered");
-    assert!(dom.contains("data-metric=\"keyspace_hits\" data-source=\"django\" data-verdict=\"agree\""), "honest cell green");
-    assert!(dom.contains("data-metric=\"keyspace_hits\" data-source=\"frozen\" data-verdict=\"disagree\""), "lie cell red");
-    for chart in ["chart-hit_ratio", "chart-latency_seconds", "chart-used_memory_bytes", "chart-connected_clients"] {
+    assert!(
+        dom.contains("data-metric=\"keyspace_hits\" data-source=\"django\" data-verdict=\"agree\""),
+        "honest cell green"
+    );
+    assert!(
+        dom.contains("data-metric=\"keyspace_hits\" data-source=\"frozen\" data-verdict=\"disagree\""),
+        "lie cell red"
+    );
+    for chart in [
+        "chart-hit_ratio",
+        "chart-latency_seconds",
+        "chart-used_memory_bytes",
+        "chart-connected_clients",
+    ] {
         assert!(dom.contains(chart), "{chart} present");
     }
     assert!(dom.contains("<polyline"), "charts have lines");
@@ -123,25 +172,47 @@ fn honest_sources_agree_and_every_lie_is_caught() {
     h.push_str(&probe("fastapi", http(fastapi.url())));
     h.push_str(&probe("prometheus", promq("redis_a")));
     std::fs::write(&honest_cfg, h).unwrap();
-    let out = lookout().args(["report", "--format", "json", "-c"]).arg(&honest_cfg).output().unwrap();
+    let out = lookout()
+        .args(["report", "--format", "json", "-c"])
+        .arg(&honest_cfg)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(r["verdict"], "agree");
     assert_eq!(r["entries"].as_array().unwrap().len(), 27);
-    for (fmt, needle) in [("text", "Cross-check AGREE"), ("markdown", "| `keyspace_hits` |"), ("html", "id=\"matrix\""), ("junit", "<testcase classname=\"django\" name=\"keyspace_hits\"/>")] {
+    for (fmt, needle) in [
+        ("text", "Cross-check AGREE"),
+        ("markdown", "| `keyspace_hits` |"),
+        ("html", "id=\"matrix\""),
+        ("junit", "<testcase classname=\"django\" name=\"keyspace_hits\"/>"),
+    ] {
         let out = lookout().args(["report", "--format", fmt, "-c"]).arg(&honest_cfg).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains(needle), "{fmt}: {text}");
     }
 
     // The stored history summarises the daemon's rounds.
-    let out = lookout().args(["report", "--window", "1h", "--format", "json", "-c"]).arg(&honest_cfg).output().unwrap();
+    let out = lookout()
+        .args(["report", "--window", "1h", "--format", "json", "-c"])
+        .arg(&honest_cfg)
+        .output()
+        .unwrap();
     let w: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(w["rounds"].as_u64().unwrap() >= 1, "{w}");
     let pairs = w["pairs"].as_array().unwrap();
-    let frozen_pair = pairs.iter().find(|p| p["source"] == "frozen" && p["metric"] == "keyspace_hits").unwrap();
+    let frozen_pair = pairs
+        .iter()
+        .find(|p| p["source"] == "frozen" && p["metric"] == "keyspace_hits")
+        .unwrap();
     assert!(frozen_pair["disagree"].as_u64().unwrap() >= 1);
-    assert!(w["availability"].as_array().unwrap().iter().any(|a| a["probe"] == "redis" && a["ratio"] == 1.0));
+    assert!(
+        w["availability"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["probe"] == "redis" && a["ratio"] == 1.0)
+    );
     assert_eq!(out.status.code(), Some(1), "the window saw disagreements");
 }

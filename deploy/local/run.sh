@@ -1,14 +1,30 @@
 #!/usr/bin/env bash
-# The main job on this machine: start the local monitoring stack on loopback
-# (installing its Debian packages when missing), build lookout and run it
-# against the stack with config/lookout.yaml. Ctrl-C stops lookout; the
-# stack keeps running (`deploy/local/stack.sh down` stops it).
-#
-# Status page: http://127.0.0.1:9464/   metrics: http://127.0.0.1:9464/metrics
+# Starts the loopback stack (deploy/local/stack.sh up), builds lookout in
+# release mode and runs it in the foreground against the stack, with
+# config/lookout.yaml. Extra arguments go to `lookout run`. Ctrl-C stops
+# lookout; `deploy/local/stack.sh down` stops the stack.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
-deploy/local/stack.sh up
 export PATH="$HOME/.cargo/bin:$PATH"
+
+deploy/local/stack.sh up
+eval "$(deploy/local/stack.sh env)"
+
+if (exec 3<>"/dev/tcp/127.0.0.1/9464") 2>/dev/null; then
+  echo "run.sh: 127.0.0.1:9464 is already in use (another lookout?)" >&2
+  exit 1
+fi
+
 cargo build --release --locked
+
+# Point every probe at the stack, whatever the calling shell has set.
+unset REDIS_HOST REDIS_PORT REDIS_USERNAME REDIS_PASSWORD REDIS_DB
+export REDIS_URL="$LOOKOUT_STACK_REDIS_URL"
+export PROMETHEUS_URL="$LOOKOUT_STACK_PROMETHEUS_URL"
+export ALERTMANAGER_URL="$LOOKOUT_STACK_ALERTMANAGER_URL"
+export DJANGO_HEALTH_URL="$LOOKOUT_STACK_DJANGO_HEALTH_URL"
+export FASTAPI_HEALTH_URL="$LOOKOUT_STACK_FASTAPI_HEALTH_URL"
+
+echo "lookout: http://127.0.0.1:9464/ (status), /metrics, /report" >&2
 exec target/release/lookout run -c config/lookout.yaml "$@"

@@ -9,6 +9,7 @@
 
 mod expand;
 mod raw;
+pub mod relay;
 pub mod secret;
 
 use std::collections::{BTreeMap, HashMap};
@@ -62,6 +63,8 @@ pub struct Config {
     /// Cross-verification of the sources; `None` when there is nothing to
     /// compare (no `redis` probe to take as reference, or no other source).
     pub crosscheck: Option<CrossCheckConfig>,
+    /// The webhook relay; `None` when disabled.
+    pub relay: Option<relay::RelayConfig>,
 }
 
 /// `crosscheck:` after validation.
@@ -580,10 +583,36 @@ fn validate(source: Option<&Path>, raw: RawConfig, probes: Vec<(PathBuf, RawProb
         return Err(ConfigError(c.problems));
     }
     let crosscheck = build_crosscheck(&mut c, raw.crosscheck, &out);
+    let relay = match relay::build(raw.relay.unwrap_or_default()) {
+        Ok(r) => r,
+        Err(errs) => {
+            for (line, field, message) in errs {
+                let field = if line.is_some() {
+                    field
+                } else {
+                    field.trim_start_matches("relay.").to_string()
+                };
+                let field = if line.is_some() {
+                    format!("relay.destinations.{field}")
+                } else {
+                    format!("relay.{field}")
+                };
+                c.problems.push(Problem {
+                    file: c.file.to_path_buf(),
+                    line,
+                    column: None,
+                    field: Some(field),
+                    message,
+                });
+            }
+            None
+        }
+    };
     if !c.problems.is_empty() {
         return Err(ConfigError(c.problems));
     }
     Ok(Config {
+        relay,
         crosscheck,
         source: source.map(Path::to_path_buf),
         listen: raw
@@ -643,14 +672,16 @@ fn build_crosscheck(c: &mut Collector<'_>, raw: Option<RawCrossCheck>, probes: &
             return None;
         }
         None => {
-            bad(
-                c,
-                "reference",
-                format!(
-                    "several `kind: redis` probes ({}): name the reference",
-                    redis.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
-                ),
-            );
+            // Several Redis: which one the others should agree with is the
+            // user's call. Without a `crosscheck:` section, do not guess.
+            if explicit {
+                let names = redis.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ");
+                bad(
+                    c,
+                    "reference",
+                    format!("several `kind: redis` probes ({names}): name the reference"),
+                );
+            }
             return None;
         }
     };

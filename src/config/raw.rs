@@ -33,6 +33,7 @@ pub(crate) struct RawConfig {
     pub prometheus: Option<RawEndpoint>,
     pub alertmanager: Option<RawEndpoint>,
     pub crosscheck: Option<RawCrossCheck>,
+    pub relay: Option<super::relay::RawRelay>,
 }
 
 /// `crosscheck:`; every key optional.
@@ -198,6 +199,11 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("invalid duration `{s}`: must be greater than zero"));
     }
     Ok(d)
+}
+
+/// [`opt_duration`] for sibling modules.
+pub(crate) fn opt_duration_pub<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    opt_duration(d)
 }
 
 /// Accepts a string duration only: a bare number is ambiguous (seconds? ms?).

@@ -408,7 +408,10 @@ pub fn root() -> PathBuf {
 pub fn venv_python() -> PathBuf {
     let p = root().join(".stack/venv/bin/python");
     if !p.exists() {
-        panic!("{} is missing: run tests/run.sh (it creates the reference endpoints' venv)", p.display());
+        panic!(
+            "{} is missing: run tests/run.sh (it creates the reference endpoints' venv)",
+            p.display()
+        );
     }
     p
 }
@@ -439,7 +442,9 @@ impl PyEndpoint {
             cmd.env("LOOKOUT_REF_LIE", l);
         }
         let proc = Proc::spawn(kind, &mut cmd);
-        wait_for(&format!("{kind} endpoint"), Duration::from_secs(30), || http_get(port, path).filter(|(s, _)| *s == 200).map(|_| ()));
+        wait_for(&format!("{kind} endpoint"), Duration::from_secs(30), || {
+            http_get(port, path).filter(|(s, _)| *s == 200).map(|_| ())
+        });
         PyEndpoint { port, path, proc }
     }
 
@@ -470,7 +475,10 @@ impl Traffic {
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
-        Traffic { stop, handle: Some(handle) }
+        Traffic {
+            stop,
+            handle: Some(handle),
+        }
     }
 }
 

@@ -1,0 +1,42 @@
+//! `type: log`: writes each notification to lookout's log. The default
+//! destination when none is configured, so an alert is never accepted into
+//! nowhere.
+
+use super::{Destination, Notification};
+use crate::config::relay::DestinationConfig;
+use crate::relay::retry::{DeliveryError, Reason};
+
+/// The destination.
+pub struct Log {
+    name: String,
+    templates: std::collections::BTreeMap<String, String>,
+}
+
+impl Log {
+    /// Builds it.
+    pub fn new(cfg: &DestinationConfig) -> Self {
+        Log {
+            name: cfg.name.clone(),
+            templates: cfg.templates.clone(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Destination for Log {
+    async fn deliver(&self, n: &Notification<'_>) -> Result<(), DeliveryError> {
+        let text = crate::relay::template::render("log", &self.templates, "text", n.payload)
+            .map_err(|e| DeliveryError::permanent(Reason::Template, e))?;
+        for a in &n.payload.alerts {
+            tracing::info!(
+                destination = %self.name,
+                group = %n.payload.group_key,
+                status = %a.status,
+                alertname = a.labels.get("alertname").map(String::as_str).unwrap_or(""),
+                summary = a.annotations.get("summary").map(String::as_str).unwrap_or(""),
+                "Alert {}", text
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,168 @@
+//! `type: pagerduty`: PagerDuty Events API v2.
+//!
+//! `dedup_key` is the SHA-256 hex of the group key, exactly as Alertmanager
+//! derives it, so moving a PagerDuty receiver from Alertmanager to lookout
+//! opens no duplicate incidents. An event resolves only when the whole group
+//! has resolved (Alertmanager's behaviour). The summary is cut to PagerDuty's
+//! 1,024 characters and the event kept under 512 KB.
+
+use sha2::Digest;
+
+use super::{Destination, Notification};
+use crate::config::relay::{DestinationConfig, DestinationKind};
+use crate::relay::payload::hex;
+use crate::relay::retry::{DeliveryError, Reason, check_status, from_reqwest};
+
+/// PagerDuty's summary limit, in characters.
+pub const MAX_SUMMARY: usize = 1024;
+/// PagerDuty's event size limit.
+pub const MAX_EVENT_BYTES: usize = 512_000;
+
+/// The destination.
+pub struct PagerDuty {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    routing_key: crate::config::Secret,
+    templates: std::collections::BTreeMap<String, String>,
+}
+
+impl PagerDuty {
+    /// Builds it.
+    pub fn new(cfg: &DestinationConfig) -> Result<Self, String> {
+        let DestinationKind::Pagerduty { routing_key, url } = &cfg.kind else {
+            return Err("not pagerduty".into());
+        };
+        let client = crate::http::client_builder(cfg.delivery.timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(PagerDuty {
+            client,
+            url: reqwest::Url::parse(url).map_err(|e| e.to_string())?,
+            routing_key: routing_key.clone(),
+            templates: cfg.templates.clone(),
+        })
+    }
+}
+
+/// Maps the `severity` label onto PagerDuty's four.
+pub fn severity(label: Option<&str>) -> &'static str {
+    match label.map(str::to_ascii_lowercase).as_deref() {
+        Some("critical") | Some("page") | Some("fatal") => "critical",
+        Some("warning") | Some("warn") => "warning",
+        Some("info") | Some("informational") | Some("none") => "info",
+        _ => "error",
+    }
+}
+
+/// SHA-256 hex of the group key (Alertmanager's `notify.Key.Hash()`).
+pub fn dedup_key(group_key: &str) -> String {
+    hex(&sha2::Sha256::digest(group_key.as_bytes()))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(max - 1).collect();
+    t.push('…');
+    t
+}
+
+/// The event for a notification.
+pub fn event(routing_key: &str, summary: &str, n: &Notification<'_>) -> serde_json::Value {
+    let p = n.payload;
+    let resolved = p.status == "resolved";
+    let firing: Vec<_> = p.firing().collect();
+    let resolved_alerts: Vec<_> = p.resolved().collect();
+    let mut ev = serde_json::json!({
+        "routing_key": routing_key,
+        "dedup_key": dedup_key(&p.group_key),
+        "event_action": if resolved { "resolve" } else { "trigger" },
+        "client": "lookout",
+        "client_url": p.external_url,
+    });
+    if !resolved {
+        ev["payload"] = serde_json::json!({
+            "summary": truncate(summary, MAX_SUMMARY),
+            "source": p.common_labels.get("instance").cloned().unwrap_or_else(|| "lookout".into()),
+            "severity": severity(p.common_labels.get("severity").map(String::as_str)),
+            "component": p.common_labels.get("job").cloned(),
+            "group": p.common_labels.get("alertname").cloned(),
+            "custom_details": {
+                "firing": firing,
+                "resolved": resolved_alerts,
+                "num_firing": firing.len(),
+                "num_resolved": resolved_alerts.len(),
+            },
+        });
+        let links: Vec<_> = p
+            .alerts
+            .iter()
+            .flat_map(|a| {
+                [("runbook_url", "Runbook"), ("dashboard_url", "Dashboard")]
+                    .into_iter()
+                    .filter_map(|(k, t)| a.annotations.get(k).map(|u| serde_json::json!({"href": u, "text": t})))
+                    .chain((!a.generator_url.is_empty()).then(|| serde_json::json!({"href": a.generator_url, "text": "Source"})))
+            })
+            .take(20)
+            .collect();
+        if !links.is_empty() {
+            ev["links"] = serde_json::Value::Array(links);
+        }
+        if serde_json::to_vec(&ev).map(|v| v.len()).unwrap_or(0) > MAX_EVENT_BYTES {
+            ev["payload"]["custom_details"] = serde_json::json!({"error": "Custom details have been removed because the original event exceeds the maximum size of 512KB"});
+        }
+    }
+    ev
+}
+
+#[async_trait::async_trait]
+impl Destination for PagerDuty {
+    async fn deliver(&self, n: &Notification<'_>) -> Result<(), DeliveryError> {
+        let summary = crate::relay::template::render("pagerduty", &self.templates, "summary", n.payload)
+            .map_err(|e| DeliveryError::permanent(Reason::Template, e))?;
+        let ev = event(self.routing_key.expose(), &summary, n);
+        let resp = self
+            .client
+            .post(self.url.clone())
+            .json(&ev)
+            .send()
+            .await
+            .map_err(|e| from_reqwest(&e))?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = resp.text().await.unwrap_or_default();
+        // PagerDuty answers 202 Accepted; its 400 body lists what is invalid.
+        check_status(status, &body, retry_after.as_deref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_key_is_alertmanagers() {
+        assert_eq!(
+            dedup_key("{}:{alertname=\"ProbeDown\"}"),
+            "1d5b72e75b25fb067258bb43aeba87346932b48ca29eeb4a38797debd53e7f55"
+        );
+        assert_eq!(severity(Some("CRITICAL")), "critical");
+        assert_eq!(severity(None), "error");
+    }
+
+    #[test]
+    fn summary_is_cut_to_the_limit() {
+        let p = crate::relay::template::sample();
+        let raw = serde_json::to_string(&p).unwrap();
+        let n = Notification { payload: &p, raw: &raw };
+        let ev = event("k", &"x".repeat(5000), &n);
+        assert_eq!(ev["payload"]["summary"].as_str().unwrap().chars().count(), MAX_SUMMARY);
+        assert_eq!(ev["event_action"], "trigger");
+        assert_eq!(ev["payload"]["severity"], "critical");
+    }
+}

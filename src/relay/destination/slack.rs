@@ -1,0 +1,237 @@
+//! `type: slack`, with slack-morphism: an incoming webhook, or a bot token
+//! and a channel.
+//!
+//! The message is one attachment coloured by status (red firing, green
+//! resolved) with each alert's summary, the labels that matter and links
+//! (runbook, dashboard, source). Text is trimmed to Slack's limits, never
+//! rejected. With a bot token, later notifications of a group go into the
+//! thread of its first message, and that first message is updated when the
+//! group resolves, so a channel shows one line per incident.
+
+use std::sync::Arc;
+
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::prelude::*;
+
+use super::{Destination, Notification};
+use crate::config::relay::{DestinationConfig, DestinationKind};
+use crate::relay::outbox::Outbox;
+use crate::relay::retry::{DeliveryError, Reason, check_status};
+
+/// Slack's limit on an attachment's text we keep under, in characters.
+pub const MAX_TEXT: usize = 3000;
+/// Alertmanager's title limit, in characters.
+pub const MAX_TITLE: usize = 1024;
+
+type Connector = SlackClientHyperConnector<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>>;
+
+/// The destination.
+pub struct Slack {
+    name: String,
+    client: SlackClient<Connector>,
+    webhook: Option<url::Url>,
+    bot: Option<(SlackApiToken, SlackChannelId)>,
+    outbox: Arc<Outbox>,
+    templates: std::collections::BTreeMap<String, String>,
+}
+
+impl Slack {
+    /// Builds the client (no request is made).
+    pub fn new(cfg: &DestinationConfig, outbox: Arc<Outbox>) -> Result<Self, String> {
+        let DestinationKind::Slack {
+            webhook_url,
+            bot_token,
+            channel,
+            api_url,
+        } = &cfg.kind
+        else {
+            return Err("not slack".into());
+        };
+        crate::http::install_crypto_provider();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| format!("cannot load the system's CA certificates: {e}"))?
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        let mut connector = SlackClientHyperConnector::with_connector(https);
+        if let Some(api) = api_url {
+            let api = if api.ends_with('/') { api.clone() } else { format!("{api}/") };
+            connector = connector.with_slack_api_url(&api);
+        }
+        let webhook = match webhook_url {
+            Some(u) => Some(url::Url::parse(u.expose()).map_err(|_| "invalid webhook_url".to_string())?),
+            None => None,
+        };
+        let bot = match (bot_token, channel) {
+            (Some(t), Some(c)) => Some((
+                SlackApiToken::new(SlackApiTokenValue(t.expose().to_string())),
+                SlackChannelId(c.clone()),
+            )),
+            _ => None,
+        };
+        Ok(Slack {
+            name: cfg.name.clone(),
+            client: SlackClient::new(connector),
+            webhook,
+            bot,
+            outbox,
+            templates: cfg.templates.clone(),
+        })
+    }
+
+    fn content(&self, n: &Notification<'_>) -> Result<SlackMessageContent, DeliveryError> {
+        let render = |part: &str| {
+            crate::relay::template::render("slack", &self.templates, part, n.payload)
+                .map_err(|e| DeliveryError::permanent(Reason::Template, e))
+        };
+        let title = trim(&render("title")?, MAX_TITLE);
+        let text = trim(&render("text")?, MAX_TEXT);
+        let p = n.payload;
+        let color = if p.status == "firing" { "danger" } else { "good" };
+        let mut fields = Vec::new();
+        for k in ["severity", "instance", "job", "service"] {
+            if let Some(v) = p.common_labels.get(k) {
+                fields.push(
+                    SlackMessageAttachmentFieldObject::new()
+                        .with_title(k.to_string())
+                        .with_value(v.clone())
+                        .with_short(true),
+                );
+            }
+        }
+        let counts = format!("{} firing, {} resolved", p.firing().count(), p.resolved().count());
+        let attachment = SlackMessageAttachment::new()
+            .with_color(color.to_string())
+            .with_title(title.clone())
+            .with_text(text)
+            .with_fallback(format!("{title} ({counts})"))
+            .with_fields(fields)
+            .with_mrkdwn_in(vec!["text".to_string()]);
+        Ok(SlackMessageContent::new()
+            .with_text(format!("{title} — {counts}"))
+            .with_attachments(vec![attachment]))
+    }
+
+    async fn via_bot(
+        &self,
+        token: &SlackApiToken,
+        channel: &SlackChannelId,
+        n: &Notification<'_>,
+        content: SlackMessageContent,
+    ) -> Result<(), DeliveryError> {
+        let session = self.client.open_session(token);
+        let group = &n.payload.group_key;
+        let thread = self
+            .outbox
+            .thread(&self.name, group)
+            .map_err(|e| DeliveryError::transient(Reason::ServerError, e))?;
+        match thread {
+            None => {
+                let resp = session
+                    .chat_post_message(&SlackApiChatPostMessageRequest::new(channel.clone(), content))
+                    .await
+                    .map_err(slack_error)?;
+                if n.payload.status == "firing" {
+                    self.outbox
+                        .set_thread(&self.name, group, &resp.channel.0, &resp.ts.0)
+                        .map_err(|e| DeliveryError::transient(Reason::ServerError, e))?;
+                }
+            }
+            Some((ch, ts)) => {
+                let ch = SlackChannelId(ch);
+                let ts = SlackTs(ts);
+                session
+                    .chat_post_message(&SlackApiChatPostMessageRequest::new(ch.clone(), content.clone()).with_thread_ts(ts.clone()))
+                    .await
+                    .map_err(slack_error)?;
+                if n.payload.status == "resolved" {
+                    // The incident's first line now says it is over.
+                    session
+                        .chat_update(&SlackApiChatUpdateRequest::new(ch, content, ts))
+                        .await
+                        .map_err(slack_error)?;
+                    self.outbox
+                        .clear_thread(&self.name, group)
+                        .map_err(|e| DeliveryError::transient(Reason::ServerError, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn trim(s: &str, max: usize) -> String {
+    let count = s.chars().count();
+    if count <= max {
+        return s.to_string();
+    }
+    let note = format!("\n… ({} more characters trimmed)", count - max);
+    let keep = max.saturating_sub(note.chars().count());
+    let mut t: String = s.chars().take(keep).collect();
+    t.push_str(&note);
+    t
+}
+
+/// slack-morphism's errors onto the retry policy: rate limits honour
+/// `Retry-After`; HTTP statuses follow the shared table; Web API errors
+/// (`ok: false`) are permanent except `ratelimited`.
+fn slack_error(e: SlackClientError) -> DeliveryError {
+    match e {
+        SlackClientError::RateLimitError(r) => DeliveryError {
+            retry: crate::relay::retry::Retry::Yes,
+            reason: Reason::RateLimited,
+            message: format!("Slack rate limit{}", r.code.map(|c| format!(": {c}")).unwrap_or_default()),
+            retry_after: r.retry_after,
+        },
+        SlackClientError::HttpError(h) => match check_status(h.status_code.as_u16(), h.http_response_body.as_deref().unwrap_or(""), None) {
+            Ok(()) => DeliveryError::transient(Reason::ServerError, format!("unexpected Slack answer {}", h.status_code)),
+            Err(e) => e,
+        },
+        SlackClientError::ApiError(a) if a.code == "ratelimited" => DeliveryError::transient(Reason::RateLimited, "Slack: ratelimited"),
+        SlackClientError::ApiError(a) => {
+            let reason = if matches!(
+                a.code.as_str(),
+                "invalid_auth" | "not_authed" | "account_inactive" | "token_revoked" | "missing_scope"
+            ) {
+                Reason::AuthError
+            } else {
+                Reason::ClientError
+            };
+            DeliveryError::permanent(reason, format!("error response from Slack: {}", a.code))
+        }
+        other => DeliveryError::transient(Reason::Network, format!("Slack: {other}")),
+    }
+}
+
+#[async_trait::async_trait]
+impl Destination for Slack {
+    async fn deliver(&self, n: &Notification<'_>) -> Result<(), DeliveryError> {
+        let content = self.content(n)?;
+        if let Some((token, channel)) = &self.bot {
+            return self.via_bot(token, channel, n, content).await;
+        }
+        let Some(url) = &self.webhook else {
+            return Err(DeliveryError::permanent(Reason::ClientError, "no webhook_url or bot_token"));
+        };
+        self.client
+            .post_webhook_message(url, &SlackApiPostWebhookMessageRequest::new(content))
+            .await
+            .map(|_| ())
+            .map_err(slack_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_text_is_trimmed_not_rejected() {
+        let t = trim(&"a".repeat(10_000), MAX_TEXT);
+        assert_eq!(t.chars().count(), MAX_TEXT);
+        assert!(t.ends_with("more characters trimmed)"));
+        assert_eq!(trim("short", MAX_TEXT), "short");
+    }
+}

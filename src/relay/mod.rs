@@ -1,0 +1,134 @@
+//! The relay: an Alertmanager-compatible webhook receiver that delivers
+//! to Slack, email, PagerDuty and other webhooks, and loses nothing.
+//!
+//! `POST /webhook` answers 200 only once the notification is on disk in the
+//! outbox (so Alertmanager retries anything not yet safe); one worker per
+//! destination then delivers, retrying with backoff, honouring rate limits
+//! and `Retry-After`, and dead-letters what cannot be delivered.
+
+pub mod destination;
+pub mod outbox;
+pub mod payload;
+pub mod retry;
+pub mod route;
+pub mod template;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::config::relay::{Auth, RelayConfig};
+use outbox::{Accepted, NewNotification, Outbox};
+use payload::Payload;
+
+/// The running relay.
+pub struct Relay {
+    /// Its configuration.
+    pub config: RelayConfig,
+    /// The outbox.
+    pub outbox: Arc<Outbox>,
+    wake: HashMap<String, Arc<Notify>>,
+}
+
+/// Why a webhook was refused.
+#[derive(Debug)]
+pub enum IngestError {
+    /// 400: the body is not a webhook payload.
+    BadRequest(String),
+    /// 503: it could not be stored; Alertmanager should retry.
+    Unavailable(String),
+}
+
+impl Relay {
+    /// Opens the outbox and starts one worker per destination.
+    pub fn start(config: RelayConfig, data_dir: &std::path::Path, stop: tokio_util::sync::CancellationToken) -> Result<Arc<Relay>, String> {
+        let outbox = Arc::new(Outbox::open(data_dir)?);
+        let mut wake = HashMap::new();
+        let mut workers = Vec::new();
+        for d in &config.destinations {
+            let dest = destination::build(d, outbox.clone())?;
+            let n = Arc::new(Notify::new());
+            wake.insert(d.name.clone(), n.clone());
+            workers.push(worker::Worker {
+                name: d.name.clone(),
+                kind: d.kind.type_name(),
+                delivery: d.delivery.clone(),
+                destination: dest,
+                outbox: outbox.clone(),
+                wake: n,
+            });
+        }
+        for w in workers {
+            tokio::spawn(w.run(stop.clone()));
+        }
+        let relay = Arc::new(Relay { config, outbox, wake });
+        tokio::spawn(worker::gauges(
+            relay.outbox.clone(),
+            relay.config.destinations.iter().map(|d| d.name.clone()).collect(),
+            stop,
+        ));
+        Ok(relay)
+    }
+
+    /// Checks the request's credentials, in constant time.
+    pub fn authorised(&self, header: Option<&str>) -> bool {
+        use subtle::ConstantTimeEq;
+        let expected = match &self.config.auth {
+            Auth::None => return true,
+            Auth::Bearer(t) => format!("Bearer {}", t.expose()),
+            Auth::Basic { username, password } => {
+                use base64::Engine;
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{username}:{}", password.expose()))
+                )
+            }
+        };
+        let got = header.unwrap_or("").trim();
+        // The scheme is case-insensitive; compare it apart from the secret part.
+        let (gs, gv) = got.split_once(' ').unwrap_or(("", got));
+        let (es, ev) = expected.split_once(' ').unwrap_or(("", ""));
+        gs.eq_ignore_ascii_case(es) & bool::from(gv.trim().as_bytes().ct_eq(ev.as_bytes()))
+    }
+
+    /// Validates, routes and durably stores a webhook body.
+    pub async fn ingest(&self, body: &[u8]) -> Result<Accepted, IngestError> {
+        let p = Payload::parse(body).map_err(|e| IngestError::BadRequest(e.0))?;
+        self.ingest_payload(&p, String::from_utf8_lossy(body).into_owned()).await
+    }
+
+    /// Stores an already-parsed payload (synthetic alerts enter here when
+    /// Alertmanager is unreachable).
+    pub async fn ingest_payload(&self, p: &Payload, raw: String) -> Result<Accepted, IngestError> {
+        let destinations = route::destinations(&self.config.routes, &p.common_labels);
+        if destinations.is_empty() {
+            metrics::counter!("lookout_relay_unrouted_total").increment(1);
+            tracing::warn!(group = %p.group_key, "Notification matched no route; it is stored with no destination");
+        }
+        let n = NewNotification {
+            payload: raw,
+            group_key: p.group_key.clone(),
+            dedup: p.dedup_key(),
+            destinations: destinations.clone(),
+            dedup_window: self.config.dedup_window.as_secs_f64(),
+        };
+        let outcome = self.outbox.ingest(n).await.map_err(IngestError::Unavailable)?;
+        if outcome == Accepted::Stored {
+            for d in &destinations {
+                if let Some(w) = self.wake.get(d) {
+                    w.notify_one();
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Wakes a destination's worker (after `dlq retry`).
+    pub fn wake_all(&self) {
+        for w in self.wake.values() {
+            w.notify_one();
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! The outbox: every accepted notification, durably, until each of its
+//! destinations has it.
+//!
+//! SQLite in WAL mode with `synchronous = FULL`, so a commit is on disk
+//! (fsync'd) before the webhook is answered 200. Concurrent requests are
+//! batched by one writer thread into a single transaction — one fsync for
+//! many notifications — which is what makes durable ingest fast. Deliveries
+//! are rows: `pending` until sent, then `done`, or `dead` (the dead-letter
+//! list) with the reason. After a crash, whatever is still `pending` is sent.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+/// Name of the outbox file inside `data_dir`.
+pub const OUTBOX_FILE: &str = "outbox.db";
+
+/// Most requests committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// What happened to an accepted notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// Stored, with its deliveries queued.
+    Stored,
+    /// The same payload arrived within the de-duplication window: nothing queued.
+    Duplicate,
+}
+
+/// A notification to store.
+pub struct NewNotification {
+    /// The body as received.
+    pub payload: String,
+    /// Its group key.
+    pub group_key: String,
+    /// De-duplication identity.
+    pub dedup: String,
+    /// Destinations it goes to.
+    pub destinations: Vec<String>,
+    /// De-duplication window, seconds.
+    pub dedup_window: f64,
+}
+
+struct IngestRequest {
+    n: NewNotification,
+    reply: oneshot::Sender<Result<Accepted, String>>,
+}
+
+/// A delivery waiting for its destination.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    /// Delivery id.
+    pub id: i64,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// When the notification was received, Unix seconds.
+    pub created: f64,
+    /// The payload as received.
+    pub payload: String,
+    /// The group key.
+    pub group_key: String,
+}
+
+/// A dead-lettered delivery.
+#[derive(Debug, Clone, Serialize)]
+pub struct Dead {
+    /// Delivery id (for `dlq retry|drop`).
+    pub id: i64,
+    /// Destination.
+    pub destination: String,
+    /// Group key.
+    pub group_key: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Received, Unix seconds.
+    pub created: f64,
+    /// Why it was given up.
+    pub reason: String,
+}
+
+/// The outbox.
+pub struct Outbox {
+    tx: mpsc::SyncSender<IngestRequest>,
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+fn open_conn(path: &Path, synchronous: &str) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS notifications (
+            id INTEGER PRIMARY KEY,
+            received REAL NOT NULL,
+            group_key TEXT NOT NULL,
+            dedup TEXT NOT NULL,
+            payload TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS notifications_dedup ON notifications(dedup, received);
+        CREATE TABLE IF NOT EXISTS deliveries (
+            id INTEGER PRIMARY KEY,
+            notification INTEGER NOT NULL REFERENCES notifications(id),
+            destination TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt REAL NOT NULL,
+            created REAL NOT NULL,
+            last_error TEXT
+        );
+        CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(destination, state, next_attempt);
+        CREATE INDEX IF NOT EXISTS deliveries_group ON deliveries(destination, group_key, state, id);
+        CREATE TABLE IF NOT EXISTS threads (
+            destination TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            ts TEXT NOT NULL,
+            PRIMARY KEY (destination, group_key)
+        );",
+    )?;
+    Ok(conn)
+}
+
+fn now() -> f64 {
+    crate::probe::unix_now()
+}
+
+impl Outbox {
+    /// Opens (creating) the outbox under `data_dir` and starts its writer.
+    pub fn open(data_dir: &Path) -> Result<Outbox, String> {
+        std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        let path = data_dir.join(OUTBOX_FILE);
+        let err = |e: rusqlite::Error| format!("outbox {}: {e}", path.display());
+        let writer = open_conn(&path, "FULL").map_err(err)?;
+        let conn = open_conn(&path, "NORMAL").map_err(err)?;
+        let (tx, rx) = mpsc::sync_channel::<IngestRequest>(4096);
+        let p = path.clone();
+        std::thread::Builder::new()
+            .name("outbox-writer".into())
+            .spawn(move || ingest_loop(writer, rx, p))
+            .map_err(|e| e.to_string())?;
+        Ok(Outbox {
+            tx,
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    /// Where the outbox is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Stores a notification durably. Resolves once it is on disk.
+    pub async fn ingest(&self, n: NewNotification) -> Result<Accepted, String> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.tx.clone();
+        // The queue is bounded; a full queue means the disk cannot keep up: say so (503).
+        tx.try_send(IngestRequest { n, reply }).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => "outbox writer is overloaded".to_string(),
+            mpsc::TrySendError::Disconnected(_) => "outbox writer stopped".to_string(),
+        })?;
+        rx.await.map_err(|_| "outbox writer stopped".to_string())?
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, String> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn).map_err(|e| format!("outbox {}: {e}", self.path.display()))
+    }
+
+    /// The oldest due delivery of `destination` whose group has nothing
+    /// older still pending (so a group's firing and resolved go in order).
+    pub fn next_due(&self, destination: &str) -> Result<Option<Pending>, String> {
+        self.with(|c| {
+            c.prepare_cached(
+                "SELECT d.id, d.attempts, d.created, n.payload, d.group_key FROM deliveries d JOIN notifications n ON n.id = d.notification
+                 WHERE d.destination = ?1 AND d.state = 'pending' AND d.next_attempt <= ?2
+                   AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.destination = d.destination AND e.group_key = d.group_key AND e.state = 'pending' AND e.id < d.id)
+                 ORDER BY d.id LIMIT 1",
+            )?
+            .query_row(params![destination, now()], |r| {
+                Ok(Pending { id: r.get(0)?, attempts: r.get(1)?, created: r.get(2)?, payload: r.get(3)?, group_key: r.get(4)? })
+            })
+            .optional()
+        })
+    }
+
+    /// When the next pending delivery of `destination` becomes due.
+    pub fn next_wakeup(&self, destination: &str) -> Result<Option<f64>, String> {
+        self.with(|c| {
+            c.prepare_cached("SELECT MIN(next_attempt) FROM deliveries WHERE destination = ?1 AND state = 'pending'")?
+                .query_row(params![destination], |r| r.get(0))
+        })
+    }
+
+    /// A delivery succeeded.
+    pub fn done(&self, id: i64) -> Result<(), String> {
+        self.with(|c| {
+            c.prepare_cached("UPDATE deliveries SET state = 'done', attempts = attempts + 1, last_error = NULL WHERE id = ?1")?
+                .execute(params![id])
+                .map(|_| ())
+        })
+    }
+
+    /// A delivery failed and will be retried at `next`.
+    pub fn retry_at(&self, id: i64, next: f64, error: &str) -> Result<(), String> {
+        self.with(|c| {
+            c.prepare_cached("UPDATE deliveries SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1")?
+                .execute(params![id, next, error])
+                .map(|_| ())
+        })
+    }
+
+    /// A delivery is given up: it goes to the dead-letter list.
+    pub fn dead(&self, id: i64, reason: &str) -> Result<(), String> {
+        self.with(|c| {
+            c.prepare_cached("UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1")?
+                .execute(params![id, reason])
+                .map(|_| ())
+        })
+    }
+
+    /// Pending deliveries and the age of the oldest, per destination.
+    pub fn queue(&self) -> Result<Vec<(String, i64, Option<f64>)>, String> {
+        self.with(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT destination, COUNT(*), MIN(created) FROM deliveries WHERE state = 'pending' GROUP BY destination",
+            )?;
+            let rows = s.query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<f64>>(2)?))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The dead-letter list.
+    pub fn dlq(&self) -> Result<Vec<Dead>, String> {
+        self.with(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT id, destination, group_key, attempts, created, COALESCE(last_error, '') FROM deliveries WHERE state = 'dead' ORDER BY id",
+            )?;
+            let rows = s.query_map([], |r| {
+                Ok(Dead { id: r.get(0)?, destination: r.get(1)?, group_key: r.get(2)?, attempts: r.get(3)?, created: r.get(4)?, reason: r.get(5)? })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// Puts dead deliveries (all when `ids` is empty) back in the queue, due now.
+    /// Their age restarts, so `max_age` does not kill them again at once.
+    pub fn dlq_retry(&self, ids: &[i64]) -> Result<usize, String> {
+        self.dlq_update(
+            ids,
+            "UPDATE deliveries SET state = 'pending', next_attempt = ?2, created = ?2, attempts = 0 WHERE state = 'dead'",
+        )
+    }
+
+    /// Removes dead deliveries (all when `ids` is empty).
+    pub fn dlq_drop(&self, ids: &[i64]) -> Result<usize, String> {
+        self.dlq_update(ids, "UPDATE deliveries SET state = 'dropped' WHERE state = 'dead'")
+    }
+
+    fn dlq_update(&self, ids: &[i64], sql: &str) -> Result<usize, String> {
+        self.with(|c| {
+            let t = now();
+            if ids.is_empty() {
+                let q = sql.replace("?2", &format!("{t}"));
+                return c.execute(&q, []);
+            }
+            let mut n = 0;
+            let q = format!("{sql} AND id = ?1").replace("?2", &format!("{t}"));
+            for id in ids {
+                n += c.execute(&q, params![id])?;
+            }
+            Ok(n)
+        })
+    }
+
+    /// The Slack thread of a group, for a bot-token destination.
+    pub fn thread(&self, destination: &str, group_key: &str) -> Result<Option<(String, String)>, String> {
+        self.with(|c| {
+            c.prepare_cached("SELECT channel, ts FROM threads WHERE destination = ?1 AND group_key = ?2")?
+                .query_row(params![destination, group_key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+    }
+
+    /// Remembers a group's first Slack message.
+    pub fn set_thread(&self, destination: &str, group_key: &str, channel: &str, ts: &str) -> Result<(), String> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO threads (destination, group_key, channel, ts) VALUES (?1, ?2, ?3, ?4)",
+                params![destination, group_key, channel, ts],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Forgets a group's thread (after it resolved), so the next incident starts a new one.
+    pub fn clear_thread(&self, destination: &str, group_key: &str) -> Result<(), String> {
+        self.with(|c| {
+            c.execute(
+                "DELETE FROM threads WHERE destination = ?1 AND group_key = ?2",
+                params![destination, group_key],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Deletes delivered notifications older than `age` (housekeeping).
+    pub fn prune(&self, age: Duration) -> Result<usize, String> {
+        let cutoff = now() - age.as_secs_f64();
+        self.with(|c| {
+            c.execute("DELETE FROM deliveries WHERE state IN ('done', 'dropped') AND created < ?1", params![cutoff])?;
+            c.execute(
+                "DELETE FROM notifications WHERE received < ?1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.notification = notifications.id)",
+                params![cutoff],
+            )
+        })
+    }
+}
+
+fn ingest_loop(mut conn: Connection, rx: mpsc::Receiver<IngestRequest>, path: PathBuf) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        match store_batch(&mut conn, &batch) {
+            Ok(outcomes) => {
+                for (req, outcome) in batch.into_iter().zip(outcomes) {
+                    let _ = req.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                metrics::counter!("lookout_relay_store_errors_total").increment(1);
+                tracing::error!(path = %path.display(), error = %e, "Cannot store notifications in the outbox; answering 503 so Alertmanager retries");
+                for req in batch {
+                    let _ = req.reply.send(Err(format!("cannot store the notification: {e}")));
+                }
+            }
+        }
+    }
+}
+
+fn store_batch(conn: &mut Connection, batch: &[IngestRequest]) -> rusqlite::Result<Vec<Accepted>> {
+    let tx = conn.transaction()?;
+    let mut out = Vec::with_capacity(batch.len());
+    {
+        let mut seen = tx.prepare_cached("SELECT 1 FROM notifications WHERE dedup = ?1 AND received >= ?2 LIMIT 1")?;
+        let mut note = tx.prepare_cached("INSERT INTO notifications (received, group_key, dedup, payload) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut deliv = tx.prepare_cached(
+            "INSERT INTO deliveries (notification, destination, group_key, next_attempt, created) VALUES (?1, ?2, ?3, ?4, ?4)",
+        )?;
+        let t = now();
+        for req in batch {
+            let n = &req.n;
+            if seen.exists(params![n.dedup, t - n.dedup_window])? {
+                out.push(Accepted::Duplicate);
+                continue;
+            }
+            note.execute(params![t, n.group_key, n.dedup, n.payload])?;
+            let id = tx.last_insert_rowid();
+            for d in &n.destinations {
+                deliv.execute(params![id, d, n.group_key, t])?;
+            }
+            out.push(Accepted::Stored);
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}

@@ -1,0 +1,236 @@
+//! Alertmanager's webhook payload, version 4, as Alertmanager 0.25 through
+//! 0.34 send it. Unknown keys (newer versions add `notification_reason`,
+//! `routeLabels`…) are accepted and kept, so a forwarded payload is the
+//! payload received.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Payload {
+    /// Always `"4"`.
+    pub version: String,
+    /// Stable identity of the alert group: the thread/incident key.
+    #[serde(rename = "groupKey")]
+    pub group_key: String,
+    /// Alerts cut by `max_alerts`.
+    #[serde(rename = "truncatedAlerts", default)]
+    pub truncated_alerts: u64,
+    /// `firing` if any alert fires, else `resolved`.
+    pub status: String,
+    /// The receiver's name (regex-escaped by Alertmanager).
+    pub receiver: String,
+    /// Labels of the `group_by` keys.
+    #[serde(rename = "groupLabels", default)]
+    pub group_labels: BTreeMap<String, String>,
+    /// Labels common to every alert.
+    #[serde(rename = "commonLabels", default)]
+    pub common_labels: BTreeMap<String, String>,
+    /// Annotations common to every alert.
+    #[serde(rename = "commonAnnotations", default)]
+    pub common_annotations: BTreeMap<String, String>,
+    /// Alertmanager's external URL.
+    #[serde(rename = "externalURL", default)]
+    pub external_url: String,
+    /// The alerts.
+    pub alerts: Vec<Alert>,
+    /// Keys this version does not know, kept as received.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// One alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// `firing` or `resolved`.
+    pub status: String,
+    /// Identity.
+    pub labels: BTreeMap<String, String>,
+    /// Summary, description, runbook_url…
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    /// RFC 3339.
+    #[serde(rename = "startsAt")]
+    pub starts_at: String,
+    /// RFC 3339; `0001-01-01T00:00:00Z` while firing.
+    #[serde(rename = "endsAt", default)]
+    pub ends_at: String,
+    /// Link to the expression that fired.
+    #[serde(rename = "generatorURL", default)]
+    pub generator_url: String,
+    /// FNV-1a of the labels, 16 hex digits.
+    #[serde(default)]
+    pub fingerprint: String,
+    /// Unknown keys, kept.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// Why a body is not a webhook payload; the message names the problem.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PayloadError(pub String);
+
+impl Payload {
+    /// Parses and validates a request body.
+    pub fn parse(body: &[u8]) -> Result<Payload, PayloadError> {
+        let p: Payload = serde_json::from_slice(body).map_err(|e| {
+            let msg = e.to_string();
+            if e.is_syntax() || e.is_eof() {
+                PayloadError(format!("invalid JSON: {msg}"))
+            } else {
+                PayloadError(format!("not an Alertmanager webhook payload: {msg}"))
+            }
+        })?;
+        if p.version != "4" {
+            return Err(PayloadError(format!(
+                "unsupported payload version `{}` (expected \"4\")",
+                p.version
+            )));
+        }
+        for (what, s) in [("status", p.status.as_str())]
+            .into_iter()
+            .chain(p.alerts.iter().map(|a| ("alerts[].status", a.status.as_str())))
+        {
+            if s != "firing" && s != "resolved" {
+                return Err(PayloadError(format!(
+                    "field `{what}` must be \"firing\" or \"resolved\", not `{s}`"
+                )));
+            }
+        }
+        if p.alerts.is_empty() {
+            return Err(PayloadError("field `alerts` is empty".into()));
+        }
+        Ok(p)
+    }
+
+    /// Alerts firing.
+    pub fn firing(&self) -> impl Iterator<Item = &Alert> {
+        self.alerts.iter().filter(|a| a.status == "firing")
+    }
+
+    /// Alerts resolved.
+    pub fn resolved(&self) -> impl Iterator<Item = &Alert> {
+        self.alerts.iter().filter(|a| a.status == "resolved")
+    }
+
+    /// The subject in Alertmanager's manner:
+    /// `[FIRING:2] RedisHighMemoryUsage (cache prod)`.
+    pub fn subject(&self) -> String {
+        let mut s = if self.status == "firing" {
+            format!("[FIRING:{}]", self.firing().count())
+        } else {
+            "[RESOLVED]".to_string()
+        };
+        let group: Vec<&str> = self.group_labels.values().map(String::as_str).collect();
+        if !group.is_empty() {
+            s.push(' ');
+            s.push_str(&group.join(" "));
+        }
+        let rest: Vec<&str> = self
+            .common_labels
+            .iter()
+            .filter(|(k, _)| !self.group_labels.contains_key(*k))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        if !rest.is_empty() {
+            s.push_str(&format!(" ({})", rest.join(" ")));
+        }
+        s
+    }
+
+    /// Identity for de-duplication of HA replicas' copies: the group, its
+    /// status and each alert's fingerprint, status and times.
+    pub fn dedup_key(&self) -> String {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        h.update(self.group_key.as_bytes());
+        h.update([0]);
+        h.update(self.status.as_bytes());
+        let mut alerts: Vec<String> = self
+            .alerts
+            .iter()
+            .map(|a| format!("{}|{}|{}|{}", fingerprint_of(a), a.status, a.starts_at, a.ends_at))
+            .collect();
+        alerts.sort();
+        for a in alerts {
+            h.update([0]);
+            h.update(a.as_bytes());
+        }
+        hex(&h.finalize())
+    }
+}
+
+/// The alert's fingerprint, or Alertmanager's FNV-1a of its labels when absent.
+pub fn fingerprint_of(a: &Alert) -> String {
+    if !a.fingerprint.is_empty() {
+        return a.fingerprint.clone();
+    }
+    let mut h: u64 = 0xcbf29ce484222325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    };
+    for (k, v) in &a.labels {
+        eat(k.as_bytes());
+        eat(&[0xff]);
+        eat(v.as_bytes());
+        eat(&[0xff]);
+    }
+    format!("{h:016x}")
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AM_025: &str = r#"{"receiver":"multi","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"ProbeDown","instance":"https://example.com","job":"synthetic","severity":"critical"},"annotations":{"summary":"Probe failed for https://example.com"},"startsAt":"2026-11-25T16:43:58Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prom:9090/graph?g0.expr=probe_success+%3D%3D+0","fingerprint":"eca922e1ff7962e3"}],"groupLabels":{"alertname":"ProbeDown"},"commonLabels":{"alertname":"ProbeDown","job":"synthetic","severity":"critical"},"commonAnnotations":{},"externalURL":"http://am.example:19093","version":"4","groupKey":"{}:{alertname=\"ProbeDown\"}","truncatedAlerts":0}"#;
+
+    #[test]
+    fn alertmanager_payloads_old_and_new() {
+        let p = Payload::parse(AM_025.as_bytes()).unwrap();
+        assert_eq!(p.subject(), "[FIRING:1] ProbeDown (synthetic critical)");
+        assert_eq!(
+            fingerprint_of(&Alert {
+                fingerprint: String::new(),
+                ..p.alerts[0].clone()
+            }),
+            "eca922e1ff7962e3"
+        );
+        let newer = AM_025.replacen(
+            "\"version\":\"4\"",
+            "\"version\":\"4\",\"notification_reason\":\"first notification\",\"routeLabels\":{\"team\":\"cache\"}",
+            1,
+        );
+        let q = Payload::parse(newer.as_bytes()).unwrap();
+        assert_eq!(q.extra["notification_reason"], "first notification");
+        let round = serde_json::to_value(&q).unwrap();
+        assert_eq!(round["routeLabels"]["team"], "cache", "unknown keys kept");
+        assert_eq!(p.dedup_key(), q.dedup_key());
+    }
+
+    #[test]
+    fn bad_payloads_name_the_problem() {
+        for (body, needle) in [
+            ("{", "invalid JSON"),
+            (r#"{"version":"4"}"#, "missing field"),
+            (
+                &AM_025.replacen("\"status\":\"firing\",\"alerts\"", "\"status\":\"burning\",\"alerts\"", 1),
+                "status",
+            ),
+            (&AM_025.replacen("\"version\":\"4\"", "\"version\":\"3\"", 1), "version"),
+        ] {
+            let e = Payload::parse(body.as_bytes()).unwrap_err();
+            assert!(e.0.contains(needle), "{body}: {e}");
+        }
+    }
+}

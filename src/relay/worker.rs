@@ -1,0 +1,175 @@
+//! One delivery loop per destination: take the oldest due delivery, wait
+//! for the rate limit, deliver within the timeout, then mark it done,
+//! schedule a retry (backoff with jitter, never before `Retry-After`) or
+//! dead-letter it (a permanent failure, or older than `max_age`). Each
+//! outcome is one event that logs and counts.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::destination::{Destination, Notification};
+use super::outbox::{Outbox, Pending};
+use super::payload::Payload;
+use super::retry::{self, DeliveryError, Reason, Retry};
+use crate::config::relay::Delivery;
+
+/// A destination's worker.
+pub struct Worker {
+    /// Destination name.
+    pub name: String,
+    /// Destination type.
+    pub kind: &'static str,
+    /// Tuning.
+    pub delivery: Delivery,
+    /// The destination.
+    pub destination: Arc<dyn Destination>,
+    /// The outbox.
+    pub outbox: Arc<Outbox>,
+    /// Signalled when something new is queued.
+    pub wake: Arc<Notify>,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())?
+}
+
+impl Worker {
+    /// Runs until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut last_send: Option<Instant> = None;
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            let (ob, name) = (self.outbox.clone(), self.name.clone());
+            let next = match blocking(move || ob.next_due(&name)).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(destination = %self.name, error = %e, "Cannot read the outbox");
+                    sleep_or_stop(&stop, &self.wake, Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let Some(p) = next else {
+                let (ob, name) = (self.outbox.clone(), self.name.clone());
+                let wait = match blocking(move || ob.next_wakeup(&name)).await {
+                    Ok(Some(t)) => Duration::from_secs_f64((t - crate::probe::unix_now()).clamp(0.001, 1.0)),
+                    _ => Duration::from_secs(1),
+                };
+                sleep_or_stop(&stop, &self.wake, wait).await;
+                continue;
+            };
+            if let Some(t) = last_send {
+                let since = t.elapsed();
+                if since < self.delivery.min_interval {
+                    tokio::time::sleep(self.delivery.min_interval - since).await;
+                }
+            }
+            last_send = Some(Instant::now());
+            self.attempt(p).await;
+        }
+    }
+
+    async fn attempt(&self, p: Pending) {
+        let age = crate::probe::unix_now() - p.created;
+        let started = Instant::now();
+        let result = match Payload::parse(p.payload.as_bytes()) {
+            Err(e) => Err(DeliveryError::permanent(
+                Reason::ClientError,
+                format!("stored payload unreadable: {e}"),
+            )),
+            Ok(payload) => {
+                let n = Notification {
+                    payload: &payload,
+                    raw: &p.payload,
+                };
+                match tokio::time::timeout(self.delivery.timeout, self.destination.deliver(&n)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(DeliveryError::transient(
+                        Reason::Timeout,
+                        format!("no answer within {:?}", self.delivery.timeout),
+                    )),
+                }
+            }
+        };
+        let outcome = match result {
+            Ok(()) => {
+                metrics::histogram!("lookout_relay_delivery_latency_seconds", "destination" => self.name.clone()).record(age.max(0.0));
+                tracing::debug!(destination = %self.name, id = p.id, attempts = p.attempts + 1, "Notification delivered");
+                self.mark(move |ob, id| ob.done(id), p.id).await;
+                "success"
+            }
+            Err(e) => {
+                let too_old = age > self.delivery.max_age.as_secs_f64();
+                if e.retry == Retry::No || too_old {
+                    let why = if too_old && e.retry == Retry::Yes {
+                        format!(
+                            "older than max_age ({}); last error: {}",
+                            humantime::format_duration(self.delivery.max_age),
+                            e.message
+                        )
+                    } else {
+                        e.message.clone()
+                    };
+                    tracing::error!(destination = %self.name, id = p.id, group = %p.group_key, reason = e.reason.as_str(), error = %why, "Notification dead-lettered");
+                    self.mark(move |ob, id| ob.dead(id, &why), p.id).await;
+                    "dead"
+                } else {
+                    let wait = retry::backoff(p.attempts, self.delivery.initial_backoff, self.delivery.max_backoff, e.retry_after);
+                    let next = crate::probe::unix_now() + wait.as_secs_f64();
+                    tracing::warn!(destination = %self.name, id = p.id, attempt = p.attempts + 1, reason = e.reason.as_str(), error = %e.message, retry_in = ?wait, "Delivery failed; will retry");
+                    let msg = e.message.clone();
+                    self.mark(move |ob, id| ob.retry_at(id, next, &msg), p.id).await;
+                    "retry"
+                }
+            }
+        };
+        metrics::counter!("lookout_relay_deliveries_total", "destination" => self.name.clone(), "outcome" => outcome).increment(1);
+        metrics::histogram!("lookout_relay_attempt_duration_seconds", "destination" => self.name.clone())
+            .record(started.elapsed().as_secs_f64());
+    }
+
+    async fn mark(&self, f: impl FnOnce(&Outbox, i64) -> Result<(), String> + Send + 'static, id: i64) {
+        let ob = self.outbox.clone();
+        if let Err(e) = blocking(move || f(&ob, id)).await {
+            // The delivery stays pending and will be sent again: a duplicate, never a loss.
+            tracing::error!(destination = %self.name, id, error = %e, "Cannot record the delivery outcome");
+        }
+    }
+}
+
+async fn sleep_or_stop(stop: &CancellationToken, wake: &Notify, d: Duration) {
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = wake.notified() => {}
+        _ = tokio::time::sleep(d) => {}
+    }
+}
+
+/// Publishes queue depth and the oldest pending age per destination.
+pub async fn gauges(outbox: Arc<Outbox>, names: Vec<String>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let ob = outbox.clone();
+        let Ok(q) = blocking(move || ob.queue()).await else { continue };
+        let now = crate::probe::unix_now();
+        for n in &names {
+            let (depth, oldest) = q
+                .iter()
+                .find(|(d, _, _)| d == n)
+                .map(|(_, c, o)| (*c as f64, o.map(|o| now - o).unwrap_or(0.0)))
+                .unwrap_or((0.0, 0.0));
+            metrics::gauge!("lookout_relay_queue_depth", "destination" => n.clone()).set(depth);
+            metrics::gauge!("lookout_relay_oldest_pending_age_seconds", "destination" => n.clone()).set(oldest);
+        }
+        let ob = outbox.clone();
+        let _ = blocking(move || ob.prune(Duration::from_secs(7 * 24 * 3600))).await;
+    }
+}
