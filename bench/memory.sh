@@ -35,6 +35,7 @@ LPORT=$(free_port)
   echo "server: {listen: \"127.0.0.1:$LPORT\"}"
   echo "data_dir: $WORK/data"
   echo "probe_files: []"
+  echo "crosscheck: {enabled: false}"
   echo "probes:"
   for i in $(seq 1 25); do
     printf '  - {name: redis%s, kind: redis, url: "redis://127.0.0.1:%s", every: 1s}\n' "$i" "$RPORT"

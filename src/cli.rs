@@ -61,10 +61,56 @@ enum Command {
         #[arg(long, value_parser = parse_window, value_name = "DURATION")]
         window: Option<std::time::Duration>,
     },
+    /// The webhook relay: dead-letter list and test notifications.
+    Relay {
+        #[command(subcommand)]
+        command: RelayCommand,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RelayCommand {
+    /// The dead-letter list: notifications given up, with the reason.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Send a test notification to one destination now, to prove it works.
+    SendTest {
+        /// The destination's name.
+        #[arg(long)]
+        destination: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// List dead-lettered deliveries.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = crate::check::Format::Text)]
+        format: crate::check::Format,
+    },
+    /// Queue dead-lettered deliveries again (the given ids, or --all).
+    Retry {
+        /// Delivery ids.
+        ids: Vec<i64>,
+        /// Every dead-lettered delivery.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Drop dead-lettered deliveries for good (the given ids, or --all).
+    Drop {
+        /// Delivery ids.
+        ids: Vec<i64>,
+        /// Every dead-lettered delivery.
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
     },
 }
 
@@ -137,6 +183,103 @@ fn report(src: ConfigSource, format: crate::report::Format, window: Option<std::
     ExitCode::from(code)
 }
 
+fn relay_command(src: ConfigSource, command: RelayCommand) -> ExitCode {
+    let cfg = match src.load() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let Some(relay) = cfg.relay.clone() else {
+        eprintln!("lookout: the relay is disabled in this configuration");
+        return ExitCode::FAILURE;
+    };
+    match command {
+        RelayCommand::Dlq { command } => {
+            let outbox = match crate::relay::outbox::Outbox::open(&cfg.data_dir) {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("lookout: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let result = match command {
+                DlqCommand::List { format } => outbox.dlq().map(|list| match format {
+                    crate::check::Format::Json => serde_json::to_string_pretty(&list).unwrap_or_default() + "\n",
+                    crate::check::Format::Text => {
+                        let mut out = format!(
+                            "{:<8} {:<16} {:<9} {:<21} {:<40} REASON\n",
+                            "ID", "DESTINATION", "ATTEMPTS", "RECEIVED", "GROUP"
+                        );
+                        for d in &list {
+                            out.push_str(&format!(
+                                "{:<8} {:<16} {:<9} {:<21} {:<40} {}\n",
+                                d.id,
+                                d.destination,
+                                d.attempts,
+                                crate::report::time(d.created),
+                                d.group_key.chars().take(40).collect::<String>(),
+                                d.reason
+                            ));
+                        }
+                        out
+                    }
+                }),
+                DlqCommand::Retry { ids, all } if all || !ids.is_empty() => {
+                    outbox.dlq_retry(&ids).map(|n| format!("{n} deliveries queued again\n"))
+                }
+                DlqCommand::Drop { ids, all } if all || !ids.is_empty() => {
+                    outbox.dlq_drop(&ids).map(|n| format!("{n} deliveries dropped\n"))
+                }
+                _ => Err("give delivery ids, or --all".to_string()),
+            };
+            match result {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("lookout: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        RelayCommand::SendTest { destination } => {
+            let Some(d) = relay.destinations.iter().find(|d| d.name == destination) else {
+                let names: Vec<&str> = relay.destinations.iter().map(|d| d.name.as_str()).collect();
+                eprintln!("lookout: no destination named `{destination}` (configured: {})", names.join(", "));
+                return ExitCode::FAILURE;
+            };
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(c) => return c,
+            };
+            let outcome = rt.block_on(async {
+                let outbox = std::sync::Arc::new(crate::relay::outbox::Outbox::open(&cfg.data_dir)?);
+                let dest = crate::relay::destination::build(d, outbox)?;
+                let p = crate::relay::template::test_notification();
+                let raw = serde_json::to_string(&p).map_err(|e| e.to_string())?;
+                let n = crate::relay::destination::Notification { payload: &p, raw: &raw };
+                match tokio::time::timeout(d.delivery.timeout, dest.deliver(&n)).await {
+                    Ok(r) => r.map_err(|e| e.message),
+                    Err(_) => Err(format!("no answer within {:?}", d.delivery.timeout)),
+                }
+            });
+            match outcome {
+                Ok(()) => {
+                    println!("test notification delivered to `{destination}` ({})", d.kind.type_name());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("lookout: test notification to `{destination}` failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
 fn source(explicit: Option<PathBuf>) -> ConfigSource {
     match explicit {
         Some(p) => ConfigSource::File(p),
@@ -194,6 +337,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Report { format, window } => report(src, format, window),
+        Command::Relay { command } => relay_command(src, command),
         Command::Check { format } => {
             let cfg = match src.load() {
                 Ok(c) => c,

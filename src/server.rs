@@ -31,7 +31,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.relay.as_ref().map(|r| r.config.max_body_bytes).unwrap_or(1024 * 1024);
     let webhook = Router::new()
         .route("/webhook", post(webhook))
-        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit.saturating_add(1)))
         // A client that trickles its body is cut off rather than held forever.
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

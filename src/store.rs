@@ -235,7 +235,7 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Cmd>, retention: Duration, pa
 }
 
 fn write_batch(conn: &mut Connection, batch: &[Box<Observation>], rounds: &[Box<Report>]) -> rusqlite::Result<()> {
-    let tx = conn.transaction()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     {
         let mut round = tx.prepare_cached("INSERT INTO crosscheck_rounds (ts, verdict) VALUES (?1, ?2)")?;
         let mut entry = tx.prepare_cached(

@@ -107,7 +107,7 @@ pub struct Tolerance {
 pub fn default_tolerance(m: Metric) -> Tolerance {
     let t = |abs, rel, factor| Tolerance { abs, rel, factor };
     match m {
-        Metric::LatencySeconds => t(0.0, 0.0, 20.0),
+        Metric::LatencySeconds => t(0.0, 0.0, 50.0),
         Metric::KeyspaceHits | Metric::KeyspaceMisses => t(0.0, 0.0, 0.0),
         Metric::HitRatio => t(0.01, 0.0, 0.0),
         Metric::ConnectedClients => t(5.0, 0.1, 0.0),

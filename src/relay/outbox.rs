@@ -354,7 +354,11 @@ fn ingest_loop(mut conn: Connection, rx: mpsc::Receiver<IngestRequest>, path: Pa
 }
 
 fn store_batch(conn: &mut Connection, batch: &[IngestRequest]) -> rusqlite::Result<Vec<Accepted>> {
-    let tx = conn.transaction()?;
+    // IMMEDIATE: take the write lock up front. A deferred transaction that
+    // reads (the de-duplication check) and then writes fails at once with
+    // "database is locked" if a worker wrote in between; the busy timeout
+    // does not cover that upgrade.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut out = Vec::with_capacity(batch.len());
     {
         let mut seen = tx.prepare_cached("SELECT 1 FROM notifications WHERE dedup = ?1 AND received >= ?2 LIMIT 1")?;

@@ -107,6 +107,29 @@ fn unreachable_payload() -> Payload {
     }
 }
 
+/// The notification `lookout relay send-test` sends: one firing alert that
+/// says what it is.
+pub fn test_notification() -> Payload {
+    let mut p = sample();
+    p.group_key = format!("{{}}:{{alertname=\"LookoutTestNotification\"}}/{}", crate::probe::unix_now());
+    p.group_labels = [("alertname".to_string(), "LookoutTestNotification".to_string())].into();
+    p.common_labels = [
+        ("alertname".to_string(), "LookoutTestNotification".to_string()),
+        ("severity".to_string(), "info".to_string()),
+    ]
+    .into();
+    p.alerts.truncate(1);
+    if let Some(a) = p.alerts.first_mut() {
+        a.labels = p.common_labels.clone();
+        a.annotations = [(
+            "summary".to_string(),
+            "Test notification from lookout: this destination works.".to_string(),
+        )]
+        .into();
+    }
+    p
+}
+
 /// Checks a destination's overrides: known parts, compiling, rendering.
 pub fn check(kind: &str, overrides: &std::collections::BTreeMap<String, String>) -> Result<(), String> {
     let known = parts(kind);

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod health;
+pub mod saas;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -511,4 +512,60 @@ pub fn chromium(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .expect("chromium runs")
+}
+
+/// A POST with extra headers: (status, body).
+pub fn http_post(port: u16, path: &str, body: &[u8], headers: &[(&str, &str)]) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&format!("127.0.0.1:{port}").parse().ok()?, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let mut req = format!(
+        "POST {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).ok()?;
+    let _ = s.write_all(body);
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let buf = String::from_utf8_lossy(&buf).into_owned();
+    let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+    let body = buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Some((status, body))
+}
+
+/// An Alertmanager webhook payload (version 4) as Alertmanager 0.25 sends it.
+pub fn am_payload(group: &str, status: &str, alerts: &[(&str, &str, &str)]) -> String {
+    // alerts: (alertname, instance, status)
+    let list: Vec<serde_json::Value> = alerts
+        .iter()
+        .map(|(name, inst, st)| {
+            serde_json::json!({
+                "status": st,
+                "labels": {"alertname": name, "instance": inst, "severity": "critical", "job": "redis"},
+                "annotations": {"summary": format!("{name} on {inst}"), "runbook_url": "https://runbooks.example/redis"},
+                "startsAt": "2026-11-25T16:43:58Z",
+                "endsAt": if *st == "firing" { "0001-01-01T00:00:00Z" } else { "2026-11-25T16:53:58Z" },
+                "generatorURL": "http://prometheus:9090/graph?g0.expr=up",
+                "fingerprint": ""
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "receiver": "lookout", "status": status, "alerts": list,
+        "groupLabels": {"alertname": alerts[0].0},
+        "commonLabels": {"alertname": alerts[0].0, "severity": "critical", "job": "redis"},
+        "commonAnnotations": {}, "externalURL": "http://alertmanager:9093",
+        "version": "4", "groupKey": group, "truncatedAlerts": 0
+    })
+    .to_string()
+}
+
+/// Rows in a table of the relay's outbox.
+pub fn outbox_count(data_dir: &Path, sql: &str) -> i64 {
+    let c = rusqlite::Connection::open(data_dir.join("outbox.db")).unwrap();
+    c.query_row(sql, [], |r| r.get(0)).unwrap_or(-1)
 }

@@ -57,8 +57,8 @@ impl Slack {
             .build();
         let mut connector = SlackClientHyperConnector::with_connector(https);
         if let Some(api) = api_url {
-            let api = if api.ends_with('/') { api.clone() } else { format!("{api}/") };
-            connector = connector.with_slack_api_url(&api);
+            // slack-morphism joins the base and the method with a `/`.
+            connector = connector.with_slack_api_url(api.trim_end_matches('/'));
         }
         let webhook = match webhook_url {
             Some(u) => Some(url::Url::parse(u.expose()).map_err(|_| "invalid webhook_url".to_string())?),

@@ -1,0 +1,367 @@
+//! The relay as Alertmanager and the providers see it: real HTTP, stand-ins
+//! that speak Slack's, PagerDuty's and SMTP's protocols, bad input, retries,
+//! the dead-letter list, and `kill -9` in the middle of a burst.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use support::saas::{Answer, SaaS, SmtpSink};
+use support::{Daemon, am_payload, http_get, http_post, lookout, outbox_count, wait_for};
+
+const TOKEN: &str = "relay-token-3f9a8b7c";
+
+fn relay_config(saas: &SaaS, smtp: &SmtpSink, extra_dest: &str) -> String {
+    format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nrelay:\n  auth:\n    bearer_token: {TOKEN}\n  routes:\n    - matchers: ['alertname=~\"Redis.*\"']\n      destinations: [slack, pager, mail, chain]\n    - destinations: [log]\n  destinations:\n    - name: slack\n      type: slack\n      webhook_url: {}\n      rate_limit: 20/s\n      retry: {{initial_backoff: 200ms, max_backoff: 2s}}\n    - name: pager\n      type: pagerduty\n      routing_key: abcdef0123456789abcdef0123456789\n      url: {}\n      retry: {{initial_backoff: 200ms, max_backoff: 2s}}\n    - name: mail\n      type: email\n      host: 127.0.0.1\n      port: {}\n      tls: none\n      from: lookout@example.org\n      to: [oncall@example.org, sre@example.org]\n    - name: chain\n      type: webhook\n      url: {}\n      retry: {{initial_backoff: 200ms, max_backoff: 2s}}\n    - name: log\n      type: log\n{extra_dest}",
+        saas.url("/slack/webhook"),
+        saas.url("/v2/enqueue"),
+        smtp.port,
+        saas.url("/hook")
+    )
+}
+
+fn auth() -> (&'static str, String) {
+    ("Authorization", format!("Bearer {TOKEN}"))
+}
+
+#[test]
+fn delivers_to_every_destination_in_their_protocols() {
+    let saas = SaaS::start();
+    let smtp = SmtpSink::start();
+    let d = Daemon::start(&relay_config(&saas, &smtp, ""));
+    let (k, v) = auth();
+    let group = "{}/{severity=\"critical\"}:{alertname=\"RedisHighMemoryUsage\"}";
+    let firing = am_payload(
+        group,
+        "firing",
+        &[
+            ("RedisHighMemoryUsage", "redis:6379", "firing"),
+            ("RedisHighMemoryUsage", "redis-2:6379", "firing"),
+        ],
+    );
+    // Newer Alertmanagers add keys; they must be accepted and forwarded.
+    let firing = firing.replacen(
+        "\"version\":\"4\"",
+        "\"version\":\"4\",\"notification_reason\":\"first notification\"",
+        1,
+    );
+    let (status, body) = http_post(d.port, "/webhook", firing.as_bytes(), &[(k, &v)]).unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    wait_for("all four destinations", Duration::from_secs(20), || {
+        (saas.received_on("/slack/webhook").len() == 1
+            && saas.received_on("/v2/enqueue").len() == 1
+            && smtp.mails().len() == 1
+            && saas.received_on("/hook").len() == 1)
+            .then_some(())
+    });
+    let slack = &saas.received_on("/slack/webhook")[0].body;
+    let att = &slack["attachments"][0];
+    assert_eq!(att["color"], "danger");
+    assert_eq!(att["title"], "[FIRING:2] RedisHighMemoryUsage (redis critical)");
+    assert!(att["text"].as_str().unwrap().contains("https://runbooks.example/redis"), "{slack}");
+    let pd = &saas.received_on("/v2/enqueue")[0].body;
+    assert_eq!(pd["event_action"], "trigger");
+    assert_eq!(pd["routing_key"], "abcdef0123456789abcdef0123456789");
+    assert_eq!(pd["dedup_key"].as_str().unwrap().len(), 64);
+    assert_eq!(pd["payload"]["severity"], "critical");
+    let mail = &smtp.mails()[0];
+    assert_eq!(mail.to.len(), 2);
+    assert!(
+        mail.data.contains("Subject: [FIRING:2] RedisHighMemoryUsage (redis critical)"),
+        "{}",
+        mail.data
+    );
+    assert!(mail.data.contains("multipart/alternative") && mail.data.contains("text/html") && mail.data.contains("text/plain"));
+    let hook = &saas.received_on("/hook")[0].body;
+    assert_eq!(hook["notification_reason"], "first notification", "forwarded unchanged");
+    assert_eq!(hook, &serde_json::from_str::<serde_json::Value>(&firing).unwrap());
+
+    // An HA twin's copy of the same notification is delivered once.
+    let (status, body) = http_post(d.port, "/webhook", firing.as_bytes(), &[(k, &v)]).unwrap();
+    assert_eq!((status, body.contains("duplicate")), (200, true), "{body}");
+
+    // Resolution reaches PagerDuty as a resolve with the same dedup_key.
+    let resolved = am_payload(
+        group,
+        "resolved",
+        &[
+            ("RedisHighMemoryUsage", "redis:6379", "resolved"),
+            ("RedisHighMemoryUsage", "redis-2:6379", "resolved"),
+        ],
+    );
+    assert_eq!(http_post(d.port, "/webhook", resolved.as_bytes(), &[(k, &v)]).unwrap().0, 200);
+    wait_for("resolve", Duration::from_secs(20), || {
+        (saas.received_on("/v2/enqueue").len() == 2 && smtp.mails().len() == 2).then_some(())
+    });
+    let pd2 = &saas.received_on("/v2/enqueue")[1].body;
+    assert_eq!(pd2["event_action"], "resolve");
+    assert_eq!(pd2["dedup_key"], pd["dedup_key"]);
+    assert_eq!(saas.received_on("/slack/webhook")[1].body["attachments"][0]["color"], "good");
+    assert!(smtp.mails()[1].data.contains("Subject: [RESOLVED] RedisHighMemoryUsage"));
+
+    // Routing: a non-Redis alert goes to the log only.
+    let other = am_payload("{}:{alertname=\"Other\"}", "firing", &[("Other", "x", "firing")]);
+    assert_eq!(http_post(d.port, "/webhook", other.as_bytes(), &[(k, &v)]).unwrap().0, 200);
+    wait_for("log delivery", Duration::from_secs(10), || {
+        d.logs().contains("Other on x").then_some(())
+    });
+    assert_eq!(saas.received_on("/slack/webhook").len(), 2);
+
+    let m = d.metrics();
+    assert_eq!(
+        support::metric_value(
+            &m,
+            "lookout_relay_deliveries_total",
+            &[("destination", "pager"), ("outcome", "success")]
+        ),
+        Some(2.0)
+    );
+    assert!(support::metric_value(&m, "lookout_relay_received_total", &[]).unwrap() >= 4.0);
+    for text in [d.metrics(), d.logs()] {
+        assert!(
+            !text.contains(TOKEN) && !text.contains("abcdef0123456789abcdef0123456789"),
+            "no secret in metrics or logs"
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_answered_and_changes_nothing() {
+    let saas = SaaS::start();
+    let smtp = SmtpSink::start();
+    let d = Daemon::start(&relay_config(&saas, &smtp, ""));
+    let data = d.dir.path().join("data");
+    let (k, v) = auth();
+    let good = am_payload("{}:{alertname=\"RedisX\"}", "firing", &[("RedisX", "a", "firing")]);
+    let cases: Vec<(Vec<u8>, Vec<(&str, String)>, u16, &str)> = vec![
+        (b"{not json".to_vec(), vec![(k, v.clone())], 400, "invalid JSON"),
+        (
+            br#"{"version":"4","status":"firing"}"#.to_vec(),
+            vec![(k, v.clone())],
+            400,
+            "missing field",
+        ),
+        (
+            {
+                let mut bad: serde_json::Value = serde_json::from_str(&good).unwrap();
+                bad["status"] = "on fire".into();
+                bad.to_string().into_bytes()
+            },
+            vec![(k, v.clone())],
+            400,
+            "status",
+        ),
+        (vec![b' '; 2 * 1024 * 1024], vec![(k, v.clone())], 413, "larger than"),
+        (good.clone().into_bytes(), vec![], 401, "credentials"),
+        (good.clone().into_bytes(), vec![(k, "Bearer wrong".to_string())], 401, "credentials"),
+        (good.clone().into_bytes(), vec![(k, format!("Basic {TOKEN}"))], 401, "credentials"),
+    ];
+    for (body, headers, want, needle) in cases {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(a, b)| (*a, b.as_str())).collect();
+        let (status, text) = http_post(d.port, "/webhook", &body, &h).unwrap();
+        assert_eq!(status, want, "{text}");
+        assert!(text.contains(needle), "{want}: {text}");
+        if status != 413 {
+            assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok(), "a JSON body: {text}");
+        }
+    }
+    assert_eq!(http_get(d.port, "/webhook").map(|r| r.0), Some(405));
+    assert_eq!(outbox_count(&data, "SELECT COUNT(*) FROM notifications"), 0, "nothing stored");
+
+    // A slow client trickling its request does not stop others being served.
+    use std::io::Write;
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    slow.write_all(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{")
+        .unwrap();
+    let start = std::time::Instant::now();
+    let (status, _) = http_post(d.port, "/webhook", good.as_bytes(), &[(k, &v)]).unwrap();
+    assert_eq!(status, 200);
+    assert!(start.elapsed() < Duration::from_secs(2));
+    assert_eq!(outbox_count(&data, "SELECT COUNT(*) FROM notifications"), 1);
+    drop(slow);
+    // Three bad credentials, and the slow client without any: refused before its body is read.
+    wait_for("four refusals", Duration::from_secs(5), || {
+        (d.metric("lookout_relay_rejected_total", &[("reason", "unauthorized")]) == Some(4.0)).then_some(())
+    });
+}
+
+#[test]
+fn retries_honour_retry_after_and_permanent_failures_are_dead_lettered() {
+    let saas = SaaS::start();
+    let smtp = SmtpSink::start();
+    // Slack: rate limited (Retry-After 1 s), then a 500, then accepted.
+    saas.script(&[Answer::RateLimited(1), Answer::Status(500, "rollup_error")]);
+    let d = Daemon::start(&relay_config(&saas, &smtp, ""));
+    let (k, v) = auth();
+    let start = std::time::Instant::now();
+    let p = am_payload("{}:{alertname=\"RedisA\"}", "firing", &[("RedisA", "a", "firing")]);
+    // Pager and the chain target take the first two scripted answers too; each retries.
+    assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[(k, &v)]).unwrap().0, 200);
+    wait_for("delivery after retries", Duration::from_secs(20), || {
+        (saas.received_on("/slack/webhook").len() == 1
+            && saas.received_on("/v2/enqueue").len() == 1
+            && saas.received_on("/hook").len() == 1)
+            .then_some(())
+    });
+    let m = d.metrics();
+    let retries: f64 = ["slack", "pager", "chain"]
+        .iter()
+        .filter_map(|dst| support::metric_value(&m, "lookout_relay_deliveries_total", &[("destination", dst), ("outcome", "retry")]))
+        .sum();
+    assert_eq!(retries, 2.0, "one 429 and one 500, each retried");
+    assert!(start.elapsed() >= Duration::from_secs(1), "Retry-After honoured");
+
+    // A 400 is permanent: dead-lettered with the provider's reason, then retried by hand.
+    saas.script(&[Answer::Status(400, "invalid_payload")]);
+    let p = am_payload("{}:{alertname=\"RedisB\"}", "firing", &[("RedisB", "b", "firing")]);
+    assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[(k, &v)]).unwrap().0, 200);
+    let cfg = d.config.clone();
+    let list = wait_for("a dead letter", Duration::from_secs(20), || {
+        let out = lookout()
+            .current_dir(d.dir.path())
+            .args(["relay", "dlq", "list", "--format", "json", "-c"])
+            .arg(&cfg)
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (v.as_array()?.len() == 1).then_some(v)
+    });
+    assert!(list[0]["reason"].as_str().unwrap().contains("invalid_payload"), "{list}");
+    let out = lookout()
+        .current_dir(d.dir.path())
+        .args(["relay", "dlq", "retry", "--all", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    wait_for("redelivery from the DLQ", Duration::from_secs(20), || {
+        let n = saas.received_on("/slack/webhook").len() + saas.received_on("/v2/enqueue").len() + saas.received_on("/hook").len();
+        (n == 6).then_some(())
+    });
+
+    // send-test proves a destination works, without the queue.
+    let out = lookout()
+        .current_dir(d.dir.path())
+        .args(["relay", "send-test", "--destination", "pager", "-c"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        saas.received_on("/v2/enqueue").last().unwrap().body["payload"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("LookoutTestNotification")
+    );
+}
+
+#[test]
+fn slack_bot_threads_a_group_and_updates_its_first_message() {
+    let saas = SaaS::start();
+    let smtp = SmtpSink::start();
+    let bot = format!(
+        "    - name: bot\n      type: slack\n      bot_token: xoxb-secret-token\n      channel: C123\n      api_url: {}\n",
+        saas.url("/api")
+    );
+    let cfg = relay_config(&saas, &smtp, &bot).replace("destinations: [slack, pager, mail, chain]", "destinations: [bot]");
+    let d = Daemon::start(&cfg);
+    let (k, v) = auth();
+    let g = "{}:{alertname=\"RedisConnectionExhaustion\"}";
+    for (status, alerts) in [
+        ("firing", vec![("RedisConnectionExhaustion", "a", "firing")]),
+        (
+            "firing",
+            vec![
+                ("RedisConnectionExhaustion", "a", "firing"),
+                ("RedisConnectionExhaustion", "b", "firing"),
+            ],
+        ),
+        (
+            "resolved",
+            vec![
+                ("RedisConnectionExhaustion", "a", "resolved"),
+                ("RedisConnectionExhaustion", "b", "resolved"),
+            ],
+        ),
+    ] {
+        let p = am_payload(g, status, &alerts);
+        assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[(k, &v)]).unwrap().0, 200);
+    }
+    let _ = wait_for("three posts and an update", Duration::from_secs(20), || {
+        if saas.received().is_empty() && d.logs().contains("dead-lettered") {
+            panic!("{}", d.logs());
+        }
+        (saas.received_on("/api/chat.postMessage").len() == 3 && saas.received_on("/api/chat.update").len() == 1).then_some(())
+    });
+    let posts = saas.received_on("/api/chat.postMessage");
+    assert_eq!(posts[0].headers["authorization"], "Bearer xoxb-secret-token");
+    assert!(posts[0].body.get("thread_ts").is_none());
+    assert_eq!(posts[1].body["thread_ts"], "1700000000.000001");
+    assert_eq!(posts[2].body["thread_ts"], "1700000000.000001");
+    let update = &saas.received_on("/api/chat.update")[0].body;
+    assert_eq!(update["ts"], "1700000000.000001");
+    assert_eq!(update["attachments"][0]["color"], "good");
+}
+
+#[test]
+fn kill_9_mid_burst_loses_nothing() {
+    let saas = SaaS::start();
+    let smtp = SmtpSink::start();
+    saas.set_delay(Duration::from_millis(20));
+    let cfg = relay_config(&saas, &smtp, "").replace("destinations: [slack, pager, mail, chain]", "destinations: [chain]");
+    let mut d = Daemon::start(&cfg);
+    let (k, v) = auth();
+    let n = 300;
+    let accepted: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let v = v.clone();
+                let port = d.port;
+                s.spawn(move || {
+                    let mut ok = Vec::new();
+                    for i in (t..n).step_by(4) {
+                        let g = format!("{{}}:{{alertname=\"RedisBurst{i}\"}}");
+                        let p = am_payload(&g, "firing", &[("RedisBurst", &format!("i{i}"), "firing")]);
+                        match http_post(port, "/webhook", p.as_bytes(), &[(k, &v)]) {
+                            Some((200, _)) => ok.push(g),
+                            other => eprintln!("webhook {i} not accepted: {other:?}"),
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(accepted.len(), n, "every webhook accepted");
+    // Mid-delivery: some delivered, most not.
+    wait_for("deliveries under way", Duration::from_secs(10), || {
+        (saas.received_on("/hook").len() >= 10).then_some(())
+    });
+    support::unsafe_kill(d.proc.pid(), "KILL");
+    d.proc.kill();
+    let before = saas.received_on("/hook").len();
+    assert!(before < n, "killed mid-burst ({before} of {n} delivered)");
+
+    // Restart on the same data directory.
+    let mut cmd = lookout();
+    cmd.current_dir(d.dir.path())
+        .args(["run", "-c"])
+        .arg(&d.config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _again = support::Proc::spawn("lookout", &mut cmd);
+    wait_for("every accepted notification delivered", Duration::from_secs(60), || {
+        let got: HashSet<String> = saas
+            .received_on("/hook")
+            .iter()
+            .filter_map(|r| r.body["groupKey"].as_str().map(str::to_string))
+            .collect();
+        accepted.iter().all(|g| got.contains(g)).then_some(())
+    });
+    let total = saas.received_on("/hook").len();
+    assert!(total - n <= 4, "duplicates are rare: {} extra", total - n);
+}
