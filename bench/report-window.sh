@@ -11,7 +11,8 @@ LOOKOUT="${LOOKOUT_BIN:-$ROOT/target/release/lookout}"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$WORK/data"
-# Let lookout create the schema, so the benchmark reads exactly its own layout.
+# Let lookout create the schema (a few seconds of `lookout run`), so the
+# benchmark reads exactly its own layout.
 cat > "$WORK/lookout.yaml" <<YAML
 data_dir: $WORK/data
 probe_files: []
@@ -21,7 +22,12 @@ probes:
   - {name: fastapi, kind: http_health, url: "http://127.0.0.1:1/api/health/redis"}
   - {name: prometheus, kind: prometheus, url: "http://127.0.0.1:1"}
 YAML
-"$LOOKOUT" report --window 1s -c "$WORK/lookout.yaml" >/dev/null 2>&1 || true
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+sed -i "1i server: {listen: \"127.0.0.1:$PORT\"}" "$WORK/lookout.yaml"
+"$LOOKOUT" run -c "$WORK/lookout.yaml" --log-level error &
+pid=$!
+until [ -f "$WORK/data/history.db" ]; do sleep 0.1; done
+sleep 1; kill -TERM $pid; wait $pid 2>/dev/null || true
 python3 - "$WORK/data/history.db" <<'PY'
 import json, random, sqlite3, sys, time
 db = sqlite3.connect(sys.argv[1])

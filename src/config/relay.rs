@@ -288,9 +288,12 @@ fn read_secret(value: &Option<Secret>, file: &Option<PathBuf>, name: &str) -> Re
     }
 }
 
-/// Validates `relay:`; problems are `(line, field, message)`.
-pub(crate) fn build(raw: RawRelay) -> Result<Option<RelayConfig>, Vec<(Option<u64>, String, String)>> {
-    let mut errs: Vec<(Option<u64>, String, String)> = Vec::new();
+/// A problem in `relay:`: (line, field, message).
+pub(crate) type RelayProblem = (Option<u64>, String, String);
+
+/// Validates `relay:`.
+pub(crate) fn build(raw: RawRelay) -> Result<Option<RelayConfig>, Vec<RelayProblem>> {
+    let mut errs: Vec<RelayProblem> = Vec::new();
     if raw.enabled == Some(false) {
         return Ok(None);
     }
