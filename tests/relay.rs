@@ -136,7 +136,8 @@ fn bad_input_is_answered_and_changes_nothing() {
     let data = d.dir.path().join("data");
     let (k, v) = auth();
     let good = am_payload("{}:{alertname=\"RedisX\"}", "firing", &[("RedisX", "a", "firing")]);
-    let cases: Vec<(Vec<u8>, Vec<(&str, String)>, u16, &str)> = vec![
+    type Case<'a> = (Vec<u8>, Vec<(&'a str, String)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (b"{not json".to_vec(), vec![(k, v.clone())], 400, "invalid JSON"),
         (
             br#"{"version":"4","status":"firing"}"#.to_vec(),
@@ -290,7 +291,7 @@ fn slack_bot_threads_a_group_and_updates_its_first_message() {
         let p = am_payload(g, status, &alerts);
         assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[(k, &v)]).unwrap().0, 200);
     }
-    let _ = wait_for("three posts and an update", Duration::from_secs(20), || {
+    wait_for("three posts and an update", Duration::from_secs(20), || {
         if saas.received().is_empty() && d.logs().contains("dead-lettered") {
             panic!("{}", d.logs());
         }
