@@ -216,6 +216,9 @@ if [[ -z "$LOOKOUT_BIN" ]]; then
   done
 fi
 if [[ -n "$LOOKOUT_BIN" ]]; then
+  # The relay's token is a mounted secret in production; a stand-in file here.
+  export LOOKOUT_WEBHOOK_TOKEN_FILE="$WORK/webhook-token"
+  echo "validate-token" >"$LOOKOUT_WEBHOOK_TOKEN_FILE"
   check "lookout config check deploy/lookout/lookout.yaml" "$LOOKOUT_BIN" config check -c deploy/lookout/lookout.yaml
   configmap_check() {
     "${CHECKS[@]}" configmap-lookout "$WORK/lookout.yaml" && "$LOOKOUT_BIN" config check -c "$WORK/lookout.yaml"

@@ -53,6 +53,8 @@ pub struct Shared {
     recent: Mutex<HashMap<String, VecDeque<Observation>>>,
     /// The latest cross-check round.
     pub report: RwLock<Option<Arc<Report>>>,
+    /// Synthetic alert instances (pending, firing, recently resolved).
+    pub alerts: RwLock<Vec<crate::alert::Instance>>,
     /// The history store.
     pub history: History,
 }
@@ -72,6 +74,7 @@ impl Shared {
             observations,
             recent: Mutex::new(HashMap::new()),
             report: RwLock::new(None),
+            alerts: RwLock::new(Vec::new()),
             history,
         }
     }
@@ -203,6 +206,29 @@ async fn crosscheck_loop(shared: Arc<Shared>, stop: tokio_util::sync::Cancellati
     }
 }
 
+/// Evaluates the synthetic alert rules every `alerts.evaluation_interval`.
+async fn alert_loop(shared: Arc<Shared>, relay: Option<Arc<crate::relay::Relay>>, stop: tokio_util::sync::CancellationToken) {
+    let mut engine = crate::alert::Engine::new(&shared.config().data_dir, relay);
+    loop {
+        let cfg = shared.config();
+        let every = cfg.alerts.as_ref().map(|a| a.evaluation_interval).unwrap_or(Duration::from_secs(5));
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let Some(alerts) = cfg.alerts.clone() else { continue };
+        let latest = shared.latest.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let report = shared.report();
+        let inputs = crate::alert::Inputs {
+            config: &cfg,
+            latest: &latest,
+            report: report.as_deref(),
+        };
+        engine.evaluate(&alerts, &inputs).await;
+        *shared.alerts.write().unwrap_or_else(|p| p.into_inner()) = engine.instances();
+    }
+}
+
 /// Exports each probe's availability over 1, 7 and 30 days, every minute.
 async fn availability_loop(shared: Arc<Shared>, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -292,6 +318,7 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         }
         None => None,
     };
+    tokio::spawn(alert_loop(shared.clone(), relay.clone(), shutdown.clone()));
     let app = crate::server::router(crate::server::AppState {
         shared: shared.clone(),
         metrics: metrics_handle.clone(),

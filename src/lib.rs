@@ -5,6 +5,7 @@
 //! and exports what it sees as Prometheus metrics. See the README for the
 //! configuration reference and the stable interfaces.
 
+pub mod alert;
 pub mod check;
 pub mod cli;
 pub mod config;

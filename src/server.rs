@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         .route("/-/reload", post(reload))
         .route("/api/v1/probes", get(probes_json))
         .route("/report", get(report))
+        .route("/api/v1/alerts", get(alerts_json))
         .route("/", get(status_page))
         .with_state(state)
 }
@@ -139,6 +140,11 @@ async fn reload(State(s): State<AppState>) -> Response {
             .into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
     }
+}
+
+async fn alerts_json(State(s): State<AppState>) -> Response {
+    let list = s.shared.alerts.read().unwrap_or_else(|p| p.into_inner()).clone();
+    axum::Json(list).into_response()
 }
 
 async fn probes_json(State(s): State<AppState>) -> Response {

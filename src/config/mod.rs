@@ -7,6 +7,7 @@
 //! field it concerns; validation collects all of them rather than stopping
 //! at the first.
 
+pub mod alerts;
 mod expand;
 mod raw;
 pub mod relay;
@@ -65,6 +66,8 @@ pub struct Config {
     pub crosscheck: Option<CrossCheckConfig>,
     /// The webhook relay; `None` when disabled.
     pub relay: Option<relay::RelayConfig>,
+    /// Synthetic alerts; `None` when disabled.
+    pub alerts: Option<alerts::AlertsConfig>,
 }
 
 /// `crosscheck:` after validation.
@@ -583,6 +586,21 @@ fn validate(source: Option<&Path>, raw: RawConfig, probes: Vec<(PathBuf, RawProb
         return Err(ConfigError(c.problems));
     }
     let crosscheck = build_crosscheck(&mut c, raw.crosscheck, &out);
+    let alerts = match alerts::build(raw.alerts) {
+        Ok(a) => a,
+        Err(errs) => {
+            for (field, message) in errs {
+                c.problems.push(Problem {
+                    file: c.file.to_path_buf(),
+                    line: None,
+                    column: None,
+                    field: Some(field),
+                    message,
+                });
+            }
+            None
+        }
+    };
     let relay = match relay::build(raw.relay.unwrap_or_default()) {
         Ok(r) => r,
         Err(errs) => {
@@ -612,6 +630,7 @@ fn validate(source: Option<&Path>, raw: RawConfig, probes: Vec<(PathBuf, RawProb
         return Err(ConfigError(c.problems));
     }
     Ok(Config {
+        alerts,
         relay,
         crosscheck,
         source: source.map(Path::to_path_buf),
@@ -913,6 +932,8 @@ fn http_spec(c: &mut Collector<'_>, file: &Path, line: u64, p: &RawProbe) -> Opt
 }
 
 fn redis_spec(c: &mut Collector<'_>, file: &Path, line: u64, p: &RawProbe, env: Env<'_>) -> Option<ProbeSpec> {
+    // Compose passes an unset variable as an empty one: treat empty as unset.
+    let env = |k: &str| env(k).filter(|v| !v.is_empty());
     let explicit_parts =
         p.host.is_some() || p.port.is_some() || p.username.is_some() || p.password.is_some() || p.password_file.is_some() || p.db.is_some();
     if p.url.is_some() && explicit_parts {

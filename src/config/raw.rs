@@ -34,6 +34,7 @@ pub(crate) struct RawConfig {
     pub alertmanager: Option<RawEndpoint>,
     pub crosscheck: Option<RawCrossCheck>,
     pub relay: Option<super::relay::RawRelay>,
+    pub alerts: Option<super::alerts::RawAlerts>,
 }
 
 /// `crosscheck:`; every key optional.

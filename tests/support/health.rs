@@ -28,6 +28,8 @@ pub enum Behaviour {
     Oversized,
     /// A fixed JSON body (load tests: no Redis behind it).
     Fixed(serde_json::Value),
+    /// Alternates 200 (documented shape, fixed values) and 503.
+    Flapping,
 }
 
 /// A running stand-in.
@@ -85,6 +87,14 @@ async fn answer(b: Behaviour) -> Response {
         Behaviour::InvalidJson => ([("content-type", "application/json")], "{\"status\": \"ok\", \"redis\": {").into_response(),
         Behaviour::WrongShape => axum::Json(serde_json::json!({"status": "ok", "cache": {"hits": 1}})).into_response(),
         Behaviour::Fixed(v) => axum::Json(v).into_response(),
+        Behaviour::Flapping => {
+            static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            if N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 0 {
+                axum::Json(serde_json::json!({"status": "ok", "redis": {"ping": "PONG", "latency_ms": 0.3, "hits": 1, "misses": 1, "hit_ratio": 0.5, "connected_clients": 1, "maxclients": 100, "used_memory": 1, "maxmemory": 0, "mem_fragmentation_ratio": 1.0}})).into_response()
+            } else {
+                (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"detail": "flap"}))).into_response()
+            }
+        }
         Behaviour::Oversized => ([("content-type", "application/json")], format!("{{\"pad\": \"{}\"}}", "x".repeat(2 * 1024 * 1024))).into_response(),
     }
 }

@@ -351,7 +351,11 @@ pub struct Daemon {
 impl Daemon {
     /// Writes `config` (with `{listen}` and `{data_dir}` filled in) and starts lookout.
     pub fn start(config: &str) -> Daemon {
-        let port = free_port();
+        Daemon::start_on(free_port(), config)
+    }
+
+    /// As [`Daemon::start`], on a given port.
+    pub fn start_on(port: u16, config: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lookout.yaml");
         let text = config
@@ -568,4 +572,84 @@ pub fn am_payload(group: &str, status: &str, alerts: &[(&str, &str, &str)]) -> S
 pub fn outbox_count(data_dir: &Path, sql: &str) -> i64 {
     let c = rusqlite::Connection::open(data_dir.join("outbox.db")).unwrap();
     c.query_row(sql, [], |r| r.get(0)).unwrap_or(-1)
+}
+
+/// A real Alertmanager (Debian's prometheus-alertmanager), cluster off.
+pub struct Alertmanager {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    proc: Proc,
+}
+
+impl Alertmanager {
+    pub fn start(config: &str) -> Alertmanager {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("alertmanager.yml");
+        std::fs::write(&cfg, config).unwrap();
+        let mut cmd = Command::new(require("prometheus-alertmanager"));
+        cmd.arg(format!("--config.file={}", cfg.display()))
+            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .arg("--log.level=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("alertmanager.log")).unwrap());
+        let proc = Proc::spawn("alertmanager", &mut cmd);
+        wait_for("alertmanager ready", Duration::from_secs(30), || {
+            http_get(port, "/-/ready").filter(|(s, _)| *s == 200).map(|_| ())
+        });
+        Alertmanager { port, dir, proc }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("alertmanager.log")).unwrap_or_default()
+    }
+
+    pub fn alerts(&self) -> serde_json::Value {
+        http_get(self.port, "/api/v2/alerts")
+            .and_then(|(_, b)| serde_json::from_str(&b).ok())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn stop(&mut self) {
+        self.proc.kill();
+    }
+}
+
+/// A Prometheus with rule files, evaluating every second and alerting to `am`.
+pub fn prometheus_with_rules(jobs: &[(&str, String)], rules: &[PathBuf], am: &str) -> Prometheus {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = String::from("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n");
+    for r in rules {
+        cfg.push_str(&format!("  - {}\n", r.display()));
+    }
+    cfg.push_str(&format!(
+        "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{am}']\nscrape_configs:\n"
+    ));
+    for (job, target) in jobs {
+        cfg.push_str(&format!(
+            "  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"
+        ));
+    }
+    let cfg_path = dir.path().join("prometheus.yml");
+    std::fs::write(&cfg_path, cfg).unwrap();
+    let mut cmd = Command::new(require("prometheus"));
+    cmd.arg(format!("--config.file={}", cfg_path.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--rules.alert.resend-delay=1s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let proc = Proc::spawn("prometheus", &mut cmd);
+    let p = Prometheus { port, dir, proc };
+    wait_for("prometheus to be ready", Duration::from_secs(30), || {
+        http_get(port, "/-/ready").filter(|(s, _)| *s == 200).map(|_| ())
+    });
+    p
 }

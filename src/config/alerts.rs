@@ -1,0 +1,337 @@
+//! `alerts:`: lookout's synthetic alert rules (built in, tunable), their
+//! hysteresis, reminders, maintenance windows and the connectivity check.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::raw::{opt_duration_pub as opt_duration, parse_cron};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAlerts {
+    pub enabled: Option<bool>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub evaluation_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub resend_delay: Option<Duration>,
+    pub connectivity_target: Option<String>,
+    #[serde(default)]
+    pub maintenance: Vec<RawWindow>,
+    #[serde(default)]
+    pub rules: BTreeMap<String, RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWindow {
+    pub start: Option<String>,
+    pub end: Option<String>,
+    pub schedule: Option<String>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub duration: Option<Duration>,
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    pub enabled: Option<bool>,
+    #[serde(default, rename = "for", deserialize_with = "opt_duration")]
+    pub for_: Option<Duration>,
+    pub fail_after: Option<u32>,
+    pub resolve_after: Option<u32>,
+    pub severity: Option<String>,
+    pub threshold: Option<f64>,
+    pub fragmentation_threshold: Option<f64>,
+    pub min_wasted_bytes: Option<f64>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub reminder: Option<Duration>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The built-in rules.
+pub const RULES: [&str; 8] = [
+    "HealthEndpointDown",
+    "HealthEndpointSlow",
+    "RedisUnreachable",
+    "RedisConnectionExhaustion",
+    "RedisHighMemoryUsage",
+    "CrossCheckMismatch",
+    "MonitoringDataGap",
+    "AlertmanagerUnreachable",
+];
+
+/// One rule after validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    /// `alertname`.
+    pub name: &'static str,
+    /// How long the condition must hold before firing (Prometheus `for:`).
+    pub for_: Duration,
+    /// Consecutive failing checks before pending (Gatus's failure threshold).
+    pub fail_after: u32,
+    /// Consecutive passing checks before resolving.
+    pub resolve_after: u32,
+    /// `severity` label.
+    pub severity: String,
+    /// The rule's threshold (its meaning depends on the rule).
+    pub threshold: f64,
+    /// RedisHighMemoryUsage: fragmentation ratio threshold.
+    pub fragmentation_threshold: f64,
+    /// RedisHighMemoryUsage: fragmentation only counts above this many wasted bytes.
+    pub min_wasted_bytes: f64,
+    /// Re-notify while firing this often (relay path; Alertmanager has its own repeat_interval).
+    pub reminder: Duration,
+    /// Extra labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotation templates (minijinja: `value`, `probe`, `threshold`, `labels`).
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A maintenance window.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Window {
+    /// From `start` to `end`, Unix seconds.
+    Once {
+        /// Start.
+        start: f64,
+        /// End.
+        end: f64,
+    },
+    /// Starting at each cron occurrence, for `duration`.
+    Recurring {
+        /// Six-field cron expression.
+        schedule: String,
+        /// Length of each window.
+        duration: Duration,
+        /// Time zone of the schedule.
+        timezone: chrono_tz::Tz,
+    },
+}
+
+impl Window {
+    /// Whether `t` (Unix seconds) is inside the window.
+    pub fn contains(&self, t: f64) -> bool {
+        match self {
+            Window::Once { start, end } => t >= *start && t < *end,
+            Window::Recurring {
+                schedule,
+                duration,
+                timezone,
+            } => {
+                let Ok(cron) = parse_cron(schedule) else { return false };
+                let Some(now) = chrono::DateTime::from_timestamp(t as i64, 0) else {
+                    return false;
+                };
+                let now = now.with_timezone(timezone);
+                // The last occurrence before now (or now), if the window it opened is still open.
+                cron.find_previous_occurrence(&now, true)
+                    .map(|prev| (now.timestamp() - prev.timestamp()) as f64 <= duration.as_secs_f64())
+                    .unwrap_or(false)
+            }
+        }
+    }
+}
+
+/// `alerts:` after validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertsConfig {
+    /// How often rules are evaluated.
+    pub evaluation_interval: Duration,
+    /// Resend firing alerts to Alertmanager this often (Prometheus: 1m).
+    pub resend_delay: Duration,
+    /// `host:port` lookout must reach before it alerts at all.
+    pub connectivity_target: Option<String>,
+    /// Maintenance windows: no synthetic alert goes out inside one.
+    pub maintenance: Vec<Window>,
+    /// Enabled rules.
+    pub rules: Vec<Rule>,
+}
+
+fn default_rule(name: &'static str) -> Rule {
+    let r = |for_s: u64, sev: &str, threshold: f64, summary: &str, description: &str| Rule {
+        name,
+        for_: Duration::from_secs(for_s),
+        fail_after: 1,
+        resolve_after: 1,
+        severity: sev.to_string(),
+        threshold,
+        fragmentation_threshold: 1.8,
+        min_wasted_bytes: 100.0 * 1024.0 * 1024.0,
+        reminder: Duration::from_secs(4 * 3600),
+        labels: BTreeMap::new(),
+        annotations: [
+            ("summary".to_string(), summary.to_string()),
+            ("description".to_string(), description.to_string()),
+        ]
+        .into(),
+    };
+    match name {
+        "HealthEndpointDown" => Rule {
+            fail_after: 2,
+            resolve_after: 2,
+            ..r(
+                60,
+                "critical",
+                0.0,
+                "Health endpoint {{ probe }} is down",
+                "{{ probe }} fails: {{ error }}",
+            )
+        },
+        "HealthEndpointSlow" => r(
+            300,
+            "warning",
+            0.25,
+            "Health endpoint {{ probe }} is slow",
+            "Redis round trip seen by {{ probe }} is {{ value }} s (threshold {{ threshold }} s)",
+        ),
+        "RedisUnreachable" => Rule {
+            fail_after: 2,
+            ..r(
+                60,
+                "critical",
+                0.0,
+                "Redis is unreachable from lookout ({{ probe }})",
+                "{{ error }}",
+            )
+        },
+        "RedisConnectionExhaustion" => r(
+            300,
+            "critical",
+            0.85,
+            "Redis connections near maxclients ({{ probe }})",
+            "connected_clients is {{ (value * 100) | round(1) }}% of maxclients (threshold {{ (threshold * 100) | round }}%)",
+        ),
+        "RedisHighMemoryUsage" => r(
+            600,
+            "critical",
+            0.9,
+            "Redis memory usage high ({{ probe }})",
+            "{{ cause }}: {{ value }} (threshold {{ threshold }})",
+        ),
+        "CrossCheckMismatch" => r(
+            300,
+            "warning",
+            0.0,
+            "Sources disagree about Redis ({{ probe }})",
+            "{{ value }} metric(s) disagree with the reference: {{ error }}",
+        ),
+        "MonitoringDataGap" => r(120, "warning", 0.0, "Monitoring data gap ({{ probe }})", "{{ error }}"),
+        _ => r(
+            60,
+            "critical",
+            0.0,
+            "Alertmanager is unreachable",
+            "lookout cannot push alerts to Alertmanager: {{ error }}; they go to its own relay",
+        ),
+    }
+}
+
+/// Validates `alerts:`; problems are `(field, message)`.
+pub(crate) fn build(raw: Option<RawAlerts>) -> Result<Option<AlertsConfig>, Vec<(String, String)>> {
+    let raw = raw.unwrap_or_default();
+    if raw.enabled == Some(false) {
+        return Ok(None);
+    }
+    let mut errs = Vec::new();
+    for name in raw.rules.keys() {
+        if !RULES.contains(&name.as_str()) {
+            let hint = super::closest(name, &RULES)
+                .map(|s| format!(" — did you mean `{s}`?"))
+                .unwrap_or_default();
+            errs.push((
+                format!("alerts.rules.{name}"),
+                format!("unknown rule{hint} (built in: {})", RULES.join(", ")),
+            ));
+        }
+    }
+    let mut rules = Vec::new();
+    for name in RULES {
+        let mut r = default_rule(name);
+        if let Some(o) = raw.rules.get(name) {
+            if o.enabled == Some(false) {
+                continue;
+            }
+            r.for_ = o.for_.unwrap_or(r.for_);
+            r.fail_after = o.fail_after.unwrap_or(r.fail_after).max(1);
+            r.resolve_after = o.resolve_after.unwrap_or(r.resolve_after).max(1);
+            r.severity = o.severity.clone().unwrap_or(r.severity);
+            r.threshold = o.threshold.unwrap_or(r.threshold);
+            r.fragmentation_threshold = o.fragmentation_threshold.unwrap_or(r.fragmentation_threshold);
+            r.min_wasted_bytes = o.min_wasted_bytes.unwrap_or(r.min_wasted_bytes);
+            r.reminder = o.reminder.unwrap_or(r.reminder);
+            r.labels.extend(o.labels.clone());
+            r.annotations.extend(o.annotations.clone());
+            for (k, src) in &o.annotations {
+                if let Err(e) = minijinja::Environment::new().template_from_str(src) {
+                    errs.push((
+                        format!("alerts.rules.{name}.annotations.{k}"),
+                        format!("template does not compile: {e}"),
+                    ));
+                }
+            }
+        }
+        rules.push(r);
+    }
+    let mut maintenance = Vec::new();
+    for (i, w) in raw.maintenance.iter().enumerate() {
+        let field = format!("alerts.maintenance[{i}]");
+        let parse = |s: &Option<String>, what: &str| -> Result<f64, String> {
+            let s = s.as_deref().ok_or_else(|| format!("`{what}` is required"))?;
+            humantime::parse_rfc3339_weak(s)
+                .map(|t| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0))
+                .map_err(|e| format!("`{what}`: {e} (RFC 3339, e.g. 2026-12-01T02:00:00Z)"))
+        };
+        match (&w.schedule, &w.start) {
+            (Some(s), None) => {
+                if let Err(e) = parse_cron(s) {
+                    errs.push((field.clone(), e));
+                }
+                let tz = match w.timezone.as_deref().unwrap_or("UTC").parse::<chrono_tz::Tz>() {
+                    Ok(tz) => tz,
+                    Err(_) => {
+                        errs.push((field.clone(), "unknown `timezone`".into()));
+                        chrono_tz::UTC
+                    }
+                };
+                match w.duration {
+                    Some(d) => maintenance.push(Window::Recurring {
+                        schedule: s.clone(),
+                        duration: d,
+                        timezone: tz,
+                    }),
+                    None => errs.push((field, "a recurring window needs `duration`".into())),
+                }
+            }
+            (None, Some(_)) => match (parse(&w.start, "start"), parse(&w.end, "end")) {
+                (Ok(start), Ok(end)) if end > start => maintenance.push(Window::Once { start, end }),
+                (Ok(_), Ok(_)) => errs.push((field, "`end` must be after `start`".into())),
+                (Err(e), _) | (_, Err(e)) => errs.push((field, e)),
+            },
+            _ => errs.push((
+                field,
+                "give `start` and `end` (one-off) or `schedule` and `duration` (recurring)".into(),
+            )),
+        }
+    }
+    if let Some(t) = &raw.connectivity_target
+        && t.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none()
+    {
+        errs.push(("alerts.connectivity_target".into(), format!("`{t}` is not host:port")));
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    Ok(Some(AlertsConfig {
+        evaluation_interval: raw.evaluation_interval.unwrap_or(Duration::from_secs(5)),
+        resend_delay: raw.resend_delay.unwrap_or(Duration::from_secs(60)),
+        connectivity_target: raw.connectivity_target,
+        maintenance,
+        rules,
+    }))
+}
