@@ -89,7 +89,7 @@ async fn answer(b: Behaviour) -> Response {
         Behaviour::Fixed(v) => axum::Json(v).into_response(),
         Behaviour::Flapping => {
             static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            if N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 2 == 0 {
+            if N.fetch_add(1, std::sync::atomic::Ordering::Relaxed).is_multiple_of(2) {
                 axum::Json(serde_json::json!({"status": "ok", "redis": {"ping": "PONG", "latency_ms": 0.3, "hits": 1, "misses": 1, "hit_ratio": 0.5, "connected_clients": 1, "maxclients": 100, "used_memory": 1, "maxmemory": 0, "mem_fragmentation_ratio": 1.0}})).into_response()
             } else {
                 (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"detail": "flap"}))).into_response()
