@@ -62,11 +62,14 @@ echo "blackbox exporter idle: $(rss_kb $BPID) KiB"
 end=$((SECONDS + DURATION))
 probes=0
 while [ $SECONDS -lt $end ]; do
+  curls=()
   for i in $(seq 1 25); do
     curl -s -o /dev/null "http://127.0.0.1:$BPORT/probe?module=http_2xx&target=http://127.0.0.1:$HPORT/health/redis/index.json" &
+    curls+=($!)
     curl -s -o /dev/null "http://127.0.0.1:$BPORT/probe?module=tcp_connect&target=127.0.0.1:$RPORT" &
+    curls+=($!)
   done
-  wait $(jobs -p | grep -v -e "$LPID" -e "$BPID" || true) 2>/dev/null || true
+  wait "${curls[@]}" 2>/dev/null || true
   probes=$((probes + 50))
   sleep 1
 done

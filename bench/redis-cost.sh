@@ -45,8 +45,9 @@ redis-cli -p "$RPORT" CONFIG RESETSTAT >/dev/null
 LPID=$!
 PIDS+=($LPID)
 sleep "$SECS"
+# Cycles as lookout counts them (each cycle sends three PINGs).
+runs=$(curl -s "http://127.0.0.1:$LPORT/metrics" | awk '/^lookout_probe_runs_total/ {s+=$2} END {print s+0}')
 kill "$LPID"; wait "$LPID" 2>/dev/null || true
-runs=$(redis-cli -p "$RPORT" INFO commandstats | awk -F'[:,=]' '/^cmdstat_ping:/ {for (i=2;i<=NF;i++) if ($i=="calls") print $(i+1)}')
 # A command's stats are updated after it runs, so each INFO commandstats
 # reading excludes itself; CONFIG RESETSTAT's own call is subtracted here.
 reset_usec=$(redis-cli -p "$RPORT" INFO commandstats | awk -F'[:,=]' '/^cmdstat_config:/ {for (i=2;i<=NF;i++) if ($i=="usec") print $(i+1)}')
