@@ -31,6 +31,25 @@ pub struct StoreError {
 }
 
 fn open(path: &Path) -> Result<Connection, StoreError> {
+    let conn = open_unchecked(path)?;
+    let err = |source| StoreError {
+        path: path.to_path_buf(),
+        source,
+    };
+    // A database that opens but is damaged fails here rather than on the
+    // first write. Only the writer checks: it reads the whole file.
+    let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(err)?;
+    if check != "ok" {
+        tracing::error!(path = %path.display(), result = %check, "History database failed its integrity check");
+        return Err(StoreError {
+            path: path.to_path_buf(),
+            source: rusqlite::Error::InvalidQuery,
+        });
+    }
+    Ok(conn)
+}
+
+fn open_unchecked(path: &Path) -> Result<Connection, StoreError> {
     let err = |source| StoreError {
         path: path.to_path_buf(),
         source,
@@ -51,6 +70,8 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
             reading TEXT NOT NULL
         );
         CREATE INDEX IF NOT EXISTS observations_probe_ts ON observations(probe, ts);
+        -- Covering: availability over a window reads the index alone.
+        CREATE INDEX IF NOT EXISTS observations_probe_ts_ok ON observations(probe, ts, ok);
         CREATE INDEX IF NOT EXISTS observations_ts ON observations(ts);
         CREATE TABLE IF NOT EXISTS crosscheck_rounds (
             ts REAL NOT NULL,
@@ -66,20 +87,12 @@ fn open(path: &Path) -> Result<Connection, StoreError> {
             reference_value REAL,
             deviation REAL
         );
-        CREATE INDEX IF NOT EXISTS crosscheck_ts ON crosscheck(ts);",
+        CREATE INDEX IF NOT EXISTS crosscheck_ts ON crosscheck(ts);
+        -- Covering and in group order: a window summary is one index scan,
+        -- no sort and no table lookups (a day of 1 s rounds is 2.3 M rows).
+        CREATE INDEX IF NOT EXISTS crosscheck_pair ON crosscheck(metric, source, ts, verdict, deviation);",
     )
     .map_err(err)?;
-    // A database that opens but is damaged fails here rather than on the first write.
-    let check: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(err)?;
-    if check != "ok" {
-        return Err(StoreError {
-            path: path.to_path_buf(),
-            source: rusqlite::Error::InvalidQuery,
-        })
-        .inspect_err(|_| {
-            tracing::error!(path = %path.display(), result = %check, "History database failed its integrity check");
-        });
-    }
     Ok(conn)
 }
 
@@ -283,7 +296,7 @@ impl HistoryReader {
     /// Opens the store under `data_dir` for reading.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         Ok(HistoryReader {
-            conn: open(&data_dir.join(HISTORY_FILE))?,
+            conn: open_unchecked(&data_dir.join(HISTORY_FILE))?,
         })
     }
 
@@ -321,38 +334,53 @@ impl HistoryReader {
         Ok((map.values().sum(), map))
     }
 
-    /// Agreement per (metric, source) in `[since, until]`, one pass over the rows.
+    /// Agreement per (metric, source) in `[since, until]`. The pairs are
+    /// those of the window's first and last rounds; each is then one range
+    /// scan of the covering `(metric, source, ts, verdict, deviation)` index,
+    /// so the cost follows the window, not the table.
     pub fn pair_summaries(&self, since: f64, until: f64) -> rusqlite::Result<Vec<PairSummary>> {
+        let mut pairs_stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT metric, source FROM crosscheck
+             WHERE ts IN ((SELECT MIN(ts) FROM crosscheck WHERE ts >= ?1 AND ts <= ?2), (SELECT MAX(ts) FROM crosscheck WHERE ts >= ?1 AND ts <= ?2))
+             ORDER BY source, metric",
+        )?;
+        let pairs: Vec<(String, String)> = pairs_stmt
+            .query_map(params![since, until], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
         let mut stmt = self.conn.prepare_cached(
-            "SELECT metric, source, COUNT(*),
+            "SELECT COUNT(*),
                     SUM(verdict = 'agree'), SUM(verdict = 'disagree'),
                     MAX(CASE WHEN verdict = 'disagree' THEN ABS(deviation) END),
                     MIN(CASE WHEN verdict = 'disagree' THEN ts END),
                     MAX(CASE WHEN verdict = 'disagree' THEN ts END)
-             FROM crosscheck WHERE ts >= ?1 AND ts <= ?2 GROUP BY metric, source ORDER BY source, metric",
+             FROM crosscheck INDEXED BY crosscheck_pair WHERE metric = ?1 AND source = ?2 AND ts >= ?3 AND ts <= ?4",
         )?;
-        let rows = stmt.query_map(params![since, until], |r| {
-            let agree = r.get::<_, i64>(3)? as u64;
-            let disagree = r.get::<_, i64>(4)? as u64;
-            Ok(PairSummary {
-                metric: r.get(0)?,
-                source: r.get(1)?,
-                rounds: r.get::<_, i64>(2)? as u64,
-                agree,
-                disagree,
-                agreement_ratio: (agree + disagree > 0).then(|| agree as f64 / (agree + disagree) as f64),
-                worst_deviation: r.get(5)?,
-                first_disagree: r.get(6)?,
-                last_disagree: r.get(7)?,
-            })
-        })?;
-        rows.collect()
+        let mut out = Vec::with_capacity(pairs.len());
+        for (metric, source) in pairs {
+            let p = stmt.query_row(params![metric, source, since, until], |r| {
+                let agree = r.get::<_, Option<i64>>(1)?.unwrap_or(0) as u64;
+                let disagree = r.get::<_, Option<i64>>(2)?.unwrap_or(0) as u64;
+                Ok(PairSummary {
+                    metric: metric.clone(),
+                    source: source.clone(),
+                    rounds: r.get::<_, i64>(0)? as u64,
+                    agree,
+                    disagree,
+                    agreement_ratio: (agree + disagree > 0).then(|| agree as f64 / (agree + disagree) as f64),
+                    worst_deviation: r.get(3)?,
+                    first_disagree: r.get(4)?,
+                    last_disagree: r.get(5)?,
+                })
+            })?;
+            out.push(p);
+        }
+        Ok(out)
     }
 
     /// Runs and successes per probe in `[since, until]`.
     pub fn availability(&self, since: f64, until: f64) -> rusqlite::Result<Vec<Availability>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT probe, COUNT(*), SUM(ok) FROM observations WHERE ts >= ?1 AND ts <= ?2 GROUP BY probe ORDER BY probe",
+            "SELECT probe, COUNT(*), SUM(ok) FROM observations INDEXED BY observations_probe_ts_ok WHERE ts >= ?1 AND ts <= ?2 GROUP BY probe ORDER BY probe",
         )?;
         let rows = stmt.query_map(params![since, until], |r| {
             let runs = r.get::<_, i64>(1)? as u64;

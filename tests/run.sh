@@ -43,7 +43,7 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || {
 deploy/local/stack.sh venv
 
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
-cargo test --locked --all-targets "$@"
+cargo test --locked --all-targets --no-fail-fast "$@"
 
 if [ -x deploy/validate.sh ]; then
   deploy/validate.sh

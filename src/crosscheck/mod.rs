@@ -830,12 +830,12 @@ mod tests {
         ];
         let mut vals = full(1000.0, 5e6);
         vals[5] = (Metric::Maxclients, 9999.0);
-        vals[0] = (Metric::LatencySeconds, 0.0002 * 25.0);
+        vals[0] = (Metric::LatencySeconds, 0.0002 * 60.0);
         let r = judge_web(obs("web", 105.0, "", &vals), &refs);
         assert_eq!(entry(&r, Metric::Maxclients, "web").verdict, Verdict::Disagree);
         let l = entry(&r, Metric::LatencySeconds, "web");
         assert_eq!(l.verdict, Verdict::Disagree);
-        assert!((l.deviation.unwrap() - 25.0).abs() < 1e-9);
+        assert!((l.deviation.unwrap() - 60.0).abs() < 1e-9);
     }
 
     #[test]
