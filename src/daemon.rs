@@ -90,6 +90,12 @@ impl Shared {
     }
 
     fn remember(&self, obs: &Observation) {
+        // Only the cross-checked probes' recent readings are kept.
+        let cfg = self.config();
+        let Some(cc) = cfg.crosscheck.as_ref() else { return };
+        if cc.reference != obs.name && !cc.sources.iter().any(|s| s == &obs.name) {
+            return;
+        }
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         let q = recent.entry(obs.name.clone()).or_default();
         q.push_back(obs.clone());

@@ -110,7 +110,7 @@ pub struct Tolerance {
 pub fn default_tolerance(m: Metric) -> Tolerance {
     let t = |abs, rel, factor| Tolerance { abs, rel, factor };
     match m {
-        Metric::LatencySeconds => t(0.0, 0.0, 50.0),
+        Metric::LatencySeconds => t(0.01, 0.0, 50.0),
         Metric::KeyspaceHits | Metric::KeyspaceMisses => t(0.0, 0.0, 0.0),
         Metric::HitRatio => t(0.01, 0.0, 0.0),
         Metric::ConnectedClients => t(5.0, 0.1, 0.0),
@@ -736,7 +736,7 @@ fn build_crosscheck(c: &mut Collector<'_>, raw: Option<RawCrossCheck>, probes: &
             }
         }
         let applies = |k: &str| match m {
-            Metric::LatencySeconds => k == "factor",
+            Metric::LatencySeconds => k == "factor" || k == "abs",
             Metric::Maxclients | Metric::MaxmemoryBytes => false,
             _ => k != "factor",
         };
@@ -744,7 +744,7 @@ fn build_crosscheck(c: &mut Collector<'_>, raw: Option<RawCrossCheck>, probes: &
             if v.is_some() && !applies(k) {
                 let msg = match m {
                     Metric::Maxclients | Metric::MaxmemoryBytes => "configuration values must be equal; no tolerance applies".to_string(),
-                    Metric::LatencySeconds => "latency is compared within a `factor`".to_string(),
+                    Metric::LatencySeconds => "latency is compared within a `factor` (and an `abs` slack)".to_string(),
                     _ => "use `abs` and `rel` for this metric".to_string(),
                 };
                 bad(c, &format!("tolerances.{m}.{k}"), msg);

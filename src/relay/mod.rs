@@ -104,8 +104,9 @@ impl Relay {
     pub async fn ingest_payload(&self, p: &Payload, raw: String) -> Result<Accepted, IngestError> {
         let destinations = route::destinations(&self.config.routes, &p.common_labels);
         if destinations.is_empty() {
+            // Counted, not logged at warn: a misrouted flood must not flood the log too.
             metrics::counter!("lookout_relay_unrouted_total").increment(1);
-            tracing::warn!(group = %p.group_key, "Notification matched no route; it is stored with no destination");
+            tracing::debug!(group = %p.group_key, "Notification matched no route; it is stored with no destination");
         }
         let n = NewNotification {
             payload: raw,

@@ -116,6 +116,9 @@ fn open_conn(path: &Path, synchronous: &str) -> rusqlite::Result<Connection> {
             last_error TEXT
         );
         CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(destination, state, next_attempt);
+        -- In queue order: the worker walks this from the oldest, so taking the
+        -- next delivery does not sort the whole queue.
+        CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries(destination, state, id);
         CREATE INDEX IF NOT EXISTS deliveries_group ON deliveries(destination, group_key, state, id);
         CREATE TABLE IF NOT EXISTS threads (
             destination TEXT NOT NULL,
@@ -175,20 +178,21 @@ impl Outbox {
         f(&conn).map_err(|e| format!("outbox {}: {e}", self.path.display()))
     }
 
-    /// The oldest due delivery of `destination` whose group has nothing
-    /// older still pending (so a group's firing and resolved go in order).
-    pub fn next_due(&self, destination: &str) -> Result<Option<Pending>, String> {
+    /// Up to `limit` due deliveries of `destination`, oldest first, each the
+    /// oldest pending of its group (so a group's firing and resolved go in
+    /// order).
+    pub fn next_due(&self, destination: &str, limit: usize) -> Result<Vec<Pending>, String> {
         self.with(|c| {
-            c.prepare_cached(
-                "SELECT d.id, d.attempts, d.created, n.payload, d.group_key FROM deliveries d JOIN notifications n ON n.id = d.notification
+            let mut stmt = c.prepare_cached(
+                "SELECT d.id, d.attempts, d.created, n.payload, d.group_key FROM deliveries d INDEXED BY deliveries_queue JOIN notifications n ON n.id = d.notification
                  WHERE d.destination = ?1 AND d.state = 'pending' AND d.next_attempt <= ?2
-                   AND NOT EXISTS (SELECT 1 FROM deliveries e WHERE e.destination = d.destination AND e.group_key = d.group_key AND e.state = 'pending' AND e.id < d.id)
-                 ORDER BY d.id LIMIT 1",
-            )?
-            .query_row(params![destination, now()], |r| {
+                   AND NOT EXISTS (SELECT 1 FROM deliveries e INDEXED BY deliveries_group WHERE e.destination = d.destination AND e.group_key = d.group_key AND e.state = 'pending' AND e.id < d.id)
+                 ORDER BY d.id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![destination, now(), limit as i64], |r| {
                 Ok(Pending { id: r.get(0)?, attempts: r.get(1)?, created: r.get(2)?, payload: r.get(3)?, group_key: r.get(4)? })
-            })
-            .optional()
+            })?;
+            rows.collect()
         })
     }
 

@@ -45,7 +45,7 @@ impl Worker {
                 return;
             }
             let (ob, name) = (self.outbox.clone(), self.name.clone());
-            let next = match blocking(move || ob.next_due(&name)).await {
+            let batch = match blocking(move || ob.next_due(&name, 64)).await {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::error!(destination = %self.name, error = %e, "Cannot read the outbox");
@@ -53,7 +53,7 @@ impl Worker {
                     continue;
                 }
             };
-            let Some(p) = next else {
+            if batch.is_empty() {
                 let (ob, name) = (self.outbox.clone(), self.name.clone());
                 let wait = match blocking(move || ob.next_wakeup(&name)).await {
                     Ok(Some(t)) => Duration::from_secs_f64((t - crate::probe::unix_now()).clamp(0.001, 1.0)),
@@ -61,15 +61,26 @@ impl Worker {
                 };
                 sleep_or_stop(&stop, &self.wake, wait).await;
                 continue;
-            };
-            if let Some(t) = last_send {
-                let since = t.elapsed();
-                if since < self.delivery.min_interval {
-                    tokio::time::sleep(self.delivery.min_interval - since).await;
-                }
             }
-            last_send = Some(Instant::now());
-            self.attempt(p).await;
+            // One delivery per group per batch: a retry scheduled for a group
+            // must hold back its later notifications until the next batch.
+            let mut groups = std::collections::HashSet::new();
+            for p in batch {
+                if stop.is_cancelled() {
+                    return;
+                }
+                if !groups.insert(p.group_key.clone()) {
+                    continue;
+                }
+                if let Some(t) = last_send {
+                    let since = t.elapsed();
+                    if since < self.delivery.min_interval {
+                        tokio::time::sleep(self.delivery.min_interval - since).await;
+                    }
+                }
+                last_send = Some(Instant::now());
+                self.attempt(p).await;
+            }
         }
     }
 
