@@ -207,6 +207,7 @@ fn every_shipped_configuration_is_valid() {
         let out = lookout()
             .current_dir(root)
             .env("REDIS_PASSWORD_FILE", &pw)
+            .env("LOOKOUT_WEBHOOK_TOKEN_FILE", &pw)
             .args(["config", "check", "-c", &f])
             .output()
             .unwrap();

@@ -335,3 +335,34 @@ pub(crate) fn build(raw: Option<RawAlerts>) -> Result<Option<AlertsConfig>, Vec<
         rules,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maintenance_windows() {
+        let once = Window::Once { start: 100.0, end: 200.0 };
+        assert!(once.contains(150.0) && !once.contains(200.0) && !once.contains(99.0));
+        // Every day at 02:00 UTC for 2 hours.
+        let daily = Window::Recurring {
+            schedule: "0 0 2 * * *".into(),
+            duration: Duration::from_secs(7200),
+            timezone: chrono_tz::UTC,
+        };
+        let day = 1_764_028_800.0; // 2025-11-25T00:00:00Z
+        assert!(!daily.contains(day + 3600.0));
+        assert!(daily.contains(day + 2.0 * 3600.0 + 60.0));
+        assert!(!daily.contains(day + 4.0 * 3600.0 + 60.0));
+    }
+
+    #[test]
+    fn unknown_rule_is_named_with_a_suggestion() {
+        let raw = RawAlerts {
+            rules: [("RedisUnreachble".to_string(), RawRule::default())].into(),
+            ..RawAlerts::default()
+        };
+        let errs = build(Some(raw)).unwrap_err();
+        assert!(errs[0].1.contains("did you mean `RedisUnreachable`"), "{errs:?}");
+    }
+}
