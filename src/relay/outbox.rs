@@ -46,9 +46,24 @@ pub struct NewNotification {
     pub dedup_window: f64,
 }
 
-struct IngestRequest {
-    n: NewNotification,
-    reply: oneshot::Sender<Result<Accepted, String>>,
+/// What the writer thread does. Everything that writes the outbox in the
+/// hot path goes through this one thread: SQLite has one writer at a time,
+/// and a second connection waiting on the lock (busy handler sleeps of up to
+/// 100 ms) would throttle deliveries to a trickle under ingest load.
+enum WriterCmd {
+    Ingest { n: NewNotification, reply: oneshot::Sender<Result<Accepted, String>> },
+    Mark { op: Mark, reply: oneshot::Sender<Result<(), String>> },
+}
+
+/// A delivery's outcome.
+#[derive(Debug, Clone)]
+pub enum Mark {
+    /// Delivered.
+    Done(i64),
+    /// Failed; retry at the given Unix time.
+    Retry(i64, f64, String),
+    /// Given up, with the reason.
+    Dead(i64, String),
 }
 
 /// A delivery waiting for its destination.
@@ -85,7 +100,7 @@ pub struct Dead {
 
 /// The outbox.
 pub struct Outbox {
-    tx: mpsc::SyncSender<IngestRequest>,
+    tx: mpsc::SyncSender<WriterCmd>,
     conn: Mutex<Connection>,
     path: PathBuf,
 }
@@ -143,7 +158,7 @@ impl Outbox {
         let err = |e: rusqlite::Error| format!("outbox {}: {e}", path.display());
         let writer = open_conn(&path, "FULL").map_err(err)?;
         let conn = open_conn(&path, "NORMAL").map_err(err)?;
-        let (tx, rx) = mpsc::sync_channel::<IngestRequest>(4096);
+        let (tx, rx) = mpsc::sync_channel::<WriterCmd>(4096);
         let p = path.clone();
         std::thread::Builder::new()
             .name("outbox-writer".into())
@@ -166,7 +181,7 @@ impl Outbox {
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.clone();
         // The queue is bounded; a full queue means the disk cannot keep up: say so (503).
-        tx.try_send(IngestRequest { n, reply }).map_err(|e| match e {
+        tx.try_send(WriterCmd::Ingest { n, reply }).map_err(|e| match e {
             mpsc::TrySendError::Full(_) => "outbox writer is overloaded".to_string(),
             mpsc::TrySendError::Disconnected(_) => "outbox writer stopped".to_string(),
         })?;
@@ -204,31 +219,15 @@ impl Outbox {
         })
     }
 
-    /// A delivery succeeded.
-    pub fn done(&self, id: i64) -> Result<(), String> {
-        self.with(|c| {
-            c.prepare_cached("UPDATE deliveries SET state = 'done', attempts = attempts + 1, last_error = NULL WHERE id = ?1")?
-                .execute(params![id])
-                .map(|_| ())
-        })
-    }
-
-    /// A delivery failed and will be retried at `next`.
-    pub fn retry_at(&self, id: i64, next: f64, error: &str) -> Result<(), String> {
-        self.with(|c| {
-            c.prepare_cached("UPDATE deliveries SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1")?
-                .execute(params![id, next, error])
-                .map(|_| ())
-        })
-    }
-
-    /// A delivery is given up: it goes to the dead-letter list.
-    pub fn dead(&self, id: i64, reason: &str) -> Result<(), String> {
-        self.with(|c| {
-            c.prepare_cached("UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1")?
-                .execute(params![id, reason])
-                .map(|_| ())
-        })
+    /// Records a delivery's outcome (through the writer thread).
+    pub async fn mark(&self, op: Mark) -> Result<(), String> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.tx.clone();
+        // The queue is bounded; wait for room rather than lose an outcome.
+        tokio::task::spawn_blocking(move || tx.send(WriterCmd::Mark { op, reply }).map_err(|_| "outbox writer stopped".to_string()))
+            .await
+            .map_err(|e| e.to_string())??;
+        rx.await.map_err(|_| "outbox writer stopped".to_string())?
     }
 
     /// Pending deliveries and the age of the oldest, per destination.
@@ -331,7 +330,7 @@ impl Outbox {
     }
 }
 
-fn ingest_loop(mut conn: Connection, rx: mpsc::Receiver<IngestRequest>, path: PathBuf) {
+fn ingest_loop(mut conn: Connection, rx: mpsc::Receiver<WriterCmd>, path: PathBuf) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -342,47 +341,75 @@ fn ingest_loop(mut conn: Connection, rx: mpsc::Receiver<IngestRequest>, path: Pa
         }
         match store_batch(&mut conn, &batch) {
             Ok(outcomes) => {
-                for (req, outcome) in batch.into_iter().zip(outcomes) {
-                    let _ = req.reply.send(Ok(outcome));
+                for (cmd, outcome) in batch.into_iter().zip(outcomes) {
+                    match cmd {
+                        WriterCmd::Ingest { reply, .. } => {
+                            let _ = reply.send(Ok(outcome.unwrap_or(Accepted::Stored)));
+                        }
+                        WriterCmd::Mark { reply, .. } => {
+                            let _ = reply.send(Ok(()));
+                        }
+                    }
                 }
             }
             Err(e) => {
                 metrics::counter!("lookout_relay_store_errors_total").increment(1);
-                tracing::error!(path = %path.display(), error = %e, "Cannot store notifications in the outbox; answering 503 so Alertmanager retries");
-                for req in batch {
-                    let _ = req.reply.send(Err(format!("cannot store the notification: {e}")));
+                tracing::error!(path = %path.display(), error = %e, "Cannot write the outbox; answering 503 so Alertmanager retries");
+                for cmd in batch {
+                    let msg = format!("cannot store the notification: {e}");
+                    match cmd {
+                        WriterCmd::Ingest { reply, .. } => {
+                            let _ = reply.send(Err(msg));
+                        }
+                        WriterCmd::Mark { reply, .. } => {
+                            let _ = reply.send(Err(msg));
+                        }
+                    }
                 }
             }
         }
     }
 }
 
-fn store_batch(conn: &mut Connection, batch: &[IngestRequest]) -> rusqlite::Result<Vec<Accepted>> {
+fn store_batch(conn: &mut Connection, batch: &[WriterCmd]) -> rusqlite::Result<Vec<Option<Accepted>>> {
     // IMMEDIATE: take the write lock up front. A deferred transaction that
     // reads (the de-duplication check) and then writes fails at once with
-    // "database is locked" if a worker wrote in between; the busy timeout
-    // does not cover that upgrade.
+    // "database is locked" if another connection wrote in between; the busy
+    // timeout does not cover that upgrade.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut out = Vec::with_capacity(batch.len());
     {
         let mut seen = tx.prepare_cached("SELECT 1 FROM notifications WHERE dedup = ?1 AND received >= ?2 LIMIT 1")?;
         let mut note = tx.prepare_cached("INSERT INTO notifications (received, group_key, dedup, payload) VALUES (?1, ?2, ?3, ?4)")?;
-        let mut deliv = tx.prepare_cached(
-            "INSERT INTO deliveries (notification, destination, group_key, next_attempt, created) VALUES (?1, ?2, ?3, ?4, ?4)",
-        )?;
+        let mut deliv = tx.prepare_cached("INSERT INTO deliveries (notification, destination, group_key, next_attempt, created) VALUES (?1, ?2, ?3, ?4, ?4)")?;
         let t = now();
-        for req in batch {
-            let n = &req.n;
-            if seen.exists(params![n.dedup, t - n.dedup_window])? {
-                out.push(Accepted::Duplicate);
-                continue;
+        for cmd in batch {
+            match cmd {
+                WriterCmd::Ingest { n, .. } => {
+                    if seen.exists(params![n.dedup, t - n.dedup_window])? {
+                        out.push(Some(Accepted::Duplicate));
+                        continue;
+                    }
+                    note.execute(params![t, n.group_key, n.dedup, n.payload])?;
+                    let id = tx.last_insert_rowid();
+                    for d in &n.destinations {
+                        deliv.execute(params![id, d, n.group_key, t])?;
+                    }
+                    out.push(Some(Accepted::Stored));
+                }
+                WriterCmd::Mark { op, .. } => {
+                    match op {
+                        Mark::Done(id) => tx.prepare_cached("UPDATE deliveries SET state = 'done', attempts = attempts + 1, last_error = NULL WHERE id = ?1")?.execute(params![id])?,
+                        Mark::Retry(id, next, err) => tx
+                            .prepare_cached("UPDATE deliveries SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1")?
+                            .execute(params![id, next, err])?,
+                        Mark::Dead(id, reason) => tx
+                            .prepare_cached("UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1")?
+                            .execute(params![id, reason])?,
+                    };
+                    out.push(None);
+                }
             }
-            note.execute(params![t, n.group_key, n.dedup, n.payload])?;
-            let id = tx.last_insert_rowid();
-            for d in &n.destinations {
-                deliv.execute(params![id, d, n.group_key, t])?;
-            }
-            out.push(Accepted::Stored);
         }
     }
     tx.commit()?;

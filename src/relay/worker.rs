@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::destination::{Destination, Notification};
-use super::outbox::{Outbox, Pending};
+use super::outbox::{Mark, Outbox, Pending};
 use super::payload::Payload;
 use super::retry::{self, DeliveryError, Reason, Retry};
 use crate::config::relay::Delivery;
@@ -110,7 +110,7 @@ impl Worker {
             Ok(()) => {
                 metrics::histogram!("lookout_relay_delivery_latency_seconds", "destination" => self.name.clone()).record(age.max(0.0));
                 tracing::debug!(destination = %self.name, id = p.id, attempts = p.attempts + 1, "Notification delivered");
-                self.mark(move |ob, id| ob.done(id), p.id).await;
+                self.mark(Mark::Done(p.id)).await;
                 "success"
             }
             Err(e) => {
@@ -126,14 +126,13 @@ impl Worker {
                         e.message.clone()
                     };
                     tracing::error!(destination = %self.name, id = p.id, group = %p.group_key, reason = e.reason.as_str(), error = %why, "Notification dead-lettered");
-                    self.mark(move |ob, id| ob.dead(id, &why), p.id).await;
+                    self.mark(Mark::Dead(p.id, why)).await;
                     "dead"
                 } else {
                     let wait = retry::backoff(p.attempts, self.delivery.initial_backoff, self.delivery.max_backoff, e.retry_after);
                     let next = crate::probe::unix_now() + wait.as_secs_f64();
                     tracing::warn!(destination = %self.name, id = p.id, attempt = p.attempts + 1, reason = e.reason.as_str(), error = %e.message, retry_in = ?wait, "Delivery failed; will retry");
-                    let msg = e.message.clone();
-                    self.mark(move |ob, id| ob.retry_at(id, next, &msg), p.id).await;
+                    self.mark(Mark::Retry(p.id, next, e.message.clone())).await;
                     "retry"
                 }
             }
@@ -143,11 +142,10 @@ impl Worker {
             .record(started.elapsed().as_secs_f64());
     }
 
-    async fn mark(&self, f: impl FnOnce(&Outbox, i64) -> Result<(), String> + Send + 'static, id: i64) {
-        let ob = self.outbox.clone();
-        if let Err(e) = blocking(move || f(&ob, id)).await {
+    async fn mark(&self, op: Mark) {
+        if let Err(e) = self.outbox.mark(op.clone()).await {
             // The delivery stays pending and will be sent again: a duplicate, never a loss.
-            tracing::error!(destination = %self.name, id, error = %e, "Cannot record the delivery outcome");
+            tracing::error!(destination = %self.name, outcome = ?op, error = %e, "Cannot record the delivery outcome");
         }
     }
 }
