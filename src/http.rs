@@ -17,6 +17,29 @@ pub fn client_builder(timeout: Duration) -> reqwest::ClientBuilder {
         .redirect(reqwest::redirect::Policy::limited(3))
 }
 
+/// A client shared by every probe with the same TLS setting. Each client
+/// carries its own TLS configuration with the whole root store and its own
+/// connection pool: fifty probes with a client each cost megabytes for
+/// nothing. Timeouts and headers are set per request.
+pub fn shared_client(accept_invalid_certs: bool) -> Result<reqwest::Client, String> {
+    use std::sync::OnceLock;
+    static VERIFY: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    static SKIP: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+    let cell = if accept_invalid_certs { &SKIP } else { &VERIFY };
+    cell.get_or_init(|| {
+        install_crypto_provider();
+        reqwest::Client::builder()
+            .user_agent(concat!("lookout/", env!("CARGO_PKG_VERSION")))
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::limited(3))
+            .danger_accept_invalid_certs(accept_invalid_certs)
+            .pool_max_idle_per_host(4)
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))
+    })
+    .clone()
+}
+
 /// Installs ring as the process's rustls provider (idempotent). Only one
 /// provider may exist per process; without it reqwest's rustls backend
 /// cannot build a client.

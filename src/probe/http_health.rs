@@ -22,6 +22,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The probe.
 pub struct HttpHealthProbe {
     client: reqwest::Client,
+    headers: HeaderMap,
+    timeout: Duration,
     url: reqwest::Url,
     display_url: String,
     expect_status: u16,
@@ -39,14 +41,12 @@ impl HttpHealthProbe {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let client = crate::http::client_builder(timeout)
-            .default_headers(headers)
-            .danger_accept_invalid_certs(spec.tls_skip_verify)
-            .build()
-            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        let client = crate::http::shared_client(spec.tls_skip_verify)?;
         let url = reqwest::Url::parse(spec.url.expose()).map_err(|_| format!("invalid URL `{}`", spec.display_url))?;
         Ok(HttpHealthProbe {
             client,
+            headers,
+            timeout,
             url,
             display_url: spec.display_url.clone(),
             expect_status: spec.expect_status,
@@ -62,6 +62,8 @@ impl Probe for HttpHealthProbe {
         let resp = self
             .client
             .get(self.url.clone())
+            .headers(self.headers.clone())
+            .timeout(self.timeout)
             .send()
             .await
             .map_err(|e| request_error(&e, &self.display_url))?;

@@ -18,6 +18,7 @@ use crate::metric::Metric;
 /// The probe.
 pub struct PrometheusProbe {
     client: reqwest::Client,
+    timeout: Duration,
     query_url: reqwest::Url,
     queries: Vec<(Metric, String, bool)>,
     up_query: String,
@@ -65,6 +66,7 @@ impl PrometheusProbe {
         let s = &spec.selector;
         Ok(PrometheusProbe {
             client,
+            timeout,
             query_url,
             queries,
             up_query: format!("up{s}"),
@@ -81,6 +83,7 @@ impl PrometheusProbe {
         let resp = self
             .client
             .post(self.query_url.clone())
+            .timeout(self.timeout)
             .form(&[("query", q)])
             .send()
             .await

@@ -51,8 +51,14 @@ pub struct NewNotification {
 /// and a second connection waiting on the lock (busy handler sleeps of up to
 /// 100 ms) would throttle deliveries to a trickle under ingest load.
 enum WriterCmd {
-    Ingest { n: NewNotification, reply: oneshot::Sender<Result<Accepted, String>> },
-    Mark { op: Mark, reply: oneshot::Sender<Result<(), String>> },
+    Ingest {
+        n: NewNotification,
+        reply: oneshot::Sender<Result<Accepted, String>>,
+    },
+    Mark {
+        op: Mark,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// A delivery's outcome.
@@ -224,9 +230,12 @@ impl Outbox {
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.clone();
         // The queue is bounded; wait for room rather than lose an outcome.
-        tokio::task::spawn_blocking(move || tx.send(WriterCmd::Mark { op, reply }).map_err(|_| "outbox writer stopped".to_string()))
-            .await
-            .map_err(|e| e.to_string())??;
+        tokio::task::spawn_blocking(move || {
+            tx.send(WriterCmd::Mark { op, reply })
+                .map_err(|_| "outbox writer stopped".to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())??;
         rx.await.map_err(|_| "outbox writer stopped".to_string())?
     }
 
@@ -381,7 +390,9 @@ fn store_batch(conn: &mut Connection, batch: &[WriterCmd]) -> rusqlite::Result<V
     {
         let mut seen = tx.prepare_cached("SELECT 1 FROM notifications WHERE dedup = ?1 AND received >= ?2 LIMIT 1")?;
         let mut note = tx.prepare_cached("INSERT INTO notifications (received, group_key, dedup, payload) VALUES (?1, ?2, ?3, ?4)")?;
-        let mut deliv = tx.prepare_cached("INSERT INTO deliveries (notification, destination, group_key, next_attempt, created) VALUES (?1, ?2, ?3, ?4, ?4)")?;
+        let mut deliv = tx.prepare_cached(
+            "INSERT INTO deliveries (notification, destination, group_key, next_attempt, created) VALUES (?1, ?2, ?3, ?4, ?4)",
+        )?;
         let t = now();
         for cmd in batch {
             match cmd {
@@ -399,9 +410,15 @@ fn store_batch(conn: &mut Connection, batch: &[WriterCmd]) -> rusqlite::Result<V
                 }
                 WriterCmd::Mark { op, .. } => {
                     match op {
-                        Mark::Done(id) => tx.prepare_cached("UPDATE deliveries SET state = 'done', attempts = attempts + 1, last_error = NULL WHERE id = ?1")?.execute(params![id])?,
+                        Mark::Done(id) => tx
+                            .prepare_cached(
+                                "UPDATE deliveries SET state = 'done', attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+                            )?
+                            .execute(params![id])?,
                         Mark::Retry(id, next, err) => tx
-                            .prepare_cached("UPDATE deliveries SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1")?
+                            .prepare_cached(
+                                "UPDATE deliveries SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1",
+                            )?
                             .execute(params![id, next, err])?,
                         Mark::Dead(id, reason) => tx
                             .prepare_cached("UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1")?
