@@ -259,8 +259,12 @@ impl DestinationKind {
     }
 }
 
-/// Parses `"1/s"`, `"30/m"`, `"100/h"` into the spacing between sends.
+/// Parses `"1/s"`, `"30/m"`, `"100/h"` into the spacing between sends;
+/// `"unlimited"` is no spacing.
 pub fn parse_rate(s: &str) -> Result<Duration, String> {
+    if s.trim() == "unlimited" {
+        return Ok(Duration::ZERO);
+    }
     let (n, per) = s
         .split_once('/')
         .ok_or_else(|| format!("invalid rate `{s}`: write e.g. `1/s`, `30/m`"))?;

@@ -65,6 +65,10 @@ impl Worker {
             // One delivery per group per batch: a retry scheduled for a group
             // must hold back its later notifications until the next batch.
             let mut groups = std::collections::HashSet::new();
+            // Outcomes are written while the next delivery goes out; all of a
+            // batch's are on disk before the next batch is read, so nothing
+            // is taken twice.
+            let mut marks = tokio::task::JoinSet::new();
             for p in batch {
                 if stop.is_cancelled() {
                     return;
@@ -72,19 +76,32 @@ impl Worker {
                 if !groups.insert(p.group_key.clone()) {
                     continue;
                 }
-                if let Some(t) = last_send {
+                // Below the timer's 1 ms resolution a sleep would only slow
+                // delivery down: such a limit is no limit.
+                if let Some(t) = last_send
+                    && self.delivery.min_interval >= Duration::from_millis(1)
+                {
                     let since = t.elapsed();
                     if since < self.delivery.min_interval {
                         tokio::time::sleep(self.delivery.min_interval - since).await;
                     }
                 }
                 last_send = Some(Instant::now());
-                self.attempt(p).await;
+                let op = self.attempt(p).await;
+                let (outbox, name) = (self.outbox.clone(), self.name.clone());
+                marks.spawn(async move {
+                    if let Err(e) = outbox.mark(op.clone()).await {
+                        // The delivery stays pending and will be sent again: a duplicate, never a loss.
+                        tracing::error!(destination = %name, outcome = ?op, error = %e, "Cannot record the delivery outcome");
+                    }
+                });
             }
+            while marks.join_next().await.is_some() {}
         }
     }
 
-    async fn attempt(&self, p: Pending) {
+    /// Delivers one notification; returns the outcome to record.
+    async fn attempt(&self, p: Pending) -> Mark {
         let age = crate::probe::unix_now() - p.created;
         let started = Instant::now();
         let result = match Payload::parse(p.payload.as_bytes()) {
@@ -110,8 +127,7 @@ impl Worker {
             Ok(()) => {
                 metrics::histogram!("lookout_relay_delivery_latency_seconds", "destination" => self.name.clone()).record(age.max(0.0));
                 tracing::debug!(destination = %self.name, id = p.id, attempts = p.attempts + 1, "Notification delivered");
-                self.mark(Mark::Done(p.id)).await;
-                "success"
+                (Mark::Done(p.id), "success")
             }
             Err(e) => {
                 let too_old = age > self.delivery.max_age.as_secs_f64();
@@ -126,27 +142,20 @@ impl Worker {
                         e.message.clone()
                     };
                     tracing::error!(destination = %self.name, id = p.id, group = %p.group_key, reason = e.reason.as_str(), error = %why, "Notification dead-lettered");
-                    self.mark(Mark::Dead(p.id, why)).await;
-                    "dead"
+                    (Mark::Dead(p.id, why), "dead")
                 } else {
                     let wait = retry::backoff(p.attempts, self.delivery.initial_backoff, self.delivery.max_backoff, e.retry_after);
                     let next = crate::probe::unix_now() + wait.as_secs_f64();
                     tracing::warn!(destination = %self.name, id = p.id, attempt = p.attempts + 1, reason = e.reason.as_str(), error = %e.message, retry_in = ?wait, "Delivery failed; will retry");
-                    self.mark(Mark::Retry(p.id, next, e.message.clone())).await;
-                    "retry"
+                    (Mark::Retry(p.id, next, e.message.clone()), "retry")
                 }
             }
         };
-        metrics::counter!("lookout_relay_deliveries_total", "destination" => self.name.clone(), "outcome" => outcome).increment(1);
+        let (mark, label) = outcome;
+        metrics::counter!("lookout_relay_deliveries_total", "destination" => self.name.clone(), "outcome" => label).increment(1);
         metrics::histogram!("lookout_relay_attempt_duration_seconds", "destination" => self.name.clone())
             .record(started.elapsed().as_secs_f64());
-    }
-
-    async fn mark(&self, op: Mark) {
-        if let Err(e) = self.outbox.mark(op.clone()).await {
-            // The delivery stays pending and will be sent again: a duplicate, never a loss.
-            tracing::error!(destination = %self.name, outcome = ?op, error = %e, "Cannot record the delivery outcome");
-        }
+        mark
     }
 }
 
