@@ -252,6 +252,8 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
         (m, series)
     })
     .collect();
+    // Charts span the data there is, up to the window.
+    let since = history.first().map(|o| o.timestamp.max(since)).unwrap_or(since);
     let probes = cfg
         .probes
         .iter()
