@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{self, Config, ProbeConfig, Schedule};
 use crate::crosscheck::{self, Report};
@@ -47,8 +47,6 @@ pub struct Shared {
     pub config: RwLock<Arc<Config>>,
     /// Set once every probe of the current configuration has run once.
     pub ready: std::sync::atomic::AtomicBool,
-    /// Every observation, for in-process consumers (alerts).
-    pub observations: broadcast::Sender<Arc<Observation>>,
     /// Recent observations per probe (oldest first), for the cross-check.
     recent: Mutex<HashMap<String, VecDeque<Observation>>>,
     /// The latest cross-check round.
@@ -66,12 +64,10 @@ const RECENT_WINDOW: f64 = 7.0 * 60.0;
 
 impl Shared {
     fn new(config: Arc<Config>, history: History) -> Self {
-        let (observations, _) = broadcast::channel(1024);
         Shared {
             latest: RwLock::new(BTreeMap::new()),
             config: RwLock::new(config),
             ready: false.into(),
-            observations,
             recent: Mutex::new(HashMap::new()),
             report: RwLock::new(None),
             alerts: RwLock::new(Vec::new()),
@@ -150,7 +146,6 @@ impl Sink for DaemonSink {
         }
         self.0.history.record(&obs);
         self.0.remember(&obs);
-        let _ = self.0.observations.send(Arc::new(obs.clone()));
         let newly = {
             let mut latest = self.0.latest.write().unwrap_or_else(|p| p.into_inner());
             latest.insert(obs.name.clone(), obs).is_none()

@@ -250,8 +250,12 @@ fn bracket<'r>(refs: &[&'r Observation], m: Metric, a: f64, b: f64) -> (Option<&
     (before, after)
 }
 
-fn fmt_num(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
+/// A number for a person: integers without decimals, small values in
+/// scientific notation. Reasons, bounds and every report use it.
+pub fn fmt_num(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{v:.0}")
     } else if v.abs() >= 0.01 {
         format!("{v:.4}")

@@ -71,13 +71,7 @@ fn window_json(w: &WindowSummary) -> String {
 /// A number for a person: integers without decimals, small values in
 /// scientific notation.
 pub fn num(v: Option<f64>) -> String {
-    match v {
-        None => "—".into(),
-        Some(v) if v.is_nan() => "NaN".into(),
-        Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v:.0}"),
-        Some(v) if v.abs() >= 0.01 || v == 0.0 => format!("{v:.4}"),
-        Some(v) => format!("{v:.3e}"),
-    }
+    v.map(crate::crosscheck::fmt_num).unwrap_or_else(|| "—".into())
 }
 
 /// A Unix time as RFC 3339 (UTC, seconds).
