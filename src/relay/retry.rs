@@ -118,6 +118,20 @@ pub fn check_status(status: u16, body: &str, retry_after: Option<&str>) -> Resul
     }
 }
 
+/// Sends a request and judges the answer by the status table, keeping the
+/// body and `Retry-After` — the one way every HTTP destination delivers.
+pub async fn send(req: reqwest::RequestBuilder) -> Result<(), DeliveryError> {
+    let resp = req.send().await.map_err(|e| from_reqwest(&e))?;
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = resp.text().await.unwrap_or_default();
+    check_status(status, &body, retry_after.as_deref())
+}
+
 /// A transport error: timeouts and connection failures are worth retrying.
 pub fn from_reqwest(e: &reqwest::Error) -> DeliveryError {
     let reason = if e.is_timeout() { Reason::Timeout } else { Reason::Network };

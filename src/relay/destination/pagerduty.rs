@@ -11,7 +11,7 @@ use sha2::Digest;
 use super::{Destination, Notification};
 use crate::config::relay::{DestinationConfig, DestinationKind};
 use crate::relay::payload::hex;
-use crate::relay::retry::{DeliveryError, Reason, check_status, from_reqwest};
+use crate::relay::retry::{DeliveryError, Reason, send};
 
 /// PagerDuty's summary limit, in characters.
 pub const MAX_SUMMARY: usize = 1024;
@@ -122,22 +122,8 @@ impl Destination for PagerDuty {
         let summary = crate::relay::template::render("pagerduty", &self.templates, "summary", n.payload)
             .map_err(|e| DeliveryError::permanent(Reason::Template, e))?;
         let ev = event(self.routing_key.expose(), &summary, n);
-        let resp = self
-            .client
-            .post(self.url.clone())
-            .json(&ev)
-            .send()
-            .await
-            .map_err(|e| from_reqwest(&e))?;
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = resp.text().await.unwrap_or_default();
         // PagerDuty answers 202 Accepted; its 400 body lists what is invalid.
-        check_status(status, &body, retry_after.as_deref())
+        send(self.client.post(self.url.clone()).json(&ev)).await
     }
 }
 

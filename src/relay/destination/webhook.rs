@@ -3,7 +3,7 @@
 
 use super::{Destination, Notification};
 use crate::config::relay::{DestinationConfig, DestinationKind};
-use crate::relay::retry::{DeliveryError, check_status, from_reqwest};
+use crate::relay::retry::{DeliveryError, send};
 
 /// The destination.
 pub struct Webhook {
@@ -28,21 +28,11 @@ impl Webhook {
 #[async_trait::async_trait]
 impl Destination for Webhook {
     async fn deliver(&self, n: &Notification<'_>) -> Result<(), DeliveryError> {
-        let resp = self
+        let req = self
             .client
             .post(self.url.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(n.raw.to_string())
-            .send()
-            .await
-            .map_err(|e| from_reqwest(&e))?;
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = resp.text().await.unwrap_or_default();
-        check_status(status, &body, retry_after.as_deref())
+            .body(n.raw.to_string());
+        send(req).await
     }
 }
