@@ -47,8 +47,12 @@ until curl -sf "http://127.0.0.1:$AMPORT/-/ready" >/dev/null; do sleep 0.1; done
 until curl -sf "http://127.0.0.1:$LPORT/-/healthy" >/dev/null; do sleep 0.1; done
 
 cat > "$WORK/webhook.lua" <<'LUA'
+-- Each wrk thread numbers its own alerts (in one Lua state per thread, so a
+-- file-level random number would be the same in both and half the
+-- requests would be duplicates).
+local threads = 0
+setup = function(thread) threads = threads + 1; thread:set("tid", threads) end
 local n = 0
-local tid = math.random(1, 1e9)
 request = function()
   n = n + 1
   local g = string.format('{}:{alertname="Bench%d_%d"}', tid, n)
@@ -57,8 +61,12 @@ request = function()
 end
 LUA
 cat > "$WORK/am.lua" <<'LUA'
+-- Each wrk thread numbers its own alerts (in one Lua state per thread, so a
+-- file-level random number would be the same in both and half the
+-- requests would be duplicates).
+local threads = 0
+setup = function(thread) threads = threads + 1; thread:set("tid", threads) end
 local n = 0
-local tid = math.random(1, 1e9)
 request = function()
   n = n + 1
   local body = string.format('[{"labels":{"alertname":"Bench%d_%d","severity":"critical"},"annotations":{"summary":"bench"}}]', tid, n)
@@ -68,10 +76,13 @@ LUA
 echo "== ingest (wrk -t2 -c16 -d10s, one unique alert per request)"
 am_rate=$(wrk -t2 -c16 -d10s -s "$WORK/am.lua" "http://127.0.0.1:$AMPORT" | awk '/Requests\/sec/ {print $2}')
 am_rss=$(rss_kb $AMPID)
-lk_rate=$(wrk -t2 -c16 -d10s -s "$WORK/webhook.lua" "http://127.0.0.1:$LPORT" | awk '/Requests\/sec/ {print $2}')
+wrk -t2 -c16 -d10s -s "$WORK/webhook.lua" "http://127.0.0.1:$LPORT" > "$WORK/wrk.out"
+lk_rate=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")
+answered=$(awk '/requests in/ {print $1}' "$WORK/wrk.out")
+refused=$(awk '/Non-2xx/ {print $5}' "$WORK/wrk.out")
 stored=$(python3 -c "import sqlite3; print(sqlite3.connect('$WORK/data/outbox.db').execute('select count(*) from notifications').fetchone()[0])")
 echo "alertmanager: $am_rate alerts/s (memory only); RSS after: $am_rss KiB"
-echo "lookout:      $lk_rate webhooks/s (each fsync'd before 200); stored: $stored"
+echo "lookout:      $lk_rate webhooks/s (each fsync'd before 200); answered $answered, not 200: ${refused:-0}, stored: $stored"
 python3 -c "print(f'ratio lookout/alertmanager: {float(\"$lk_rate\")/float(\"$am_rate\"):.2f}')"
 kill $LPID; wait $LPID 2>/dev/null || true
 

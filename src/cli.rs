@@ -197,7 +197,7 @@ fn relay_command(src: ConfigSource, command: RelayCommand) -> ExitCode {
     };
     match command {
         RelayCommand::Dlq { command } => {
-            let outbox = match crate::relay::outbox::Outbox::open(&cfg.data_dir) {
+            let outbox = match crate::relay::outbox::Outbox::open(&cfg.data_dir, relay.dedup_window) {
                 Ok(o) => o,
                 Err(e) => {
                     eprintln!("lookout: {e}");
@@ -256,7 +256,7 @@ fn relay_command(src: ConfigSource, command: RelayCommand) -> ExitCode {
                 Err(c) => return c,
             };
             let outcome = rt.block_on(async {
-                let outbox = std::sync::Arc::new(crate::relay::outbox::Outbox::open(&cfg.data_dir)?);
+                let outbox = std::sync::Arc::new(crate::relay::outbox::Outbox::open(&cfg.data_dir, relay.dedup_window)?);
                 let dest = crate::relay::destination::build(d, outbox)?;
                 let p = crate::relay::template::test_notification();
                 let raw = serde_json::to_string(&p).map_err(|e| e.to_string())?;

@@ -44,7 +44,7 @@ pub enum IngestError {
 impl Relay {
     /// Opens the outbox and starts one worker per destination.
     pub fn start(config: RelayConfig, data_dir: &std::path::Path, stop: tokio_util::sync::CancellationToken) -> Result<Arc<Relay>, String> {
-        let outbox = Arc::new(Outbox::open(data_dir)?);
+        let outbox = Arc::new(Outbox::open(data_dir, config.dedup_window)?);
         let mut wake = HashMap::new();
         let mut workers = Vec::new();
         for d in &config.destinations {
@@ -113,7 +113,6 @@ impl Relay {
             group_key: p.group_key.clone(),
             dedup: p.dedup_key(),
             destinations: destinations.clone(),
-            dedup_window: self.config.dedup_window.as_secs_f64(),
         };
         let outcome = self.outbox.ingest(n).await.map_err(IngestError::Unavailable)?;
         if outcome == Accepted::Stored {
