@@ -99,7 +99,12 @@ async fn webhook(
             if status == "duplicate" {
                 metrics::counter!("lookout_relay_duplicates_total").increment(1);
             }
-            (StatusCode::OK, axum::Json(serde_json::json!({"status": status}))).into_response()
+            let body = if status == "duplicate" {
+                r#"{"status":"duplicate"}"#
+            } else {
+                r#"{"status":"success"}"#
+            };
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
         Err(crate::relay::IngestError::BadRequest(m)) => json_error(StatusCode::BAD_REQUEST, "invalid", &m),
         Err(crate::relay::IngestError::Unavailable(m)) => json_error(StatusCode::SERVICE_UNAVAILABLE, "store", &m),

@@ -190,6 +190,43 @@ fn bad_input_is_answered_and_changes_nothing() {
 }
 
 #[test]
+fn a_full_disk_is_answered_503_and_what_was_accepted_stays() {
+    let saas = SaaS::start();
+    let smtp = SmtpSink::start();
+    // Files lookout writes may not grow past 3 MiB: writing the outbox fails
+    // as on a full disk (EFBIG instead of ENOSPC; SIGXFSZ ignored, as the
+    // shell passes on).
+    let d = Daemon::start_after("ulimit -f 3072; trap '' XFSZ", &relay_config(&saas, &smtp, ""));
+    let data = d.dir.path().join("data");
+    let (k, v) = auth();
+    let padding = "x".repeat(200_000);
+    let mut accepted = 0;
+    let mut refusal = None;
+    for i in 0..100 {
+        let g = format!("{{}}:{{alertname=\"Full{i}\"}}");
+        let mut p: serde_json::Value = serde_json::from_str(&am_payload(&g, "firing", &[("Full", "a", "firing")])).unwrap();
+        p["commonAnnotations"]["padding"] = padding.clone().into();
+        let (status, body) = http_post(d.port, "/webhook", p.to_string().as_bytes(), &[(k, &v)]).unwrap();
+        match status {
+            200 => accepted += 1,
+            503 => {
+                refusal = Some(body);
+                break;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    let body = refusal.expect("the outbox fills up and says so");
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+    assert!(answer["error"].as_str().unwrap_or("").contains("cannot store"), "{body}");
+    assert!(accepted >= 3, "{accepted} accepted before the disk filled");
+    // Still serving, and every notification answered 200 is in the outbox.
+    assert_eq!(http_get(d.port, "/-/healthy").map(|r| r.0), Some(200));
+    assert_eq!(outbox_count(&data, "SELECT COUNT(*) FROM notifications"), accepted);
+    assert!(d.metric("lookout_relay_store_errors_total", &[]).unwrap_or(0.0) >= 1.0);
+}
+
+#[test]
 fn retries_honour_retry_after_and_permanent_failures_are_dead_lettered() {
     let saas = SaaS::start();
     let smtp = SmtpSink::start();

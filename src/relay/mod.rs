@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 
 use crate::config::relay::{Auth, RelayConfig};
 use outbox::{Accepted, NewNotification, Outbox};
-use payload::Payload;
+use payload::{Envelope, Payload};
 
 /// The running relay.
 pub struct Relay {
@@ -95,23 +95,35 @@ impl Relay {
 
     /// Validates, routes and durably stores a webhook body.
     pub async fn ingest(&self, body: &[u8]) -> Result<Accepted, IngestError> {
-        let p = Payload::parse(body).map_err(|e| IngestError::BadRequest(e.0))?;
-        self.ingest_payload(&p, String::from_utf8_lossy(body).into_owned()).await
+        let p = Envelope::parse(body).map_err(|e| IngestError::BadRequest(e.0))?;
+        // Valid JSON is valid UTF-8.
+        let raw = String::from_utf8_lossy(body).into_owned();
+        self.store(raw, p.group_key.to_string(), p.dedup_key(), &p.common_labels).await
     }
 
     /// Stores an already-parsed payload (synthetic alerts enter here when
     /// Alertmanager is unreachable).
     pub async fn ingest_payload(&self, p: &Payload, raw: String) -> Result<Accepted, IngestError> {
-        let destinations = route::destinations(&self.config.routes, &p.common_labels);
+        self.store(raw, p.group_key.clone(), p.dedup_key(), &p.common_labels).await
+    }
+
+    async fn store(
+        &self,
+        raw: String,
+        group_key: String,
+        dedup: String,
+        common_labels: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Accepted, IngestError> {
+        let destinations = route::destinations(&self.config.routes, common_labels);
         if destinations.is_empty() {
             // Counted, not logged at warn: a misrouted flood must not flood the log too.
             metrics::counter!("lookout_relay_unrouted_total").increment(1);
-            tracing::debug!(group = %p.group_key, "Notification matched no route; it is stored with no destination");
+            tracing::debug!(group = %group_key, "Notification matched no route; it is stored with no destination");
         }
         let n = NewNotification {
             payload: raw,
-            group_key: p.group_key.clone(),
-            dedup: p.dedup_key(),
+            group_key,
+            dedup,
             destinations: destinations.clone(),
         };
         let outcome = self.outbox.ingest(n).await.map_err(IngestError::Unavailable)?;

@@ -356,6 +356,16 @@ impl Daemon {
 
     /// As [`Daemon::start`], on a given port.
     pub fn start_on(port: u16, config: &str) -> Daemon {
+        Daemon::start_with(port, config, None)
+    }
+
+    /// As [`Daemon::start`], with shell commands run first in the process
+    /// that becomes lookout (resource limits, signal dispositions).
+    pub fn start_after(shell: &str, config: &str) -> Daemon {
+        Daemon::start_with(free_port(), config, Some(shell))
+    }
+
+    fn start_with(port: u16, config: &str, shell: Option<&str>) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lookout.yaml");
         let text = config
@@ -364,7 +374,21 @@ impl Daemon {
         std::fs::write(&path, text).unwrap();
         let stderr = dir.path().join("stderr.log");
         let err = std::fs::File::create(&stderr).unwrap();
-        let mut cmd = lookout();
+        let mut cmd = match shell {
+            None => lookout(),
+            Some(sh) => {
+                let plain = lookout();
+                let mut c = Command::new("bash");
+                c.arg("-c").arg(format!("{sh}; exec \"$0\" \"$@\"")).arg(plain.get_program());
+                for (k, v) in plain.get_envs() {
+                    match v {
+                        Some(v) => c.env(k, v),
+                        None => c.env_remove(k),
+                    };
+                }
+                c
+            }
+        };
         cmd.current_dir(dir.path())
             .args(["run", "-c"])
             .arg(&path)
