@@ -44,15 +44,16 @@ YAML
 start_both() {
   rm -rf "$WORK/am" "$WORK/data"
   "$AM" --config.file="$WORK/am.yml" --storage.path="$WORK/am" --web.listen-address="127.0.0.1:$AMPORT" --cluster.listen-address= >/dev/null 2>&1 &
-  AMPID=$!; PIDS+=($AMPID)
+  AMPID=$!; PIDS+=("$AMPID")
   "$LOOKOUT" run -c "$WORK/lookout.yaml" --log-level warn &
-  LPID=$!; PIDS+=($LPID)
+  LPID=$!; PIDS+=("$LPID")
   until curl -sf "http://127.0.0.1:$AMPORT/-/ready" >/dev/null; do sleep 0.1; done
   until curl -sf "http://127.0.0.1:$LPORT/-/healthy" >/dev/null; do sleep 0.1; done
 }
 stop_both() { kill "$AMPID" "$LPID"; wait "$AMPID" "$LPID" 2>/dev/null || true; }
 
-cat > "$WORK/webhook.lua" <<'LUA'
+# Both scripts send one unique alert per request, numbered by this prelude.
+cat > "$WORK/unique.lua" <<'LUA'
 -- Each wrk thread numbers its own alerts (in one Lua state per thread, so a
 -- file-level random number would be the same in both and half the
 -- requests would be duplicates).
@@ -62,6 +63,8 @@ setup = function(thread) threads = threads + 1; thread:set("tid", threads) end
 local round = "0"
 init = function(args) round = args[1] or "0" end
 local n = 0
+LUA
+{ cat "$WORK/unique.lua"; cat <<'LUA'
 request = function()
   n = n + 1
   local g = string.format('{}:{alertname="Bench%s_%d_%d"}', round, tid, n)
@@ -69,22 +72,15 @@ request = function()
   return wrk.format("POST", "/webhook", {["Content-Type"] = "application/json"}, body)
 end
 LUA
-cat > "$WORK/am.lua" <<'LUA'
--- Each wrk thread numbers its own alerts (in one Lua state per thread, so a
--- file-level random number would be the same in both and half the
--- requests would be duplicates).
-local threads = 0
-setup = function(thread) threads = threads + 1; thread:set("tid", threads) end
--- The round (wrk's script argument) keeps alerts unique across rounds too.
-local round = "0"
-init = function(args) round = args[1] or "0" end
-local n = 0
+} > "$WORK/webhook.lua"
+{ cat "$WORK/unique.lua"; cat <<'LUA'
 request = function()
   n = n + 1
   local body = string.format('[{"labels":{"alertname":"Bench%s_%d_%d","severity":"critical"},"annotations":{"summary":"bench"}}]', round, tid, n)
   return wrk.format("POST", "/api/v2/alerts", {["Content-Type"] = "application/json"}, body)
 end
 LUA
+} > "$WORK/am.lua"
 # Three rounds, each Alertmanager then lookout, so that both see the same
 # moments of a shared, noisy machine; the median ratio is the figure.
 echo "== ingest (wrk -t2 -c16 -d10s, one unique alert per request, 3 rounds)"
@@ -143,7 +139,7 @@ relay:
     - {name: slack, type: slack, webhook_url: "http://127.0.0.1:$SPORT/services/x", rate_limit: unlimited, templates: {text: "{{ commonAnnotations.summary }}"}}
 YAML
 "$LOOKOUT" run -c "$WORK/lookout2.yaml" --log-level warn &
-LPID=$!; PIDS+=($LPID)
+LPID=$!; PIDS+=("$LPID")
 until curl -sf "http://127.0.0.1:$LPORT/-/healthy" >/dev/null; do sleep 0.1; done
 cat > "$WORK/send.py" <<'PY'
 import http.client, json, sys, time, threading

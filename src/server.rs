@@ -91,18 +91,12 @@ async fn webhook(
     metrics::counter!("lookout_relay_received_total").increment(1);
     match relay.ingest(&body).await {
         Ok(outcome) => {
-            let status = if outcome == crate::relay::outbox::Accepted::Duplicate {
-                "duplicate"
-            } else {
-                "success"
-            };
-            if status == "duplicate" {
-                metrics::counter!("lookout_relay_duplicates_total").increment(1);
-            }
-            let body = if status == "duplicate" {
-                r#"{"status":"duplicate"}"#
-            } else {
-                r#"{"status":"success"}"#
+            let body = match outcome {
+                crate::relay::outbox::Accepted::Stored => r#"{"status":"success"}"#,
+                crate::relay::outbox::Accepted::Duplicate => {
+                    metrics::counter!("lookout_relay_duplicates_total").increment(1);
+                    r#"{"status":"duplicate"}"#
+                }
             };
             (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
         }

@@ -434,16 +434,15 @@ fn ingest_loop(mut conn: Connection, rx: mpsc::Receiver<WriterCmd>, mut recent: 
                 Err(_) => break,
             }
         }
-        match store_batch(&mut conn, &batch, &recent) {
-            Ok(outcomes) => {
+        // Forget what left the window before judging this batch by it.
+        let t = now();
+        recent.expire(t);
+        match store_batch(&mut conn, &batch, &recent, t) {
+            Ok((outcomes, stored)) => {
                 // Remembered only once committed: a failed batch is stored
                 // by Alertmanager's retry, which must not count as a duplicate.
-                let t = now();
-                recent.expire(t);
-                for (cmd, outcome) in batch.iter().zip(&outcomes) {
-                    if let (WriterCmd::Ingest { n, .. }, Some(Accepted::Stored)) = (cmd, outcome) {
-                        recent.insert(t, Recent::key(&n.dedup));
-                    }
+                for k in stored {
+                    recent.insert(t, k);
                 }
                 for (cmd, outcome) in batch.into_iter().zip(outcomes) {
                     match cmd {
@@ -475,20 +474,26 @@ fn ingest_loop(mut conn: Connection, rx: mpsc::Receiver<WriterCmd>, mut recent: 
     }
 }
 
-fn store_batch(conn: &mut Connection, batch: &[WriterCmd], recent: &Recent) -> rusqlite::Result<Vec<Option<Accepted>>> {
+/// Writes a batch in one transaction, received at `t`. Returns each
+/// command's outcome and the identities of the notifications it stored.
+fn store_batch(
+    conn: &mut Connection,
+    batch: &[WriterCmd],
+    recent: &Recent,
+    t: f64,
+) -> rusqlite::Result<(Vec<Option<Accepted>>, HashSet<u128>)> {
     // IMMEDIATE: take the write lock up front. A deferred transaction that
     // reads (the de-duplication check) and then writes fails at once with
     // "database is locked" if another connection wrote in between; the busy
     // timeout does not cover that upgrade.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut out = Vec::with_capacity(batch.len());
+    let mut in_batch = HashSet::new();
     {
         let mut note = tx.prepare_cached("INSERT INTO notifications (received, group_key, dedup, payload) VALUES (?1, ?2, ?3, ?4)")?;
         let mut deliv = tx.prepare_cached(
             "INSERT INTO deliveries (notification, destination, group_key, next_attempt, created) VALUES (?1, ?2, ?3, ?4, ?4)",
         )?;
-        let t = now();
-        let mut in_batch = HashSet::new();
         for cmd in batch {
             match cmd {
                 WriterCmd::Ingest { n, .. } => {
@@ -526,7 +531,7 @@ fn store_batch(conn: &mut Connection, batch: &[WriterCmd], recent: &Recent) -> r
         }
     }
     tx.commit()?;
-    Ok(out)
+    Ok((out, in_batch))
 }
 
 #[cfg(test)]
@@ -589,7 +594,25 @@ mod tests {
             })
             .collect();
         let mut conn = open_conn(&dir.path().join(OUTBOX_FILE), "FULL").unwrap();
-        let out = store_batch(&mut conn, &batch, &Recent::new(window)).unwrap();
+        let (out, stored) = store_batch(&mut conn, &batch, &Recent::new(window), now()).unwrap();
         assert_eq!(out, vec![Some(Accepted::Stored), Some(Accepted::Duplicate)]);
+        assert_eq!(stored, HashSet::from([Recent::key(&b)]));
+    }
+
+    #[test]
+    fn a_copy_outside_the_window_is_stored_again() {
+        // With no window, a copy is never a duplicate, even when it is the
+        // first request after a quiet spell (nothing expired in between).
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let o = Outbox::open(dir.path(), Duration::ZERO).unwrap();
+        let n = || NewNotification {
+            payload: "{}".into(),
+            group_key: "g".into(),
+            dedup: "c".repeat(64),
+            destinations: vec![],
+        };
+        assert_eq!(rt.block_on(o.ingest(n())).unwrap(), Accepted::Stored);
+        assert_eq!(rt.block_on(o.ingest(n())).unwrap(), Accepted::Stored);
     }
 }

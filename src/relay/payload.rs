@@ -141,10 +141,11 @@ fn json_error(e: serde_json::Error) -> PayloadError {
 /// What the relay needs of a body to accept it (validation, routing and
 /// de-duplication), read in place. It declares every field [`Payload`] does,
 /// with the same types, so it accepts exactly the bodies `Payload` accepts;
-/// unknown keys are skipped instead of kept. Parsing the whole `Payload` at
-/// ingest cost a third of the webhook's CPU time: `#[serde(flatten)]`
-/// buffers every key and value before sorting them out. The body is stored
-/// as received and parsed whole when it is delivered.
+/// unknown keys are skipped instead of kept. The whole `Payload` is costly to
+/// parse: `#[serde(flatten)]` buffers every key and value before sorting
+/// them out, and under ingest load malloc and free took a third of lookout's
+/// user CPU (`perf record` during `bench/relay.sh`). The body is stored as
+/// received and parsed whole when it is delivered.
 #[derive(Debug, Deserialize)]
 pub struct Envelope<'a> {
     #[serde(borrow)]
