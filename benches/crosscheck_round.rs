@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use lookout::config::CrossCheckConfig;
+use lookout::crosscheck::config::CrossCheckConfig;
 use lookout::crosscheck::{Source, judge};
 use lookout::metric::Metric;
 use lookout::probe::{Facts, Observation};

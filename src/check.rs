@@ -9,9 +9,9 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use crate::config::Config;
 use crate::metric::Metric;
 use crate::probe::{self, Observation};
+use crate::settings::Config;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::{self, Config, ProbeConfig, Schedule};
+use crate::config::{self, Schedule};
 use crate::crosscheck::{self, Report};
+use crate::probe::ProbeConfig;
 use crate::probe::{self, Observation};
 use crate::schedule::{self, Sink};
+use crate::settings::{self, Config};
 use crate::store::History;
 
 /// Where the configuration comes from.
@@ -33,8 +35,8 @@ impl ConfigSource {
     /// Loads and validates it.
     pub fn load(&self) -> Result<Config, config::ConfigError> {
         match self {
-            ConfigSource::File(p) => config::load(p),
-            ConfigSource::Embedded => config::embedded_default(&config::process_env),
+            ConfigSource::File(p) => settings::load(p),
+            ConfigSource::Embedded => settings::embedded_default(&config::process_env),
         }
     }
 }

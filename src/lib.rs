@@ -18,5 +18,6 @@ pub mod relay;
 pub mod report;
 pub mod schedule;
 pub mod server;
+pub mod settings;
 pub mod store;
 pub mod telemetry;

@@ -31,7 +31,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{ProbeConfig, Schedule};
+use crate::config::Schedule;
+use crate::probe::ProbeConfig;
 use crate::probe::{self, Observation, ProbeHandle};
 
 /// Receives every observation as soon as a run ends.

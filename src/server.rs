@@ -67,7 +67,7 @@ async fn webhook(
     let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     if !relay.authorised(auth) {
         let mut r = json_error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong credentials");
-        let scheme = if matches!(relay.config.auth, crate::config::relay::Auth::Basic { .. }) {
+        let scheme = if matches!(relay.config.auth, crate::relay::config::Auth::Basic { .. }) {
             "Basic realm=\"lookout\""
         } else {
             "Bearer"

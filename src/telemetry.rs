@@ -6,8 +6,8 @@
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::config::ProbeConfig;
 use crate::probe::Observation;
+use crate::probe::ProbeConfig;
 
 /// Buckets for probe durations: from a loopback PING to a timeout.
 const DURATION_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];

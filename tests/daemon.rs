@@ -54,7 +54,8 @@ fn reload_keeps_old_config_when_new_is_invalid_and_sigterm_stops_cleanly() {
     d.write_config("server:\n  listen: {listen}\nprobes:\n  - name: one\n    kind: redis\n    evry: 1s\n");
     let (status, body) = http_request(d.port, "POST", "/-/reload", "").unwrap();
     assert_eq!(status, 500, "{body}");
-    assert!(body.contains("line 5") || body.contains(":5:"), "{body}");
+    // `evry` is on line 6 of the file (`lookout.yaml:6:5:`).
+    assert!(body.contains("lookout.yaml:6:"), "{body}");
     assert!(body.contains("did you mean `every`"), "{body}");
     assert_eq!(d.metric("lookout_config_last_reload_successful", &[]), Some(0.0));
     wait_for("old probe still running", Duration::from_secs(5), || {
@@ -114,7 +115,8 @@ fn config_check_exit_codes_and_located_errors() {
     let out = lookout().args(["config", "check", "-c"]).arg(&cfg).output().unwrap();
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("web.yaml:1") && err.contains("`url`"), "{err}");
+    // Located at the field's own line (3), not the probe's first line.
+    assert!(err.contains("web.yaml:3:") && err.contains("`url`"), "{err}");
 }
 
 #[test]

@@ -19,7 +19,7 @@ async fn run_probe(probe_yaml: &str) -> Observation {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lookout.yaml");
     std::fs::write(&path, format!("probe_files: []\nprobes:\n{probe_yaml}")).unwrap();
-    let cfg = lookout::config::load_with_env(&path, &no_env).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = lookout::settings::load_with_env(&path, &no_env).unwrap_or_else(|e| panic!("{e}"));
     let h = probe::build(&cfg.probes[0]).unwrap();
     probe::run(&h).await
 }

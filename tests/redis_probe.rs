@@ -10,7 +10,7 @@ fn build(probe_yaml: &str, env: &dyn Fn(&str) -> Option<String>) -> probe::Probe
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("lookout.yaml");
     std::fs::write(&path, format!("probe_files: []\nprobes:\n{probe_yaml}")).unwrap();
-    let cfg = lookout::config::load_with_env(&path, env).unwrap_or_else(|e| panic!("{e}"));
+    let cfg = lookout::settings::load_with_env(&path, env).unwrap_or_else(|e| panic!("{e}"));
     probe::build(&cfg.probes[0]).unwrap()
 }
 

@@ -27,11 +27,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::alerts::{AlertsConfig, Rule};
-use crate::config::{Config, ProbeSpec};
 use crate::crosscheck::{Report, Verdict};
 use crate::metric::Metric;
+use crate::probe::ProbeSpec;
 use crate::probe::{FailureReason, Observation, unix_now};
 use crate::relay::Relay;
+use crate::settings::Config;
 
 /// How long a resolved alert keeps being resent (Prometheus: 15m).
 const RESOLVED_RETENTION: f64 = 15.0 * 60.0;
@@ -415,7 +416,7 @@ impl Engine {
     }
 }
 
-fn probe_host(p: &crate::config::ProbeConfig) -> Option<String> {
+fn probe_host(p: &crate::probe::ProbeConfig) -> Option<String> {
     let u = match &p.spec {
         ProbeSpec::HttpHealth(s) => url::Url::parse(s.url.expose()).ok()?,
         ProbeSpec::Redis(s) => url::Url::parse(s.url.expose()).ok()?,

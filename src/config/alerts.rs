@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::raw::{opt_duration_pub as opt_duration, parse_cron};
+use super::value::{opt_duration, parse_cron};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawAlerts {
+pub struct RawAlerts {
     pub enabled: Option<bool>,
     #[serde(default, deserialize_with = "opt_duration")]
     pub evaluation_interval: Option<Duration>,
@@ -25,7 +25,7 @@ pub(crate) struct RawAlerts {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawWindow {
+pub struct RawWindow {
     pub start: Option<String>,
     pub end: Option<String>,
     pub schedule: Option<String>,
@@ -36,7 +36,7 @@ pub(crate) struct RawWindow {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct RawRule {
+pub struct RawRule {
     pub enabled: Option<bool>,
     #[serde(default, rename = "for", deserialize_with = "opt_duration")]
     pub for_: Option<Duration>,

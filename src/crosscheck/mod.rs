@@ -20,15 +20,16 @@
 //! daemon feeds it from its probes, `lookout report` from runs made on the
 //! spot.
 
+pub mod config;
 pub mod history;
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{CrossCheckConfig, Tolerance};
 use crate::metric::Metric;
 use crate::probe::{FailureReason, Observation};
+use config::{CrossCheckConfig, Tolerance};
 
 /// How long after its scrape timestamp the exporter may have read Redis.
 const SCRAPE_SLACK: f64 = 1.0;
@@ -676,7 +677,7 @@ pub fn record_metrics(r: &Report) {
 /// bracketed. Readings the daemon stored in the last minutes (same
 /// `data_dir`) are added, so a Prometheus sample taken before this command
 /// started can be bracketed too.
-pub async fn run_now(cfg: &crate::config::Config) -> anyhow::Result<Report> {
+pub async fn run_now(cfg: &crate::settings::Config) -> anyhow::Result<Report> {
     use crate::probe;
     let cc = cfg.crosscheck.as_ref().ok_or_else(|| {
         anyhow::anyhow!(

@@ -11,13 +11,189 @@ use std::time::Duration;
 use futures::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
 use super::{FailureReason, Probe, ProbeError, Reading};
-use crate::config::{FieldMapping, HttpHealthSpec};
+use crate::config::entry::Scope;
+use crate::config::value::parse_http_url;
+use crate::config::{Secret, redact_url};
 use crate::metric::Metric;
 use crate::probe::assert::Assertion;
 
 /// Largest body read from a health endpoint; a health answer is a few hundred bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+// ---------------------------------------------------------------------------
+// Configuration: the keys of `kind: http_health`, their validation and the
+// spec the probe is built from.
+
+/// The kind's name in `kind:`.
+pub const KIND: &str = "http_health";
+
+/// The keys of a `kind: http_health` probe, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpHealth {
+    /// The health endpoint (http or https). May carry a token in its query:
+    /// it is treated as a secret and never printed whole.
+    pub url: Option<Secret>,
+    /// Extra request headers (e.g. `Authorization`); values are secrets.
+    pub headers: Option<BTreeMap<String, Secret>>,
+    /// Accept any TLS certificate (a self-signed staging endpoint).
+    pub tls_skip_verify: Option<bool>,
+    /// The status a healthy endpoint answers with (default 200).
+    pub expect_status: Option<u16>,
+    /// Where each canonical metric sits in the JSON answer: a JSON Pointer,
+    /// or `{pointer, scale}` to convert units. Replaces the whole default
+    /// shape when given.
+    pub fields: Option<BTreeMap<Metric, RawField>>,
+    /// Conditions the values must meet, e.g. `latency_seconds < 0.05`.
+    #[serde(rename = "assert")]
+    pub asserts: Option<Vec<Assertion>>,
+}
+
+/// Where a canonical metric sits in a health endpoint's JSON.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawField {
+    /// A JSON Pointer to a value already in the metric's base unit.
+    Pointer(String),
+    /// A JSON Pointer and the factor into the metric's base unit.
+    Scaled {
+        /// RFC 6901 JSON Pointer.
+        pointer: String,
+        /// Multiplier (e.g. 0.001 for milliseconds into seconds).
+        #[serde(default = "one")]
+        scale: f64,
+    },
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Configuration of a `kind: http_health` probe.
+#[derive(Debug, Clone)]
+pub struct HttpHealthSpec {
+    /// The endpoint. May carry a token in its query, so it is a secret.
+    pub url: Secret,
+    /// The URL with any password hidden, for messages.
+    pub display_url: String,
+    /// Extra request headers; values are secrets (they often carry tokens).
+    pub headers: Vec<(String, Secret)>,
+    /// Accept any TLS certificate.
+    pub tls_skip_verify: bool,
+    /// The status a healthy endpoint answers with.
+    pub expect_status: u16,
+    /// Where each canonical metric sits in the response.
+    pub fields: Vec<FieldMapping>,
+    /// Conditions the values must meet.
+    pub asserts: Vec<Assertion>,
+}
+
+/// One canonical metric's place in a JSON response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldMapping {
+    /// The metric.
+    pub metric: Metric,
+    /// RFC 6901 JSON Pointer.
+    pub pointer: String,
+    /// Multiplier into the metric's base unit.
+    pub scale: f64,
+}
+
+/// The response shape the reference endpoints document, used when a probe
+/// gives no `fields`.
+pub fn default_fields() -> Vec<FieldMapping> {
+    let f = |metric, pointer: &str, scale| FieldMapping {
+        metric,
+        pointer: pointer.to_string(),
+        scale,
+    };
+    vec![
+        f(Metric::LatencySeconds, "/redis/latency_ms", 0.001),
+        f(Metric::KeyspaceHits, "/redis/hits", 1.0),
+        f(Metric::KeyspaceMisses, "/redis/misses", 1.0),
+        f(Metric::HitRatio, "/redis/hit_ratio", 1.0),
+        f(Metric::ConnectedClients, "/redis/connected_clients", 1.0),
+        f(Metric::Maxclients, "/redis/maxclients", 1.0),
+        f(Metric::UsedMemoryBytes, "/redis/used_memory", 1.0),
+        f(Metric::MaxmemoryBytes, "/redis/maxmemory", 1.0),
+        f(Metric::MemFragmentationRatio, "/redis/mem_fragmentation_ratio", 1.0),
+    ]
+}
+
+/// Validates a `kind: http_health` probe's keys into its spec.
+pub fn configure(p: RawHttpHealth, scope: &mut Scope<'_>) -> Option<HttpHealthSpec> {
+    let before = scope.count();
+    let Some(url) = p.url else {
+        scope.error("url", "required for kind `http_health`");
+        return None;
+    };
+    if let Err(e) = parse_http_url(url.expose()) {
+        scope.error("url", e);
+        return None;
+    }
+    let mut headers = Vec::new();
+    for (k, v) in p.headers.unwrap_or_default() {
+        if HeaderName::from_bytes(k.as_bytes()).is_err() {
+            scope.error("headers", format!("invalid header name `{k}`"));
+        } else if HeaderValue::from_str(v.expose()).is_err() {
+            scope.error("headers", format!("invalid value for header `{k}`"));
+        }
+        headers.push((k, v));
+    }
+    let expect_status = p.expect_status.unwrap_or(200);
+    if !(100..=599).contains(&expect_status) {
+        scope.error("expect_status", format!("{expect_status} is not an HTTP status"));
+    }
+    let fields = match p.fields {
+        None => default_fields(),
+        Some(map) => {
+            let mut v = Vec::new();
+            for (metric, f) in map {
+                let (pointer, scale) = match f {
+                    RawField::Pointer(s) => (s, 1.0),
+                    RawField::Scaled { pointer, scale } => (pointer, scale),
+                };
+                if !(pointer.is_empty() || pointer.starts_with('/')) {
+                    scope.error(
+                        &format!("fields.{metric}"),
+                        format!("`{pointer}` is not a JSON Pointer (it must start with `/`, e.g. `/redis/hits`)"),
+                    );
+                }
+                if !scale.is_finite() || scale == 0.0 {
+                    scope.error(&format!("fields.{metric}"), "scale must be a non-zero number");
+                }
+                v.push(FieldMapping { metric, pointer, scale });
+            }
+            v
+        }
+    };
+    let asserts = p.asserts.unwrap_or_default();
+    for a in &asserts {
+        if !fields.iter().any(|f| f.metric == a.metric) && a.metric != Metric::HitRatio {
+            scope.error(
+                "assert",
+                format!("`{a}` uses `{}`, which this probe does not read (add it under `fields`)", a.metric),
+            );
+        }
+    }
+    if scope.count() > before {
+        return None;
+    }
+    Some(HttpHealthSpec {
+        display_url: redact_url(url.expose()),
+        url,
+        headers,
+        tls_skip_verify: p.tls_skip_verify.unwrap_or(false),
+        expect_status,
+        fields,
+        asserts,
+    })
+}
 
 /// The probe.
 pub struct HttpHealthProbe {
@@ -215,7 +391,6 @@ fn truncate(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::default_fields;
 
     #[test]
     fn default_shape() {

@@ -5,8 +5,9 @@
 //! turns the outcome into an [`Observation`], the record that the metrics,
 //! the history store, `lookout check` and the reports all share.
 //!
-//! Adding a kind touches this file's [`build`] and the configuration's
-//! `ProbeSpec`; nothing else needs to know.
+//! Each kind owns its configuration (its keys, their validation, its spec)
+//! in its own module; this module is the registry that puts them behind
+//! `kind:` ([`kinds`], [`read`], [`build`]).
 
 pub mod assert;
 pub mod http_health;
@@ -14,13 +15,114 @@ pub mod prometheus;
 pub mod redis;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ProbeConfig, ProbeSpec};
+pub use http_health::{FieldMapping, HttpHealthSpec};
+pub use prometheus::PrometheusSpec;
+pub use redis::RedisSpec;
+
+use crate::config::entry::{Entry, Scope, fields_of};
+use crate::config::{Env, Origin, Problem, Schedule, envelope};
 use crate::metric::Metric;
+
+/// One probe.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    /// Unique name; the `probe` label of every metric.
+    pub name: String,
+    /// When it runs.
+    pub schedule: Schedule,
+    /// Upper bound of one run, connection included.
+    pub timeout: Duration,
+    /// Extra labels for metrics and alerts.
+    pub labels: BTreeMap<String, String>,
+    /// What it checks.
+    pub spec: ProbeSpec,
+    /// Where it was defined.
+    pub origin: Origin,
+}
+
+/// The kind-specific part of a probe.
+#[derive(Debug, Clone)]
+pub enum ProbeSpec {
+    /// A backend's Redis health endpoint.
+    HttpHealth(HttpHealthSpec),
+    /// Redis itself.
+    Redis(RedisSpec),
+    /// Prometheus's view of the redis_exporter series.
+    Prometheus(PrometheusSpec),
+}
+
+impl ProbeSpec {
+    /// The `kind` as written in configuration and used in the `kind` label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProbeSpec::HttpHealth(_) => "http_health",
+            ProbeSpec::Redis(_) => "redis",
+            ProbeSpec::Prometheus(_) => "prometheus",
+        }
+    }
+}
+/// Every probe kind by name, with the keys it owns: the registry. Adding a
+/// kind is its module, a line here, a variant of [`ProbeSpec`] and an arm in
+/// [`read_spec`] and [`build`].
+pub fn kinds() -> [(&'static str, &'static [&'static str]); 3] {
+    [
+        (http_health::KIND, fields_of::<http_health::RawHttpHealth>()),
+        (redis::KIND, fields_of::<redis::RawRedis>()),
+        (prometheus::KIND, fields_of::<prometheus::RawPrometheus>()),
+    ]
+}
+
+/// What building a probe's spec may read besides its own keys.
+pub struct Context<'a> {
+    /// The environment (the `REDIS_*` convention).
+    pub env: Env<'a>,
+    /// The top-level `prometheus.url`, the default of `kind: prometheus`.
+    pub prometheus: Option<&'a url::Url>,
+}
+
+/// Takes a kind's keys out of a probe entry and validates them.
+fn read_spec(kind: &str, entry: &mut Entry, scope: &mut Scope<'_>, ctx: &Context<'_>) -> Option<ProbeSpec> {
+    match kind {
+        http_health::KIND => http_health::configure(entry.take(scope)?, scope).map(ProbeSpec::HttpHealth),
+        redis::KIND => redis::configure(entry.take(scope)?, scope, ctx.env).map(ProbeSpec::Redis),
+        prometheus::KIND => prometheus::configure(entry.take(scope)?, scope, ctx.prometheus).map(ProbeSpec::Prometheus),
+        _ => None,
+    }
+}
+
+/// Reads one probe as written in `file`: the envelope, then its kind's keys;
+/// every problem goes to `problems`, located at its key.
+pub fn read(mut entry: Entry, file: &Path, ctx: &Context<'_>, problems: &mut Vec<Problem>) -> Option<ProbeConfig> {
+    let mut scope = entry.scope(file, "", problems);
+    let kinds = kinds();
+    let names: Vec<&str> = kinds.iter().map(|(k, _)| *k).collect();
+    let before = scope.count();
+    // Without a valid envelope the kind is unknown, and so are the keys
+    // that would be its: report the envelope's problems alone.
+    let env = envelope::read(&mut entry, file, &mut scope, &names)?;
+    let spec = read_spec(&env.kind, &mut entry, &mut scope, ctx);
+    let own = kinds.iter().find(|(k, _)| *k == env.kind).map(|(_, f)| *f).unwrap_or(&[]);
+    let valid: Vec<&str> = fields_of::<envelope::RawEnvelope>().iter().chain(own).copied().collect();
+    entry.reject_rest(&mut scope, &valid, "kind", &env.kind, &kinds);
+    let spec = spec?;
+    if scope.count() > before {
+        return None;
+    }
+    Some(ProbeConfig {
+        name: env.name,
+        schedule: env.schedule,
+        timeout: env.timeout,
+        labels: env.labels,
+        spec,
+        origin: env.origin,
+    })
+}
 
 /// What one successful (or partly successful) read produced.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -12,8 +12,73 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{FailureReason, Probe, ProbeError, Reading};
-use crate::config::PrometheusSpec;
+use crate::config::Secret;
+use crate::config::entry::Scope;
+use crate::config::value::parse_http_url;
 use crate::metric::Metric;
+
+// ---------------------------------------------------------------------------
+// Configuration: the keys of `kind: prometheus`, their validation and the spec.
+
+/// The kind's name in `kind:`.
+pub const KIND: &str = "prometheus";
+
+/// The keys of a `kind: prometheus` probe, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrometheus {
+    /// The Prometheus server; defaults to the top-level `prometheus.url`.
+    pub url: Option<Secret>,
+    /// Label matchers choosing this Redis's exporter series, in braces:
+    /// `{instance="redis-exporter:9121"}` (default `{}`: every series).
+    pub selector: Option<String>,
+    /// PromQL per canonical metric, replacing the default query.
+    pub queries: Option<BTreeMap<Metric, String>>,
+}
+
+/// Configuration of a `kind: prometheus` probe.
+#[derive(Debug, Clone)]
+pub struct PrometheusSpec {
+    /// The Prometheus server.
+    pub url: url::Url,
+    /// Label matchers choosing this Redis's exporter series, e.g. `{instance="redis-exporter:9121"}`.
+    pub selector: String,
+    /// Per-metric PromQL replacing the defaults.
+    pub queries: BTreeMap<Metric, String>,
+}
+
+/// Validates a `kind: prometheus` probe's keys into its spec;
+/// `default_url` is the top-level `prometheus.url`.
+pub fn configure(p: RawPrometheus, scope: &mut Scope<'_>, default_url: Option<&url::Url>) -> Option<PrometheusSpec> {
+    let url = match (&p.url, default_url) {
+        (Some(u), _) => match parse_http_url(u.expose()) {
+            Ok(u) => u,
+            Err(e) => {
+                scope.error("url", e);
+                return None;
+            }
+        },
+        (None, Some(u)) => u.clone(),
+        (None, None) => {
+            scope.error("url", "required for kind `prometheus` (or set `prometheus.url` at the top level)");
+            return None;
+        }
+    };
+    let selector = p.selector.unwrap_or_else(|| "{}".to_string());
+    let trimmed = selector.trim();
+    if !(trimmed.starts_with('{') && trimmed.ends_with('}')) {
+        scope.error(
+            "selector",
+            format!("`{selector}` is not a label selector: write it in braces, e.g. `{{instance=\"redis-exporter:9121\"}}`"),
+        );
+        return None;
+    }
+    Some(PrometheusSpec {
+        url,
+        selector: trimmed.to_string(),
+        queries: p.queries.unwrap_or_default(),
+    })
+}
 
 /// The probe.
 pub struct PrometheusProbe {

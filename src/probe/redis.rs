@@ -17,9 +17,178 @@ use std::time::{Duration, Instant};
 use redis::aio::MultiplexedConnection;
 use tokio::sync::Mutex;
 
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
 use super::{Facts, FailureReason, Probe, ProbeError, Reading};
-use crate::config::RedisSpec;
+use crate::config::entry::Scope;
+use crate::config::value::{opt_duration, read_secret};
+use crate::config::{Env, Secret, redact_url};
 use crate::metric::Metric;
+
+// ---------------------------------------------------------------------------
+// Configuration: the keys of `kind: redis`, their validation (with the
+// `REDIS_*` environment convention the backends use) and the spec.
+
+/// The kind's name in `kind:`.
+pub const KIND: &str = "redis";
+
+/// How often the probe re-reads the INFO sections that rarely change.
+pub const DEFAULT_STATIC_INFO_EVERY: Duration = Duration::from_secs(60);
+/// The Redis probed when neither the probe nor the environment names one.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// The keys of a `kind: redis` probe, as written. Without `url` or any of
+/// the parts, the probe follows the backends' environment convention:
+/// `REDIS_URL`, else `REDIS_HOST`/`REDIS_PORT`/`REDIS_USERNAME`/
+/// `REDIS_PASSWORD`/`REDIS_DB`, else `redis://127.0.0.1:6379`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    /// `redis://[user:password@]host[:port][/db]`; a secret (it may carry
+    /// the password).
+    pub url: Option<Secret>,
+    /// Host, instead of `url`.
+    pub host: Option<String>,
+    /// Port, instead of `url` (default 6379).
+    pub port: Option<u16>,
+    /// ACL user, instead of `url`.
+    pub username: Option<String>,
+    /// Password, instead of `url`.
+    pub password: Option<Secret>,
+    /// File holding the password (its final newline is ignored).
+    pub password_file: Option<PathBuf>,
+    /// Database number, instead of `url`.
+    pub db: Option<i64>,
+    /// Also write, read and delete a key each run (default false).
+    pub roundtrip: Option<bool>,
+    /// How often to re-read the INFO sections that rarely change
+    /// (`maxclients`, `maxmemory`, persistence; default 1m).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub static_info_every: Option<Duration>,
+}
+
+/// Configuration of a `kind: redis` probe.
+#[derive(Debug, Clone)]
+pub struct RedisSpec {
+    /// Full connection URL, credentials included.
+    pub url: Secret,
+    /// The same URL with the password hidden.
+    pub display_url: String,
+    /// Write, read and delete a key each cycle.
+    pub roundtrip: bool,
+    /// How often to re-read the INFO sections that rarely change.
+    pub static_info_every: Duration,
+}
+
+/// Validates a `kind: redis` probe's keys into its spec; `env` is the
+/// environment the `REDIS_*` convention reads.
+pub fn configure(p: RawRedis, scope: &mut Scope<'_>, env: Env<'_>) -> Option<RedisSpec> {
+    // Compose passes an unset variable as an empty one: treat empty as unset.
+    let env = |k: &str| env(k).filter(|v| !v.is_empty());
+    let explicit_parts =
+        p.host.is_some() || p.port.is_some() || p.username.is_some() || p.password.is_some() || p.password_file.is_some() || p.db.is_some();
+    if p.url.is_some() && explicit_parts {
+        scope.error("url", "give either `url` or host/port/username/password/db, not both");
+        return None;
+    }
+    let password = match read_secret(&p.password, &p.password_file, "password") {
+        Ok(pw) => pw,
+        Err(e) => {
+            scope.error("password_file", e);
+            return None;
+        }
+    };
+    let url = if let Some(u) = &p.url {
+        u.expose().to_string()
+    } else if explicit_parts {
+        compose_redis_url(p.host.clone(), p.port, p.username.clone(), password, p.db)
+    } else if let Some(u) = env("REDIS_URL") {
+        u
+    } else if ["REDIS_HOST", "REDIS_PORT", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_DB"]
+        .iter()
+        .any(|k| env(k).is_some())
+    {
+        let port = match env("REDIS_PORT").map(|s| s.parse::<u16>()) {
+            Some(Ok(p)) => Some(p),
+            Some(Err(_)) => {
+                scope.error("port", "environment variable REDIS_PORT is not a port number");
+                return None;
+            }
+            None => None,
+        };
+        let db = match env("REDIS_DB").map(|s| s.parse::<i64>()) {
+            Some(Ok(d)) => Some(d),
+            Some(Err(_)) => {
+                scope.error("db", "environment variable REDIS_DB is not a number");
+                return None;
+            }
+            None => None,
+        };
+        compose_redis_url(
+            env("REDIS_HOST"),
+            port,
+            env("REDIS_USERNAME"),
+            env("REDIS_PASSWORD").map(Secret::new),
+            db,
+        )
+    } else {
+        DEFAULT_REDIS_URL.to_string()
+    };
+    match url::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some_and(|h| !h.is_empty()) => {}
+        _ => {
+            scope.error(
+                "url",
+                format!(
+                    "invalid Redis URL `{}`: expected redis://[user:password@]host[:port][/db] or rediss://…",
+                    redact_url(&url)
+                ),
+            );
+            return None;
+        }
+    }
+    if url.starts_with("rediss://") {
+        scope.error(
+            "url",
+            "rediss:// (TLS) is not supported by this build yet; use redis:// or a TLS tunnel",
+        );
+        return None;
+    }
+    Some(RedisSpec {
+        display_url: redact_url(&url),
+        url: Secret::new(url),
+        roundtrip: p.roundtrip.unwrap_or(false),
+        static_info_every: p.static_info_every.unwrap_or(DEFAULT_STATIC_INFO_EVERY),
+    })
+}
+
+/// Builds `redis://user:pass@host:port/db` with each part percent-encoded.
+fn compose_redis_url(host: Option<String>, port: Option<u16>, user: Option<String>, password: Option<Secret>, db: Option<i64>) -> String {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+    let mut s = String::from("redis://");
+    let user = user.unwrap_or_default();
+    if !user.is_empty() || password.is_some() {
+        s.push_str(&utf8_percent_encode(&user, NON_ALPHANUMERIC).to_string());
+        if let Some(pw) = &password {
+            s.push(':');
+            s.push_str(&utf8_percent_encode(pw.expose(), NON_ALPHANUMERIC).to_string());
+        }
+        s.push('@');
+    }
+    let host = host.filter(|h| !h.is_empty()).unwrap_or_else(|| "127.0.0.1".to_string());
+    if host.contains(':') && !host.starts_with('[') {
+        s.push_str(&format!("[{host}]"));
+    } else {
+        s.push_str(&host);
+    }
+    s.push_str(&format!(":{}", port.unwrap_or(6379)));
+    if let Some(db) = db {
+        s.push_str(&format!("/{db}"));
+    }
+    s
+}
 
 /// The probe.
 pub struct RedisProbe {

@@ -6,6 +6,7 @@
 //! destination then delivers, retrying with backoff, honouring rate limits
 //! and `Retry-After`, and dead-letters what cannot be delivered.
 
+pub mod config;
 pub mod destination;
 pub mod outbox;
 pub mod payload;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-use crate::config::relay::{Auth, RelayConfig};
+use config::{Auth, RelayConfig};
 use outbox::{Accepted, NewNotification, Outbox};
 use payload::{Envelope, Payload};
 

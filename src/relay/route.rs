@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use crate::config::relay::Route;
+use super::config::Route;
 
 /// `name="value"`, `name!="value"`, `name=~"regex"`, `name!~"regex"`.
 #[derive(Debug, Clone)]

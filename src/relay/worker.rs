@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::config::Delivery;
 use super::destination::{Destination, Notification};
 use super::outbox::{Mark, Outbox, Pending};
 use super::payload::Payload;
 use super::retry::{self, DeliveryError, Reason, Retry};
-use crate::config::relay::Delivery;
 
 /// A destination's worker.
 pub struct Worker {

@@ -3,13 +3,137 @@
 //! SMTP answers in the 4xx range and network failures are retried; 5xx
 //! answers (unknown recipient, refused sender) are permanent.
 
+use std::path::PathBuf;
+
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde::Deserialize;
 
 use super::{Destination, Notification};
-use crate::config::relay::{DestinationConfig, DestinationKind, SmtpTls};
+use crate::config::Secret;
+use crate::config::entry::Scope;
+use crate::config::value::read_secret;
+use crate::relay::config::DestinationConfig;
 use crate::relay::retry::{DeliveryError, Reason};
+
+// ---------------------------------------------------------------------------
+// Configuration: the keys of `type: email` and their validation.
+
+/// The type's name in `type:`.
+pub const TYPE: &str = "email";
+
+/// The keys of a `type: email` destination, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    /// SMTP host.
+    pub host: Option<String>,
+    /// SMTP port (default 587 with `starttls`, 465 with `tls`, 25 with `none`).
+    pub port: Option<u16>,
+    /// `starttls` (default), `tls` (from the first byte) or `none` (a local relay).
+    pub tls: Option<RawTls>,
+    /// SMTP AUTH user.
+    pub username: Option<String>,
+    /// SMTP AUTH password.
+    pub password: Option<Secret>,
+    /// File holding the SMTP AUTH password.
+    pub password_file: Option<PathBuf>,
+    /// Sender address.
+    pub from: Option<String>,
+    /// Recipient addresses.
+    pub to: Option<Vec<String>>,
+}
+
+/// `tls:` as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawTls {
+    /// Plain SMTP.
+    None,
+    /// STARTTLS, required.
+    Starttls,
+    /// TLS from the first byte.
+    Tls,
+}
+
+/// TLS mode for SMTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain SMTP (a local relay).
+    None,
+    /// Plain connect, then STARTTLS (required).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// An email destination after validation.
+#[derive(Debug, Clone)]
+pub struct EmailConfig {
+    /// SMTP host.
+    pub host: String,
+    /// SMTP port.
+    pub port: u16,
+    /// TLS mode.
+    pub tls: SmtpTls,
+    /// AUTH user.
+    pub username: Option<String>,
+    /// AUTH password.
+    pub password: Option<Secret>,
+    /// Sender.
+    pub from: String,
+    /// Envelope recipients.
+    pub to: Vec<String>,
+}
+
+/// Validates a `type: email` destination's keys.
+pub fn configure(d: RawEmail, scope: &mut Scope<'_>) -> Option<EmailConfig> {
+    let before = scope.count();
+    let password = read_secret(&d.password, &d.password_file, "password").unwrap_or_else(|e| {
+        scope.error("password", e);
+        None
+    });
+    let tls = match d.tls.unwrap_or(RawTls::Starttls) {
+        RawTls::None => SmtpTls::None,
+        RawTls::Starttls => SmtpTls::Starttls,
+        RawTls::Tls => SmtpTls::Tls,
+    };
+    let from = d.from.unwrap_or_default();
+    if from.parse::<Mailbox>().is_err() {
+        scope.error("from", format!("`{from}` is not an email address"));
+    }
+    let to = d.to.unwrap_or_default();
+    if to.is_empty() {
+        scope.error("to", "at least one recipient");
+    }
+    for t in &to {
+        if t.parse::<Mailbox>().is_err() {
+            scope.error("to", format!("`{t}` is not an email address"));
+        }
+    }
+    let host = d.host.unwrap_or_default();
+    if host.is_empty() {
+        scope.error("host", "required for type `email`");
+    }
+    if password.is_some() && d.username.is_none() {
+        scope.error("username", "required with `password`");
+    }
+    let port = d.port.unwrap_or(match tls {
+        SmtpTls::Tls => 465,
+        SmtpTls::Starttls => 587,
+        SmtpTls::None => 25,
+    });
+    (scope.count() == before).then_some(EmailConfig {
+        host,
+        port,
+        tls,
+        username: d.username,
+        password,
+        from,
+        to,
+    })
+}
 
 /// The destination.
 pub struct Email {
@@ -21,8 +145,8 @@ pub struct Email {
 
 impl Email {
     /// Builds the transport (connections are made per delivery, pooled).
-    pub fn new(cfg: &DestinationConfig) -> Result<Self, String> {
-        let DestinationKind::Email {
+    pub fn new(cfg: &DestinationConfig, email: &EmailConfig) -> Result<Self, String> {
+        let EmailConfig {
             host,
             port,
             tls,
@@ -30,10 +154,7 @@ impl Email {
             password,
             from,
             to,
-        } = &cfg.kind
-        else {
-            return Err("not email".into());
-        };
+        } = email;
         crate::http::install_crypto_provider();
         let builder = match tls {
             SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),

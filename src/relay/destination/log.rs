@@ -3,8 +3,16 @@
 //! nowhere.
 
 use super::{Destination, Notification};
-use crate::config::relay::DestinationConfig;
+use crate::relay::config::DestinationConfig;
 use crate::relay::retry::{DeliveryError, Reason};
+
+/// The type's name in `type:`.
+pub const TYPE: &str = "log";
+
+/// `type: log` has no keys of its own.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {}
 
 /// The destination.
 pub struct Log {

@@ -2,9 +2,10 @@
 //! [`Destination`]; a destination says whether a failure is worth retrying,
 //! the shared loop in [`super::worker`] decides when.
 //!
-//! Adding a type: a module here, a `DestinationKind` variant with its
-//! validation in `config/relay.rs`, an arm in [`build`], and its default
-//! delivery tuning in [`default_delivery`].
+//! Each type owns its configuration (its keys, their validation) in its
+//! module. Adding a type: a module here, a line in [`types`], a
+//! [`DestinationKind`] variant, an arm in [`read_kind`] and [`build`], and its
+//! default delivery tuning in [`default_delivery`].
 
 pub mod email;
 pub mod log;
@@ -15,10 +16,62 @@ pub mod webhook;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::config::{Delivery, DestinationConfig};
 use super::outbox::Outbox;
 use super::payload::Payload;
 use super::retry::DeliveryError;
-use crate::config::relay::{Delivery, DestinationConfig, DestinationKind};
+use crate::config::entry::{Entry, Scope, fields_of};
+
+/// What a destination is, with its type's settings.
+#[derive(Debug, Clone)]
+pub enum DestinationKind {
+    /// Slack: an incoming webhook, or a bot token and a channel.
+    Slack(slack::SlackConfig),
+    /// Email over SMTP.
+    Email(email::EmailConfig),
+    /// PagerDuty Events API v2.
+    Pagerduty(pagerduty::PagerDutyConfig),
+    /// Forward the payload unchanged.
+    Webhook(webhook::WebhookConfig),
+    /// Write the notification to lookout's log.
+    Log,
+}
+
+impl DestinationKind {
+    /// The `type` as configured.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            DestinationKind::Slack(_) => slack::TYPE,
+            DestinationKind::Email(_) => email::TYPE,
+            DestinationKind::Pagerduty(_) => pagerduty::TYPE,
+            DestinationKind::Webhook(_) => webhook::TYPE,
+            DestinationKind::Log => log::TYPE,
+        }
+    }
+}
+
+/// Every destination type by name, with the keys it owns: the registry.
+pub fn types() -> [(&'static str, &'static [&'static str]); 5] {
+    [
+        (slack::TYPE, fields_of::<slack::RawSlack>()),
+        (email::TYPE, fields_of::<email::RawEmail>()),
+        (pagerduty::TYPE, fields_of::<pagerduty::RawPagerDuty>()),
+        (webhook::TYPE, fields_of::<webhook::RawWebhook>()),
+        (log::TYPE, fields_of::<log::RawLog>()),
+    ]
+}
+
+/// Takes a type's keys out of a destination entry and validates them.
+pub fn read_kind(type_name: &str, entry: &mut Entry, scope: &mut Scope<'_>) -> Option<DestinationKind> {
+    match type_name {
+        slack::TYPE => slack::configure(entry.take(scope)?, scope).map(DestinationKind::Slack),
+        email::TYPE => email::configure(entry.take(scope)?, scope).map(DestinationKind::Email),
+        pagerduty::TYPE => pagerduty::configure(entry.take(scope)?, scope).map(DestinationKind::Pagerduty),
+        webhook::TYPE => webhook::configure(entry.take(scope)?, scope).map(DestinationKind::Webhook),
+        log::TYPE => entry.take::<log::RawLog>(scope).map(|_| DestinationKind::Log),
+        _ => None,
+    }
+}
 
 /// A notification on its way.
 pub struct Notification<'a> {
@@ -39,10 +92,10 @@ pub trait Destination: Send + Sync {
 pub fn build(cfg: &DestinationConfig, outbox: Arc<Outbox>) -> Result<Arc<dyn Destination>, String> {
     Ok(match &cfg.kind {
         DestinationKind::Log => Arc::new(log::Log::new(cfg)),
-        DestinationKind::Webhook { .. } => Arc::new(webhook::Webhook::new(cfg)?),
-        DestinationKind::Pagerduty { .. } => Arc::new(pagerduty::PagerDuty::new(cfg)?),
-        DestinationKind::Email { .. } => Arc::new(email::Email::new(cfg)?),
-        DestinationKind::Slack { .. } => Arc::new(slack::Slack::new(cfg, outbox)?),
+        DestinationKind::Webhook(w) => Arc::new(webhook::Webhook::new(cfg, w)?),
+        DestinationKind::Pagerduty(p) => Arc::new(pagerduty::PagerDuty::new(cfg, p)?),
+        DestinationKind::Email(e) => Arc::new(email::Email::new(cfg, e)?),
+        DestinationKind::Slack(s) => Arc::new(slack::Slack::new(cfg, s, outbox)?),
     })
 }
 

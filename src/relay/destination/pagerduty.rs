@@ -6,10 +6,16 @@
 //! has resolved (Alertmanager's behaviour). The summary is cut to PagerDuty's
 //! 1,024 characters and the event kept under 512 KB.
 
+use std::path::PathBuf;
+
+use serde::Deserialize;
 use sha2::Digest;
 
 use super::{Destination, Notification};
-use crate::config::relay::{DestinationConfig, DestinationKind};
+use crate::config::Secret;
+use crate::config::entry::Scope;
+use crate::config::value::{parse_http_url, read_secret};
+use crate::relay::config::DestinationConfig;
 use crate::relay::payload::hex;
 use crate::relay::retry::{DeliveryError, Reason, send};
 
@@ -18,20 +24,71 @@ pub const MAX_SUMMARY: usize = 1024;
 /// PagerDuty's event size limit.
 pub const MAX_EVENT_BYTES: usize = 512_000;
 
+// ---------------------------------------------------------------------------
+// Configuration: the keys of `type: pagerduty` and their validation.
+
+/// The type's name in `type:`.
+pub const TYPE: &str = "pagerduty";
+/// PagerDuty's Events API v2 endpoint.
+pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
+/// The keys of a `type: pagerduty` destination, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPagerDuty {
+    /// The integration's routing key (Events API v2).
+    pub routing_key: Option<Secret>,
+    /// File holding the routing key.
+    pub routing_key_file: Option<PathBuf>,
+    /// Events endpoint (default PagerDuty's own).
+    pub url: Option<Secret>,
+}
+
+/// A PagerDuty destination after validation.
+#[derive(Debug, Clone)]
+pub struct PagerDutyConfig {
+    /// Integration key.
+    pub routing_key: Secret,
+    /// Events endpoint.
+    pub url: String,
+}
+
+/// Validates a `type: pagerduty` destination's keys.
+pub fn configure(d: RawPagerDuty, scope: &mut Scope<'_>) -> Option<PagerDutyConfig> {
+    let key = read_secret(&d.routing_key, &d.routing_key_file, "routing_key").unwrap_or_else(|e| {
+        scope.error("routing_key", e);
+        None
+    });
+    let url = d.url.as_ref().map_or_else(|| DEFAULT_URL.to_string(), |u| u.expose().to_string());
+    let url_ok = match parse_http_url(&url) {
+        Ok(_) => true,
+        Err(e) => {
+            scope.error("url", e);
+            false
+        }
+    };
+    match key {
+        Some(routing_key) if url_ok => Some(PagerDutyConfig { routing_key, url }),
+        Some(_) => None,
+        None => {
+            scope.error("routing_key", "required for type `pagerduty`");
+            None
+        }
+    }
+}
+
 /// The destination.
 pub struct PagerDuty {
     client: reqwest::Client,
     url: reqwest::Url,
-    routing_key: crate::config::Secret,
+    routing_key: Secret,
     templates: std::collections::BTreeMap<String, String>,
 }
 
 impl PagerDuty {
     /// Builds it.
-    pub fn new(cfg: &DestinationConfig) -> Result<Self, String> {
-        let DestinationKind::Pagerduty { routing_key, url } = &cfg.kind else {
-            return Err("not pagerduty".into());
-        };
+    pub fn new(cfg: &DestinationConfig, pd: &PagerDutyConfig) -> Result<Self, String> {
+        let PagerDutyConfig { routing_key, url } = pd;
         let client = crate::http::client_builder(cfg.delivery.timeout)
             .build()
             .map_err(|e| e.to_string())?;

@@ -8,13 +8,18 @@
 //! thread of its first message, and that first message is updated when the
 //! group resolves, so a channel shows one line per incident.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
+use serde::Deserialize;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 
 use super::{Destination, Notification};
-use crate::config::relay::{DestinationConfig, DestinationKind};
+use crate::config::Secret;
+use crate::config::entry::Scope;
+use crate::config::value::{parse_http_url, read_secret};
+use crate::relay::config::DestinationConfig;
 use crate::relay::outbox::Outbox;
 use crate::relay::retry::{DeliveryError, Reason, check_status};
 
@@ -22,6 +27,83 @@ use crate::relay::retry::{DeliveryError, Reason, check_status};
 pub const MAX_TEXT: usize = 3000;
 /// Alertmanager's title limit, in characters.
 pub const MAX_TITLE: usize = 1024;
+
+// ---------------------------------------------------------------------------
+// Configuration: the keys of `type: slack` and their validation.
+
+/// The type's name in `type:`.
+pub const TYPE: &str = "slack";
+
+/// The keys of a `type: slack` destination, as written: an incoming
+/// webhook, or a bot token and a channel (threads and resolve updates need
+/// the bot token).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlack {
+    /// Incoming webhook URL (a secret: its path is the credential).
+    pub webhook_url: Option<Secret>,
+    /// File holding the incoming webhook URL.
+    pub webhook_url_file: Option<PathBuf>,
+    /// Bot token (`xoxb-…`), with `channel`.
+    pub bot_token: Option<Secret>,
+    /// File holding the bot token.
+    pub bot_token_file: Option<PathBuf>,
+    /// Channel ID or name for the bot token.
+    pub channel: Option<String>,
+    /// Slack Web API base (default `https://slack.com/api/`).
+    pub api_url: Option<String>,
+}
+
+/// A Slack destination after validation.
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    /// Incoming webhook URL.
+    pub webhook_url: Option<Secret>,
+    /// Bot token (xoxb-…), with `channel`.
+    pub bot_token: Option<Secret>,
+    /// Channel for the bot token.
+    pub channel: Option<String>,
+    /// Slack Web API base (default https://slack.com/api/).
+    pub api_url: Option<String>,
+}
+
+/// Validates a `type: slack` destination's keys.
+pub fn configure(d: RawSlack, scope: &mut Scope<'_>) -> Option<SlackConfig> {
+    let before = scope.count();
+    let webhook_url = read_secret(&d.webhook_url, &d.webhook_url_file, "webhook_url").unwrap_or_else(|e| {
+        scope.error("webhook_url", e);
+        None
+    });
+    let bot_token = read_secret(&d.bot_token, &d.bot_token_file, "bot_token").unwrap_or_else(|e| {
+        scope.error("bot_token", e);
+        None
+    });
+    match (&webhook_url, &bot_token, &d.channel) {
+        (Some(_), Some(_), _) => scope.error("bot_token", "give either `webhook_url` or `bot_token` + `channel`, not both"),
+        (None, None, _) => scope.error(
+            "webhook_url",
+            "a Slack destination needs `webhook_url`, or `bot_token` and `channel`",
+        ),
+        (None, Some(_), None) => scope.error("channel", "required with `bot_token`"),
+        _ => {}
+    }
+    if let Some(u) = &webhook_url
+        && let Err(e) = parse_http_url(u.expose())
+    {
+        scope.error("webhook_url", e);
+    }
+    if let Some(u) = &d.api_url
+        && let Err(e) = parse_http_url(u)
+    {
+        scope.error("api_url", e);
+    }
+    (scope.count() == before).then_some(SlackConfig {
+        webhook_url,
+        bot_token,
+        channel: d.channel,
+        api_url: d.api_url,
+    })
+}
 
 type Connector = SlackClientHyperConnector<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>>;
 
@@ -37,16 +119,13 @@ pub struct Slack {
 
 impl Slack {
     /// Builds the client (no request is made).
-    pub fn new(cfg: &DestinationConfig, outbox: Arc<Outbox>) -> Result<Self, String> {
-        let DestinationKind::Slack {
+    pub fn new(cfg: &DestinationConfig, slack: &SlackConfig, outbox: Arc<Outbox>) -> Result<Self, String> {
+        let SlackConfig {
             webhook_url,
             bot_token,
             channel,
             api_url,
-        } = &cfg.kind
-        else {
-            return Err("not slack".into());
-        };
+        } = slack;
         crate::http::install_crypto_provider();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_native_roots()

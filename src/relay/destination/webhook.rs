@@ -1,9 +1,48 @@
 //! `type: webhook`: forwards the Alertmanager payload unchanged to another
 //! URL (chaining receivers).
 
+use serde::Deserialize;
+
 use super::{Destination, Notification};
-use crate::config::relay::{DestinationConfig, DestinationKind};
+use crate::config::Secret;
+use crate::config::entry::Scope;
+use crate::config::value::parse_http_url;
+use crate::relay::config::DestinationConfig;
 use crate::relay::retry::{DeliveryError, send};
+
+// ---------------------------------------------------------------------------
+// Configuration: the keys of `type: webhook` and their validation.
+
+/// The type's name in `type:`.
+pub const TYPE: &str = "webhook";
+
+/// The keys of a `type: webhook` destination, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    /// Where the payload is forwarded (a secret: it may carry a token).
+    pub url: Option<Secret>,
+}
+
+/// A webhook destination after validation.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Target (a secret: it may carry a token).
+    pub url: Secret,
+}
+
+/// Validates a `type: webhook` destination's keys.
+pub fn configure(d: RawWebhook, scope: &mut Scope<'_>) -> Option<WebhookConfig> {
+    let Some(url) = d.url else {
+        scope.error("url", "required for type `webhook`");
+        return None;
+    };
+    if let Err(e) = parse_http_url(url.expose()) {
+        scope.error("url", e);
+        return None;
+    }
+    Some(WebhookConfig { url })
+}
 
 /// The destination.
 pub struct Webhook {
@@ -13,10 +52,8 @@ pub struct Webhook {
 
 impl Webhook {
     /// Builds it.
-    pub fn new(cfg: &DestinationConfig) -> Result<Self, String> {
-        let DestinationKind::Webhook { url } = &cfg.kind else {
-            return Err("not a webhook".into());
-        };
+    pub fn new(cfg: &DestinationConfig, webhook: &WebhookConfig) -> Result<Self, String> {
+        let url = &webhook.url;
         let client = crate::http::client_builder(cfg.delivery.timeout)
             .build()
             .map_err(|e| e.to_string())?;

@@ -1,0 +1,398 @@
+//! `relay:`: the Alertmanager-compatible webhook receiver, its routes, its
+//! delivery policy and the list of destinations. Parsed strictly like the
+//! rest of the configuration; each destination type reads and validates its
+//! own keys in its module under `destination/`, and the message templates
+//! are compiled and test-rendered here, so a broken template is a
+//! configuration error, never a silently dropped notification.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::destination::{self, DestinationKind};
+use super::route::Matcher;
+use crate::config::entry::Entry;
+use crate::config::value::{opt_duration, read_secret};
+use crate::config::{Problem, Secret, closest};
+
+/// Largest accepted webhook body by default.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Identical payloads within this window are delivered once, by default.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(300);
+
+/// `relay:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRelay {
+    /// Turn the relay (`POST /webhook`) off (default on).
+    pub enabled: Option<bool>,
+    /// Largest accepted webhook body in bytes (default 1 MiB).
+    pub max_body_bytes: Option<usize>,
+    /// Identical payloads within this window are delivered once (default
+    /// 5m): Alertmanager's HA pairs each send every notification.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub dedup_window: Option<Duration>,
+    /// Who may post webhooks (default: anyone who reaches the listener).
+    pub auth: Option<RawAuth>,
+    /// Which destinations get which notifications, in order (default: every
+    /// notification to every destination).
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+    /// Where notifications go; each has a `name` and a `type` (`slack`,
+    /// `email`, `pagerduty`, `webhook`, `log`) with that type's keys.
+    #[serde(default)]
+    pub destinations: Vec<Entry>,
+}
+
+/// `relay.auth:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// `Authorization: Bearer <token>` required.
+    pub bearer_token: Option<Secret>,
+    /// File holding the bearer token.
+    pub bearer_token_file: Option<PathBuf>,
+    /// HTTP basic authentication required.
+    pub basic: Option<RawBasic>,
+}
+
+/// `relay.auth.basic:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasic {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: Option<Secret>,
+    /// File holding the password.
+    pub password_file: Option<PathBuf>,
+}
+
+/// One route as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Alertmanager-style matchers on the common labels (`severity="critical"`,
+    /// `alertname=~"Redis.*"`); all must match; none matches everything.
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    /// Names of the destinations that get a matching notification.
+    pub destinations: Vec<String>,
+    /// Keep evaluating the routes after this one matched (default false).
+    #[serde(default, rename = "continue")]
+    pub continue_: bool,
+}
+
+/// A destination's `retry:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// First retry delay (default per type).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub initial_backoff: Option<Duration>,
+    /// Cap of the retry delay (default per type).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub max_backoff: Option<Duration>,
+}
+
+/// The keys every destination has, whatever its type.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestinationCommon {
+    /// Unique name: routes refer to it, and metrics carry it.
+    pub name: String,
+    /// `slack`, `email`, `pagerduty`, `webhook` or `log`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Most sends per period (`1/s`, `30/m`, `unlimited`; default per type).
+    pub rate_limit: Option<String>,
+    /// Retry backoff.
+    pub retry: Option<RawRetry>,
+    /// A notification undelivered for this long is dead-lettered (default 24h).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub max_age: Option<Duration>,
+    /// Per-attempt timeout (default per type).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
+    /// Template overrides by part (`title`, `text`, `subject`, `html`, `summary`).
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
+}
+
+/// The relay after validation.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Largest accepted webhook body.
+    pub max_body_bytes: usize,
+    /// Identical payloads within this window are delivered once.
+    pub dedup_window: Duration,
+    /// Who may post.
+    pub auth: Auth,
+    /// Routes, in order.
+    pub routes: Vec<Route>,
+    /// Destinations by name, in configuration order.
+    pub destinations: Vec<DestinationConfig>,
+}
+
+/// Authentication of `POST /webhook`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Auth {
+    /// Anyone who can reach the listener (which defaults to loopback).
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer(Secret),
+    /// `Authorization: Basic …`.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: Secret,
+    },
+}
+
+/// A route: which destinations get a notification whose common labels match.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// All must match; none means every notification.
+    pub matchers: Vec<crate::relay::route::Matcher>,
+    /// Destination names.
+    pub destinations: Vec<String>,
+    /// Keep evaluating the routes after this one matched.
+    pub continue_: bool,
+}
+
+/// Delivery tuning of one destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// Minimum spacing between two sends (from `rate_limit`).
+    pub min_interval: Duration,
+    /// First retry delay.
+    pub initial_backoff: Duration,
+    /// Cap of the retry delay.
+    pub max_backoff: Duration,
+    /// A notification older than this is dead-lettered.
+    pub max_age: Duration,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+}
+
+/// One destination.
+#[derive(Debug, Clone)]
+pub struct DestinationConfig {
+    /// Unique name (routes refer to it; metrics label).
+    pub name: String,
+    /// Type and its settings.
+    pub kind: DestinationKind,
+    /// Delivery tuning.
+    pub delivery: Delivery,
+    /// Template overrides by part name (`title`, `text`, `subject`, `html`, `summary`).
+    pub templates: BTreeMap<String, String>,
+}
+
+/// Parses `"1/s"`, `"30/m"`, `"100/h"` into the spacing between sends;
+/// `"unlimited"` is no spacing.
+pub fn parse_rate(s: &str) -> Result<Duration, String> {
+    if s.trim() == "unlimited" {
+        return Ok(Duration::ZERO);
+    }
+    let (n, per) = s
+        .split_once('/')
+        .ok_or_else(|| format!("invalid rate `{s}`: write e.g. `1/s`, `30/m`"))?;
+    let n: f64 = n.trim().parse().map_err(|_| format!("invalid rate `{s}`: `{n}` is not a number"))?;
+    let per = match per.trim() {
+        "s" | "sec" | "second" => 1.0,
+        "m" | "min" | "minute" => 60.0,
+        "h" | "hour" => 3600.0,
+        other => return Err(format!("invalid rate `{s}`: unknown unit `{other}` (s, m or h)")),
+    };
+    if !(n.is_finite() && n > 0.0) {
+        return Err(format!("invalid rate `{s}`: must be positive"));
+    }
+    Ok(Duration::from_secs_f64(per / n))
+}
+
+/// Validates `relay:` read from `file`; `None` when disabled. Every problem
+/// goes to `problems`, a destination's at its own key.
+pub fn build(file: &Path, raw: RawRelay, problems: &mut Vec<Problem>) -> Option<RelayConfig> {
+    let before = problems.len();
+    let bad = |problems: &mut Vec<Problem>, field: String, message: String| {
+        problems.push(Problem {
+            file: file.to_path_buf(),
+            line: None,
+            column: None,
+            field: Some(field),
+            message,
+        })
+    };
+    if raw.enabled == Some(false) {
+        return None;
+    }
+    let auth = match raw.auth {
+        None => Auth::None,
+        Some(a) => match (read_secret(&a.bearer_token, &a.bearer_token_file, "bearer_token"), a.basic) {
+            (Err(e), _) => {
+                bad(problems, "relay.auth.bearer_token".into(), e);
+                Auth::None
+            }
+            (Ok(Some(_)), Some(_)) => {
+                bad(
+                    problems,
+                    "relay.auth".into(),
+                    "give either `bearer_token` or `basic`, not both".into(),
+                );
+                Auth::None
+            }
+            (Ok(Some(t)), None) => Auth::Bearer(t),
+            (Ok(None), Some(b)) => match read_secret(&b.password, &b.password_file, "password") {
+                Ok(Some(p)) => Auth::Basic {
+                    username: b.username,
+                    password: p,
+                },
+                Ok(None) => {
+                    bad(problems, "relay.auth.basic.password".into(), "required".into());
+                    Auth::None
+                }
+                Err(e) => {
+                    bad(problems, "relay.auth.basic.password".into(), e);
+                    Auth::None
+                }
+            },
+            (Ok(None), None) => Auth::None,
+        },
+    };
+    let mut destinations: Vec<DestinationConfig> = Vec::new();
+    for entry in raw.destinations {
+        if let Some(d) = read_destination(entry, file, &destinations, problems) {
+            destinations.push(d);
+        }
+    }
+    let mut routes = Vec::new();
+    for (i, r) in raw.routes.into_iter().enumerate() {
+        let mut matchers = Vec::new();
+        for m in &r.matchers {
+            match m.parse::<Matcher>() {
+                Ok(m) => matchers.push(m),
+                Err(e) => bad(problems, format!("relay.routes[{i}].matchers"), e),
+            }
+        }
+        for d in &r.destinations {
+            if !destinations.iter().any(|x| &x.name == d) {
+                let names: Vec<&str> = destinations.iter().map(|x| x.name.as_str()).collect();
+                let hint = closest(d, &names).map(|s| format!(" — did you mean `{s}`?")).unwrap_or_default();
+                bad(
+                    problems,
+                    format!("relay.routes[{i}].destinations"),
+                    format!("no destination named `{d}`{hint}"),
+                );
+            }
+        }
+        if r.destinations.is_empty() {
+            bad(
+                problems,
+                format!("relay.routes[{i}].destinations"),
+                "a route needs at least one destination".into(),
+            );
+        }
+        routes.push(Route {
+            matchers,
+            destinations: r.destinations,
+            continue_: r.continue_,
+        });
+    }
+    if routes.is_empty() && !destinations.is_empty() {
+        // No routes: everything goes everywhere.
+        routes.push(Route {
+            matchers: vec![],
+            destinations: destinations.iter().map(|d| d.name.clone()).collect(),
+            continue_: false,
+        });
+    }
+    if destinations.is_empty() {
+        // A relay that accepts alerts must deliver them somewhere: the log.
+        destinations.push(DestinationConfig {
+            name: "log".into(),
+            kind: DestinationKind::Log,
+            delivery: destination::default_delivery("log"),
+            templates: BTreeMap::new(),
+        });
+        routes = vec![Route {
+            matchers: vec![],
+            destinations: vec!["log".into()],
+            continue_: false,
+        }];
+    }
+    if problems.len() > before {
+        return None;
+    }
+    Some(RelayConfig {
+        max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        dedup_window: raw.dedup_window.unwrap_or(DEFAULT_DEDUP_WINDOW),
+        auth,
+        routes,
+        destinations,
+    })
+}
+
+/// Reads one destination: the common keys, then its type's keys (by the
+/// type's module), problems located at their keys.
+fn read_destination(mut entry: Entry, file: &Path, seen: &[DestinationConfig], problems: &mut Vec<Problem>) -> Option<DestinationConfig> {
+    let before = problems.len();
+    let mut scope = entry.scope(file, "relay.destinations.", problems);
+    let d: RawDestinationCommon = entry.take(&mut scope)?;
+    if seen.iter().any(|x| x.name == d.name) {
+        scope.error("name", format!("duplicate destination name `{}`", d.name));
+    }
+    let types = destination::types();
+    let names: Vec<&str> = types.iter().map(|(t, _)| *t).collect();
+    let Some(&(type_name, own)) = types.iter().find(|(t, _)| *t == d.kind) else {
+        let hint = closest(&d.kind, &names)
+            .map(|s| format!(" — did you mean `{s}`?"))
+            .unwrap_or_default();
+        scope.error(
+            "type",
+            format!("unknown value `{}`{hint} (expected one of: {})", d.kind, names.join(", ")),
+        );
+        return None;
+    };
+    let kind = destination::read_kind(type_name, &mut entry, &mut scope);
+    let valid: Vec<&str> = crate::config::entry::fields_of::<RawDestinationCommon>()
+        .iter()
+        .chain(own)
+        .copied()
+        .collect();
+    entry.reject_rest(&mut scope, &valid, "type", type_name, &types);
+    let defaults = destination::default_delivery(type_name);
+    let min_interval = match &d.rate_limit {
+        Some(r) => parse_rate(r).unwrap_or_else(|e| {
+            scope.error("rate_limit", e);
+            defaults.min_interval
+        }),
+        None => defaults.min_interval,
+    };
+    let retry = d.retry.unwrap_or_default();
+    let delivery = Delivery {
+        min_interval,
+        initial_backoff: retry.initial_backoff.unwrap_or(defaults.initial_backoff),
+        max_backoff: retry.max_backoff.unwrap_or(defaults.max_backoff),
+        max_age: d.max_age.unwrap_or(defaults.max_age),
+        timeout: d.timeout.unwrap_or(defaults.timeout),
+    };
+    if delivery.initial_backoff > delivery.max_backoff {
+        scope.error("retry", "`initial_backoff` is longer than `max_backoff`");
+    }
+    if let Err(e) = super::template::check(type_name, &d.templates) {
+        scope.error("templates", e);
+    }
+    let kind = kind?;
+    if scope.count() > before {
+        return None;
+    }
+    Some(DestinationConfig {
+        name: d.name,
+        kind,
+        delivery,
+        templates: d.templates,
+    })
+}

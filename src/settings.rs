@@ -1,0 +1,362 @@
+//! `lookout.yaml` as a whole: the top-level document, put together from
+//! each owner's section. The configuration machinery (`config`) knows no
+//! probe kind or destination; this module is where the probes (`probe`),
+//! the relay (`relay`), the cross-check (`crosscheck`) and the synthetic
+//! alerts (`alert`) each validate their own part, and every problem is
+//! collected with its file, line and field.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::alerts;
+use crate::config::entry::Entry;
+use crate::config::value::{opt_duration, opt_socket_addr};
+use crate::config::{ConfigError, Endpoint, Env, Origin, Problem, RawEndpoint, parse_yaml, process_env};
+use crate::crosscheck::config::{CrossCheckConfig, RawCrossCheck};
+use crate::probe::{self, ProbeConfig};
+use crate::relay::config::{RawRelay, RelayConfig};
+
+/// Default listen address: loopback, so a fresh install exposes nothing.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+/// Default history retention.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Default data directory (history, outbox, alert state).
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Default probe-file glob.
+pub const DEFAULT_PROBE_FILES: &str = "probes/*.yaml";
+/// Default cap of probes running at the same instant.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
+
+/// Top level of `lookout.yaml`, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSettings {
+    /// The HTTP listener.
+    #[serde(default)]
+    pub server: RawServer,
+    /// Where the history, the relay's outbox and the alert state live
+    /// (default `./data`).
+    pub data_dir: Option<PathBuf>,
+    /// The probe history.
+    #[serde(default)]
+    pub history: RawHistory,
+    /// How probes are scheduled.
+    #[serde(default)]
+    pub scheduler: RawScheduler,
+    /// Globs of files holding one probe each (default `probes/*.yaml`),
+    /// relative to the working directory.
+    pub probe_files: Option<Vec<String>>,
+    /// Probes defined inline; each has the common keys and its kind's.
+    #[serde(default)]
+    pub probes: Vec<Entry>,
+    /// The Prometheus server `kind: prometheus` probes query by default.
+    pub prometheus: Option<RawEndpoint>,
+    /// The Alertmanager synthetic alerts are pushed to.
+    pub alertmanager: Option<RawEndpoint>,
+    /// Cross-verification of the sources.
+    pub crosscheck: Option<RawCrossCheck>,
+    /// The Alertmanager-compatible webhook relay.
+    pub relay: Option<RawRelay>,
+    /// Synthetic alerts.
+    pub alerts: Option<alerts::RawAlerts>,
+}
+
+/// `server:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Address of the HTTP listener (default `127.0.0.1:9464`).
+    #[serde(default, deserialize_with = "opt_socket_addr")]
+    pub listen: Option<SocketAddr>,
+}
+
+/// `history:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHistory {
+    /// How long observations are kept (default 7d).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub retention: Option<Duration>,
+}
+
+/// `scheduler:` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScheduler {
+    /// Spread probes that share a period over the period (default true).
+    pub spread: Option<bool>,
+    /// Most probes running at the same instant (default 64).
+    pub max_concurrency: Option<usize>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from; `None` for the embedded default.
+    pub source: Option<PathBuf>,
+    /// Address of the HTTP listener (`/metrics`, health, status).
+    pub listen: SocketAddr,
+    /// Where the history database lives.
+    pub data_dir: PathBuf,
+    /// How long observations are kept.
+    pub retention: Duration,
+    /// Spread probes that share a period over the period.
+    pub spread: bool,
+    /// Most probes running at the same instant.
+    pub max_concurrency: usize,
+    /// Prometheus server that `kind: prometheus` probes query by default.
+    pub prometheus: Option<Endpoint>,
+    /// Alertmanager that synthetic alerts are pushed to.
+    pub alertmanager: Option<Endpoint>,
+    /// Every probe, inline ones first, then those of probe files in path order.
+    pub probes: Vec<ProbeConfig>,
+    /// Cross-verification of the sources; `None` when there is nothing to
+    /// compare (no `redis` probe to take as reference, or no other source).
+    pub crosscheck: Option<CrossCheckConfig>,
+    /// The webhook relay; `None` when disabled.
+    pub relay: Option<RelayConfig>,
+    /// Synthetic alerts; `None` when disabled.
+    pub alerts: Option<alerts::AlertsConfig>,
+}
+
+/// Loads and validates the configuration at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with_env(path, &process_env)
+}
+
+/// [`load`] with an explicit environment.
+pub fn load_with_env(path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::one(path, format!("cannot read configuration: {e}")))?;
+    let raw: RawSettings = parse_yaml(path, &text, env)?;
+    // Relative probe-file globs and data_dir are taken relative to the working
+    // directory, as users of the CLI expect; the README says so.
+    let mut probes: Vec<(PathBuf, Entry)> = Vec::new();
+    let mut problems = Vec::new();
+    let globs = raw.probe_files.clone().unwrap_or_else(|| vec![DEFAULT_PROBE_FILES.to_string()]);
+    for pattern in &globs {
+        let paths = match glob::glob(pattern) {
+            Ok(p) => p,
+            Err(e) => {
+                problems.push(Problem {
+                    file: path.to_path_buf(),
+                    line: None,
+                    column: None,
+                    field: Some("probe_files".into()),
+                    message: format!("invalid glob `{pattern}`: {e}"),
+                });
+                continue;
+            }
+        };
+        let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+        files.sort();
+        for file in files {
+            match std::fs::read_to_string(&file) {
+                Ok(t) => match parse_yaml::<Entry>(&file, &t, env) {
+                    Ok(p) => probes.push((file, p)),
+                    Err(ConfigError(mut ps)) => problems.append(&mut ps),
+                },
+                Err(e) => problems.push(Problem {
+                    file: file.clone(),
+                    line: None,
+                    column: None,
+                    field: None,
+                    message: format!("cannot read probe file: {e}"),
+                }),
+            }
+        }
+    }
+    let mut raw = raw;
+    let mut all: Vec<(PathBuf, Entry)> = std::mem::take(&mut raw.probes)
+        .into_iter()
+        .map(|p| (path.to_path_buf(), p))
+        .collect();
+    all.extend(probes);
+    match validate(Some(path), raw, all, env) {
+        Ok(c) if problems.is_empty() => Ok(c),
+        Ok(_) => Err(ConfigError(problems)),
+        Err(ConfigError(mut ps)) => {
+            problems.append(&mut ps);
+            Err(ConfigError(problems))
+        }
+    }
+}
+
+/// The configuration used when there is no configuration file: one `redis`
+/// probe of the Redis named by `REDIS_URL` (or the other `REDIS_*`
+/// variables; `redis://127.0.0.1:6379` when none is set), every 15 s.
+pub fn embedded_default(env: Env<'_>) -> Result<Config, ConfigError> {
+    const TEXT: &str = "probe_files: []\nprobes:\n  - name: redis\n    kind: redis\n    every: 15s\n";
+    let file = PathBuf::from("<embedded default>");
+    let mut raw: RawSettings = parse_yaml(&file, TEXT, env)?;
+    let probes = std::mem::take(&mut raw.probes).into_iter().map(|p| (file.clone(), p)).collect();
+    let mut cfg = validate(None, raw, probes, env)?;
+    cfg.source = None;
+    Ok(cfg)
+}
+
+/// Validates the document: each owner its section, every problem collected.
+fn validate(source: Option<&Path>, raw: RawSettings, probes: Vec<(PathBuf, Entry)>, env: Env<'_>) -> Result<Config, ConfigError> {
+    let file = source.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("<embedded default>"));
+    let mut problems: Vec<Problem> = Vec::new();
+    let prometheus = raw.prometheus.map(RawEndpoint::build);
+    let alertmanager = raw.alertmanager.map(RawEndpoint::build);
+    let max_concurrency = raw.scheduler.max_concurrency.unwrap_or(DEFAULT_MAX_CONCURRENCY);
+    if max_concurrency == 0 {
+        problems.push(Problem {
+            file: file.clone(),
+            line: None,
+            column: None,
+            field: Some("scheduler.max_concurrency".into()),
+            message: "must be at least 1".into(),
+        });
+    }
+
+    let ctx = probe::Context {
+        env,
+        prometheus: prometheus.as_ref().map(|e| &e.url),
+    };
+    let mut seen: HashMap<String, Origin> = HashMap::new();
+    let mut out = Vec::new();
+    for (pfile, entry) in probes {
+        let Some(p) = probe::read(entry, &pfile, &ctx, &mut problems) else {
+            continue;
+        };
+        if let Some(first) = seen.get(&p.name) {
+            problems.push(Problem {
+                file: pfile.clone(),
+                line: Some(p.origin.line),
+                column: None,
+                field: Some("name".into()),
+                message: format!(
+                    "duplicate probe name `{}` (first defined at {}:{})",
+                    p.name,
+                    first.file.display(),
+                    first.line
+                ),
+            });
+            continue;
+        }
+        seen.insert(p.name.clone(), p.origin.clone());
+        out.push(p);
+    }
+    if !problems.is_empty() {
+        return Err(ConfigError(problems));
+    }
+    let crosscheck = crate::crosscheck::config::build(&file, &mut problems, raw.crosscheck, &out);
+    let alerts = match alerts::build(raw.alerts) {
+        Ok(a) => a,
+        Err(errs) => {
+            for (field, message) in errs {
+                problems.push(Problem {
+                    file: file.clone(),
+                    line: None,
+                    column: None,
+                    field: Some(field),
+                    message,
+                });
+            }
+            None
+        }
+    };
+    let relay = crate::relay::config::build(&file, raw.relay.unwrap_or_default(), &mut problems);
+    if !problems.is_empty() {
+        return Err(ConfigError(problems));
+    }
+    Ok(Config {
+        alerts,
+        relay,
+        crosscheck,
+        source: source.map(Path::to_path_buf),
+        listen: raw.server.listen.unwrap_or(DEFAULT_LISTEN),
+        data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        retention: raw.history.retention.unwrap_or(DEFAULT_RETENTION),
+        spread: raw.scheduler.spread.unwrap_or(true),
+        max_concurrency,
+        prometheus,
+        alertmanager,
+        probes: out,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn load_str(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lookout.yaml");
+        std::fs::write(&path, text).unwrap();
+        load_with_env(&path, &no_env)
+    }
+
+    #[test]
+    fn minimal_defaults() {
+        let c = load_str("probe_files: []\n").unwrap();
+        assert_eq!(c.listen, DEFAULT_LISTEN);
+        assert!(c.probes.is_empty());
+        assert_eq!(c.retention, DEFAULT_RETENTION);
+    }
+
+    #[test]
+    fn typo_is_located_and_suggested() {
+        let e = load_str("probe_files: []\nprobes:\n  - name: r\n    kind: redis\n    tmeout: 5s\n").unwrap_err();
+        let p = &e.0[0];
+        assert_eq!(p.line, Some(5));
+        assert_eq!(p.field.as_deref(), Some("tmeout"));
+        assert!(p.message.contains("did you mean `timeout`"), "{p}");
+    }
+
+    #[test]
+    fn bad_duration_names_line_and_field() {
+        let e = load_str("probe_files: []\nprobes:\n  - name: r\n    kind: redis\n    every: 5 parsecs\n").unwrap_err();
+        let p = &e.0[0];
+        assert_eq!(p.line, Some(5), "{p}");
+        assert_eq!(p.field.as_deref(), Some("every"), "{p}");
+    }
+
+    #[test]
+    fn bad_cron_and_duplicate() {
+        let e = load_str("probe_files: []\nprobes:\n  - name: r\n    kind: redis\n    schedule: '*/5 * * * *'\n").unwrap_err();
+        assert!(e.0[0].message.contains("cron"), "{e}");
+        let e = load_str("probe_files: []\nprobes:\n  - name: r\n    kind: redis\n  - name: r\n    kind: redis\n").unwrap_err();
+        assert_eq!(e.0[0].line, Some(5), "{e}");
+        assert!(e.0[0].message.contains("duplicate"), "{e}");
+    }
+
+    #[test]
+    fn field_of_another_kind_rejected() {
+        let e = load_str("probe_files: []\nprobes:\n  - name: r\n    kind: redis\n    selector: '{}'\n").unwrap_err();
+        assert_eq!(e.0[0].field.as_deref(), Some("selector"));
+    }
+
+    #[test]
+    fn redis_env_convention() {
+        let env = |k: &str| match k {
+            "REDIS_HOST" => Some("cache".to_string()),
+            "REDIS_PASSWORD" => Some("p@ss".to_string()),
+            "REDIS_DB" => Some("2".to_string()),
+            _ => None,
+        };
+        let c = embedded_default(&env).unwrap();
+        let crate::probe::ProbeSpec::Redis(r) = &c.probes[0].spec else {
+            panic!()
+        };
+        assert_eq!(r.url.expose(), "redis://:p%40ss@cache:6379/2");
+        assert!(!r.display_url.contains("p%40ss"));
+        assert!(!format!("{c:?}").contains("p%40ss"));
+    }
+
+    #[test]
+    fn url_errors_hide_password() {
+        let e = load_str("probe_files: []\nprobes:\n  - name: r\n    kind: redis\n    url: 'http://u:hunter2@x'\n").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+}
