@@ -19,4 +19,5 @@ pub mod report;
 pub mod schedule;
 pub mod server;
 pub mod store;
+pub mod table;
 pub mod telemetry;
