@@ -261,10 +261,9 @@ fn relay_command(src: ConfigSource, command: RelayCommand) -> ExitCode {
                 let p = crate::relay::template::test_notification();
                 let raw = serde_json::to_string(&p).map_err(|e| e.to_string())?;
                 let n = crate::relay::destination::Notification { payload: &p, raw: &raw };
-                match tokio::time::timeout(d.delivery.timeout, dest.deliver(&n)).await {
-                    Ok(r) => r.map_err(|e| e.message),
-                    Err(_) => Err(format!("no answer within {:?}", d.delivery.timeout)),
-                }
+                crate::relay::worker::deliver(dest.as_ref(), &d.delivery, &n)
+                    .await
+                    .map_err(|e| e.message)
             });
             match outcome {
                 Ok(()) => {
