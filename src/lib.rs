@@ -6,8 +6,7 @@
 //! configuration reference and the stable interfaces.
 
 pub mod alert;
-pub mod check;
-pub mod cli;
+pub mod cmd;
 pub mod config;
 pub mod crosscheck;
 pub mod daemon;
@@ -20,4 +19,5 @@ pub mod schedule;
 pub mod server;
 pub mod settings;
 pub mod store;
+pub mod table;
 pub mod telemetry;

@@ -1,8 +1,10 @@
 //! The `lookout` binary: parses the command line and hands over to the library.
 
+use clap::Parser;
+
 fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
-    lookout::cli::main()
+    lookout::cmd::Cli::parse().execute()
 }
 
 /// glibc gives every thread that allocates its own malloc arena (up to

@@ -114,13 +114,7 @@ impl Worker {
                     payload: &payload,
                     raw: &p.payload,
                 };
-                match tokio::time::timeout(self.delivery.timeout, self.destination.deliver(&n)).await {
-                    Ok(r) => r,
-                    Err(_) => Err(DeliveryError::transient(
-                        Reason::Timeout,
-                        format!("no answer within {:?}", self.delivery.timeout),
-                    )),
-                }
+                deliver(self.destination.as_ref(), &self.delivery, &n).await
             }
         };
         let outcome = match result {
@@ -156,6 +150,21 @@ impl Worker {
         metrics::histogram!("lookout_relay_attempt_duration_seconds", "destination" => self.name.clone())
             .record(started.elapsed().as_secs_f64());
         mark
+    }
+}
+
+/// Delivers one notification to `destination` within `delivery.timeout`;
+/// no answer in time is a transient [`Reason::Timeout`] failure, retried
+/// like any other. The workers and `lookout relay send-test` both deliver
+/// through here, so a test notification meets the same limit and gets the
+/// same verdict as a real one.
+pub async fn deliver(destination: &dyn Destination, delivery: &Delivery, n: &Notification<'_>) -> Result<(), DeliveryError> {
+    match tokio::time::timeout(delivery.timeout, destination.deliver(n)).await {
+        Ok(r) => r,
+        Err(_) => Err(DeliveryError::transient(
+            Reason::Timeout,
+            format!("no answer within {:?}", delivery.timeout),
+        )),
     }
 }
 

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 
 use crate::crosscheck::history::WindowSummary;
 use crate::crosscheck::{Entry, Report, Verdict};
+use crate::table::render as table;
 
 /// Output format of `lookout report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -94,35 +95,6 @@ fn summary_line(r: &Report) -> String {
         r.reference,
         counts.join(", ")
     )
-}
-
-fn table(head: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate().take(head.len() - 1) {
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 < cells.len() {
-                let pad = widths[i].saturating_sub(c.chars().count());
-                s.push_str(c);
-                s.push_str(&" ".repeat(pad + 2));
-            } else {
-                s.push_str(c);
-            }
-        }
-        s.trim_end().to_string()
-    };
-    let mut out = line(head.to_vec());
-    out.push('\n');
-    for r in rows {
-        out.push_str(&line(r.iter().map(String::as_str).collect()));
-        out.push('\n');
-    }
-    out
 }
 
 fn entry_row(e: &Entry) -> Vec<String> {

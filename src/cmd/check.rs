@@ -6,20 +6,39 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::process::ExitCode;
 
+use clap::Args;
 use serde::Serialize;
 
+use super::{Format, block_on, fail};
 use crate::metric::Metric;
 use crate::probe::{self, Observation};
 use crate::settings::Config;
 
-/// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// A table for a terminal.
-    Text,
-    /// JSON for machines.
-    Json,
+/// `lookout check`'s flags.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+impl CheckArgs {
+    /// Runs every probe once and prints the results; exit 0 all succeeded,
+    /// 1 otherwise.
+    pub fn execute(self, cfg: &Config) -> ExitCode {
+        let results = match block_on(run_all(cfg)) {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return fail(1, e),
+            Err(status) => return status,
+        };
+        match print(&results, self.format, &mut std::io::stdout().lock()) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => fail(1, e),
+        }
+    }
 }
 
 /// One probe's result in `--format json`.
@@ -39,7 +58,8 @@ pub struct CheckResult<'a> {
     pub values: &'a BTreeMap<Metric, f64>,
 }
 
-/// Runs every probe once, concurrently.
+/// Runs every probe once, concurrently: what each source says now, without
+/// the daemon's schedule or history.
 pub async fn run_all(cfg: &Config) -> anyhow::Result<Vec<Observation>> {
     let handles = cfg
         .probes
@@ -49,9 +69,10 @@ pub async fn run_all(cfg: &Config) -> anyhow::Result<Vec<Observation>> {
     Ok(futures::future::join_all(handles.iter().map(probe::run)).await)
 }
 
-/// Writes the results; returns whether all succeeded.
+/// Writes the results in `format`; returns whether all succeeded, which
+/// decides the exit status.
 pub fn print(results: &[Observation], format: Format, out: &mut dyn Write) -> std::io::Result<bool> {
-    match format {
+    let text = match format {
         Format::Json => {
             let items: Vec<CheckResult<'_>> = results
                 .iter()
@@ -64,14 +85,13 @@ pub fn print(results: &[Observation], format: Format, out: &mut dyn Write) -> st
                     values: &o.values,
                 })
                 .collect();
-            serde_json::to_writer_pretty(&mut *out, &items)?;
-            writeln!(out)?;
+            super::json(&items).map_err(std::io::Error::other)?
         }
         Format::Text => {
-            let rows: Vec<[String; 6]> = results
+            let rows: Vec<Vec<String>> = results
                 .iter()
                 .map(|o| {
-                    [
+                    vec![
                         o.name.clone(),
                         o.kind.clone(),
                         if o.ok { "ok".into() } else { "FAIL".into() },
@@ -81,30 +101,10 @@ pub fn print(results: &[Observation], format: Format, out: &mut dyn Write) -> st
                     ]
                 })
                 .collect();
-            let head = ["PROBE", "KIND", "OK", "DURATION", "VALUES", "ERROR"];
-            let mut widths = head.map(str::len);
-            for r in &rows {
-                for (i, c) in r.iter().enumerate().take(5) {
-                    widths[i] = widths[i].max(c.chars().count());
-                }
-            }
-            let line = |cells: [&str; 6]| {
-                let mut s = String::new();
-                for (i, c) in cells.iter().enumerate() {
-                    if i < 5 {
-                        s.push_str(&format!("{c:<w$}  ", w = widths[i]));
-                    } else {
-                        s.push_str(c);
-                    }
-                }
-                s.trim_end().to_string()
-            };
-            writeln!(out, "{}", line(head))?;
-            for r in &rows {
-                writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]))?;
-            }
+            crate::table::render(&["PROBE", "KIND", "OK", "DURATION", "VALUES", "ERROR"], &rows)
         }
-    }
+    };
+    out.write_all(text.as_bytes())?;
     Ok(results.iter().all(|o| o.ok))
 }
 
@@ -127,6 +127,7 @@ pub fn format_values(values: &BTreeMap<Metric, f64>) -> String {
         .join(" ")
 }
 
+/// A byte count in binary units, one decimal: `1.5MiB`.
 fn bytes(v: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut x = v;

@@ -1,0 +1,176 @@
+//! The command line: the clap definitions, the dispatch to one module per
+//! command, and what every command shares.
+//!
+//! Each command's flags and body live together in its own module (`run`,
+//! `check`, `report`, `relay`, `config`); this one only routes to them. What
+//! they have in common is here once, so it behaves the same everywhere:
+//! where the configuration comes from ([`source`]), loading it with its
+//! problems printed once and exit 78 (in [`Cli::execute`], for every
+//! command but `run`, whose daemon loads and reloads it), the async runtime
+//! ([`block_on`]), and the text-or-JSON output choice ([`Format`]).
+
+pub mod check;
+pub mod config;
+pub mod relay;
+pub mod report;
+pub mod run;
+
+use std::fmt::Display;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::ConfigError;
+use crate::daemon::ConfigSource;
+use crate::settings::Config;
+use crate::telemetry::LogFormat;
+
+/// Exit status for an invalid configuration (sysexits' EX_CONFIG): service
+/// managers are told not to restart on it, since a restart will not fix it.
+pub const EXIT_CONFIG: u8 = 78;
+
+/// Default configuration path, relative to the working directory.
+pub const DEFAULT_CONFIG: &str = "config/lookout.yaml";
+
+/// The whole command line; `main.rs` parses it and calls [`Cli::execute`].
+#[derive(Debug, Parser)]
+#[command(
+    name = "lookout",
+    version,
+    about = "Synthetic monitoring for a Redis cache: probes health endpoints, Redis and Prometheus, and checks that they agree."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options accepted before or after the subcommand.
+#[derive(Debug, Args)]
+struct Global {
+    /// Configuration file [default: config/lookout.yaml; without it, an embedded default probing REDIS_URL]
+    #[arg(short = 'c', long = "config", env = "LOOKOUT_CONFIG", global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    /// Log level or filter (e.g. `info`, `debug`, `lookout=debug`).
+    #[arg(long, default_value = "info", global = true, value_name = "FILTER")]
+    log_level: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon: scheduler, probes and HTTP server.
+    Run,
+    /// Run every probe once and print the results; exit 1 if any failed.
+    Check(check::CheckArgs),
+    /// Cross-check the sources now (or, with --window, summarise the stored
+    /// history) and print the result; exit 0 agree, 1 disagree, 2 incomplete.
+    Report(report::ReportArgs),
+    /// The webhook relay: dead-letter list and test notifications.
+    Relay {
+        #[command(subcommand)]
+        command: relay::RelayCommand,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: config::ConfigCommand,
+    },
+}
+
+impl Cli {
+    /// Sets up logging and TLS, then runs the command; returns the process's
+    /// exit status (the README's Commands table lists each command's).
+    pub fn execute(self) -> ExitCode {
+        if let Err(e) = crate::telemetry::init_logging(self.global.log_format, &self.global.log_level) {
+            return fail(2, e);
+        }
+        crate::http::install_crypto_provider();
+        let src = source(self.global.config);
+        match self.command {
+            Command::Run => run::execute(src),
+            Command::Check(args) => with_config(&src, |cfg| args.execute(cfg)),
+            Command::Report(args) => with_config(&src, |cfg| args.execute(cfg)),
+            Command::Relay { command } => with_config(&src, |cfg| command.execute(cfg)),
+            Command::Config { command } => with_config(&src, |cfg| command.execute(cfg)),
+        }
+    }
+}
+
+/// Output of the commands that print either a table or JSON (`check`,
+/// `relay dlq list`): one choice, spelt the same for both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table for a terminal.
+    Text,
+    /// JSON for machines.
+    Json,
+}
+
+/// Where the configuration comes from: the file given, else the default
+/// path if it exists, else the embedded default (so `lookout check` works
+/// with nothing but `REDIS_URL`).
+pub fn source(explicit: Option<PathBuf>) -> ConfigSource {
+    match explicit {
+        Some(p) => ConfigSource::File(p),
+        None => {
+            let p = PathBuf::from(DEFAULT_CONFIG);
+            if p.exists() {
+                ConfigSource::File(p)
+            } else {
+                ConfigSource::Embedded
+            }
+        }
+    }
+}
+
+/// Loads and validates the configuration, then runs `command` with it. On
+/// problems, prints them once (each naming its file, line and field) and
+/// exits 78 without running anything.
+fn with_config(src: &ConfigSource, command: impl FnOnce(&Config) -> ExitCode) -> ExitCode {
+    match src.load() {
+        Ok(cfg) => command(&cfg),
+        Err(e) => invalid_config(&e),
+    }
+}
+
+/// Prints a configuration's problems to stderr and gives [`EXIT_CONFIG`]:
+/// the one way every command, the daemon included, reports them.
+pub fn invalid_config(e: &ConfigError) -> ExitCode {
+    eprintln!("{e}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// Runs `f` to completion on a multi-threaded runtime built for it, so
+/// that a command which needs async I/O starts it the same way as the
+/// daemon. A runtime that cannot start is reported and gives exit 1.
+pub fn block_on<F: Future>(f: F) -> Result<F::Output, ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(1, format_args!("cannot start the runtime: {e}")))?;
+    Ok(rt.block_on(f))
+}
+
+/// Prints `lookout: {message}` to stderr and gives `status`: how a command
+/// reports an error that is not the configuration's.
+pub fn fail(status: u8, message: impl Display) -> ExitCode {
+    eprintln!("lookout: {message}");
+    ExitCode::from(status)
+}
+
+/// Prints a command's output to stdout as is and gives `status`.
+pub fn print_out(text: &str, status: u8) -> ExitCode {
+    print!("{text}");
+    ExitCode::from(status)
+}
+
+/// `value` as indented JSON with a final newline: the JSON form of the
+/// commands' output.
+pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, String> {
+    serde_json::to_string_pretty(value).map(|s| s + "\n").map_err(|e| e.to_string())
+}

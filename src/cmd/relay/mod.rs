@@ -1,0 +1,61 @@
+//! `lookout relay …`: the relay's operator commands, run beside the daemon
+//! on the same data directory: the dead-letter list ([`dlq`]) and test
+//! notifications ([`send_test`]).
+
+pub mod dlq;
+pub mod send_test;
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::fail;
+use crate::relay::config::RelayConfig;
+use crate::relay::outbox::Outbox;
+use crate::settings::Config;
+
+/// `lookout relay …`.
+#[derive(Debug, Subcommand)]
+pub enum RelayCommand {
+    /// The dead-letter list: notifications given up, with the reason.
+    Dlq {
+        #[command(subcommand)]
+        command: dlq::DlqCommand,
+    },
+    /// Send a test notification to one destination now, to prove it works.
+    SendTest(send_test::SendTestArgs),
+}
+
+impl RelayCommand {
+    /// Runs the command against the configured relay; exit 1 when the
+    /// relay is disabled or the command fails.
+    pub fn execute(self, cfg: &Config) -> ExitCode {
+        let Some(config) = &cfg.relay else {
+            return fail(1, "the relay is disabled in this configuration");
+        };
+        let relay = Context {
+            data_dir: &cfg.data_dir,
+            config,
+        };
+        match self {
+            RelayCommand::Dlq { command } => command.execute(&relay),
+            RelayCommand::SendTest(args) => args.execute(&relay),
+        }
+    }
+}
+
+/// The configured relay, as the subcommands need it.
+pub struct Context<'a> {
+    /// The daemon's data directory, which holds the outbox.
+    pub data_dir: &'a std::path::Path,
+    /// The relay's configuration.
+    pub config: &'a RelayConfig,
+}
+
+impl Context<'_> {
+    /// Opens the daemon's outbox (the same file, so a running daemon sees
+    /// what a command changed).
+    pub fn outbox(&self) -> Result<Outbox, String> {
+        Outbox::open(self.data_dir, self.config.dedup_window)
+    }
+}
