@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::destination::{self, DestinationKind};
-use super::route::Matcher;
+use super::destination::{self, Delivery, DestinationConfig, DestinationKind};
+use super::route::{Matcher, Route};
 use crate::config::entry::Entry;
 use crate::config::value::{opt_duration, read_secret};
 use crate::config::{Problem, Secret, closest};
@@ -150,45 +150,6 @@ pub enum Auth {
         /// Password.
         password: Secret,
     },
-}
-
-/// A route: which destinations get a notification whose common labels match.
-#[derive(Debug, Clone)]
-pub struct Route {
-    /// All must match; none means every notification.
-    pub matchers: Vec<crate::relay::route::Matcher>,
-    /// Destination names.
-    pub destinations: Vec<String>,
-    /// Keep evaluating the routes after this one matched.
-    pub continue_: bool,
-}
-
-/// Delivery tuning of one destination.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Delivery {
-    /// Minimum spacing between two sends (from `rate_limit`).
-    pub min_interval: Duration,
-    /// First retry delay.
-    pub initial_backoff: Duration,
-    /// Cap of the retry delay.
-    pub max_backoff: Duration,
-    /// A notification older than this is dead-lettered.
-    pub max_age: Duration,
-    /// Per-attempt timeout.
-    pub timeout: Duration,
-}
-
-/// One destination.
-#[derive(Debug, Clone)]
-pub struct DestinationConfig {
-    /// Unique name (routes refer to it; metrics label).
-    pub name: String,
-    /// Type and its settings.
-    pub kind: DestinationKind,
-    /// Delivery tuning.
-    pub delivery: Delivery,
-    /// Template overrides by part name (`title`, `text`, `subject`, `html`, `summary`).
-    pub templates: BTreeMap<String, String>,
 }
 
 /// Parses `"1/s"`, `"30/m"`, `"100/h"` into the spacing between sends;

@@ -2,8 +2,6 @@
 
 use std::str::FromStr;
 
-use super::config::Route;
-
 /// `name="value"`, `name!="value"`, `name=~"regex"`, `name!~"regex"`.
 #[derive(Debug, Clone)]
 pub struct Matcher {
@@ -89,6 +87,17 @@ pub fn destinations(routes: &[Route], labels: &std::collections::BTreeMap<String
         }
     }
     out
+}
+
+/// A route: which destinations get a notification whose common labels match.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// All must match; none means every notification.
+    pub matchers: Vec<Matcher>,
+    /// Destination names.
+    pub destinations: Vec<String>,
+    /// Keep evaluating the routes after this one matched.
+    pub continue_: bool,
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::config::Delivery;
+use super::destination::Delivery;
 use super::destination::{Destination, Notification};
 use super::outbox::{Mark, Outbox, Pending};
 use super::payload::Payload;

@@ -12,7 +12,7 @@ use clap::Args;
 
 use super::Context;
 use crate::cmd::{block_on, fail};
-use crate::relay::config::DestinationConfig;
+use crate::relay::destination::DestinationConfig;
 use crate::relay::destination::{self, Notification};
 
 /// `lookout relay send-test`'s flags.

@@ -14,7 +14,7 @@ use super::{Destination, Notification};
 use crate::config::Secret;
 use crate::config::entry::Scope;
 use crate::config::value::read_secret;
-use crate::relay::config::DestinationConfig;
+use crate::relay::destination::DestinationConfig;
 use crate::relay::retry::{DeliveryError, Reason};
 
 // ---------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 //! nowhere.
 
 use super::{Destination, Notification};
-use crate::relay::config::DestinationConfig;
+use crate::relay::destination::DestinationConfig;
 use crate::relay::retry::{DeliveryError, Reason};
 
 /// The type's name in `type:`.

@@ -16,11 +16,40 @@ pub mod webhook;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::config::{Delivery, DestinationConfig};
+use std::collections::BTreeMap;
+
 use super::outbox::Outbox;
 use super::payload::Payload;
 use super::retry::DeliveryError;
 use crate::config::entry::{Entry, Scope, fields_of};
+
+/// One destination.
+#[derive(Debug, Clone)]
+pub struct DestinationConfig {
+    /// Unique name (routes refer to it; metrics label).
+    pub name: String,
+    /// Type and its settings.
+    pub kind: DestinationKind,
+    /// Delivery tuning.
+    pub delivery: Delivery,
+    /// Template overrides by part name (`title`, `text`, `subject`, `html`, `summary`).
+    pub templates: BTreeMap<String, String>,
+}
+
+/// Delivery tuning of one destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// Minimum spacing between two sends (from `rate_limit`).
+    pub min_interval: Duration,
+    /// First retry delay.
+    pub initial_backoff: Duration,
+    /// Cap of the retry delay.
+    pub max_backoff: Duration,
+    /// A notification older than this is dead-lettered.
+    pub max_age: Duration,
+    /// Per-attempt timeout.
+    pub timeout: Duration,
+}
 
 /// What a destination is, with its type's settings.
 #[derive(Debug, Clone)]

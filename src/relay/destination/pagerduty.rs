@@ -15,7 +15,7 @@ use super::{Destination, Notification};
 use crate::config::Secret;
 use crate::config::entry::Scope;
 use crate::config::value::{parse_http_url, read_secret};
-use crate::relay::config::DestinationConfig;
+use crate::relay::destination::DestinationConfig;
 use crate::relay::payload::hex;
 use crate::relay::retry::{DeliveryError, Reason, send};
 

@@ -7,7 +7,7 @@ use super::{Destination, Notification};
 use crate::config::Secret;
 use crate::config::entry::Scope;
 use crate::config::value::parse_http_url;
-use crate::relay::config::DestinationConfig;
+use crate::relay::destination::DestinationConfig;
 use crate::relay::retry::{DeliveryError, send};
 
 // ---------------------------------------------------------------------------
