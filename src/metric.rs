@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// A canonical metric. The serialised names are a stable interface: they key
 /// `lookout check --format json` values, the `metric` label of
 /// `lookout_probe_value` and the reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Round trip of one PING (or the endpoint's own figure), in seconds.

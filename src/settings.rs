@@ -32,7 +32,7 @@ pub const DEFAULT_PROBE_FILES: &str = "probes/*.yaml";
 pub const DEFAULT_MAX_CONCURRENCY: usize = 64;
 
 /// Top level of `lookout.yaml`, as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSettings {
     /// The HTTP listener.
@@ -52,6 +52,7 @@ pub struct RawSettings {
     pub probe_files: Option<Vec<String>>,
     /// Probes defined inline; each has the common keys and its kind's.
     #[serde(default)]
+    #[schemars(schema_with = "probe::schema_list")]
     pub probes: Vec<Entry>,
     /// The Prometheus server `kind: prometheus` probes query by default.
     pub prometheus: Option<RawEndpoint>,
@@ -66,25 +67,27 @@ pub struct RawSettings {
 }
 
 /// `server:` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     /// Address of the HTTP listener (default `127.0.0.1:9464`).
     #[serde(default, deserialize_with = "opt_socket_addr")]
+    #[schemars(with = "Option<String>")]
     pub listen: Option<SocketAddr>,
 }
 
 /// `history:` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHistory {
     /// How long observations are kept (default 7d).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub retention: Option<Duration>,
 }
 
 /// `scheduler:` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawScheduler {
     /// Spread probes that share a period over the period (default true).
@@ -196,6 +199,19 @@ pub fn embedded_default(env: Env<'_>) -> Result<Config, ConfigError> {
     let mut cfg = validate(None, raw, probes, env)?;
     cfg.source = None;
     Ok(cfg)
+}
+
+/// The JSON Schema (draft 2020-12) of `lookout.yaml`, generated from the
+/// same types the loader reads, so it cannot drift from what is accepted
+/// (beyond rules a schema cannot say, such as cross-references).
+pub fn schema() -> serde_json::Value {
+    let mut s = schemars::SchemaGenerator::default().into_root_schema_for::<RawSettings>();
+    s.insert("title".into(), "lookout.yaml".into());
+    s.insert(
+        "description".into(),
+        "Configuration of lookout, the synthetic-monitoring daemon and alert relay.".into(),
+    );
+    s.to_value()
 }
 
 /// Validates the document: each owner its section, every problem collected.

@@ -173,17 +173,18 @@ ensure_token() {
   fi
 }
 
-# The venv is rebuilt from requirements.txt only when that file changed.
+# The venv (the reference endpoints' requirements and the tests' own) is
+# rebuilt only when one of those files changed.
 ensure_venv() {
-  local req="$ENDPOINTS/requirements.txt" stamp="$VENV/.requirements.sha256" sum
-  sum="$(sha256sum "$req" | cut -d' ' -f1)"
+  local req="$ENDPOINTS/requirements.txt" treq="$ROOT/tests/requirements.txt" stamp="$VENV/.requirements.sha256" sum
+  sum="$(cat "$req" "$treq" | sha256sum | cut -d' ' -f1)"
   if [[ -x "$VENV/bin/python" && -f "$stamp" && "$(<"$stamp")" == "$sum" ]]; then
     return 0
   fi
   [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV" || die "python3 -m venv $VENV failed"
   log "Installing the reference endpoints' requirements into ${VENV#"$ROOT"/}"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$req" \
-    >"$LOGS/pip.log" 2>&1 || { tail -n 20 "$LOGS/pip.log" >&2; die "pip install -r $req failed (log: $LOGS/pip.log)"; }
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$req" -r "$treq" \
+    >"$LOGS/pip.log" 2>&1 || { tail -n 20 "$LOGS/pip.log" >&2; die "pip install -r $req -r $treq failed (log: $LOGS/pip.log)"; }
   echo "$sum" >"$stamp"
 }
 

@@ -1,6 +1,8 @@
 //! `lookout config check`: validates the configuration and every probe
 //! file without contacting anything, so a change can be proved before a
-//! reload or a deploy.
+//! reload or a deploy. `lookout config schema`: the configuration's JSON
+//! Schema, for editors (a YAML language server reads a
+//! `# yaml-language-server: $schema=…` line) and CI linters.
 
 use std::process::ExitCode;
 
@@ -13,6 +15,19 @@ use crate::settings::Config;
 pub enum ConfigCommand {
     /// Validate the configuration and every probe file without contacting anything; exit 78 if invalid.
     Check,
+    /// Print the JSON Schema of lookout.yaml (no configuration is read).
+    Schema,
+}
+
+/// Prints the JSON Schema of `lookout.yaml`.
+pub fn schema() -> ExitCode {
+    match serde_json::to_string_pretty(&crate::settings::schema()) {
+        Ok(s) => {
+            println!("{s}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::fail(1, e),
+    }
 }
 
 impl ConfigCommand {
@@ -25,6 +40,7 @@ impl ConfigCommand {
                 print!("{}", summary(cfg));
                 ExitCode::SUCCESS
             }
+            ConfigCommand::Schema => schema(),
         }
     }
 }

@@ -96,6 +96,9 @@ impl Cli {
             Command::Check(args) => with_config(&src, |cfg| args.execute(cfg)),
             Command::Report(args) => with_config(&src, |cfg| args.execute(cfg)),
             Command::Relay { command } => with_config(&src, |cfg| command.execute(cfg)),
+            Command::Config {
+                command: config::ConfigCommand::Schema,
+            } => config::schema(),
             Command::Config { command } => with_config(&src, |cfg| command.execute(cfg)),
         }
     }

@@ -8,48 +8,81 @@ use serde::Deserialize;
 
 use super::value::{opt_duration, parse_cron};
 
-#[derive(Debug, Default, Deserialize)]
+/// `alerts:` as written.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAlerts {
+    /// Turn synthetic alerts on (default off).
     pub enabled: Option<bool>,
+    /// How often the rules are evaluated (default 15s).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub evaluation_interval: Option<Duration>,
+    /// How often a firing alert is re-sent to Alertmanager (Prometheus's
+    /// `--rules.alert.resend-delay`; default 1m).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub resend_delay: Option<Duration>,
+    /// `host:port` lookout must reach to trust its own view; while it cannot,
+    /// no alert is sent (lookout lost the network, not Redis).
     pub connectivity_target: Option<String>,
+    /// Windows in which no alert is sent.
     #[serde(default)]
     pub maintenance: Vec<RawWindow>,
+    /// Built-in rules by name, each tunable.
     #[serde(default)]
     pub rules: BTreeMap<String, RawRule>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One maintenance window as written: `start` and `end`, or a cron
+/// `schedule` and a `duration`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawWindow {
+    /// RFC 3339 start of a one-off window.
     pub start: Option<String>,
+    /// RFC 3339 end of a one-off window.
     pub end: Option<String>,
+    /// Six-field cron expression starting a recurring window.
     pub schedule: Option<String>,
+    /// Length of a recurring window.
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub duration: Option<Duration>,
+    /// IANA time zone of `schedule` (default UTC).
     pub timezone: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A built-in rule's settings as written.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
+    /// Turn the rule off (`false`) or on.
     pub enabled: Option<bool>,
+    /// How long the condition must hold before firing (Prometheus `for:`).
     #[serde(default, rename = "for", deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub for_: Option<Duration>,
+    /// Consecutive failing checks before the alert is pending.
     pub fail_after: Option<u32>,
+    /// Consecutive passing checks before it resolves.
     pub resolve_after: Option<u32>,
+    /// The `severity` label.
     pub severity: Option<String>,
+    /// The rule's threshold (ratio or seconds, per rule).
     pub threshold: Option<f64>,
+    /// `RedisHighMemoryUsage`: fragmentation ratio that also fires it.
     pub fragmentation_threshold: Option<f64>,
+    /// `RedisHighMemoryUsage`: wasted bytes below which fragmentation is ignored.
     pub min_wasted_bytes: Option<f64>,
+    /// Re-notify a firing alert this often (default: never).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub reminder: Option<Duration>,
+    /// Extra labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Extra or replacing annotations (templates).
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
 }

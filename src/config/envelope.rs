@@ -19,7 +19,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(15);
 
 /// The keys every probe has, as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawEnvelope {
     /// Unique name: the `probe` label of every metric. Letters, digits, `_`,
@@ -31,16 +31,20 @@ pub struct RawEnvelope {
     /// A fixed period (`15s`, `1m`); the default when neither `every` nor
     /// `schedule` is given is 15 s.
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub every: Option<Duration>,
     /// A six-field cron expression, seconds first (`*/15 * * * * *`);
     /// instead of `every`.
     #[serde(default, deserialize_with = "opt_cron")]
+    #[schemars(with = "Option<String>")]
     pub schedule: Option<String>,
     /// IANA time zone a cron `schedule` is evaluated in (default UTC).
     #[serde(default, deserialize_with = "opt_tz")]
+    #[schemars(with = "Option<String>")]
     pub timezone: Option<chrono_tz::Tz>,
     /// Upper bound of one run, connection included (default 5 s).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
     /// Extra labels on every metric and alert of the probe.
     #[serde(default)]

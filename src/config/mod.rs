@@ -15,6 +15,7 @@ pub mod alerts;
 pub mod entry;
 pub mod envelope;
 mod expand;
+pub mod schema;
 pub mod secret;
 pub mod value;
 
@@ -33,14 +34,16 @@ pub use value::parse_cron;
 pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `prometheus:` and `alertmanager:` as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawEndpoint {
     /// Base URL (http or https).
     #[serde(deserialize_with = "value::http_url")]
+    #[schemars(with = "String")]
     pub url: url::Url,
     /// Per-request timeout (default 10 s).
     #[serde(default, deserialize_with = "value::opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
 }
 

@@ -17,7 +17,7 @@ use crate::probe::{ProbeConfig, ProbeSpec};
 pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(30);
 
 /// `crosscheck:` as written; every key optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawCrossCheck {
     /// Run the cross-check (default: on whenever there is a `kind: redis`
@@ -25,6 +25,7 @@ pub struct RawCrossCheck {
     pub enabled: Option<bool>,
     /// How often a round runs (default 15s).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub every: Option<Duration>,
     /// The `kind: redis` probe every source is judged against (default: the
     /// only one).
@@ -34,6 +35,7 @@ pub struct RawCrossCheck {
     /// A Prometheus sample older than this, relative to the probe's run, is
     /// stale (default 30s).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub max_staleness: Option<Duration>,
     /// Per-metric tolerances replacing the defaults.
     #[serde(default)]
@@ -41,7 +43,7 @@ pub struct RawCrossCheck {
 }
 
 /// A tolerance as written; which keys apply depends on the metric's rule.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawTolerance {
     /// Absolute slack, in the metric's unit.

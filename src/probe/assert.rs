@@ -94,6 +94,24 @@ impl FromStr for Assertion {
     }
 }
 
+impl schemars::JsonSchema for Assertion {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Assertion".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "`metric op number`, e.g. `latency_seconds < 0.05`; op one of <, <=, >, >=, ==, !=.",
+            "pattern": "^\\s*[a-z_]+\\s*(<=|>=|==|!=|<|>)\\s*\\S+\\s*$"
+        })
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for Assertion {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;

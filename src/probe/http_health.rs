@@ -33,7 +33,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const KIND: &str = "http_health";
 
 /// The keys of a `kind: http_health` probe, as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttpHealth {
     /// The health endpoint (http or https). May carry a token in its query:
@@ -55,7 +55,7 @@ pub struct RawHttpHealth {
 }
 
 /// Where a canonical metric sits in a health endpoint's JSON.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum RawField {
     /// A JSON Pointer to a value already in the metric's base unit.

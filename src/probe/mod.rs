@@ -78,6 +78,16 @@ pub fn kinds() -> [(&'static str, &'static [&'static str]); 3] {
     ]
 }
 
+/// The JSON Schema of a list of probes: one object per kind.
+pub fn schema_list(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    use crate::config::schema::{list_of, variant};
+    list_of(vec![
+        variant::<envelope::RawEnvelope, http_health::RawHttpHealth>(generator, "kind", http_health::KIND),
+        variant::<envelope::RawEnvelope, redis::RawRedis>(generator, "kind", redis::KIND),
+        variant::<envelope::RawEnvelope, prometheus::RawPrometheus>(generator, "kind", prometheus::KIND),
+    ])
+}
+
 /// What building a probe's spec may read besides its own keys.
 pub struct Context<'a> {
     /// The environment (the `REDIS_*` convention).

@@ -24,7 +24,7 @@ use crate::metric::Metric;
 pub const KIND: &str = "prometheus";
 
 /// The keys of a `kind: prometheus` probe, as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPrometheus {
     /// The Prometheus server; defaults to the top-level `prometheus.url`.

@@ -43,7 +43,7 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// the parts, the probe follows the backends' environment convention:
 /// `REDIS_URL`, else `REDIS_HOST`/`REDIS_PORT`/`REDIS_USERNAME`/
 /// `REDIS_PASSWORD`/`REDIS_DB`, else `redis://127.0.0.1:6379`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedis {
     /// `redis://[user:password@]host[:port][/db]`; a secret (it may carry
@@ -66,6 +66,7 @@ pub struct RawRedis {
     /// How often to re-read the INFO sections that rarely change
     /// (`maxclients`, `maxmemory`, persistence; default 1m).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub static_info_every: Option<Duration>,
 }
 

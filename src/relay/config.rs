@@ -23,7 +23,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(300);
 
 /// `relay:` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRelay {
     /// Turn the relay (`POST /webhook`) off (default on).
@@ -33,6 +33,7 @@ pub struct RawRelay {
     /// Identical payloads within this window are delivered once (default
     /// 5m): Alertmanager's HA pairs each send every notification.
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub dedup_window: Option<Duration>,
     /// Who may post webhooks (default: anyone who reaches the listener).
     pub auth: Option<RawAuth>,
@@ -43,11 +44,12 @@ pub struct RawRelay {
     /// Where notifications go; each has a `name` and a `type` (`slack`,
     /// `email`, `pagerduty`, `webhook`, `log`) with that type's keys.
     #[serde(default)]
+    #[schemars(schema_with = "destination::schema_list")]
     pub destinations: Vec<Entry>,
 }
 
 /// `relay.auth:` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
     /// `Authorization: Bearer <token>` required.
@@ -59,7 +61,7 @@ pub struct RawAuth {
 }
 
 /// `relay.auth.basic:` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBasic {
     /// User name.
@@ -71,7 +73,7 @@ pub struct RawBasic {
 }
 
 /// One route as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRoute {
     /// Alertmanager-style matchers on the common labels (`severity="critical"`,
@@ -86,19 +88,21 @@ pub struct RawRoute {
 }
 
 /// A destination's `retry:` as written.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
     /// First retry delay (default per type).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub initial_backoff: Option<Duration>,
     /// Cap of the retry delay (default per type).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub max_backoff: Option<Duration>,
 }
 
 /// The keys every destination has, whatever its type.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDestinationCommon {
     /// Unique name: routes refer to it, and metrics carry it.
@@ -112,9 +116,11 @@ pub struct RawDestinationCommon {
     pub retry: Option<RawRetry>,
     /// A notification undelivered for this long is dead-lettered (default 24h).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub max_age: Option<Duration>,
     /// Per-attempt timeout (default per type).
     #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
     /// Template overrides by part (`title`, `text`, `subject`, `html`, `summary`).
     #[serde(default)]

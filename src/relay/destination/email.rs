@@ -24,7 +24,7 @@ use crate::relay::retry::{DeliveryError, Reason};
 pub const TYPE: &str = "email";
 
 /// The keys of a `type: email` destination, as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawEmail {
     /// SMTP host.
@@ -46,7 +46,7 @@ pub struct RawEmail {
 }
 
 /// `tls:` as written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RawTls {
     /// Plain SMTP.

@@ -10,7 +10,7 @@ use crate::relay::retry::{DeliveryError, Reason};
 pub const TYPE: &str = "log";
 
 /// `type: log` has no keys of its own.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLog {}
 

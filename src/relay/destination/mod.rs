@@ -90,6 +90,19 @@ pub fn types() -> [(&'static str, &'static [&'static str]); 5] {
     ]
 }
 
+/// The JSON Schema of a list of destinations: one object per type.
+pub fn schema_list(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    use super::config::RawDestinationCommon as C;
+    use crate::config::schema::{list_of, variant};
+    list_of(vec![
+        variant::<C, slack::RawSlack>(generator, "type", slack::TYPE),
+        variant::<C, email::RawEmail>(generator, "type", email::TYPE),
+        variant::<C, pagerduty::RawPagerDuty>(generator, "type", pagerduty::TYPE),
+        variant::<C, webhook::RawWebhook>(generator, "type", webhook::TYPE),
+        variant::<C, log::RawLog>(generator, "type", log::TYPE),
+    ])
+}
+
 /// Takes a type's keys out of a destination entry and validates them.
 pub fn read_kind(type_name: &str, entry: &mut Entry, scope: &mut Scope<'_>) -> Option<DestinationKind> {
     match type_name {

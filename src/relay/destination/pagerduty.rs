@@ -33,7 +33,7 @@ pub const TYPE: &str = "pagerduty";
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
 /// The keys of a `type: pagerduty` destination, as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawPagerDuty {
     /// The integration's routing key (Events API v2).

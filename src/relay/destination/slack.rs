@@ -37,7 +37,7 @@ pub const TYPE: &str = "slack";
 /// The keys of a `type: slack` destination, as written: an incoming
 /// webhook, or a bot token and a channel (threads and resolve updates need
 /// the bot token).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawSlack {
     /// Incoming webhook URL (a secret: its path is the credential).

@@ -17,7 +17,7 @@ use crate::relay::retry::{DeliveryError, send};
 pub const TYPE: &str = "webhook";
 
 /// The keys of a `type: webhook` destination, as written.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawWebhook {
     /// Where the payload is forwarded (a secret: it may carry a token).
