@@ -349,7 +349,7 @@ fn read_destination(mut entry: Entry, file: &Path, seen: &[DestinationConfig], p
     if delivery.initial_backoff > delivery.max_backoff {
         scope.error("retry", "`initial_backoff` is longer than `max_backoff`");
     }
-    if let Err(e) = super::template::check(type_name, &d.templates) {
+    if let Err(e) = super::template::Templates::compile(type_name, destination::templates(type_name), &d.templates) {
         scope.error("templates", e);
     }
     let kind = kind?;

@@ -12,51 +12,65 @@ use minijinja::Environment;
 
 use super::payload::Payload;
 
-/// Parts each destination type renders, with their defaults.
-fn defaults(kind: &str) -> &'static [(&'static str, &'static str)] {
-    match kind {
-        "slack" => &[("title", DEFAULT_SUBJECT), ("text", DEFAULT_SLACK_TEXT)],
-        "email" => &[("subject", DEFAULT_SUBJECT), ("text", DEFAULT_TEXT), ("html", DEFAULT_HTML)],
-        "pagerduty" => &[("summary", DEFAULT_SUBJECT)],
-        "log" => &[("text", DEFAULT_SUBJECT)],
-        _ => &[],
+/// The subject line in Alertmanager's manner
+/// (`[FIRING:2] RedisHighMemoryUsage (cache)`): the default of every part
+/// that is one line.
+pub const SUBJECT: &str = "{{ subject }}";
+
+/// A destination's templates, compiled once when it is built: its parts'
+/// defaults (the destination type's own) with the user's overrides.
+/// Rendering is then a lookup and an evaluation, not a parse per message.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates")
+            .field("parts", &self.env.templates().map(|(n, _)| n).collect::<Vec<_>>())
+            .finish()
     }
 }
 
-const DEFAULT_SUBJECT: &str = "{{ subject }}";
+impl Templates {
+    /// Compiles every part of `defaults` (part name, default source), each
+    /// replaced by its override when there is one. An override of a part
+    /// the type does not have, or one that does not compile or render
+    /// against a sample notification, is an error naming the part.
+    pub fn compile(
+        type_name: &str,
+        defaults: &[(&'static str, &'static str)],
+        overrides: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Templates, String> {
+        for part in overrides.keys() {
+            if !defaults.iter().any(|(p, _)| p == part) {
+                let known: Vec<&str> = defaults.iter().map(|(p, _)| *p).collect();
+                return Err(format!(
+                    "unknown template `{part}` for type `{type_name}` (it has: {})",
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ));
+            }
+        }
+        let mut env = Environment::new();
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+        for (part, default) in defaults {
+            let src = overrides.get(*part).cloned().unwrap_or_else(|| (*default).to_string());
+            env.add_template_owned(*part, src)
+                .map_err(|e| format!("template `{part}` does not compile: {e}"))?;
+        }
+        let t = Templates { env };
+        let sample = sample();
+        for (part, _) in defaults {
+            t.render(part, &sample)?;
+        }
+        Ok(t)
+    }
 
-const DEFAULT_SLACK_TEXT: &str = "{% for a in alerts %}{% if a.status == 'firing' %}:red_circle:{% else %}:large_green_circle:{% endif %} *{{ a.labels.alertname }}*{% if a.labels.instance %} on `{{ a.labels.instance }}`{% endif %}{% if a.labels.severity %} ({{ a.labels.severity }}){% endif %}: {{ a.annotations.summary or a.annotations.description or '' }}
-{% if a.annotations.runbook_url %}<{{ a.annotations.runbook_url }}|Runbook> {% endif %}{% if a.annotations.dashboard_url %}<{{ a.annotations.dashboard_url }}|Dashboard> {% endif %}{% if a.generatorURL %}<{{ a.generatorURL }}|Source>{% endif %}
-{% endfor %}";
-
-const DEFAULT_TEXT: &str = "{{ subject }}
-{% if firing %}
-Firing ({{ num_firing }}):
-{% for a in firing %}- {{ a.labels.alertname }}{% if a.labels.instance %} on {{ a.labels.instance }}{% endif %}: {{ a.annotations.summary or '' }}
-  since {{ a.startsAt }}{% for k, v in a.labels|items %}{% if k != 'alertname' %} {{ k }}={{ v }}{% endif %}{% endfor %}
-{% if a.annotations.description %}  {{ a.annotations.description }}
-{% endif %}{% if a.annotations.runbook_url %}  Runbook: {{ a.annotations.runbook_url }}
-{% endif %}{% if a.generatorURL %}  Source: {{ a.generatorURL }}
-{% endif %}{% endfor %}{% endif %}{% if resolved %}
-Resolved ({{ num_resolved }}):
-{% for a in resolved %}- {{ a.labels.alertname }}{% if a.labels.instance %} on {{ a.labels.instance }}{% endif %}: {{ a.annotations.summary or '' }} (ended {{ a.endsAt }})
-{% endfor %}{% endif %}
-Sent by lookout{% if externalURL %} for {{ externalURL }}{% endif %}
-";
-
-const DEFAULT_HTML: &str = "<!doctype html><html><body style=\"font-family:sans-serif\">
-<h2 style=\"color:{% if status == 'firing' %}#c62828{% else %}#1e7b34{% endif %}\">{{ subject }}</h2>
-{% for a in alerts %}<div style=\"border-left:4px solid {% if a.status == 'firing' %}#c62828{% else %}#1e7b34{% endif %};padding:4px 10px;margin:8px 0\">
-<b>{{ a.labels.alertname }}</b> {{ a.status }}{% if a.labels.instance %} on {{ a.labels.instance }}{% endif %}<br>
-{{ a.annotations.summary or '' }}<br>
-<small>{% for k, v in a.labels|items %}{{ k }}={{ v }} {% endfor %}</small><br>
-{% if a.annotations.runbook_url %}<a href=\"{{ a.annotations.runbook_url }}\">Runbook</a> {% endif %}{% if a.generatorURL %}<a href=\"{{ a.generatorURL }}\">Source</a>{% endif %}
-</div>{% endfor %}
-<p style=\"color:#777\">Sent by lookout</p></body></html>";
-
-/// The parts a destination type has.
-pub fn parts(kind: &str) -> Vec<&'static str> {
-    defaults(kind).iter().map(|(k, _)| *k).collect()
+    /// Renders one part for a notification.
+    pub fn render(&self, part: &str, p: &Payload) -> Result<String, String> {
+        let t = self.env.get_template(part).map_err(|e| format!("template `{part}`: {e}"))?;
+        t.render(context(p)).map_err(|e| format!("template `{part}`: {e}"))
+    }
 }
 
 fn context(p: &Payload) -> minijinja::Value {
@@ -71,18 +85,6 @@ fn context(p: &Payload) -> minijinja::Value {
         obj.insert("resolved".into(), serde_json::to_value(resolved).unwrap_or_default());
     }
     minijinja::Value::from_serialize(&v)
-}
-
-/// Renders one part for a notification: the override if any, else the default.
-pub fn render(kind: &str, overrides: &std::collections::BTreeMap<String, String>, part: &str, p: &Payload) -> Result<String, String> {
-    let src = overrides
-        .get(part)
-        .map(String::as_str)
-        .or_else(|| defaults(kind).iter().find(|(k, _)| *k == part).map(|(_, v)| *v))
-        .unwrap_or("");
-    let mut env = Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
-    env.render_str(src, context(p)).map_err(|e| format!("template `{part}`: {e}"))
 }
 
 /// A notification with every field set, for test renders.
@@ -130,53 +132,42 @@ pub fn test_notification() -> Payload {
     p
 }
 
-/// Checks a destination's overrides: known parts, compiling, rendering.
-pub fn check(kind: &str, overrides: &std::collections::BTreeMap<String, String>) -> Result<(), String> {
-    let known = parts(kind);
-    for (part, src) in overrides {
-        if !known.contains(&part.as_str()) {
-            return Err(format!(
-                "unknown template `{part}` for type `{kind}` (it has: {})",
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
-            ));
-        }
-        let mut env = Environment::new();
-        env.add_template("t", src)
-            .map_err(|e| format!("template `{part}` does not compile: {e}"))?;
-        render(kind, overrides, part, &sample())?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const PARTS: &[(&str, &str)] = &[
+        ("title", SUBJECT),
+        ("text", "{% for a in alerts %}{{ a.labels.alertname }} {% endfor %}"),
+    ];
+
     #[test]
     fn defaults_render() {
+        let t = Templates::compile("t", PARTS, &Default::default()).unwrap();
         let p = sample();
-        for kind in ["slack", "email", "pagerduty", "log"] {
-            for part in parts(kind) {
-                let out = render(kind, &Default::default(), part, &p).unwrap();
-                assert!(out.contains("RedisHighMemoryUsage"), "{kind}/{part}: {out}");
-            }
-        }
-        let text = render("email", &Default::default(), "text", &p).unwrap();
-        assert!(
-            text.contains("Runbook: https://example/runbook") && text.contains("Resolved (1)"),
-            "{text}"
-        );
+        assert_eq!(t.render("title", &p).unwrap(), p.subject());
+        assert_eq!(t.render("text", &p).unwrap(), "RedisHighMemoryUsage RedisHighMemoryUsage ");
     }
 
     #[test]
     fn broken_templates_are_config_errors() {
         let mut o = std::collections::BTreeMap::new();
         o.insert("title".to_string(), "{{ subject ".to_string());
-        assert!(check("slack", &o).unwrap_err().contains("does not compile"));
+        assert!(Templates::compile("t", PARTS, &o).unwrap_err().contains("does not compile"));
         o.insert("title".to_string(), "{{ subject | nosuchfilter }}".to_string());
-        assert!(check("slack", &o).is_err());
+        assert!(Templates::compile("t", PARTS, &o).is_err());
         let mut o = std::collections::BTreeMap::new();
         o.insert("subject".to_string(), "x".to_string());
-        assert!(check("slack", &o).unwrap_err().contains("unknown template"));
+        assert!(Templates::compile("t", PARTS, &o).unwrap_err().contains("unknown template"));
+    }
+
+    #[test]
+    fn an_override_replaces_its_part_only() {
+        let mut o = std::collections::BTreeMap::new();
+        o.insert("title".to_string(), "ALERT {{ num_firing }}".to_string());
+        let t = Templates::compile("t", PARTS, &o).unwrap();
+        let p = sample();
+        assert_eq!(t.render("title", &p).unwrap(), "ALERT 1");
+        assert!(t.render("text", &p).unwrap().starts_with("RedisHighMemoryUsage"));
     }
 }

@@ -16,12 +16,41 @@ use crate::config::entry::Scope;
 use crate::config::value::read_secret;
 use crate::relay::destination::DestinationConfig;
 use crate::relay::retry::{DeliveryError, Reason};
+use crate::relay::template::{SUBJECT, Templates};
 
 // ---------------------------------------------------------------------------
 // Configuration: the keys of `type: email` and their validation.
 
 /// The type's name in `type:`.
 pub const TYPE: &str = "email";
+
+/// The parts an email is rendered from, with their defaults.
+pub const TEMPLATES: &[(&str, &str)] = &[("subject", SUBJECT), ("text", DEFAULT_TEXT), ("html", DEFAULT_HTML)];
+
+const DEFAULT_TEXT: &str = "{{ subject }}
+{% if firing %}
+Firing ({{ num_firing }}):
+{% for a in firing %}- {{ a.labels.alertname }}{% if a.labels.instance %} on {{ a.labels.instance }}{% endif %}: {{ a.annotations.summary or '' }}
+  since {{ a.startsAt }}{% for k, v in a.labels|items %}{% if k != 'alertname' %} {{ k }}={{ v }}{% endif %}{% endfor %}
+{% if a.annotations.description %}  {{ a.annotations.description }}
+{% endif %}{% if a.annotations.runbook_url %}  Runbook: {{ a.annotations.runbook_url }}
+{% endif %}{% if a.generatorURL %}  Source: {{ a.generatorURL }}
+{% endif %}{% endfor %}{% endif %}{% if resolved %}
+Resolved ({{ num_resolved }}):
+{% for a in resolved %}- {{ a.labels.alertname }}{% if a.labels.instance %} on {{ a.labels.instance }}{% endif %}: {{ a.annotations.summary or '' }} (ended {{ a.endsAt }})
+{% endfor %}{% endif %}
+Sent by lookout{% if externalURL %} for {{ externalURL }}{% endif %}
+";
+
+const DEFAULT_HTML: &str = "<!doctype html><html><body style=\"font-family:sans-serif\">
+<h2 style=\"color:{% if status == 'firing' %}#c62828{% else %}#1e7b34{% endif %}\">{{ subject }}</h2>
+{% for a in alerts %}<div style=\"border-left:4px solid {% if a.status == 'firing' %}#c62828{% else %}#1e7b34{% endif %};padding:4px 10px;margin:8px 0\">
+<b>{{ a.labels.alertname }}</b> {{ a.status }}{% if a.labels.instance %} on {{ a.labels.instance }}{% endif %}<br>
+{{ a.annotations.summary or '' }}<br>
+<small>{% for k, v in a.labels|items %}{{ k }}={{ v }} {% endfor %}</small><br>
+{% if a.annotations.runbook_url %}<a href=\"{{ a.annotations.runbook_url }}\">Runbook</a> {% endif %}{% if a.generatorURL %}<a href=\"{{ a.generatorURL }}\">Source</a>{% endif %}
+</div>{% endfor %}
+<p style=\"color:#777\">Sent by lookout</p></body></html>";
 
 /// The keys of a `type: email` destination, as written.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -140,7 +169,7 @@ pub struct Email {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     to: Vec<Mailbox>,
-    templates: std::collections::BTreeMap<String, String>,
+    templates: Templates,
 }
 
 impl Email {
@@ -174,7 +203,7 @@ impl Email {
                 .iter()
                 .map(|t| t.parse().map_err(|e| format!("to: {e}")))
                 .collect::<Result<_, String>>()?,
-            templates: cfg.templates.clone(),
+            templates: Templates::compile(TYPE, TEMPLATES, &cfg.templates)?,
         })
     }
 }
@@ -183,7 +212,8 @@ impl Email {
 impl Destination for Email {
     async fn deliver(&self, n: &Notification<'_>) -> Result<(), DeliveryError> {
         let render = |part: &str| {
-            crate::relay::template::render("email", &self.templates, part, n.payload)
+            self.templates
+                .render(part, n.payload)
                 .map_err(|e| DeliveryError::permanent(Reason::Template, e))
         };
         let subject = render("subject")?.replace(['\r', '\n'], " ");

@@ -5,9 +5,12 @@
 use super::{Destination, Notification};
 use crate::relay::destination::DestinationConfig;
 use crate::relay::retry::{DeliveryError, Reason};
+use crate::relay::template::{SUBJECT, Templates};
 
 /// The type's name in `type:`.
 pub const TYPE: &str = "log";
+/// The part a log line is rendered from, with its default.
+pub const TEMPLATES: &[(&str, &str)] = &[("text", SUBJECT)];
 
 /// `type: log` has no keys of its own.
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
@@ -17,23 +20,25 @@ pub struct RawLog {}
 /// The destination.
 pub struct Log {
     name: String,
-    templates: std::collections::BTreeMap<String, String>,
+    templates: Templates,
 }
 
 impl Log {
     /// Builds it.
-    pub fn new(cfg: &DestinationConfig) -> Self {
-        Log {
+    pub fn new(cfg: &DestinationConfig) -> Result<Self, String> {
+        Ok(Log {
             name: cfg.name.clone(),
-            templates: cfg.templates.clone(),
-        }
+            templates: Templates::compile(TYPE, TEMPLATES, &cfg.templates)?,
+        })
     }
 }
 
 #[async_trait::async_trait]
 impl Destination for Log {
     async fn deliver(&self, n: &Notification<'_>) -> Result<(), DeliveryError> {
-        let text = crate::relay::template::render("log", &self.templates, "text", n.payload)
+        let text = self
+            .templates
+            .render("text", n.payload)
             .map_err(|e| DeliveryError::permanent(Reason::Template, e))?;
         for a in &n.payload.alerts {
             tracing::info!(

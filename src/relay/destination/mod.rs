@@ -103,6 +103,18 @@ pub fn schema_list(generator: &mut schemars::SchemaGenerator) -> schemars::Schem
     ])
 }
 
+/// The template parts a type renders, with their defaults (none: the type
+/// sends the payload as received).
+pub fn templates(type_name: &str) -> &'static [(&'static str, &'static str)] {
+    match type_name {
+        slack::TYPE => slack::TEMPLATES,
+        email::TYPE => email::TEMPLATES,
+        pagerduty::TYPE => pagerduty::TEMPLATES,
+        log::TYPE => log::TEMPLATES,
+        _ => &[],
+    }
+}
+
 /// Takes a type's keys out of a destination entry and validates them.
 pub fn read_kind(type_name: &str, entry: &mut Entry, scope: &mut Scope<'_>) -> Option<DestinationKind> {
     match type_name {
@@ -133,7 +145,7 @@ pub trait Destination: Send + Sync {
 /// Builds a destination (no network until the first delivery).
 pub fn build(cfg: &DestinationConfig, outbox: Arc<Outbox>) -> Result<Arc<dyn Destination>, String> {
     Ok(match &cfg.kind {
-        DestinationKind::Log => Arc::new(log::Log::new(cfg)),
+        DestinationKind::Log => Arc::new(log::Log::new(cfg)?),
         DestinationKind::Webhook(w) => Arc::new(webhook::Webhook::new(cfg, w)?),
         DestinationKind::Pagerduty(p) => Arc::new(pagerduty::PagerDuty::new(cfg, p)?),
         DestinationKind::Email(e) => Arc::new(email::Email::new(cfg, e)?),
@@ -157,5 +169,30 @@ pub fn default_delivery(kind: &str) -> Delivery {
         "email" => d(100, 5, 600, 30),
         "webhook" => d(0, 1, 300, 10),
         _ => d(0, 1, 60, 5),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::template::{Templates, sample};
+
+    #[test]
+    fn every_types_default_templates_render() {
+        let p = sample();
+        for (t, _) in types() {
+            let compiled = Templates::compile(t, templates(t), &Default::default()).unwrap();
+            for (part, _) in templates(t) {
+                let out = compiled.render(part, &p).unwrap();
+                assert!(out.contains("RedisHighMemoryUsage"), "{t}/{part}: {out}");
+            }
+        }
+        let email = Templates::compile("email", email::TEMPLATES, &Default::default()).unwrap();
+        let text = email.render("text", &p).unwrap();
+        assert!(
+            text.contains("Runbook: https://example/runbook") && text.contains("Resolved (1)"),
+            "{text}"
+        );
+        assert!(templates(webhook::TYPE).is_empty());
     }
 }

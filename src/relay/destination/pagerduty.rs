@@ -18,6 +18,7 @@ use crate::config::value::{parse_http_url, read_secret};
 use crate::relay::destination::DestinationConfig;
 use crate::relay::payload::hex;
 use crate::relay::retry::{DeliveryError, Reason, send};
+use crate::relay::template::{SUBJECT, Templates};
 
 /// PagerDuty's summary limit, in characters.
 pub const MAX_SUMMARY: usize = 1024;
@@ -29,6 +30,8 @@ pub const MAX_EVENT_BYTES: usize = 512_000;
 
 /// The type's name in `type:`.
 pub const TYPE: &str = "pagerduty";
+/// The part an event's summary is rendered from, with its default.
+pub const TEMPLATES: &[(&str, &str)] = &[("summary", SUBJECT)];
 /// PagerDuty's Events API v2 endpoint.
 pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
@@ -82,7 +85,7 @@ pub struct PagerDuty {
     client: reqwest::Client,
     url: reqwest::Url,
     routing_key: Secret,
-    templates: std::collections::BTreeMap<String, String>,
+    templates: Templates,
 }
 
 impl PagerDuty {
@@ -96,7 +99,7 @@ impl PagerDuty {
             client,
             url: reqwest::Url::parse(url).map_err(|e| e.to_string())?,
             routing_key: routing_key.clone(),
-            templates: cfg.templates.clone(),
+            templates: Templates::compile(TYPE, TEMPLATES, &cfg.templates)?,
         })
     }
 }
@@ -176,7 +179,9 @@ pub fn event(routing_key: &str, summary: &str, n: &Notification<'_>) -> serde_js
 #[async_trait::async_trait]
 impl Destination for PagerDuty {
     async fn deliver(&self, n: &Notification<'_>) -> Result<(), DeliveryError> {
-        let summary = crate::relay::template::render("pagerduty", &self.templates, "summary", n.payload)
+        let summary = self
+            .templates
+            .render("summary", n.payload)
             .map_err(|e| DeliveryError::permanent(Reason::Template, e))?;
         let ev = event(self.routing_key.expose(), &summary, n);
         // PagerDuty answers 202 Accepted; its 400 body lists what is invalid.

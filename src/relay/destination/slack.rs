@@ -22,6 +22,7 @@ use crate::config::value::{parse_http_url, read_secret};
 use crate::relay::destination::DestinationConfig;
 use crate::relay::outbox::Outbox;
 use crate::relay::retry::{DeliveryError, Reason, check_status};
+use crate::relay::template::{SUBJECT, Templates};
 
 /// Slack's limit on an attachment's text we keep under, in characters.
 pub const MAX_TEXT: usize = 3000;
@@ -33,6 +34,13 @@ pub const MAX_TITLE: usize = 1024;
 
 /// The type's name in `type:`.
 pub const TYPE: &str = "slack";
+
+/// The parts a Slack message is rendered from, with their defaults.
+pub const TEMPLATES: &[(&str, &str)] = &[("title", SUBJECT), ("text", DEFAULT_TEXT)];
+
+const DEFAULT_TEXT: &str = "{% for a in alerts %}{% if a.status == 'firing' %}:red_circle:{% else %}:large_green_circle:{% endif %} *{{ a.labels.alertname }}*{% if a.labels.instance %} on `{{ a.labels.instance }}`{% endif %}{% if a.labels.severity %} ({{ a.labels.severity }}){% endif %}: {{ a.annotations.summary or a.annotations.description or '' }}
+{% if a.annotations.runbook_url %}<{{ a.annotations.runbook_url }}|Runbook> {% endif %}{% if a.annotations.dashboard_url %}<{{ a.annotations.dashboard_url }}|Dashboard> {% endif %}{% if a.generatorURL %}<{{ a.generatorURL }}|Source>{% endif %}
+{% endfor %}";
 
 /// The keys of a `type: slack` destination, as written: an incoming
 /// webhook, or a bot token and a channel (threads and resolve updates need
@@ -114,7 +122,7 @@ pub struct Slack {
     webhook: Option<url::Url>,
     bot: Option<(SlackApiToken, SlackChannelId)>,
     outbox: Arc<Outbox>,
-    templates: std::collections::BTreeMap<String, String>,
+    templates: Templates,
 }
 
 impl Slack {
@@ -156,13 +164,14 @@ impl Slack {
             webhook,
             bot,
             outbox,
-            templates: cfg.templates.clone(),
+            templates: Templates::compile(TYPE, TEMPLATES, &cfg.templates)?,
         })
     }
 
     fn content(&self, n: &Notification<'_>) -> Result<SlackMessageContent, DeliveryError> {
         let render = |part: &str| {
-            crate::relay::template::render("slack", &self.templates, part, n.payload)
+            self.templates
+                .render(part, n.payload)
                 .map_err(|e| DeliveryError::permanent(Reason::Template, e))
         };
         let title = trim(&render("title")?, MAX_TITLE);
