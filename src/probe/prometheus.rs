@@ -314,17 +314,3 @@ impl Probe for PrometheusProbe {
         Ok(reading)
     }
 }
-
-/// Defaults resolved for display (`lookout config check -v`, docs).
-pub fn describe_queries(spec: &PrometheusSpec) -> BTreeMap<Metric, String> {
-    Metric::ALL
-        .into_iter()
-        .filter_map(|m| {
-            spec.queries
-                .get(&m)
-                .cloned()
-                .or_else(|| default_query(m, &spec.selector))
-                .map(|q| (m, q))
-        })
-        .collect()
-}
