@@ -202,7 +202,7 @@ async fn crosscheck_loop(shared: Arc<Shared>, stop: tokio_util::sync::Cancellati
                 .collect();
             tracing::warn!(disagree = %bad.join(", "), "Cross-check: sources disagree");
         }
-        shared.history.record_round(&report);
+        shared.history.record_round(report.to_stored());
         *shared.report.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(report));
     }
 }
@@ -238,25 +238,18 @@ async fn availability_loop(shared: Arc<Shared>, stop: tokio_util::sync::Cancella
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let dir = shared.config().data_dir.clone();
-        let res = tokio::task::spawn_blocking(
-            move || -> Result<Vec<(&'static str, Vec<crate::crosscheck::history::Availability>)>, String> {
-                let reader = crate::store::HistoryReader::open(&dir).map_err(|e| e.to_string())?;
+        let res = shared
+            .history
+            .read(|reader| {
                 let now = probe::unix_now();
                 [("1d", 1.0), ("7d", 7.0), ("30d", 30.0)]
                     .into_iter()
-                    .map(|(w, days)| {
-                        reader
-                            .availability(now - days * 86400.0, now)
-                            .map(|a| (w, a))
-                            .map_err(|e| e.to_string())
-                    })
-                    .collect()
-            },
-        )
-        .await;
+                    .map(|(w, days)| reader.availability(now - days * 86400.0, now).map(|a| (w, a)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await;
         match res {
-            Ok(Ok(windows)) => {
+            Ok(windows) => {
                 for (w, list) in windows {
                     for a in list {
                         if let Some(r) = a.ratio {
@@ -265,8 +258,7 @@ async fn availability_loop(shared: Arc<Shared>, stop: tokio_util::sync::Cancella
                     }
                 }
             }
-            Ok(Err(e)) => tracing::debug!(error = %e, "Availability not computed"),
-            Err(e) => tracing::debug!(error = %e, "Availability task failed"),
+            Err(e) => tracing::debug!(error = %e, "Availability not computed"),
         }
     }
 }

@@ -220,12 +220,7 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
         Some(cc) => std::iter::once(cc.reference.clone()).chain(cc.sources.iter().cloned()).collect(),
         None => cfg.probes.iter().map(|p| p.name.clone()).collect(),
     };
-    let dir = cfg.data_dir.clone();
-    let history = tokio::task::spawn_blocking(move || crate::store::HistoryReader::open(&dir).ok().and_then(|r| r.since(None, since).ok()))
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let history = s.shared.history.read(move |r| r.since(None, since)).await.unwrap_or_default();
     let charts = [
         Metric::HitRatio,
         Metric::LatencySeconds,

@@ -18,7 +18,8 @@
 //!
 //! The engine is a pure function of the observations ([`judge`]); the
 //! daemon feeds it from its probes, `lookout report` from runs made on the
-//! spot.
+//! spot ([`run_now`]). Stored rounds are judged over a window in
+//! [`history`].
 
 pub mod history;
 
@@ -72,11 +73,6 @@ impl Verdict {
             Verdict::Reset => "reset",
             Verdict::SourceDown => "source_down",
         }
-    }
-
-    /// Parses [`Verdict::as_str`].
-    pub fn parse(s: &str) -> Option<Verdict> {
-        Verdict::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 
@@ -697,20 +693,12 @@ pub async fn run_now(cfg: &crate::config::Config) -> anyhow::Result<Report> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut refs = Vec::new();
     let since = probe::unix_now() - 7.0 * 60.0;
-    let dir = cfg.data_dir.clone();
     let name = cc.reference.clone();
-    let stored = tokio::task::spawn_blocking(move || {
-        if !dir.join(crate::store::HISTORY_FILE).exists() {
-            return Vec::new();
-        }
-        crate::store::HistoryReader::open(&dir)
-            .ok()
-            .and_then(|r| r.since(Some(&name), since).ok())
-            .unwrap_or_default()
-    })
-    .await
-    .unwrap_or_default();
-    refs.extend(stored);
+    // Without stored readings the round still runs, bracketed by its own two.
+    match crate::store::read_existing(&cfg.data_dir, move |r| r.since(Some(&name), since)).await {
+        Ok(stored) => refs.extend(stored.unwrap_or_default()),
+        Err(e) => tracing::debug!(error = %e, "Stored reference readings not used"),
+    }
     refs.push(probe::run(&reference).await);
     let observed = futures::future::join_all(sources.iter().map(probe::run)).await;
     refs.push(probe::run(&reference).await);

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::{num, time, xml};
-use crate::crosscheck::history::WindowSummary;
 use crate::crosscheck::{Entry, Overall, Report, Verdict};
 use crate::metric::Metric;
 use crate::probe::Observation;
+use crate::store::WindowSummary;
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5rem;color:#1d2433;background:#f7f8fa}\
 h1{font-size:1.5rem;margin:0 0 .3rem}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}\

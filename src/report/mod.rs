@@ -7,8 +7,8 @@ pub mod html;
 
 use std::fmt::Write as _;
 
-use crate::crosscheck::history::WindowSummary;
 use crate::crosscheck::{Entry, Report, Verdict};
+use crate::store::WindowSummary;
 
 /// Output format of `lookout report`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
