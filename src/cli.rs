@@ -205,33 +205,38 @@ fn relay_command(src: ConfigSource, command: RelayCommand) -> ExitCode {
                 }
             };
             let result = match command {
-                DlqCommand::List { format } => outbox.dlq().map(|list| match format {
-                    crate::check::Format::Json => serde_json::to_string_pretty(&list).unwrap_or_default() + "\n",
-                    crate::check::Format::Text => {
-                        let mut out = format!(
-                            "{:<8} {:<16} {:<9} {:<21} {:<40} REASON\n",
-                            "ID", "DESTINATION", "ATTEMPTS", "RECEIVED", "GROUP"
-                        );
-                        for d in &list {
-                            out.push_str(&format!(
-                                "{:<8} {:<16} {:<9} {:<21} {:<40} {}\n",
-                                d.id,
-                                d.destination,
-                                d.attempts,
-                                crate::report::time(d.created),
-                                d.group_key.chars().take(40).collect::<String>(),
-                                d.reason
-                            ));
+                DlqCommand::List { format } => outbox
+                    .dlq()
+                    .map(|list| match format {
+                        crate::check::Format::Json => serde_json::to_string_pretty(&list).unwrap_or_default() + "\n",
+                        crate::check::Format::Text => {
+                            let mut out = format!(
+                                "{:<8} {:<16} {:<9} {:<21} {:<40} REASON\n",
+                                "ID", "DESTINATION", "ATTEMPTS", "RECEIVED", "GROUP"
+                            );
+                            for d in &list {
+                                out.push_str(&format!(
+                                    "{:<8} {:<16} {:<9} {:<21} {:<40} {}\n",
+                                    d.id,
+                                    d.destination,
+                                    d.attempts,
+                                    crate::report::time(d.created),
+                                    d.group_key.chars().take(40).collect::<String>(),
+                                    d.reason
+                                ));
+                            }
+                            out
                         }
-                        out
-                    }
-                }),
-                DlqCommand::Retry { ids, all } if all || !ids.is_empty() => {
-                    outbox.dlq_retry(&ids).map(|n| format!("{n} deliveries queued again\n"))
-                }
-                DlqCommand::Drop { ids, all } if all || !ids.is_empty() => {
-                    outbox.dlq_drop(&ids).map(|n| format!("{n} deliveries dropped\n"))
-                }
+                    })
+                    .map_err(|e| e.to_string()),
+                DlqCommand::Retry { ids, all } if all || !ids.is_empty() => outbox
+                    .dlq_retry(&ids)
+                    .map(|n| format!("{n} deliveries queued again\n"))
+                    .map_err(|e| e.to_string()),
+                DlqCommand::Drop { ids, all } if all || !ids.is_empty() => outbox
+                    .dlq_drop(&ids)
+                    .map(|n| format!("{n} deliveries dropped\n"))
+                    .map_err(|e| e.to_string()),
                 _ => Err("give delivery ids, or --all".to_string()),
             };
             match result {
@@ -256,7 +261,8 @@ fn relay_command(src: ConfigSource, command: RelayCommand) -> ExitCode {
                 Err(c) => return c,
             };
             let outcome = rt.block_on(async {
-                let outbox = std::sync::Arc::new(crate::relay::outbox::Outbox::open(&cfg.data_dir, relay.dedup_window)?);
+                let outbox =
+                    std::sync::Arc::new(crate::relay::outbox::Outbox::open(&cfg.data_dir, relay.dedup_window).map_err(|e| e.to_string())?);
                 let dest = crate::relay::destination::build(d, outbox)?;
                 let p = crate::relay::template::test_notification();
                 let raw = serde_json::to_string(&p).map_err(|e| e.to_string())?;

@@ -101,7 +101,7 @@ async fn webhook(
             (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
         Err(crate::relay::IngestError::BadRequest(m)) => json_error(StatusCode::BAD_REQUEST, "invalid", &m),
-        Err(crate::relay::IngestError::Unavailable(m)) => json_error(StatusCode::SERVICE_UNAVAILABLE, "store", &m),
+        Err(e @ crate::relay::IngestError::Unavailable(_)) => json_error(StatusCode::SERVICE_UNAVAILABLE, "store", &e.to_string()),
     }
 }
 

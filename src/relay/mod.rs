@@ -20,7 +20,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::config::relay::{Auth, RelayConfig};
-use outbox::{Accepted, NewNotification, Outbox};
+use outbox::{Accepted, NewNotification, Outbox, OutboxError};
 use payload::{Envelope, Payload};
 
 /// The running relay.
@@ -33,22 +33,47 @@ pub struct Relay {
 }
 
 /// Why a webhook was refused.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// 400: the body is not a webhook payload.
+    #[error("{0}")]
     BadRequest(String),
     /// 503: it could not be stored; Alertmanager should retry.
-    Unavailable(String),
+    #[error(transparent)]
+    Unavailable(#[from] OutboxError),
+}
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The outbox did not open.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// A destination could not be built from its configuration.
+    #[error("destination `{name}`: {message}")]
+    Destination {
+        /// The destination's name.
+        name: String,
+        /// What was wrong.
+        message: String,
+    },
 }
 
 impl Relay {
     /// Opens the outbox and starts one worker per destination.
-    pub fn start(config: RelayConfig, data_dir: &std::path::Path, stop: tokio_util::sync::CancellationToken) -> Result<Arc<Relay>, String> {
+    pub fn start(
+        config: RelayConfig,
+        data_dir: &std::path::Path,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Result<Arc<Relay>, RelayError> {
         let outbox = Arc::new(Outbox::open(data_dir, config.dedup_window)?);
         let mut wake = HashMap::new();
         let mut workers = Vec::new();
         for d in &config.destinations {
-            let dest = destination::build(d, outbox.clone())?;
+            let dest = destination::build(d, outbox.clone()).map_err(|message| RelayError::Destination {
+                name: d.name.clone(),
+                message,
+            })?;
             let n = Arc::new(Notify::new());
             wake.insert(d.name.clone(), n.clone());
             workers.push(worker::Worker {
@@ -126,7 +151,7 @@ impl Relay {
             dedup,
             destinations: destinations.clone(),
         };
-        let outcome = self.outbox.ingest(n).await.map_err(IngestError::Unavailable)?;
+        let outcome = self.outbox.ingest(n).await?;
         if outcome == Accepted::Stored {
             for d in &destinations {
                 if let Some(w) = self.wake.get(d) {
@@ -135,12 +160,5 @@ impl Relay {
             }
         }
         Ok(outcome)
-    }
-
-    /// Wakes a destination's worker (after `dlq retry`).
-    pub fn wake_all(&self) {
-        for w in self.wake.values() {
-            w.notify_one();
-        }
     }
 }

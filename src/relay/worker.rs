@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::destination::{Destination, Notification};
-use super::outbox::{Mark, Outbox, Pending};
+use super::outbox::{Mark, Outbox, OutboxError, Pending};
 use super::payload::Payload;
 use super::retry::{self, DeliveryError, Reason, Retry};
 use crate::config::relay::Delivery;
@@ -32,8 +32,9 @@ pub struct Worker {
     pub wake: Arc<Notify>,
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())?
+/// Runs an outbox read on the blocking pool: it waits on SQLite.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, OutboxError> + Send + 'static) -> Result<T, OutboxError> {
+    tokio::task::spawn_blocking(f).await?
 }
 
 impl Worker {
