@@ -18,5 +18,7 @@ pub mod relay;
 pub mod report;
 pub mod schedule;
 pub mod server;
+pub mod state;
 pub mod store;
+pub mod task;
 pub mod telemetry;

@@ -17,10 +17,11 @@
 //!   from above.
 //!
 //! The engine is a pure function of the observations ([`judge`]); the
-//! daemon feeds it from its probes, `lookout report` from runs made on the
-//! spot ([`run_now`]). Stored rounds are judged over a window in
+//! daemon feeds it from its probes ([`feed`]), `lookout report` from runs
+//! made on the spot ([`run_now`]). Stored rounds are judged over a window in
 //! [`history`].
 
+pub mod feed;
 pub mod history;
 
 use std::fmt;

@@ -5,6 +5,9 @@
 //! outbox (so Alertmanager retries anything not yet safe); one worker per
 //! destination then delivers, retrying with backoff, honouring rate limits
 //! and `Retry-After`, and dead-letters what cannot be delivered.
+//!
+//! The workers and the queue gauges run on the daemon's [`Tasks`], which
+//! shutdown waits for.
 
 pub mod destination;
 pub mod outbox;
@@ -20,6 +23,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::config::relay::{Auth, RelayConfig};
+use crate::task::Tasks;
 use outbox::{Accepted, NewNotification, Outbox, OutboxError};
 use payload::{Envelope, Payload};
 
@@ -60,13 +64,15 @@ pub enum RelayError {
 }
 
 impl Relay {
-    /// Opens the outbox and starts one worker per destination.
-    pub fn start(
-        config: RelayConfig,
-        data_dir: &std::path::Path,
-        stop: tokio_util::sync::CancellationToken,
-    ) -> Result<Arc<Relay>, RelayError> {
-        let outbox = Arc::new(Outbox::open(data_dir, config.dedup_window)?);
+    /// Opens the outbox (on the blocking pool) and starts one worker per
+    /// destination, and the queue gauges, on `tasks`.
+    pub async fn start(config: RelayConfig, data_dir: &std::path::Path, tasks: &Tasks) -> Result<Arc<Relay>, RelayError> {
+        let (dir, window) = (data_dir.to_path_buf(), config.dedup_window);
+        let outbox = Arc::new(
+            tokio::task::spawn_blocking(move || Outbox::open(&dir, window))
+                .await
+                .map_err(OutboxError::from)??,
+        );
         let mut wake = HashMap::new();
         let mut workers = Vec::new();
         for d in &config.destinations {
@@ -86,14 +92,13 @@ impl Relay {
             });
         }
         for w in workers {
-            tokio::spawn(w.run(stop.clone()));
+            tasks.spawn(w.run(tasks.stopping()));
         }
         let relay = Arc::new(Relay { config, outbox, wake });
-        tokio::spawn(worker::gauges(
-            relay.outbox.clone(),
-            relay.config.destinations.iter().map(|d| d.name.clone()).collect(),
-            stop,
-        ));
+        tasks.every(worker::Gauges {
+            outbox: relay.outbox.clone(),
+            names: relay.config.destinations.iter().map(|d| d.name.clone()).collect(),
+        });
         Ok(relay)
     }
 

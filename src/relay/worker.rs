@@ -15,6 +15,7 @@ use super::outbox::{Mark, Outbox, OutboxError, Pending};
 use super::payload::Payload;
 use super::retry::{self, DeliveryError, Reason, Retry};
 use crate::config::relay::Delivery;
+use crate::task::Periodic;
 
 /// A destination's worker.
 pub struct Worker {
@@ -168,18 +169,29 @@ async fn sleep_or_stop(stop: &CancellationToken, wake: &Notify, d: Duration) {
     }
 }
 
-/// Publishes queue depth and the oldest pending age per destination.
-pub async fn gauges(outbox: Arc<Outbox>, names: Vec<String>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let ob = outbox.clone();
-        let Ok(q) = blocking(move || ob.queue()).await else { continue };
+/// Publishes queue depth and the oldest pending age per destination every
+/// two seconds, and prunes what was delivered more than a week ago.
+pub struct Gauges {
+    /// The outbox.
+    pub outbox: Arc<Outbox>,
+    /// Every destination, so an empty queue reads 0 rather than vanishing.
+    pub names: Vec<String>,
+}
+
+impl Periodic for Gauges {
+    fn period(&mut self) -> Duration {
+        Duration::from_secs(2)
+    }
+
+    fn ticks_at_start(&self) -> bool {
+        true
+    }
+
+    async fn tick(&mut self) {
+        let ob = self.outbox.clone();
+        let Ok(q) = blocking(move || ob.queue()).await else { return };
         let now = crate::probe::unix_now();
-        for n in &names {
+        for n in &self.names {
             let (depth, oldest) = q
                 .iter()
                 .find(|(d, _, _)| d == n)
@@ -188,7 +200,7 @@ pub async fn gauges(outbox: Arc<Outbox>, names: Vec<String>, stop: CancellationT
             metrics::gauge!("lookout_relay_queue_depth", "destination" => n.clone()).set(depth);
             metrics::gauge!("lookout_relay_oldest_pending_age_seconds", "destination" => n.clone()).set(oldest);
         }
-        let ob = outbox.clone();
+        let ob = self.outbox.clone();
         let _ = blocking(move || ob.prune(Duration::from_secs(7 * 24 * 3600))).await;
     }
 }
