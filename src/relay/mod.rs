@@ -6,8 +6,10 @@
 //! destination then delivers, retrying with backoff, honouring rate limits
 //! and `Retry-After`, and dead-letters what cannot be delivered.
 //!
-//! The workers and the queue gauges run on the daemon's [`Tasks`], which
-//! shutdown waits for.
+//! The workers run on the daemon's [`Tasks`]: at shutdown each finishes the
+//! delivery it has under way (bounded by its timeout) and writes the
+//! outcomes of its batch before it returns, so a stop neither loses a
+//! notification nor sends one twice.
 
 pub mod destination;
 pub mod outbox;

@@ -3,6 +3,12 @@
 //! schedule a retry (backoff with jitter, never before `Retry-After`) or
 //! dead-letter it (a permanent failure, or older than `max_age`). Each
 //! outcome is one event that logs and counts.
+//!
+//! Stopping: a worker takes no new delivery once told to stop, finishes the
+//! one under way (bounded by the destination's timeout), and waits for the
+//! outcomes of its batch to be on disk before it returns. Returning sooner
+//! would leave a delivered notification `pending`, to be sent again after
+//! the restart.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,8 +78,9 @@ impl Worker {
             // is taken twice.
             let mut marks = tokio::task::JoinSet::new();
             for p in batch {
+                // What is not yet sent stays pending for the next start.
                 if stop.is_cancelled() {
-                    return;
+                    break;
                 }
                 if !groups.insert(p.group_key.clone()) {
                     continue;
@@ -85,7 +92,10 @@ impl Worker {
                 {
                     let since = t.elapsed();
                     if since < self.delivery.min_interval {
-                        tokio::time::sleep(self.delivery.min_interval - since).await;
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = tokio::time::sleep(self.delivery.min_interval - since) => {}
+                        }
                     }
                 }
                 last_send = Some(Instant::now());
@@ -98,6 +108,8 @@ impl Worker {
                     }
                 });
             }
+            // Also when stopping: dropping the set would abort outcomes
+            // not yet written, and their deliveries would go out again.
             while marks.join_next().await.is_some() {}
         }
     }
