@@ -11,6 +11,8 @@ pub mod cli;
 pub mod config;
 pub mod crosscheck;
 pub mod daemon;
+#[cfg(test)]
+mod fixtures;
 pub mod http;
 pub mod metric;
 pub mod probe;

@@ -139,3 +139,41 @@ impl<C: Fn() -> Arc<Config> + Send + 'static> Periodic for Rounds<C> {
         self.feed.publish(report);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crosscheck::Verdict;
+
+    use crate::fixtures::observation as obs;
+
+    fn config() -> Config {
+        crate::fixtures::config(
+            "probe_files: []\nprobes:\n  - name: cache\n    kind: redis\n    url: redis://127.0.0.1:6379\n    every: 1s\n  - name: web\n    kind: http_health\n    url: http://127.0.0.1:9/health\n    every: 5s\n    timeout: 2s\n",
+        )
+    }
+
+    #[test]
+    fn keeps_only_cross_checked_probes_within_the_window() {
+        let cfg = config();
+        let feed = Feed::default();
+        feed.remember(&cfg, &obs("cache", 1000.0));
+        feed.remember(&cfg, &obs("cache", 1000.0 + RECENT_WINDOW + 1.0));
+        feed.remember(&cfg, &obs("stranger", 1000.0));
+        let recent = feed.recent.lock().unwrap();
+        assert_eq!(recent.keys().collect::<Vec<_>>(), ["cache"]);
+        assert_eq!(recent["cache"].len(), 1, "the reading older than the window is forgotten");
+    }
+
+    #[test]
+    fn a_round_judges_every_source_and_max_age_is_three_periods_and_a_timeout() {
+        let cfg = config();
+        let feed = Feed::default();
+        feed.remember(&cfg, &obs("cache", 1000.0));
+        let report = feed.round(&cfg, 1001.0).expect("a cross-check is configured");
+        assert!(report.entries.iter().all(|e| e.source == "web" && e.verdict == Verdict::SourceDown));
+        assert!(feed.latest().is_none(), "published by the loop, not by judging");
+        let web = cfg.probes.iter().find(|p| p.name == "web").unwrap();
+        assert_eq!(max_age(web), 17.0);
+    }
+}

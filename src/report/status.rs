@@ -140,3 +140,30 @@ pub fn downsample(points: &[(f64, f64)], n: usize) -> Vec<(f64, f64)> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_follow_the_configuration_and_charts_the_readings() {
+        let cfg = crate::fixtures::config(
+            "probe_files: []\nprobes:\n  - name: a\n    kind: redis\n    every: 1s\n  - name: b\n    kind: redis\n    every: 2s\n",
+        );
+        let until = 100_000.0;
+        let reading = |t: f64, v: f64| Observation {
+            values: [(Metric::ConnectedClients, v)].into_iter().collect(),
+            ..crate::fixtures::observation("a", t)
+        };
+        let history = [reading(until - 60.0, 3.0), reading(until - 30.0, 4.0)];
+        let latest: BTreeMap<String, Observation> = [("a".to_string(), history[1].clone())].into_iter().collect();
+        let s = shape(&cfg, &latest, None, &history, until);
+        let rows: Vec<(&str, bool)> = s.probes.iter().map(|p| (p.name, p.last.is_some())).collect();
+        assert_eq!(rows, [("a", true), ("b", false)]);
+        assert_eq!(s.charts.len(), CHARTED.len());
+        let clients = s.charts.iter().find(|c| c.metric == Metric::ConnectedClients).unwrap();
+        assert_eq!(clients.series[0].points, [(until - 60.0, 3.0), (until - 30.0, 4.0)]);
+        assert!(clients.series[1].points.is_empty());
+        assert_eq!((s.since, s.until), (until - 60.0, until), "the charts span the data there is");
+    }
+}

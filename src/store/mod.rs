@@ -302,19 +302,9 @@ mod tests {
     use crate::probe::FailureReason;
 
     fn obs(name: &str, ts: f64) -> Observation {
-        let mut values = std::collections::BTreeMap::new();
-        values.insert(Metric::KeyspaceHits, 42.0);
         Observation {
-            name: name.into(),
-            kind: "redis".into(),
-            ok: true,
-            error: None,
-            reason: None,
-            timestamp: ts,
-            duration_seconds: 0.001,
-            values,
-            facts: Default::default(),
-            sample_times: Default::default(),
+            values: [(Metric::KeyspaceHits, 42.0)].into_iter().collect(),
+            ..crate::fixtures::observation(name, ts)
         }
     }
 
