@@ -3,24 +3,32 @@
 //!
 //! Reload (SIGHUP or `POST /-/reload`) loads and validates the new
 //! configuration first; only a valid one replaces the running probes, so a
-//! typo never stops monitoring. Shutdown (SIGTERM/SIGINT) stops scheduling,
-//! lets runs in flight finish (each bounded by its timeout), flushes the
-//! history and closes the listener.
+//! typo never stops monitoring. Shutdown (SIGTERM/SIGINT) stops scheduling
+//! and lets runs in flight finish (each bounded by its timeout), then drains
+//! every background task ([`Tasks`]): the listener closes after its open
+//! requests, the relay's workers finish the delivery under way and write
+//! its outcome, a cross-check round or alert evaluation under way completes.
+//! Last, the history is flushed.
+//!
+//! The state the loops and the HTTP server share is in [`crate::state`],
+//! one small type per concern; the cross-check's feed is
+//! [`crate::crosscheck::feed`].
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::mpsc;
 
-use crate::config::{self, Schedule};
-use crate::crosscheck::{self, Report};
-use crate::probe::ProbeConfig;
-use crate::probe::{self, Observation};
+use crate::config;
+use crate::crosscheck::feed::{Feed, Rounds};
+use crate::probe::{self, Observation, ProbeConfig};
 use crate::schedule::{self, Sink};
 use crate::settings::{self, Config};
+use crate::state::{Alerts, AppState, CurrentConfig, Probes, ReloadRequest};
 use crate::store::History;
+use crate::task::{Periodic, Tasks};
 
 /// Where the configuration comes from.
 #[derive(Debug, Clone)]
@@ -41,102 +49,14 @@ impl ConfigSource {
     }
 }
 
-/// What the HTTP handlers see of the running daemon.
-pub struct Shared {
-    /// The last observation of every configured probe.
-    pub latest: RwLock<BTreeMap<String, Observation>>,
-    /// The configuration in force.
-    pub config: RwLock<Arc<Config>>,
-    /// Set once every probe of the current configuration has run once.
-    pub ready: std::sync::atomic::AtomicBool,
-    /// Recent observations per probe (oldest first), for the cross-check.
-    recent: Mutex<HashMap<String, VecDeque<Observation>>>,
-    /// The latest cross-check round.
-    pub report: RwLock<Option<Arc<Report>>>,
-    /// Synthetic alert instances (pending, firing, recently resolved).
-    pub alerts: RwLock<Vec<crate::alert::Instance>>,
-    /// The history store.
-    pub history: History,
+/// Where each probe run goes: metrics and log, the history, the
+/// cross-check's feed and the latest-observation table.
+struct DaemonSink {
+    config: Arc<CurrentConfig>,
+    probes: Arc<Probes>,
+    feed: Arc<Feed>,
+    history: History,
 }
-
-/// How much recent history the cross-check keeps in memory: enough to
-/// bracket a Prometheus sample up to `max_staleness` old and to compute a
-/// 5-minute rate.
-const RECENT_WINDOW: f64 = 7.0 * 60.0;
-
-impl Shared {
-    fn new(config: Arc<Config>, history: History) -> Self {
-        Shared {
-            latest: RwLock::new(BTreeMap::new()),
-            config: RwLock::new(config),
-            ready: false.into(),
-            recent: Mutex::new(HashMap::new()),
-            report: RwLock::new(None),
-            alerts: RwLock::new(Vec::new()),
-            history,
-        }
-    }
-
-    /// The configuration in force.
-    pub fn config(&self) -> Arc<Config> {
-        self.config.read().map(|c| c.clone()).unwrap_or_else(|p| p.into_inner().clone())
-    }
-
-    /// The latest cross-check round.
-    pub fn report(&self) -> Option<Arc<Report>> {
-        self.report.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    fn remember(&self, obs: &Observation) {
-        // Only the cross-checked probes' recent readings are kept.
-        let cfg = self.config();
-        let Some(cc) = cfg.crosscheck.as_ref() else { return };
-        if cc.reference != obs.name && !cc.sources.iter().any(|s| s == &obs.name) {
-            return;
-        }
-        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let q = recent.entry(obs.name.clone()).or_default();
-        q.push_back(obs.clone());
-        while q.front().is_some_and(|o| obs.timestamp - o.timestamp > RECENT_WINDOW) {
-            q.pop_front();
-        }
-    }
-
-    /// Runs one cross-check round on the recent observations.
-    pub fn crosscheck_round(&self) -> Option<Report> {
-        let cfg = self.config();
-        let cc = cfg.crosscheck.as_ref()?;
-        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
-        let snapshot = |name: &str| -> Vec<Observation> { recent.get(name).map(|q| q.iter().cloned().collect()).unwrap_or_default() };
-        let reference = snapshot(&cc.reference);
-        let histories: Vec<(String, String, Vec<Observation>, f64)> = cc
-            .sources
-            .iter()
-            .filter_map(|n| cfg.probes.iter().find(|p| &p.name == n))
-            .map(|p| (p.name.clone(), p.spec.kind().to_string(), snapshot(&p.name), max_age(p)))
-            .collect();
-        drop(recent);
-        let sources: Vec<crosscheck::Source<'_>> = histories
-            .iter()
-            .map(|(n, k, h, a)| crosscheck::Source {
-                name: n,
-                kind: k,
-                history: h,
-                max_age: *a,
-            })
-            .collect();
-        Some(crosscheck::judge(cc, &reference, &sources, probe::unix_now()))
-    }
-
-    fn update_ready(&self) {
-        let cfg = self.config();
-        let latest = self.latest.read().unwrap_or_else(|p| p.into_inner());
-        let all = cfg.probes.iter().all(|p| latest.contains_key(&p.name));
-        self.ready.store(all, std::sync::atomic::Ordering::Release);
-    }
-}
-
-struct DaemonSink(Arc<Shared>);
 
 impl Sink for DaemonSink {
     fn record(&self, config: &ProbeConfig, obs: Observation) {
@@ -146,130 +66,102 @@ impl Sink for DaemonSink {
         } else {
             tracing::warn!(probe = %obs.name, kind = %obs.kind, error = obs.error.as_deref().unwrap_or(""), "Probe failed");
         }
-        self.0.history.record(&obs);
-        self.0.remember(&obs);
-        let newly = {
-            let mut latest = self.0.latest.write().unwrap_or_else(|p| p.into_inner());
-            latest.insert(obs.name.clone(), obs).is_none()
-        };
-        if newly {
-            self.0.update_ready();
+        self.history.record(&obs);
+        let cfg = self.config.get();
+        self.feed.remember(&*cfg, &obs);
+        if self.probes.record(obs) {
+            self.probes.update_ready(&cfg);
         }
     }
 }
 
-/// A reload request from the HTTP server, answered with the outcome.
-pub type ReloadRequest = oneshot::Sender<Result<(), String>>;
-
-/// A source whose newest observation is older than this is stale: three
-/// periods and a timeout.
-pub fn max_age(p: &ProbeConfig) -> f64 {
-    let period = match &p.schedule {
-        Schedule::Every(d) => d.as_secs_f64(),
-        Schedule::Cron { expr, .. } => config::parse_cron(expr)
-            .ok()
-            .and_then(|c| {
-                let now = chrono::Utc::now();
-                let a = c.find_next_occurrence(&now, false).ok()?;
-                let b = c.find_next_occurrence(&a, false).ok()?;
-                Some((b - a).num_milliseconds() as f64 / 1000.0)
-            })
-            .unwrap_or(60.0),
-    };
-    3.0 * period + p.timeout.as_secs_f64()
+/// Evaluates the synthetic alert rules every `alerts.evaluation_interval`
+/// (read afresh, so a reload applies).
+struct AlertRules {
+    engine: crate::alert::Engine,
+    config: Arc<CurrentConfig>,
+    probes: Arc<Probes>,
+    feed: Arc<Feed>,
+    alerts: Arc<Alerts>,
 }
 
-/// Runs cross-check rounds every `crosscheck.every` (read afresh each time,
-/// so a reload applies), publishing each as metrics, history and `/report`.
-async fn crosscheck_loop(shared: Arc<Shared>, stop: tokio_util::sync::CancellationToken) {
-    loop {
-        let every = shared
-            .config()
-            .crosscheck
+impl Periodic for AlertRules {
+    fn period(&mut self) -> Duration {
+        self.config
+            .get()
+            .alerts
             .as_ref()
-            .map(|c| c.every)
-            .unwrap_or(Duration::from_secs(15));
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        let Some(report) = shared.crosscheck_round() else { continue };
-        crosscheck::record_metrics(&report);
-        if report.verdict == crosscheck::Overall::Disagree {
-            let bad: Vec<String> = report
-                .entries
-                .iter()
-                .filter(|e| e.verdict == crosscheck::Verdict::Disagree)
-                .map(|e| format!("{}/{}", e.metric, e.source))
-                .collect();
-            tracing::warn!(disagree = %bad.join(", "), "Cross-check: sources disagree");
-        }
-        shared.history.record_round(&report);
-        *shared.report.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(report));
+            .map(|a| a.evaluation_interval)
+            .unwrap_or(Duration::from_secs(5))
     }
-}
 
-/// Evaluates the synthetic alert rules every `alerts.evaluation_interval`.
-async fn alert_loop(shared: Arc<Shared>, relay: Option<Arc<crate::relay::Relay>>, stop: tokio_util::sync::CancellationToken) {
-    let mut engine = crate::alert::Engine::new(&shared.config().data_dir, relay);
-    loop {
-        let cfg = shared.config();
-        let every = cfg.alerts.as_ref().map(|a| a.evaluation_interval).unwrap_or(Duration::from_secs(5));
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        let Some(alerts) = cfg.alerts.clone() else { continue };
-        let latest = shared.latest.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let report = shared.report();
+    async fn tick(&mut self) {
+        let cfg = self.config.get();
+        let Some(rules) = cfg.alerts.clone() else { return };
+        let latest = self.probes.latest();
+        let report = self.feed.latest();
         let inputs = crate::alert::Inputs {
             config: &cfg,
             latest: &latest,
             report: report.as_deref(),
         };
-        engine.evaluate(&alerts, &inputs).await;
-        *shared.alerts.write().unwrap_or_else(|p| p.into_inner()) = engine.instances();
+        self.engine.evaluate(&rules, &inputs).await;
+        self.alerts.set(self.engine.instances());
     }
 }
 
 /// Exports each probe's availability over 1, 7 and 30 days, every minute.
-async fn availability_loop(shared: Arc<Shared>, stop: tokio_util::sync::CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(60));
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let dir = shared.config().data_dir.clone();
-        let res = tokio::task::spawn_blocking(
-            move || -> Result<Vec<(&'static str, Vec<crate::crosscheck::history::Availability>)>, String> {
-                let reader = crate::store::HistoryReader::open(&dir).map_err(|e| e.to_string())?;
+struct AvailabilityGauges(History);
+
+impl Periodic for AvailabilityGauges {
+    fn period(&mut self) -> Duration {
+        Duration::from_secs(60)
+    }
+
+    fn ticks_at_start(&self) -> bool {
+        true
+    }
+
+    async fn tick(&mut self) {
+        let windows = self
+            .0
+            .read(|reader| {
                 let now = probe::unix_now();
                 [("1d", 1.0), ("7d", 7.0), ("30d", 30.0)]
                     .into_iter()
-                    .map(|(w, days)| {
-                        reader
-                            .availability(now - days * 86400.0, now)
-                            .map(|a| (w, a))
-                            .map_err(|e| e.to_string())
-                    })
-                    .collect()
-            },
-        )
-        .await;
-        match res {
-            Ok(Ok(windows)) => {
+                    .map(|(w, days)| reader.availability(now - days * 86400.0, now).map(|a| (w, a)))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await;
+        match windows {
+            Ok(windows) => {
                 for (w, list) in windows {
                     for a in list {
                         if let Some(r) = a.ratio {
-                            metrics::gauge!("lookout_probe_availability_ratio", "probe" => a.probe.clone(), "window" => w).set(r);
+                            metrics::gauge!("lookout_probe_availability_ratio", "probe" => a.probe, "window" => w).set(r);
                         }
                     }
                 }
             }
-            Ok(Err(e)) => tracing::debug!(error = %e, "Availability not computed"),
-            Err(e) => tracing::debug!(error = %e, "Availability task failed"),
+            Err(e) => tracing::debug!(error = %e, "Availability not computed"),
         }
+    }
+}
+
+/// Keeps the Prometheus recorder's histograms trimmed, every 5 seconds.
+struct MetricsUpkeep(PrometheusHandle);
+
+impl Periodic for MetricsUpkeep {
+    fn period(&mut self) -> Duration {
+        Duration::from_secs(5)
+    }
+
+    fn ticks_at_start(&self) -> bool {
+        true
+    }
+
+    async fn tick(&mut self) {
+        self.0.run_upkeep();
     }
 }
 
@@ -287,9 +179,25 @@ fn options(cfg: &Config) -> schedule::Options {
     }
 }
 
-/// The longest probe timeout, plus a margin: how long shutdown waits.
+/// The longest probe timeout, plus a margin: how long the scheduler's
+/// drain waits.
 fn grace(cfg: &Config) -> Duration {
     cfg.probes.iter().map(|p| p.timeout).max().unwrap_or_default() + Duration::from_secs(1)
+}
+
+/// How long the background tasks' drain waits: a delivery under way is
+/// bounded by its destination's timeout, the HTTP server's open requests by
+/// five seconds; a margin on top. A task still running after that is cut
+/// off (its delivery stays pending and goes out after the restart).
+fn drain_grace(cfg: &Config) -> Duration {
+    let deliveries = cfg
+        .relay
+        .iter()
+        .flat_map(|r| &r.destinations)
+        .map(|d| d.delivery.timeout)
+        .max()
+        .unwrap_or_default();
+    deliveries.max(Duration::from_secs(5)) + Duration::from_secs(1)
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
@@ -299,13 +207,22 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         tracing::info!("No configuration file: probing the Redis named by REDIS_URL (or REDIS_HOST…), default redis://127.0.0.1:6379");
     }
     let metrics_handle = crate::telemetry::install_recorder()?;
-    let (history, err) = History::open(&cfg.data_dir, cfg.retention);
+    let (dir, retention) = (cfg.data_dir.clone(), cfg.retention);
+    let (history, err) = tokio::task::spawn_blocking(move || History::open(&dir, retention)).await?;
     if let Some(e) = err {
         metrics::counter!("lookout_history_errors_total", "op" => "open").increment(1);
         tracing::error!(error = %e, "History store unavailable; probing goes on without history");
     }
-    let shared = Arc::new(Shared::new(cfg.clone(), history.clone()));
-    let sink: Arc<dyn Sink> = Arc::new(DaemonSink(shared.clone()));
+    let config = Arc::new(CurrentConfig::new(cfg.clone()));
+    let probes = Arc::new(Probes::default());
+    let feed = Arc::new(Feed::default());
+    let alerts = Arc::new(Alerts::default());
+    let sink: Arc<dyn Sink> = Arc::new(DaemonSink {
+        config: config.clone(),
+        probes: probes.clone(),
+        feed: feed.clone(),
+        history: history.clone(),
+    });
     config_loaded(true);
 
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -314,43 +231,54 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
     tracing::info!(listen = %cfg.listen, probes = cfg.probes.len(), config = %cfg.source.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "<embedded default>".into()), "lookout started");
 
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
-    let shutdown = tokio_util::sync::CancellationToken::new();
+    let tasks = Tasks::new();
     let relay = match &cfg.relay {
-        Some(rc) => {
-            Some(crate::relay::Relay::start(rc.clone(), &cfg.data_dir, shutdown.clone()).map_err(|e| anyhow::anyhow!("relay: {e}"))?)
-        }
+        Some(rc) => Some(
+            crate::relay::Relay::start(rc.clone(), &cfg.data_dir, &tasks)
+                .await
+                .map_err(|e| anyhow::anyhow!("relay: {e}"))?,
+        ),
         None => None,
     };
-    tokio::spawn(alert_loop(shared.clone(), relay.clone(), shutdown.clone()));
-    let app = crate::server::router(crate::server::AppState {
-        shared: shared.clone(),
+    let (dir, alert_relay) = (cfg.data_dir.clone(), relay.clone());
+    let engine = tokio::task::spawn_blocking(move || crate::alert::Engine::new(&dir, alert_relay)).await?;
+    tasks.every(AlertRules {
+        engine,
+        config: config.clone(),
+        probes: probes.clone(),
+        feed: feed.clone(),
+        alerts: alerts.clone(),
+    });
+    let app = crate::server::router(AppState {
+        config: config.clone(),
+        probes: probes.clone(),
+        crosscheck: feed.clone(),
+        alerts,
+        history: history.clone(),
         metrics: metrics_handle.clone(),
         reload: reload_tx,
         relay,
     });
-    let server_shutdown = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
-            .await
-    });
-    let upkeep_handle = metrics_handle.clone();
-    let upkeep_stop = shutdown.clone();
-    tokio::spawn(async move {
-        let mut t = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tokio::select! {
-                _ = upkeep_stop.cancelled() => return,
-                _ = t.tick() => upkeep_handle.run_upkeep(),
-            }
+    let server_stop = tasks.stopping();
+    tasks.spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { server_stop.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "HTTP server stopped with an error");
         }
     });
-
-    tokio::spawn(crosscheck_loop(shared.clone(), shutdown.clone()));
-    tokio::spawn(availability_loop(shared.clone(), shutdown.clone()));
+    tasks.every(MetricsUpkeep(metrics_handle));
+    let rounds_config = config.clone();
+    tasks.every(Rounds {
+        feed,
+        history: history.clone(),
+        config: move || rounds_config.get(),
+    });
+    tasks.every(AvailabilityGauges(history.clone()));
     let mut running = Some(schedule::start(build_all(&cfg)?, options(&cfg), sink.clone()).await?);
     if cfg.probes.is_empty() {
-        shared.update_ready();
+        probes.update_ready(&cfg);
     }
 
     let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
@@ -362,27 +290,23 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
             _ = sighup.recv() => { tracing::info!("SIGHUP: reloading configuration"); None }
             r = reload_rx.recv() => match r { Some(r) => Some(r), None => continue },
         };
-        let outcome = reload(&source, &shared, &mut running, &sink).await;
+        let outcome = reload(&source, &config, &probes, &mut running, &sink).await;
         if let Some(reply) = reply {
             let _ = reply.send(outcome);
         }
     }
 
-    let cfg = shared.config();
+    let cfg = config.get();
     if let Some(r) = running.take() {
         r.stop(grace(&cfg)).await;
     }
-    history.flush().await;
-    shutdown.cancel();
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "HTTP server stopped with an error"),
-        Err(_) => tracing::warn!("HTTP server did not stop within 5s"),
-        _ => {}
+    if !tasks.drain(drain_grace(&cfg)).await {
+        tracing::warn!(grace = ?drain_grace(&cfg), "Background tasks did not stop within the grace period");
     }
+    history.flush().await;
     tracing::info!("lookout stopped");
     Ok(())
 }
-
 fn config_loaded(ok: bool) {
     metrics::gauge!("lookout_config_last_reload_successful").set(if ok { 1.0 } else { 0.0 });
     if ok {
@@ -392,7 +316,8 @@ fn config_loaded(ok: bool) {
 
 async fn reload(
     source: &ConfigSource,
-    shared: &Arc<Shared>,
+    config: &CurrentConfig,
+    probes: &Probes,
     running: &mut Option<schedule::Running>,
     sink: &Arc<dyn Sink>,
 ) -> Result<(), String> {
@@ -410,7 +335,7 @@ async fn reload(
         }
     };
     let (cfg, handles) = new;
-    let old = shared.config();
+    let old = config.get();
     if cfg.listen != old.listen || cfg.data_dir != old.data_dir {
         tracing::warn!("`server.listen` and `data_dir` changes take effect at the next restart");
     }
@@ -418,13 +343,8 @@ async fn reload(
         r.stop(grace(&old)).await;
     }
     let cfg = Arc::new(cfg);
-    {
-        let mut c = shared.config.write().unwrap_or_else(|p| p.into_inner());
-        *c = cfg.clone();
-        let mut latest = shared.latest.write().unwrap_or_else(|p| p.into_inner());
-        latest.retain(|name, _| cfg.probes.iter().any(|p| &p.name == name));
-    }
-    shared.update_ready();
+    config.set(cfg.clone());
+    probes.retain_configured(&cfg);
     match schedule::start(handles, options(&cfg), sink.clone()).await {
         Ok(r) => *running = Some(r),
         Err(e) => {

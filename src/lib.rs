@@ -10,6 +10,8 @@ pub mod cmd;
 pub mod config;
 pub mod crosscheck;
 pub mod daemon;
+#[cfg(test)]
+mod fixtures;
 pub mod http;
 pub mod metric;
 pub mod probe;
@@ -18,6 +20,8 @@ pub mod report;
 pub mod schedule;
 pub mod server;
 pub mod settings;
+pub mod state;
 pub mod store;
 pub mod table;
+pub mod task;
 pub mod telemetry;

@@ -1,30 +1,15 @@
-//! The HTTP listener (`server.listen`): metrics, health, reload and status.
-
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+//! The HTTP listener (`server.listen`): metrics, health, reload, status and
+//! the relay's webhook. Handlers read the daemon's state through
+//! [`AppState`] and never write it; a reload is a request the daemon answers.
 
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use crate::daemon::{ReloadRequest, Shared};
-
-/// State shared by the handlers.
-#[derive(Clone)]
-pub struct AppState {
-    /// The daemon's state.
-    pub shared: Arc<Shared>,
-    /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
-    /// Asks the daemon to reload.
-    pub reload: mpsc::Sender<ReloadRequest>,
-    /// The webhook relay, when enabled.
-    pub relay: Option<Arc<crate::relay::Relay>>,
-}
+use crate::state::AppState;
 
 /// All routes. Unknown paths get 404 and wrong methods 405 (axum's defaults).
 pub fn router(state: AppState) -> Router {
@@ -101,7 +86,7 @@ async fn webhook(
             (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
         Err(crate::relay::IngestError::BadRequest(m)) => json_error(StatusCode::BAD_REQUEST, "invalid", &m),
-        Err(crate::relay::IngestError::Unavailable(m)) => json_error(StatusCode::SERVICE_UNAVAILABLE, "store", &m),
+        Err(e @ crate::relay::IngestError::Unavailable(_)) => json_error(StatusCode::SERVICE_UNAVAILABLE, "store", &e.to_string()),
     }
 }
 
@@ -114,7 +99,7 @@ async fn metrics(State(s): State<AppState>) -> Response {
 }
 
 async fn ready(State(s): State<AppState>) -> Response {
-    if s.shared.ready.load(Ordering::Acquire) {
+    if s.probes.is_ready() {
         (StatusCode::OK, "lookout is ready\n").into_response()
     } else {
         (
@@ -142,19 +127,11 @@ async fn reload(State(s): State<AppState>) -> Response {
 }
 
 async fn alerts_json(State(s): State<AppState>) -> Response {
-    let list = s.shared.alerts.read().unwrap_or_else(|p| p.into_inner()).clone();
-    axum::Json(list).into_response()
+    axum::Json(s.alerts.get()).into_response()
 }
 
 async fn probes_json(State(s): State<AppState>) -> Response {
-    let latest: Vec<_> = s
-        .shared
-        .latest
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .values()
-        .cloned()
-        .collect();
+    let latest: Vec<_> = s.probes.latest().into_values().collect();
     axum::Json(latest).into_response()
 }
 
@@ -186,8 +163,8 @@ async fn report(State(s): State<AppState>, Query(q): Query<ReportQuery>, headers
                 .into_response();
         }
     };
-    let Some(r) = s.shared.report() else {
-        let msg = if s.shared.config().crosscheck.is_none() {
+    let Some(r) = s.crosscheck.latest() else {
+        let msg = if s.config.get().crosscheck.is_none() {
             "no cross-check configured: it needs a `kind: redis` probe as reference and at least one other probe\n"
         } else {
             "no cross-check round yet\n"
@@ -204,73 +181,21 @@ async fn report(State(s): State<AppState>, Query(q): Query<ReportQuery>, headers
     ([(header::CONTENT_TYPE, content_type)], render(&Doc::Round(&r), format)).into_response()
 }
 
-/// How far back the status page's charts go.
-const CHART_WINDOW: f64 = 3.0 * 3600.0;
-
+/// `GET /`: the status page. Charts come from the history; without one
+/// (or if reading it fails) the page still shows probes and the cross-check.
 async fn status_page(State(s): State<AppState>) -> Html<String> {
-    use crate::metric::Metric;
-    use crate::report::html::{Series, Status, downsample, status_page};
-    let cfg = s.shared.config();
-    let latest = s.shared.latest.read().unwrap_or_else(|p| p.into_inner()).clone();
-    let report = s.shared.report();
+    use crate::report::html::status_page;
+    use crate::report::status::{CHART_WINDOW, shape};
+    let cfg = s.config.get();
+    let latest = s.probes.latest();
+    let report = s.crosscheck.latest();
     let until = crate::probe::unix_now();
-    let since = until - CHART_WINDOW;
-    // Charts show the cross-checked probes (all probes without a cross-check).
-    let names: Vec<String> = match &cfg.crosscheck {
-        Some(cc) => std::iter::once(cc.reference.clone()).chain(cc.sources.iter().cloned()).collect(),
-        None => cfg.probes.iter().map(|p| p.name.clone()).collect(),
+    let history = match s.history.read(move |r| r.since(None, until - CHART_WINDOW)).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::debug!(error = %e, "Status page without charts");
+            Vec::new()
+        }
     };
-    let dir = cfg.data_dir.clone();
-    let history = tokio::task::spawn_blocking(move || crate::store::HistoryReader::open(&dir).ok().and_then(|r| r.since(None, since).ok()))
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    let charts = [
-        Metric::HitRatio,
-        Metric::LatencySeconds,
-        Metric::UsedMemoryBytes,
-        Metric::ConnectedClients,
-    ]
-    .into_iter()
-    .map(|m| {
-        let series = names
-            .iter()
-            .map(|n| {
-                let pts: Vec<(f64, f64)> = history
-                    .iter()
-                    .filter(|o| &o.name == n)
-                    .filter_map(|o| o.values.get(&m).map(|v| (o.timestamp, *v)))
-                    .collect();
-                Series {
-                    name: n.clone(),
-                    points: downsample(&pts, 240),
-                }
-            })
-            .collect();
-        (m, series)
-    })
-    .collect();
-    // Charts span the data there is, up to the window.
-    let since = history.first().map(|o| o.timestamp.max(since)).unwrap_or(since);
-    let probes = cfg
-        .probes
-        .iter()
-        .map(|p| {
-            (
-                p.name.clone(),
-                p.spec.kind().to_string(),
-                p.schedule.to_string(),
-                latest.get(&p.name),
-            )
-        })
-        .collect();
-    Html(status_page(&Status {
-        probes,
-        report: report.as_deref(),
-        charts,
-        since,
-        until,
-        version: env!("CARGO_PKG_VERSION"),
-    }))
+    Html(status_page(&shape(&cfg, &latest, report.as_deref(), &history, until)))
 }

@@ -201,6 +201,20 @@ pub fn embedded_default(env: Env<'_>) -> Result<Config, ConfigError> {
     Ok(cfg)
 }
 
+impl crate::crosscheck::Setup for Config {
+    fn probes(&self) -> &[ProbeConfig] {
+        &self.probes
+    }
+
+    fn crosscheck(&self) -> Option<&CrossCheckConfig> {
+        self.crosscheck.as_ref()
+    }
+
+    fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
 /// The JSON Schema (draft 2020-12) of `lookout.yaml`, generated from the
 /// same types the loader reads, so it cannot drift from what is accepted
 /// (beyond rules a schema cannot say, such as cross-references).

@@ -216,3 +216,43 @@ fn every_shipped_configuration_is_valid() {
         assert_eq!(out.status.code(), Some(0), "{f}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+#[test]
+fn a_history_written_before_the_schema_had_a_version_opens_and_is_kept() {
+    let redis = Redis::start(&[]);
+    let data = tempfile::tempdir().unwrap();
+    // The observations table as lookout created it before failure reasons
+    // were stored, with a failed run of a minute ago (within the retention).
+    let a_minute_ago = lookout::probe::unix_now() - 60.0;
+    let old = rusqlite::Connection::open(data.path().join(lookout::store::HISTORY_FILE)).unwrap();
+    old.execute_batch(
+        "CREATE TABLE observations (id INTEGER PRIMARY KEY, probe TEXT NOT NULL, kind TEXT NOT NULL, ts REAL NOT NULL,
+            ok INTEGER NOT NULL, duration REAL NOT NULL, error TEXT, reading TEXT NOT NULL);",
+    )
+    .unwrap();
+    old.execute(
+        "INSERT INTO observations (probe, kind, ts, ok, duration, error, reading) VALUES ('cache', 'redis', ?1, 0, 0.5, 'connection refused', '{}')",
+        [a_minute_ago],
+    )
+    .unwrap();
+    drop(old);
+    let mut d = Daemon::start(&format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {}\nprobe_files: []\nprobes:\n  - name: cache\n    kind: redis\n    url: {}\n    every: 1s\n",
+        data.path().display(),
+        redis.url()
+    ));
+    wait_for("ready", Duration::from_secs(10), || {
+        http_get(d.port, "/-/ready").filter(|(s, _)| *s == 200)
+    });
+    let status = d.proc.terminate(Duration::from_secs(10)).expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}\n{}", d.logs());
+    assert!(!d.logs().contains("History store unavailable"), "{}", d.logs());
+
+    let history = lookout::store::HistoryReader::open(data.path()).unwrap().since(None, 0.0).unwrap();
+    let old = &history[0];
+    assert_eq!(
+        (old.timestamp, old.ok, old.error.as_deref(), old.reason),
+        (a_minute_ago, false, Some("connection refused"), None)
+    );
+    assert!(history[1..].iter().any(|o| o.name == "cache" && o.ok), "new runs stored beside it");
+}

@@ -1,10 +1,11 @@
 //! The relay as Alertmanager and the providers see it: real HTTP, stand-ins
 //! that speak Slack's, PagerDuty's and SMTP's protocols, bad input, retries,
-//! the dead-letter list, and `kill -9` in the middle of a burst.
+//! the dead-letter list, `kill -9` in the middle of a burst, and SIGTERM in
+//! the middle of a drain.
 
 mod support;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use support::saas::{Answer, SaaS, SmtpSink};
@@ -344,20 +345,25 @@ fn slack_bot_threads_a_group_and_updates_its_first_message() {
     assert_eq!(update["attachments"][0]["color"], "good");
 }
 
-#[test]
-fn kill_9_mid_burst_loses_nothing() {
+/// A relay whose every notification goes to the webhook target alone,
+/// which takes `delay` to answer each.
+fn chain_only(delay: Duration) -> (SaaS, SmtpSink, Daemon) {
     let saas = SaaS::start();
     let smtp = SmtpSink::start();
-    saas.set_delay(Duration::from_millis(20));
+    saas.set_delay(delay);
     let cfg = relay_config(&saas, &smtp, "").replace("destinations: [slack, pager, mail, chain]", "destinations: [chain]");
-    let mut d = Daemon::start(&cfg);
+    let d = Daemon::start(&cfg);
+    (saas, smtp, d)
+}
+
+/// Posts `n` notifications of distinct groups from four threads; returns
+/// the group keys answered 200.
+fn burst(port: u16, n: usize) -> Vec<String> {
     let (k, v) = auth();
-    let n = 300;
-    let accepted: Vec<String> = std::thread::scope(|s| {
+    std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
             .map(|t| {
                 let v = v.clone();
-                let port = d.port;
                 s.spawn(move || {
                     let mut ok = Vec::new();
                     for i in (t..n).step_by(4) {
@@ -373,7 +379,37 @@ fn kill_9_mid_burst_loses_nothing() {
             })
             .collect();
         handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
-    });
+    })
+}
+
+/// Starts lookout again on the daemon's configuration and data directory.
+fn restart(d: &Daemon) -> support::Proc {
+    let mut cmd = lookout();
+    cmd.current_dir(d.dir.path())
+        .args(["run", "-c"])
+        .arg(&d.config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    support::Proc::spawn("lookout", &mut cmd)
+}
+
+/// How many times the webhook target received each group.
+fn delivered_groups(saas: &SaaS) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for r in saas.received_on("/hook") {
+        if let Some(g) = r.body["groupKey"].as_str() {
+            *seen.entry(g.to_string()).or_default() += 1;
+        }
+    }
+    seen
+}
+
+#[test]
+fn kill_9_mid_burst_loses_nothing() {
+    let (saas, _smtp, mut d) = chain_only(Duration::from_millis(20));
+    let (k, v) = auth();
+    let n = 300;
+    let accepted = burst(d.port, n);
     assert_eq!(accepted.len(), n, "every webhook accepted");
     // Mid-delivery: some delivered, most not.
     wait_for("deliveries under way", Duration::from_secs(10), || {
@@ -385,19 +421,9 @@ fn kill_9_mid_burst_loses_nothing() {
     assert!(before < n, "killed mid-burst ({before} of {n} delivered)");
 
     // Restart on the same data directory.
-    let mut cmd = lookout();
-    cmd.current_dir(d.dir.path())
-        .args(["run", "-c"])
-        .arg(&d.config)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let _again = support::Proc::spawn("lookout", &mut cmd);
+    let _again = restart(&d);
     wait_for("every accepted notification delivered", Duration::from_secs(60), || {
-        let got: HashSet<String> = saas
-            .received_on("/hook")
-            .iter()
-            .filter_map(|r| r.body["groupKey"].as_str().map(str::to_string))
-            .collect();
+        let got: HashSet<String> = delivered_groups(&saas).into_keys().collect();
         accepted.iter().all(|g| got.contains(g)).then_some(())
     });
     let total = saas.received_on("/hook").len();
@@ -409,4 +435,41 @@ fn kill_9_mid_burst_loses_nothing() {
     let again = am_payload(g, "firing", &[("RedisBurst", "i0", "firing")]);
     let (status, body) = http_post(d.port, "/webhook", again.as_bytes(), &[(k, &v)]).unwrap();
     assert_eq!((status, body.contains("duplicate")), (200, true), "{body}");
+}
+
+#[test]
+fn sigterm_mid_drain_finishes_deliveries_under_way_and_sends_none_twice() {
+    // Slow enough that the queue is still draining when the signal comes.
+    let (saas, _smtp, mut d) = chain_only(Duration::from_millis(50));
+    let data = d.dir.path().join("data");
+    let n = 200;
+    let accepted = burst(d.port, n);
+    assert_eq!(accepted.len(), n, "every webhook accepted");
+    wait_for("deliveries under way", Duration::from_secs(10), || {
+        (saas.received_on("/hook").len() >= 10).then_some(())
+    });
+
+    let status = d.proc.terminate(Duration::from_secs(20)).expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    assert!(d.logs().contains("lookout stopped"), "{}", d.logs());
+    let before = saas.received_on("/hook").len();
+    assert!(before < n, "stopped mid-drain ({before} of {n} delivered)");
+    // What the target received is exactly what the outbox recorded as done:
+    // no delivery under way was cut off, no outcome was left unwritten.
+    let done = outbox_count(
+        &data,
+        "SELECT COUNT(*) FROM deliveries WHERE destination = 'chain' AND state = 'done'",
+    );
+    assert_eq!(done, before as i64, "outcomes on disk at exit");
+
+    let _again = restart(&d);
+    wait_for("every accepted notification delivered", Duration::from_secs(60), || {
+        let got = delivered_groups(&saas);
+        accepted.iter().all(|g| got.contains_key(g)).then_some(())
+    });
+    let got = delivered_groups(&saas);
+    let twice: Vec<&String> = got.iter().filter(|(_, c)| **c > 1).map(|(g, _)| g).collect();
+    assert!(twice.is_empty(), "sent twice: {twice:?}");
+    assert_eq!(got.len(), n, "none lost");
+    assert_eq!(saas.received_on("/hook").len(), n);
 }

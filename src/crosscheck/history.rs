@@ -1,63 +1,12 @@
 //! The cross-check over a window of stored history: agreement per
 //! (metric, source), the worst deviation, when it disagreed, and each probe's
 //! availability — the uptime figure for SLA reports.
+//!
+//! The store reads and writes the figures ([`crate::store::summary`]); this
+//! module turns a round into its stored form and judges a window of them.
 
-use serde::Serialize;
-
-use crate::store::HistoryReader;
-
-/// One (metric, source) over the window.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct PairSummary {
-    /// Canonical metric.
-    pub metric: String,
-    /// Source probe.
-    pub source: String,
-    /// Rounds in the window.
-    pub rounds: u64,
-    /// Rounds judged agree.
-    pub agree: u64,
-    /// Rounds judged disagree.
-    pub disagree: u64,
-    /// agree / (agree + disagree); `None` when never judged.
-    pub agreement_ratio: Option<f64>,
-    /// Largest |deviation| among disagreements.
-    pub worst_deviation: Option<f64>,
-    /// First and last disagreement, Unix seconds.
-    pub first_disagree: Option<f64>,
-    /// Last disagreement.
-    pub last_disagree: Option<f64>,
-}
-
-/// A probe's availability over the window.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Availability {
-    /// Probe name.
-    pub probe: String,
-    /// Runs in the window.
-    pub runs: u64,
-    /// Successful runs.
-    pub ok: u64,
-    /// ok / runs.
-    pub ratio: Option<f64>,
-}
-
-/// The window's summary.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct WindowSummary {
-    /// Start of the window, Unix seconds.
-    pub since: f64,
-    /// End of the window.
-    pub until: f64,
-    /// Rounds stored in the window.
-    pub rounds: u64,
-    /// Rounds by overall verdict: agree, disagree, incomplete.
-    pub round_verdicts: std::collections::BTreeMap<String, u64>,
-    /// Per (metric, source).
-    pub pairs: Vec<PairSummary>,
-    /// Per probe.
-    pub availability: Vec<Availability>,
-}
+use super::Report;
+use crate::store::{HistoryReader, StoreError, StoredEntry, StoredRound, WindowSummary};
 
 impl WindowSummary {
     /// The overall verdict over the window: disagree if any pair ever
@@ -73,8 +22,30 @@ impl WindowSummary {
     }
 }
 
+impl Report {
+    /// The round as the history stores it.
+    pub fn to_stored(&self) -> StoredRound {
+        StoredRound {
+            timestamp: self.timestamp,
+            verdict: self.verdict.as_str(),
+            entries: self
+                .entries
+                .iter()
+                .map(|e| StoredEntry {
+                    metric: e.metric.clone(),
+                    source: e.source.clone(),
+                    verdict: e.verdict.as_str(),
+                    value: e.value,
+                    reference_value: e.reference_value,
+                    deviation: e.deviation,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Summarises `[since, until]` from the store.
-pub fn summarise(reader: &HistoryReader, since: f64, until: f64) -> rusqlite::Result<WindowSummary> {
+pub fn summarise(reader: &HistoryReader, since: f64, until: f64) -> Result<WindowSummary, StoreError> {
     let (rounds, round_verdicts) = reader.round_counts(since, until)?;
     Ok(WindowSummary {
         since,

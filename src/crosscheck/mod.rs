@@ -17,10 +17,23 @@
 //!   from above.
 //!
 //! The engine is a pure function of the observations ([`judge`]); the
-//! daemon feeds it from its probes, `lookout report` from runs made on the
-//! spot.
+//! daemon feeds it from its probes ([`feed`]), `lookout report` from runs
+//! made on the spot ([`run_now`]). Stored rounds are judged over a window in
+//! [`history`].
 
 pub mod config;
+pub mod feed;
+
+/// What the cross-check reads of the configuration in force. The whole
+/// configuration implements it; the cross-check does not depend on it.
+pub trait Setup {
+    /// Every probe.
+    fn probes(&self) -> &[crate::probe::ProbeConfig];
+    /// The cross-check's own section, when there is one.
+    fn crosscheck(&self) -> Option<&CrossCheckConfig>;
+    /// Where the history lives.
+    fn data_dir(&self) -> &std::path::Path;
+}
 pub mod history;
 
 use std::fmt;
@@ -73,11 +86,6 @@ impl Verdict {
             Verdict::Reset => "reset",
             Verdict::SourceDown => "source_down",
         }
-    }
-
-    /// Parses [`Verdict::as_str`].
-    pub fn parse(s: &str) -> Option<Verdict> {
-        Verdict::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 
@@ -677,15 +685,15 @@ pub fn record_metrics(r: &Report) {
 /// bracketed. Readings the daemon stored in the last minutes (same
 /// `data_dir`) are added, so a Prometheus sample taken before this command
 /// started can be bracketed too.
-pub async fn run_now(cfg: &crate::settings::Config) -> anyhow::Result<Report> {
+pub async fn run_now(cfg: &impl Setup) -> anyhow::Result<Report> {
     use crate::probe;
-    let cc = cfg.crosscheck.as_ref().ok_or_else(|| {
+    let cc = cfg.crosscheck().ok_or_else(|| {
         anyhow::anyhow!(
             "nothing to cross-check: the configuration needs a `kind: redis` probe (the reference) and at least one other probe"
         )
     })?;
     let find = |n: &str| {
-        cfg.probes
+        cfg.probes()
             .iter()
             .find(|p| p.name == n)
             .ok_or_else(|| anyhow::anyhow!("no probe named `{n}`"))
@@ -698,20 +706,12 @@ pub async fn run_now(cfg: &crate::settings::Config) -> anyhow::Result<Report> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut refs = Vec::new();
     let since = probe::unix_now() - 7.0 * 60.0;
-    let dir = cfg.data_dir.clone();
     let name = cc.reference.clone();
-    let stored = tokio::task::spawn_blocking(move || {
-        if !dir.join(crate::store::HISTORY_FILE).exists() {
-            return Vec::new();
-        }
-        crate::store::HistoryReader::open(&dir)
-            .ok()
-            .and_then(|r| r.since(Some(&name), since).ok())
-            .unwrap_or_default()
-    })
-    .await
-    .unwrap_or_default();
-    refs.extend(stored);
+    // Without stored readings the round still runs, bracketed by its own two.
+    match crate::store::read_existing(cfg.data_dir(), move |r| r.since(Some(&name), since)).await {
+        Ok(stored) => refs.extend(stored.unwrap_or_default()),
+        Err(e) => tracing::debug!(error = %e, "Stored reference readings not used"),
+    }
     refs.push(probe::run(&reference).await);
     let observed = futures::future::join_all(sources.iter().map(probe::run)).await;
     refs.push(probe::run(&reference).await);

@@ -44,7 +44,7 @@ pub struct RawRelay {
     /// Where notifications go; each has a `name` and a `type` (`slack`,
     /// `email`, `pagerduty`, `webhook`, `log`) with that type's keys.
     #[serde(default)]
-    #[schemars(schema_with = "destination::schema_list")]
+    #[schemars(schema_with = "schema_list")]
     pub destinations: Vec<Entry>,
 }
 
@@ -178,6 +178,19 @@ pub fn parse_rate(s: &str) -> Result<Duration, String> {
         return Err(format!("invalid rate `{s}`: must be positive"));
     }
     Ok(Duration::from_secs_f64(per / n))
+}
+
+/// The JSON Schema of a list of destinations: one object per type.
+pub fn schema_list(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    use crate::config::schema::{list_of, variant};
+    use destination::{email, log, pagerduty, slack, webhook};
+    list_of(vec![
+        variant::<RawDestinationCommon, slack::RawSlack>(generator, "type", slack::TYPE),
+        variant::<RawDestinationCommon, email::RawEmail>(generator, "type", email::TYPE),
+        variant::<RawDestinationCommon, pagerduty::RawPagerDuty>(generator, "type", pagerduty::TYPE),
+        variant::<RawDestinationCommon, webhook::RawWebhook>(generator, "type", webhook::TYPE),
+        variant::<RawDestinationCommon, log::RawLog>(generator, "type", log::TYPE),
+    ])
 }
 
 /// Validates `relay:` read from `file`; `None` when disabled. Every problem

@@ -5,6 +5,11 @@
 //! outbox (so Alertmanager retries anything not yet safe); one worker per
 //! destination then delivers, retrying with backoff, honouring rate limits
 //! and `Retry-After`, and dead-letters what cannot be delivered.
+//!
+//! The workers run on the daemon's [`Tasks`]: at shutdown each finishes the
+//! delivery it has under way (bounded by its timeout) and writes the
+//! outcomes of its batch before it returns, so a stop neither loses a
+//! notification nor sends one twice.
 
 pub mod config;
 pub mod destination;
@@ -20,8 +25,9 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::task::Tasks;
 use config::{Auth, RelayConfig};
-use outbox::{Accepted, NewNotification, Outbox};
+use outbox::{Accepted, NewNotification, Outbox, OutboxError};
 use payload::{Envelope, Payload};
 
 /// The running relay.
@@ -34,22 +40,49 @@ pub struct Relay {
 }
 
 /// Why a webhook was refused.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// 400: the body is not a webhook payload.
+    #[error("{0}")]
     BadRequest(String),
     /// 503: it could not be stored; Alertmanager should retry.
-    Unavailable(String),
+    #[error(transparent)]
+    Unavailable(#[from] OutboxError),
+}
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The outbox did not open.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// A destination could not be built from its configuration.
+    #[error("destination `{name}`: {message}")]
+    Destination {
+        /// The destination's name.
+        name: String,
+        /// What was wrong.
+        message: String,
+    },
 }
 
 impl Relay {
-    /// Opens the outbox and starts one worker per destination.
-    pub fn start(config: RelayConfig, data_dir: &std::path::Path, stop: tokio_util::sync::CancellationToken) -> Result<Arc<Relay>, String> {
-        let outbox = Arc::new(Outbox::open(data_dir, config.dedup_window)?);
+    /// Opens the outbox (on the blocking pool) and starts one worker per
+    /// destination, and the queue gauges, on `tasks`.
+    pub async fn start(config: RelayConfig, data_dir: &std::path::Path, tasks: &Tasks) -> Result<Arc<Relay>, RelayError> {
+        let (dir, window) = (data_dir.to_path_buf(), config.dedup_window);
+        let outbox = Arc::new(
+            tokio::task::spawn_blocking(move || Outbox::open(&dir, window))
+                .await
+                .map_err(OutboxError::from)??,
+        );
         let mut wake = HashMap::new();
         let mut workers = Vec::new();
         for d in &config.destinations {
-            let dest = destination::build(d, outbox.clone())?;
+            let dest = destination::build(d, outbox.clone()).map_err(|message| RelayError::Destination {
+                name: d.name.clone(),
+                message,
+            })?;
             let n = Arc::new(Notify::new());
             wake.insert(d.name.clone(), n.clone());
             workers.push(worker::Worker {
@@ -62,14 +95,13 @@ impl Relay {
             });
         }
         for w in workers {
-            tokio::spawn(w.run(stop.clone()));
+            tasks.spawn(w.run(tasks.stopping()));
         }
         let relay = Arc::new(Relay { config, outbox, wake });
-        tokio::spawn(worker::gauges(
-            relay.outbox.clone(),
-            relay.config.destinations.iter().map(|d| d.name.clone()).collect(),
-            stop,
-        ));
+        tasks.every(worker::Gauges {
+            outbox: relay.outbox.clone(),
+            names: relay.config.destinations.iter().map(|d| d.name.clone()).collect(),
+        });
         Ok(relay)
     }
 
@@ -127,7 +159,7 @@ impl Relay {
             dedup,
             destinations: destinations.clone(),
         };
-        let outcome = self.outbox.ingest(n).await.map_err(IngestError::Unavailable)?;
+        let outcome = self.outbox.ingest(n).await?;
         if outcome == Accepted::Stored {
             for d in &destinations {
                 if let Some(w) = self.wake.get(d) {
@@ -136,12 +168,5 @@ impl Relay {
             }
         }
         Ok(outcome)
-    }
-
-    /// Wakes a destination's worker (after `dlq retry`).
-    pub fn wake_all(&self) {
-        for w in self.wake.values() {
-            w.notify_one();
-        }
     }
 }

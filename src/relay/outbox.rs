@@ -14,6 +14,11 @@
 //! SHA-256 digests: every insert lands on a random page of the index, so each
 //! commit wrote pages all over the file. Measured with `bench/relay.sh`:
 //! 20.5k notifications/s with that index, 36.7k/s without.
+//!
+//! Every method that reads or writes through the shared connection blocks
+//! on SQLite: async code calls them on the blocking pool (the worker's
+//! `blocking`). `ingest` and `mark` go through the writer thread and are
+//! async. Failures are [`OutboxError`]s that say which file and why.
 
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -21,7 +26,7 @@ use std::sync::Mutex;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -36,6 +41,48 @@ const MAX_BATCH: usize = 512;
 /// notifications beyond this, the oldest are forgotten first, which keeps
 /// memory bounded (about 60 bytes each).
 const MAX_RECENT: usize = 200_000;
+
+/// Why the outbox could not do something.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// `data_dir` could not be created.
+    #[error("cannot create {}: {source}", dir.display())]
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What the file system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// SQLite refused (a damaged, locked or unwritable file, a full disk).
+    #[error("outbox {}: {source}", path.display())]
+    Sqlite {
+        /// The outbox file.
+        path: PathBuf,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A batch's transaction failed: every request in it gets this (one
+    /// SQLite error, which cannot be cloned, so its text).
+    #[error("cannot store the notification: {message}")]
+    Write {
+        /// What SQLite said.
+        message: String,
+    },
+    /// The writer thread could not be started.
+    #[error("cannot start the outbox writer: {0}")]
+    Thread(#[source] std::io::Error),
+    /// The writer's queue is full: the disk cannot keep up (503, retry later).
+    #[error("outbox writer is overloaded")]
+    Overloaded,
+    /// The writer thread is gone.
+    #[error("outbox writer stopped")]
+    Stopped,
+    /// A call on the blocking pool panicked or was cancelled.
+    #[error("outbox task did not complete: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// What happened to an accepted notification.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,11 +182,11 @@ impl Recent {
 enum WriterCmd {
     Ingest {
         n: NewNotification,
-        reply: oneshot::Sender<Result<Accepted, String>>,
+        reply: oneshot::Sender<Result<Accepted, OutboxError>>,
     },
     Mark {
         op: Mark,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), OutboxError>>,
     },
 }
 
@@ -223,14 +270,7 @@ fn open_conn(path: &Path, synchronous: &str) -> rusqlite::Result<Connection> {
         -- In queue order: the worker walks this from the oldest, so taking the
         -- next delivery does not sort the whole queue.
         CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries(destination, state, id);
-        CREATE INDEX IF NOT EXISTS deliveries_group ON deliveries(destination, group_key, state, id);
-        CREATE TABLE IF NOT EXISTS threads (
-            destination TEXT NOT NULL,
-            group_key TEXT NOT NULL,
-            channel TEXT NOT NULL,
-            ts TEXT NOT NULL,
-            PRIMARY KEY (destination, group_key)
-        );",
+        CREATE INDEX IF NOT EXISTS deliveries_group ON deliveries(destination, group_key, state, id);",
     )?;
     Ok(conn)
 }
@@ -242,10 +282,17 @@ fn now() -> f64 {
 impl Outbox {
     /// Opens (creating) the outbox under `data_dir` and starts its writer.
     /// Identical payloads within `dedup_window` of each other are stored once.
-    pub fn open(data_dir: &Path, dedup_window: Duration) -> Result<Outbox, String> {
-        std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    /// Blocks on the disk: call it from the blocking pool.
+    pub fn open(data_dir: &Path, dedup_window: Duration) -> Result<Outbox, OutboxError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| OutboxError::CreateDir {
+            dir: data_dir.to_path_buf(),
+            source,
+        })?;
         let path = data_dir.join(OUTBOX_FILE);
-        let err = |e: rusqlite::Error| format!("outbox {}: {e}", path.display());
+        let err = |source| OutboxError::Sqlite {
+            path: path.clone(),
+            source,
+        };
         let writer = open_conn(&path, "FULL").map_err(err)?;
         let mut recent = Recent::new(dedup_window);
         recent.load(&writer).map_err(err)?;
@@ -255,7 +302,7 @@ impl Outbox {
         std::thread::Builder::new()
             .name("outbox-writer".into())
             .spawn(move || ingest_loop(writer, rx, recent, p))
-            .map_err(|e| e.to_string())?;
+            .map_err(OutboxError::Thread)?;
         Ok(Outbox {
             tx,
             conn: Mutex::new(conn),
@@ -263,32 +310,35 @@ impl Outbox {
         })
     }
 
-    /// Where the outbox is.
+    /// Where the outbox is: the Slack destination keeps its threads in the
+    /// same file.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Stores a notification durably. Resolves once it is on disk.
-    pub async fn ingest(&self, n: NewNotification) -> Result<Accepted, String> {
+    pub async fn ingest(&self, n: NewNotification) -> Result<Accepted, OutboxError> {
         let (reply, rx) = oneshot::channel();
-        let tx = self.tx.clone();
         // The queue is bounded; a full queue means the disk cannot keep up: say so (503).
-        tx.try_send(WriterCmd::Ingest { n, reply }).map_err(|e| match e {
-            mpsc::TrySendError::Full(_) => "outbox writer is overloaded".to_string(),
-            mpsc::TrySendError::Disconnected(_) => "outbox writer stopped".to_string(),
+        self.tx.try_send(WriterCmd::Ingest { n, reply }).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => OutboxError::Overloaded,
+            mpsc::TrySendError::Disconnected(_) => OutboxError::Stopped,
         })?;
-        rx.await.map_err(|_| "outbox writer stopped".to_string())?
+        rx.await.map_err(|_| OutboxError::Stopped)?
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, String> {
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, OutboxError> {
         let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&conn).map_err(|e| format!("outbox {}: {e}", self.path.display()))
+        f(&conn).map_err(|source| OutboxError::Sqlite {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// Up to `limit` due deliveries of `destination`, oldest first, each the
     /// oldest pending of its group (so a group's firing and resolved go in
     /// order).
-    pub fn next_due(&self, destination: &str, limit: usize) -> Result<Vec<Pending>, String> {
+    pub fn next_due(&self, destination: &str, limit: usize) -> Result<Vec<Pending>, OutboxError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
                 "SELECT d.id, d.attempts, d.created, n.payload, d.group_key FROM deliveries d INDEXED BY deliveries_queue JOIN notifications n ON n.id = d.notification
@@ -304,7 +354,7 @@ impl Outbox {
     }
 
     /// When the next pending delivery of `destination` becomes due.
-    pub fn next_wakeup(&self, destination: &str) -> Result<Option<f64>, String> {
+    pub fn next_wakeup(&self, destination: &str) -> Result<Option<f64>, OutboxError> {
         self.with(|c| {
             c.prepare_cached("SELECT MIN(next_attempt) FROM deliveries WHERE destination = ?1 AND state = 'pending'")?
                 .query_row(params![destination], |r| r.get(0))
@@ -312,21 +362,16 @@ impl Outbox {
     }
 
     /// Records a delivery's outcome (through the writer thread).
-    pub async fn mark(&self, op: Mark) -> Result<(), String> {
+    pub async fn mark(&self, op: Mark) -> Result<(), OutboxError> {
         let (reply, rx) = oneshot::channel();
         let tx = self.tx.clone();
         // The queue is bounded; wait for room rather than lose an outcome.
-        tokio::task::spawn_blocking(move || {
-            tx.send(WriterCmd::Mark { op, reply })
-                .map_err(|_| "outbox writer stopped".to_string())
-        })
-        .await
-        .map_err(|e| e.to_string())??;
-        rx.await.map_err(|_| "outbox writer stopped".to_string())?
+        tokio::task::spawn_blocking(move || tx.send(WriterCmd::Mark { op, reply }).map_err(|_| OutboxError::Stopped)).await??;
+        rx.await.map_err(|_| OutboxError::Stopped)?
     }
 
     /// Pending deliveries and the age of the oldest, per destination.
-    pub fn queue(&self) -> Result<Vec<(String, i64, Option<f64>)>, String> {
+    pub fn queue(&self) -> Result<Vec<(String, i64, Option<f64>)>, OutboxError> {
         self.with(|c| {
             let mut s = c.prepare_cached(
                 "SELECT destination, COUNT(*), MIN(created) FROM deliveries WHERE state = 'pending' GROUP BY destination",
@@ -339,7 +384,7 @@ impl Outbox {
     }
 
     /// The dead-letter list.
-    pub fn dlq(&self) -> Result<Vec<Dead>, String> {
+    pub fn dlq(&self) -> Result<Vec<Dead>, OutboxError> {
         self.with(|c| {
             let mut s = c.prepare_cached(
                 "SELECT id, destination, group_key, attempts, created, COALESCE(last_error, '') FROM deliveries WHERE state = 'dead' ORDER BY id",
@@ -353,7 +398,7 @@ impl Outbox {
 
     /// Puts dead deliveries (all when `ids` is empty) back in the queue, due now.
     /// Their age restarts, so `max_age` does not kill them again at once.
-    pub fn dlq_retry(&self, ids: &[i64]) -> Result<usize, String> {
+    pub fn dlq_retry(&self, ids: &[i64]) -> Result<usize, OutboxError> {
         self.dlq_update(
             ids,
             "UPDATE deliveries SET state = 'pending', next_attempt = ?2, created = ?2, attempts = 0 WHERE state = 'dead'",
@@ -361,11 +406,11 @@ impl Outbox {
     }
 
     /// Removes dead deliveries (all when `ids` is empty).
-    pub fn dlq_drop(&self, ids: &[i64]) -> Result<usize, String> {
+    pub fn dlq_drop(&self, ids: &[i64]) -> Result<usize, OutboxError> {
         self.dlq_update(ids, "UPDATE deliveries SET state = 'dropped' WHERE state = 'dead'")
     }
 
-    fn dlq_update(&self, ids: &[i64], sql: &str) -> Result<usize, String> {
+    fn dlq_update(&self, ids: &[i64], sql: &str) -> Result<usize, OutboxError> {
         self.with(|c| {
             let t = now();
             if ids.is_empty() {
@@ -381,39 +426,8 @@ impl Outbox {
         })
     }
 
-    /// The Slack thread of a group, for a bot-token destination.
-    pub fn thread(&self, destination: &str, group_key: &str) -> Result<Option<(String, String)>, String> {
-        self.with(|c| {
-            c.prepare_cached("SELECT channel, ts FROM threads WHERE destination = ?1 AND group_key = ?2")?
-                .query_row(params![destination, group_key], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })
-    }
-
-    /// Remembers a group's first Slack message.
-    pub fn set_thread(&self, destination: &str, group_key: &str, channel: &str, ts: &str) -> Result<(), String> {
-        self.with(|c| {
-            c.execute(
-                "INSERT OR REPLACE INTO threads (destination, group_key, channel, ts) VALUES (?1, ?2, ?3, ?4)",
-                params![destination, group_key, channel, ts],
-            )
-            .map(|_| ())
-        })
-    }
-
-    /// Forgets a group's thread (after it resolved), so the next incident starts a new one.
-    pub fn clear_thread(&self, destination: &str, group_key: &str) -> Result<(), String> {
-        self.with(|c| {
-            c.execute(
-                "DELETE FROM threads WHERE destination = ?1 AND group_key = ?2",
-                params![destination, group_key],
-            )
-            .map(|_| ())
-        })
-    }
-
     /// Deletes delivered notifications older than `age` (housekeeping).
-    pub fn prune(&self, age: Duration) -> Result<usize, String> {
+    pub fn prune(&self, age: Duration) -> Result<usize, OutboxError> {
         let cutoff = now() - age.as_secs_f64();
         self.with(|c| {
             c.execute("DELETE FROM deliveries WHERE state IN ('done', 'dropped') AND created < ?1", params![cutoff])?;
@@ -459,13 +473,13 @@ fn ingest_loop(mut conn: Connection, rx: mpsc::Receiver<WriterCmd>, mut recent: 
                 metrics::counter!("lookout_relay_store_errors_total").increment(1);
                 tracing::error!(path = %path.display(), error = %e, "Cannot write the outbox; answering 503 so Alertmanager retries");
                 for cmd in batch {
-                    let msg = format!("cannot store the notification: {e}");
+                    let failed = OutboxError::Write { message: e.to_string() };
                     match cmd {
                         WriterCmd::Ingest { reply, .. } => {
-                            let _ = reply.send(Err(msg));
+                            let _ = reply.send(Err(failed));
                         }
                         WriterCmd::Mark { reply, .. } => {
-                            let _ = reply.send(Err(msg));
+                            let _ = reply.send(Err(failed));
                         }
                     }
                 }

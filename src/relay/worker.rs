@@ -3,6 +3,12 @@
 //! schedule a retry (backoff with jitter, never before `Retry-After`) or
 //! dead-letter it (a permanent failure, or older than `max_age`). Each
 //! outcome is one event that logs and counts.
+//!
+//! Stopping: a worker takes no new delivery once told to stop, finishes the
+//! one under way (bounded by the destination's timeout), and waits for the
+//! outcomes of its batch to be on disk before it returns. Returning sooner
+//! would leave a delivered notification `pending`, to be sent again after
+//! the restart.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,9 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::destination::Delivery;
 use super::destination::{Destination, Notification};
-use super::outbox::{Mark, Outbox, Pending};
+use super::outbox::{Mark, Outbox, OutboxError, Pending};
 use super::payload::Payload;
 use super::retry::{self, DeliveryError, Reason, Retry};
+use crate::task::Periodic;
 
 /// A destination's worker.
 pub struct Worker {
@@ -32,8 +39,9 @@ pub struct Worker {
     pub wake: Arc<Notify>,
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string())?
+/// Runs an outbox read on the blocking pool: it waits on SQLite.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, OutboxError> + Send + 'static) -> Result<T, OutboxError> {
+    tokio::task::spawn_blocking(f).await?
 }
 
 impl Worker {
@@ -70,8 +78,9 @@ impl Worker {
             // is taken twice.
             let mut marks = tokio::task::JoinSet::new();
             for p in batch {
+                // What is not yet sent stays pending for the next start.
                 if stop.is_cancelled() {
-                    return;
+                    break;
                 }
                 if !groups.insert(p.group_key.clone()) {
                     continue;
@@ -83,7 +92,10 @@ impl Worker {
                 {
                     let since = t.elapsed();
                     if since < self.delivery.min_interval {
-                        tokio::time::sleep(self.delivery.min_interval - since).await;
+                        tokio::select! {
+                            _ = stop.cancelled() => break,
+                            _ = tokio::time::sleep(self.delivery.min_interval - since) => {}
+                        }
                     }
                 }
                 last_send = Some(Instant::now());
@@ -96,6 +108,8 @@ impl Worker {
                     }
                 });
             }
+            // Also when stopping: dropping the set would abort outcomes
+            // not yet written, and their deliveries would go out again.
             while marks.join_next().await.is_some() {}
         }
     }
@@ -176,18 +190,29 @@ async fn sleep_or_stop(stop: &CancellationToken, wake: &Notify, d: Duration) {
     }
 }
 
-/// Publishes queue depth and the oldest pending age per destination.
-pub async fn gauges(outbox: Arc<Outbox>, names: Vec<String>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(2));
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let ob = outbox.clone();
-        let Ok(q) = blocking(move || ob.queue()).await else { continue };
+/// Publishes queue depth and the oldest pending age per destination every
+/// two seconds, and prunes what was delivered more than a week ago.
+pub struct Gauges {
+    /// The outbox.
+    pub outbox: Arc<Outbox>,
+    /// Every destination, so an empty queue reads 0 rather than vanishing.
+    pub names: Vec<String>,
+}
+
+impl Periodic for Gauges {
+    fn period(&mut self) -> Duration {
+        Duration::from_secs(2)
+    }
+
+    fn ticks_at_start(&self) -> bool {
+        true
+    }
+
+    async fn tick(&mut self) {
+        let ob = self.outbox.clone();
+        let Ok(q) = blocking(move || ob.queue()).await else { return };
         let now = crate::probe::unix_now();
-        for n in &names {
+        for n in &self.names {
             let (depth, oldest) = q
                 .iter()
                 .find(|(d, _, _)| d == n)
@@ -196,7 +221,7 @@ pub async fn gauges(outbox: Arc<Outbox>, names: Vec<String>, stop: CancellationT
             metrics::gauge!("lookout_relay_queue_depth", "destination" => n.clone()).set(depth);
             metrics::gauge!("lookout_relay_oldest_pending_age_seconds", "destination" => n.clone()).set(oldest);
         }
-        let ob = outbox.clone();
+        let ob = self.outbox.clone();
         let _ = blocking(move || ob.prune(Duration::from_secs(7 * 24 * 3600))).await;
     }
 }

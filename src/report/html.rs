@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use super::status::{Series, Status};
 use super::{num, time, xml};
-use crate::crosscheck::history::WindowSummary;
 use crate::crosscheck::{Entry, Overall, Report, Verdict};
 use crate::metric::Metric;
-use crate::probe::Observation;
+use crate::store::WindowSummary;
 
 const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:1.5rem;color:#1d2433;background:#f7f8fa}\
 h1{font-size:1.5rem;margin:0 0 .3rem}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}\
@@ -200,14 +200,6 @@ pub fn window_page(w: &WindowSummary) -> String {
     page("lookout cross-check window", &body, None)
 }
 
-/// One line of a chart: a source's values over time.
-pub struct Series {
-    /// Legend.
-    pub name: String,
-    /// (Unix time, value), oldest first.
-    pub points: Vec<(f64, f64)>,
-}
-
 const PALETTE: [&str; 6] = ["#1f5fa8", "#c62828", "#1e7b34", "#b26a00", "#6a1b9a", "#00838f"];
 
 /// A small inline SVG line chart.
@@ -315,26 +307,10 @@ fn axis(v: f64, unit: &str) -> String {
     }
 }
 
-/// What the status page shows.
-pub struct Status<'a> {
-    /// Every probe: name, kind, schedule (text), last observation.
-    pub probes: Vec<(String, String, String, Option<&'a Observation>)>,
-    /// The latest cross-check round.
-    pub report: Option<&'a Report>,
-    /// Charts: (metric, series), over `[since, until]`.
-    pub charts: Vec<(Metric, Vec<Series>)>,
-    /// Chart window.
-    pub since: f64,
-    /// Chart window end.
-    pub until: f64,
-    /// lookout's version.
-    pub version: &'a str,
-}
-
 /// The status page at `/`.
 pub fn status_page(s: &Status<'_>) -> String {
     let mut body = String::from("<h1>lookout</h1>");
-    let failing = s.probes.iter().filter(|p| p.3.is_some_and(|o| !o.ok)).count();
+    let failing = s.probes.iter().filter(|p| p.last.is_some_and(|o| !o.ok)).count();
     let overall = match (failing, s.report.map(|r| r.verdict)) {
         (0, Some(Overall::Agree)) => (Overall::Agree, "All probes up · all sources agree".to_string()),
         (0, None) => (Overall::Agree, "All probes up".to_string()),
@@ -350,8 +326,8 @@ pub fn status_page(s: &Status<'_>) -> String {
         time(s.until)
     );
     body.push_str("<h2>Probes</h2><table id=\"probes\"><thead><tr><th>Probe</th><th>Kind</th><th>Schedule</th><th>State</th><th>Last run</th><th>Duration</th><th>Error</th></tr></thead><tbody>");
-    for (name, kind, schedule, obs) in &s.probes {
-        let (state, when, dur, err) = match obs {
+    for p in &s.probes {
+        let (state, when, dur, err) = match p.last {
             None => ("pending", String::new(), String::new(), String::new()),
             Some(o) => (
                 if o.ok { "ok" } else { "failing" },
@@ -363,10 +339,10 @@ pub fn status_page(s: &Status<'_>) -> String {
         let _ = write!(
             body,
             "<tr data-probe=\"{}\" data-state=\"{state}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
-            xml(name),
-            xml(name),
-            xml(kind),
-            xml(schedule),
+            xml(p.name),
+            xml(p.name),
+            xml(p.kind),
+            xml(&p.schedule),
             badge(state, state),
             xml(&when),
             xml(&dur),
@@ -394,34 +370,25 @@ pub fn status_page(s: &Status<'_>) -> String {
         ),
     }
     body.push_str("<h2>Last hours</h2><div class=\"charts\">");
-    for (m, series) in &s.charts {
-        let (title, unit) = match m {
+    for c in &s.charts {
+        let (title, unit) = match c.metric {
             Metric::HitRatio => ("Hit ratio (lifetime)", ""),
             Metric::LatencySeconds => ("Latency", "ms"),
             Metric::UsedMemoryBytes => ("Used memory", "MiB"),
             Metric::ConnectedClients => ("Connected clients", ""),
-            _ => (m.as_str(), ""),
+            m => (m.as_str(), ""),
         };
-        body.push_str(&svg_chart(&format!("chart-{}", m.as_str()), title, unit, series, s.since, s.until));
+        body.push_str(&svg_chart(
+            &format!("chart-{}", c.metric.as_str()),
+            title,
+            unit,
+            &c.series,
+            s.since,
+            s.until,
+        ));
     }
     body.push_str(
         "</div><p class=\"muted\">JSON: <code>/api/v1/probes</code>, <code>/report?format=json</code> · metrics: <code>/metrics</code></p>",
     );
     page("lookout status", &body, Some(15))
-}
-
-/// Downsamples a series to at most `n` points by averaging buckets.
-pub fn downsample(points: &[(f64, f64)], n: usize) -> Vec<(f64, f64)> {
-    if points.len() <= n || n == 0 {
-        return points.to_vec();
-    }
-    let per = points.len().div_ceil(n);
-    points
-        .chunks(per)
-        .map(|c| {
-            let t = c.iter().map(|p| p.0).sum::<f64>() / c.len() as f64;
-            let v = c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64;
-            (t, v)
-        })
-        .collect()
 }

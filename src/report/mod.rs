@@ -1,14 +1,16 @@
 //! Renders cross-check results: one round ([`Report`]) or a window of
 //! history ([`WindowSummary`]) as text (a terminal table), JSON (the stable
 //! interface), Markdown (for a change ticket), HTML (one self-contained
-//! file) or JUnit XML (each metric/source a test case, for CI).
+//! file) or JUnit XML (each metric/source a test case, for CI); and shapes
+//! the daemon's status page ([`status`]).
 
 pub mod html;
+pub mod status;
 
 use std::fmt::Write as _;
 
-use crate::crosscheck::history::WindowSummary;
 use crate::crosscheck::{Entry, Report, Verdict};
+use crate::store::WindowSummary;
 use crate::table::render as table;
 
 /// Output format of `lookout report`.

@@ -46,14 +46,18 @@ impl DlqCommand {
             Err(e) => return fail(1, e),
         };
         let result = match self {
-            DlqCommand::List { format } => outbox.dlq().and_then(|list| match format {
+            DlqCommand::List { format } => outbox.dlq().map_err(|e| e.to_string()).and_then(|list| match format {
                 Format::Json => json(&list),
                 Format::Text => Ok(table(&list)),
             }),
-            DlqCommand::Retry { ids, all } if all || !ids.is_empty() => {
-                outbox.dlq_retry(&ids).map(|n| format!("{n} deliveries queued again\n"))
-            }
-            DlqCommand::Drop { ids, all } if all || !ids.is_empty() => outbox.dlq_drop(&ids).map(|n| format!("{n} deliveries dropped\n")),
+            DlqCommand::Retry { ids, all } if all || !ids.is_empty() => outbox
+                .dlq_retry(&ids)
+                .map(|n| format!("{n} deliveries queued again\n"))
+                .map_err(|e| e.to_string()),
+            DlqCommand::Drop { ids, all } if all || !ids.is_empty() => outbox
+                .dlq_drop(&ids)
+                .map(|n| format!("{n} deliveries dropped\n"))
+                .map_err(|e| e.to_string()),
             _ => Err("give delivery ids, or --all".to_string()),
         };
         match result {

@@ -11,7 +11,7 @@ use clap::Subcommand;
 
 use super::fail;
 use crate::relay::config::RelayConfig;
-use crate::relay::outbox::Outbox;
+use crate::relay::outbox::{Outbox, OutboxError};
 use crate::settings::Config;
 
 /// `lookout relay …`.
@@ -55,7 +55,7 @@ pub struct Context<'a> {
 impl Context<'_> {
     /// Opens the daemon's outbox (the same file, so a running daemon sees
     /// what a command changed).
-    pub fn outbox(&self) -> Result<Outbox, String> {
+    pub fn outbox(&self) -> Result<Outbox, OutboxError> {
         Outbox::open(self.data_dir, self.config.dedup_window)
     }
 }

@@ -45,7 +45,7 @@ impl SendTestArgs {
 /// Builds the destination as the daemon does (with the outbox, where a
 /// Slack bot keeps its threads) and delivers the test notification once.
 async fn send(relay: &Context<'_>, d: &DestinationConfig) -> Result<(), String> {
-    let dest = destination::build(d, Arc::new(relay.outbox()?))?;
+    let dest = destination::build(d, Arc::new(relay.outbox().map_err(|e| e.to_string())?))?;
     let p = crate::relay::template::test_notification();
     let raw = serde_json::to_string(&p).map_err(|e| e.to_string())?;
     let n = Notification { payload: &p, raw: &raw };

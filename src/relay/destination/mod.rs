@@ -90,19 +90,6 @@ pub fn types() -> [(&'static str, &'static [&'static str]); 5] {
     ]
 }
 
-/// The JSON Schema of a list of destinations: one object per type.
-pub fn schema_list(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    use super::config::RawDestinationCommon as C;
-    use crate::config::schema::{list_of, variant};
-    list_of(vec![
-        variant::<C, slack::RawSlack>(generator, "type", slack::TYPE),
-        variant::<C, email::RawEmail>(generator, "type", email::TYPE),
-        variant::<C, pagerduty::RawPagerDuty>(generator, "type", pagerduty::TYPE),
-        variant::<C, webhook::RawWebhook>(generator, "type", webhook::TYPE),
-        variant::<C, log::RawLog>(generator, "type", log::TYPE),
-    ])
-}
-
 /// The template parts a type renders, with their defaults (none: the type
 /// sends the payload as received).
 pub fn templates(type_name: &str) -> &'static [(&'static str, &'static str)] {

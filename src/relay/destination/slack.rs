@@ -8,9 +8,10 @@
 //! thread of its first message, and that first message is updated when the
 //! group resolves, so a channel shows one line per incident.
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
@@ -121,7 +122,7 @@ pub struct Slack {
     client: SlackClient<Connector>,
     webhook: Option<url::Url>,
     bot: Option<(SlackApiToken, SlackChannelId)>,
-    outbox: Arc<Outbox>,
+    threads: Threads,
     templates: Templates,
 }
 
@@ -163,7 +164,7 @@ impl Slack {
             client: SlackClient::new(connector),
             webhook,
             bot,
-            outbox,
+            threads: Threads::beside(&outbox),
             templates: Templates::compile(TYPE, TEMPLATES, &cfg.templates)?,
         })
     }
@@ -211,10 +212,7 @@ impl Slack {
     ) -> Result<(), DeliveryError> {
         let session = self.client.open_session(token);
         let group = &n.payload.group_key;
-        let thread = self
-            .outbox
-            .thread(&self.name, group)
-            .map_err(|e| DeliveryError::transient(Reason::ServerError, e))?;
+        let thread = self.threads.get(&self.name, group).await.map_err(ThreadsError::into_delivery)?;
         match thread {
             None => {
                 let resp = session
@@ -222,9 +220,10 @@ impl Slack {
                     .await
                     .map_err(slack_error)?;
                 if n.payload.status == "firing" {
-                    self.outbox
-                        .set_thread(&self.name, group, &resp.channel.0, &resp.ts.0)
-                        .map_err(|e| DeliveryError::transient(Reason::ServerError, e))?;
+                    self.threads
+                        .set(&self.name, group, &resp.channel.0, &resp.ts.0)
+                        .await
+                        .map_err(ThreadsError::into_delivery)?;
                 }
             }
             Some((ch, ts)) => {
@@ -240,14 +239,120 @@ impl Slack {
                         .chat_update(&SlackApiChatUpdateRequest::new(ch, content, ts))
                         .await
                         .map_err(slack_error)?;
-                    self.outbox
-                        .clear_thread(&self.name, group)
-                        .map_err(|e| DeliveryError::transient(Reason::ServerError, e))?;
+                    self.threads.clear(&self.name, group).await.map_err(ThreadsError::into_delivery)?;
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Why the thread store could not answer.
+#[derive(Debug, thiserror::Error)]
+enum ThreadsError {
+    #[error("Slack thread store {}: {source}", path.display())]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+    #[error("Slack thread store task did not complete: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl ThreadsError {
+    /// A store that cannot answer now may answer on the next attempt.
+    fn into_delivery(self) -> DeliveryError {
+        DeliveryError::transient(Reason::ServerError, self.to_string())
+    }
+}
+
+/// Which message each alert group's thread hangs from, for a bot-token
+/// destination: the group's first message while it fires, forgotten once
+/// it resolves so the next incident starts a new thread.
+///
+/// A small store of the destination's own, in the outbox's file (its
+/// `threads` table, as before, so threads survive an upgrade), on its own
+/// connection opened at first use: a webhook-only Slack never touches it.
+/// Every call runs on the blocking pool.
+struct Threads {
+    path: PathBuf,
+    /// A std mutex: locked only on the blocking pool, around one statement.
+    conn: Arc<Mutex<Option<Connection>>>,
+}
+
+impl Threads {
+    fn beside(outbox: &Outbox) -> Threads {
+        Threads {
+            path: outbox.path().to_path_buf(),
+            conn: Arc::default(),
+        }
+    }
+
+    /// The channel and message timestamp of `group`'s thread.
+    async fn get(&self, destination: &str, group: &str) -> Result<Option<(String, String)>, ThreadsError> {
+        let (d, g) = (destination.to_string(), group.to_string());
+        self.call(move |c| {
+            c.prepare_cached("SELECT channel, ts FROM threads WHERE destination = ?1 AND group_key = ?2")?
+                .query_row(params![d, g], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .await
+    }
+
+    /// Remembers `group`'s first message.
+    async fn set(&self, destination: &str, group: &str, channel: &str, ts: &str) -> Result<(), ThreadsError> {
+        let row = [destination, group, channel, ts].map(str::to_string);
+        self.call(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO threads (destination, group_key, channel, ts) VALUES (?1, ?2, ?3, ?4)",
+                params![row[0], row[1], row[2], row[3]],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Forgets `group`'s thread.
+    async fn clear(&self, destination: &str, group: &str) -> Result<(), ThreadsError> {
+        let (d, g) = (destination.to_string(), group.to_string());
+        self.call(move |c| {
+            c.execute("DELETE FROM threads WHERE destination = ?1 AND group_key = ?2", params![d, g])
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, ThreadsError> {
+        let (path, conn) = (self.path.clone(), self.conn.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+            let run = |slot: &mut Option<Connection>| {
+                let c = match slot {
+                    Some(c) => c,
+                    None => slot.insert(open_threads(&path)?),
+                };
+                f(c)
+            };
+            run(&mut conn).map_err(|source| ThreadsError::Sqlite { path, source })
+        })
+        .await?
+    }
+}
+
+fn open_threads(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS threads (
+            destination TEXT NOT NULL,
+            group_key TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            ts TEXT NOT NULL,
+            PRIMARY KEY (destination, group_key)
+        );",
+    )?;
+    Ok(conn)
 }
 
 fn trim(s: &str, max: usize) -> String {
@@ -321,5 +426,26 @@ mod tests {
         assert_eq!(t.chars().count(), MAX_TEXT);
         assert!(t.ends_with("more characters trimmed)"));
         assert_eq!(trim("short", MAX_TEXT), "short");
+    }
+
+    #[tokio::test]
+    async fn threads_written_by_the_outbox_of_old_are_found_set_and_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Outbox::open(dir.path(), std::time::Duration::ZERO).unwrap();
+        // The table as the outbox used to create and fill it.
+        let old = Connection::open(outbox.path()).unwrap();
+        old.execute_batch(
+            "CREATE TABLE threads (destination TEXT NOT NULL, group_key TEXT NOT NULL, channel TEXT NOT NULL, ts TEXT NOT NULL, PRIMARY KEY (destination, group_key));
+             INSERT INTO threads VALUES ('bot', 'g1', 'C1', '1700000000.000001');",
+        )
+        .unwrap();
+        let threads = Threads::beside(&outbox);
+        let thread = |g: &'static str| threads.get("bot", g);
+        assert_eq!(thread("g1").await.unwrap(), Some(("C1".into(), "1700000000.000001".into())));
+        assert_eq!(thread("g2").await.unwrap(), None);
+        threads.set("bot", "g2", "C2", "1700000000.000002").await.unwrap();
+        assert_eq!(thread("g2").await.unwrap(), Some(("C2".into(), "1700000000.000002".into())));
+        threads.clear("bot", "g1").await.unwrap();
+        assert_eq!(thread("g1").await.unwrap(), None);
     }
 }

@@ -1,0 +1,136 @@
+//! The history database's schema, and how an older file is brought up to
+//! it when opened.
+//!
+//! The version lives in `PRAGMA user_version`. Files written before it
+//! existed say 0: they lack the `reason` column of `observations` (why a
+//! probe failed, as a label value), which is added on open. Every change is a
+//! step here that an old `data_dir` goes through once, so a downgrade is the
+//! only thing that cannot open a file.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// The schema this build writes.
+pub const VERSION: i64 = 1;
+
+const TABLES: &str = "CREATE TABLE IF NOT EXISTS observations (
+    id INTEGER PRIMARY KEY,
+    probe TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ts REAL NOT NULL,
+    ok INTEGER NOT NULL,
+    duration REAL NOT NULL,
+    error TEXT,
+    reading TEXT NOT NULL,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS observations_probe_ts ON observations(probe, ts);
+-- Covering: availability over a window reads the index alone.
+CREATE INDEX IF NOT EXISTS observations_probe_ts_ok ON observations(probe, ts, ok);
+CREATE INDEX IF NOT EXISTS observations_ts ON observations(ts);
+CREATE TABLE IF NOT EXISTS crosscheck_rounds (
+    ts REAL NOT NULL,
+    verdict TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS crosscheck_rounds_ts ON crosscheck_rounds(ts);
+CREATE TABLE IF NOT EXISTS crosscheck (
+    ts REAL NOT NULL,
+    metric TEXT NOT NULL,
+    source TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    value REAL,
+    reference_value REAL,
+    deviation REAL
+);
+CREATE INDEX IF NOT EXISTS crosscheck_ts ON crosscheck(ts);
+-- Covering and in group order: a window summary is one index scan,
+-- no sort and no table lookups (a day of 1 s rounds is 2.3 M rows).
+CREATE INDEX IF NOT EXISTS crosscheck_pair ON crosscheck(metric, source, ts, verdict, deviation);";
+
+/// Opens the file for the writer: the schema as [`open`], and an integrity
+/// check, so a database that opens but is damaged fails here rather than on
+/// the first write. Only the writer checks: it reads the whole file.
+pub fn open_checked(path: &Path) -> Result<Connection, StoreError> {
+    let conn = open(path)?;
+    let check: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| StoreError::sqlite(path, e))?;
+    if check != "ok" {
+        tracing::error!(path = %path.display(), result = %check, "History database failed its integrity check");
+        return Err(StoreError::Damaged {
+            path: path.to_path_buf(),
+            result: check,
+        });
+    }
+    Ok(conn)
+}
+
+/// Opens (creating) the file in WAL mode and brings its schema up to
+/// [`VERSION`]. Readers go through here too: a `lookout report` run on an
+/// old `data_dir` before the daemon was upgraded must find the new column.
+pub fn open(path: &Path) -> Result<Connection, StoreError> {
+    let err = |e| StoreError::sqlite(path, e);
+    let mut conn = Connection::open(path).map_err(err)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+    conn.execute_batch(TABLES).map_err(err)?;
+    migrate(&mut conn).map_err(err)?;
+    Ok(conn)
+}
+
+/// Steps an older file up to [`VERSION`], in one transaction that holds the
+/// write lock, so the daemon and a command opening the same old file at
+/// once do not both add the column.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version >= VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version < 1 && !has_column(&tx, "observations", "reason")? {
+        tx.execute_batch("ALTER TABLE observations ADD COLUMN reason TEXT")?;
+    }
+    tx.pragma_update(None, "user_version", VERSION)?;
+    tx.commit()
+}
+
+fn has_column(conn: &Connection, table: &str, column: &str) -> rusqlite::Result<bool> {
+    let mut stmt = conn.prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")?;
+    stmt.exists(rusqlite::params![table, column])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tables as lookout wrote them before the schema had a version.
+    const UNVERSIONED: &str = "CREATE TABLE observations (
+        id INTEGER PRIMARY KEY, probe TEXT NOT NULL, kind TEXT NOT NULL, ts REAL NOT NULL,
+        ok INTEGER NOT NULL, duration REAL NOT NULL, error TEXT, reading TEXT NOT NULL);
+        INSERT INTO observations (probe, kind, ts, ok, duration, error, reading)
+        VALUES ('cache', 'redis', 1.0, 0, 0.5, 'refused', '{}');";
+
+    #[test]
+    fn an_unversioned_file_gains_the_reason_column_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.db");
+        Connection::open(&path).unwrap().execute_batch(UNVERSIONED).unwrap();
+        let conn = open_checked(&path).unwrap();
+        assert!(has_column(&conn, "observations", "reason").unwrap());
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, VERSION);
+        let (n, reason): (i64, Option<String>) = conn
+            .query_row("SELECT COUNT(*), MAX(reason) FROM observations", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!((n, reason), (1, None));
+        drop(conn);
+        // Opening again is a no-op.
+        open(&path).unwrap();
+    }
+}

@@ -1,0 +1,95 @@
+//! What the history holds beside the raw observations: cross-check rounds
+//! as stored, and the summaries read back over a window (agreement per
+//! metric and source, availability per probe) for SLA reports and the
+//! availability gauges.
+//!
+//! These are plain data. Judging them (the window's overall verdict) is the
+//! cross-check's business, in `crosscheck::history`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// A cross-check round as stored: its overall verdict and one row per
+/// (metric, source). Verdicts are their stable names (`agree`, `stale`, …),
+/// the strings the `verdict` columns have always held.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRound {
+    /// When the round ran, Unix seconds.
+    pub timestamp: f64,
+    /// The round's overall verdict.
+    pub verdict: &'static str,
+    /// One row per judged (metric, source).
+    pub entries: Vec<StoredEntry>,
+}
+
+/// One judged (metric, source) of a [`StoredRound`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEntry {
+    /// Canonical metric name.
+    pub metric: String,
+    /// Source probe name.
+    pub source: String,
+    /// The verdict's name.
+    pub verdict: &'static str,
+    /// The source's value.
+    pub value: Option<f64>,
+    /// The reference value it was compared with.
+    pub reference_value: Option<f64>,
+    /// How far outside the bound.
+    pub deviation: Option<f64>,
+}
+
+/// One (metric, source) over the window.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PairSummary {
+    /// Canonical metric.
+    pub metric: String,
+    /// Source probe.
+    pub source: String,
+    /// Rounds in the window.
+    pub rounds: u64,
+    /// Rounds judged agree.
+    pub agree: u64,
+    /// Rounds judged disagree.
+    pub disagree: u64,
+    /// agree / (agree + disagree); `None` when never judged.
+    pub agreement_ratio: Option<f64>,
+    /// Largest |deviation| among disagreements.
+    pub worst_deviation: Option<f64>,
+    /// First and last disagreement, Unix seconds.
+    pub first_disagree: Option<f64>,
+    /// Last disagreement.
+    pub last_disagree: Option<f64>,
+}
+
+/// A probe's availability over the window.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Availability {
+    /// Probe name.
+    pub probe: String,
+    /// Runs in the window.
+    pub runs: u64,
+    /// Successful runs.
+    pub ok: u64,
+    /// ok / runs.
+    pub ratio: Option<f64>,
+}
+
+/// The window's summary. Its JSON form (with the verdict beside it) is
+/// `lookout report --window`'s stable interface.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WindowSummary {
+    /// Start of the window, Unix seconds.
+    pub since: f64,
+    /// End of the window.
+    pub until: f64,
+    /// Rounds stored in the window.
+    pub rounds: u64,
+    /// Rounds by overall verdict: agree, disagree, incomplete.
+    pub round_verdicts: BTreeMap<String, u64>,
+    /// Per (metric, source).
+    pub pairs: Vec<PairSummary>,
+    /// Per probe.
+    pub availability: Vec<Availability>,
+}
