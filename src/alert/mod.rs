@@ -189,8 +189,13 @@ impl Engine {
         // Forget instances long resolved.
         let before = self.instances.len();
         // (An inactive instance still counting failing checks is kept: its streak is its hysteresis.)
+        // An incident is over once Alertmanager no longer hears its resolve and
+        // the relay owes no resolve for it.
         self.instances.retain(|_, (_, i)| {
-            !(i.state == "inactive" && i.failing == 0 && i.fired_at.is_none() && i.resolved_at.is_none_or(|r| now - r > RESOLVED_RETENTION))
+            !(i.state == "inactive"
+                && i.failing == 0
+                && !relay_owes_resolve(i)
+                && i.resolved_at.is_none_or(|r| now - r > RESOLVED_RETENTION))
         });
         if changed || before != self.instances.len() {
             self.persist();
@@ -349,7 +354,10 @@ impl Engine {
                 }
             }
         }
-        if !pushed {
+        // The relay is the way around Alertmanager, not a second path: it
+        // carries alerts only when there is no Alertmanager or it cannot be
+        // reached (a failed push or health check this round).
+        if inputs.config.alertmanager.is_none() || self.am_failing.is_some() {
             self.via_relay(cfg, now).await;
         }
         pushed
@@ -371,7 +379,7 @@ impl Engine {
                 .map(|r| r.reminder.as_secs_f64())
                 .unwrap_or(4.0 * 3600.0);
             let firing_due = i.state == "firing" && i.last_relay.is_none_or(|t| now - t >= reminder);
-            let resolved_due = i.state == "inactive" && i.fired_at.is_some() && i.resolved_at.is_some() && i.last_relay < i.resolved_at;
+            let resolved_due = i.state == "inactive" && relay_owes_resolve(&i);
             if !(firing_due || resolved_due) {
                 continue;
             }
@@ -414,6 +422,13 @@ impl Engine {
                 hosts.len() > 1
             }
     }
+}
+
+/// Whether the relay announced this incident's firing and not yet its
+/// resolve: the relay resolves only what it announced, so an incident that
+/// Alertmanager carried is not resolved a second time around it.
+fn relay_owes_resolve(i: &Instance) -> bool {
+    i.fired_at.is_some_and(|f| i.last_relay.is_some_and(|r| r >= f)) && i.resolved_at.is_some() && i.last_relay < i.resolved_at
 }
 
 fn probe_host(p: &crate::probe::ProbeConfig) -> Option<String> {
