@@ -19,6 +19,8 @@
 //! failing to connect at once). Firing state is persisted, so a resolve still
 //! goes out after a restart.
 
+pub mod state;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
