@@ -353,3 +353,45 @@ fn health_endpoint_down_fires_after_fail_after_and_for_not_before() {
     });
     assert_eq!(count(&saas.received_on("/hook"), "firing", "HealthEndpointDown"), 1);
 }
+
+#[test]
+fn the_relay_resolves_alertmanager_unreachable_once_alertmanager_is_back() {
+    let redis = Redis::start(&[]);
+    let via_relay = SaaS::start();
+    let via_am = SaaS::start();
+    // First an Alertmanager address where nothing listens.
+    let nowhere = support::free_port();
+    let cfg = |am_url: &str| {
+        format!(
+            "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nalertmanager:\n  url: {am_url}\n  timeout: 1s\nprobes:\n  - {{name: cache, kind: redis, url: '{}', every: 500ms}}\nalerts:\n  evaluation_interval: 500ms\n  resend_delay: 2s\n  rules:\n    AlertmanagerUnreachable: {{for: 1s}}\nrelay:\n  destinations:\n    - {{name: chain, type: webhook, url: '{}'}}\n",
+            redis.url(),
+            via_relay.url("/hook")
+        )
+    };
+    let d = Daemon::start(&cfg(&format!("http://127.0.0.1:{nowhere}")));
+    wait_for("AlertmanagerUnreachable through the relay", Duration::from_secs(20), || {
+        (count(&via_relay.received_on("/hook"), "firing", "AlertmanagerUnreachable") > 0).then_some(())
+    });
+
+    // An Alertmanager appears (a reload points lookout at it).
+    let am = Alertmanager::start(&format!(
+        "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: '{}'\n        send_resolved: true\n",
+        via_am.url("/hook")
+    ));
+    d.write_config(&cfg(&am.url()));
+    support::unsafe_kill(d.proc.pid(), "HUP");
+    // The relay told a person Alertmanager was unreachable: it tells them
+    // it is back, whatever Alertmanager itself makes of an alert that
+    // resolved within its group_wait.
+    wait_for(
+        "AlertmanagerUnreachable resolved through the relay",
+        Duration::from_secs(20),
+        || (count(&via_relay.received_on("/hook"), "resolved", "AlertmanagerUnreachable") > 0).then_some(()),
+    );
+    assert_eq!(
+        count(&via_relay.received_on("/hook"), "firing", "AlertmanagerUnreachable"),
+        1,
+        "one notice, no reminder: {:?}",
+        via_relay.received_on("/hook").iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+}

@@ -7,7 +7,8 @@
 //! is configured, or it cannot be reached, they go straight into lookout's
 //! own relay as webhook payloads ([`fallback`]): an alert about Redis must
 //! reach a person even when Alertmanager is down. The relay is the way
-//! around Alertmanager, never a second path beside a healthy one.
+//! around Alertmanager, never a second path beside a healthy one; it only
+//! closes, once Alertmanager is back, the incidents it opened.
 //!
 //! Nothing is sent inside a maintenance window, nor while lookout itself has
 //! lost the network ([`network`]). Firing state is persisted in
@@ -196,13 +197,14 @@ impl Engine {
         changed
     }
 
-    /// What is due on `via` now, instance by instance.
-    fn due(&self, cfg: &AlertsConfig, via: Via, maintenance: bool, now: f64) -> Vec<Due> {
+    /// What is due now, instance by instance, in answer to `ask` (an
+    /// [`Input::Due`]).
+    fn due(&self, cfg: &AlertsConfig, ask: Input, now: f64) -> Vec<Due> {
         self.instances
             .iter()
             .flat_map(|(k, (rule, i))| {
                 let timing = Timing::of(cfg.rules.iter().find(|r| r.name == *rule), cfg.resend_delay);
-                let (_, effects) = step(&timing, i.state, Input::Due { via, maintenance }, now);
+                let (_, effects) = step(&timing, i.state, ask, now);
                 effects.into_iter().map(move |e| (k.clone(), timing, e))
             })
             .collect()
@@ -215,9 +217,11 @@ impl Engine {
         }
     }
 
-    /// Sends what is due: to Alertmanager when there is one, and around it
-    /// through the relay only when there is none or it could not be reached
-    /// this round. True when a delivery changed a state.
+    /// Sends what is due: to Alertmanager when there is one, and through
+    /// the relay what the state machine gives it — everything when there is
+    /// no Alertmanager or it could not be reached this round, otherwise only
+    /// the resolves of incidents the relay announced. True when a delivery
+    /// changed a state.
     async fn deliver(&mut self, cfg: &AlertsConfig, config: &Config, now: f64, maintenance: bool) -> bool {
         let mut changed = false;
         // Inside a window nothing could be sent, so Alertmanager is not even
@@ -228,9 +232,12 @@ impl Engine {
             let generator = format!("http://{}/", config.listen);
             changed |= self.push(cfg, am, &generator, now).await;
         }
-        if config.alertmanager.is_none() || self.am.failing.is_some() {
-            changed |= self.relay(cfg, now, maintenance).await;
-        }
+        let ask = Input::Due {
+            via: Via::Relay,
+            maintenance,
+            alertmanager_up: config.alertmanager.is_some() && self.am.failing.is_none(),
+        };
+        changed |= self.relay(cfg, ask, now).await;
         changed
     }
 
@@ -238,7 +245,12 @@ impl Engine {
     /// is; records the outcome in `self.am`.
     async fn push(&mut self, cfg: &AlertsConfig, am: &Endpoint, generator: &str, now: f64) -> bool {
         self.am.checked_at = now;
-        let due = self.due(cfg, Via::Alertmanager, false, now);
+        let ask = Input::Due {
+            via: Via::Alertmanager,
+            maintenance: false,
+            alertmanager_up: true,
+        };
+        let due = self.due(cfg, ask, now);
         if due.is_empty() {
             self.am.failing = self.client.healthy(am).await.err().map(|e| format!("health check failed: {e}"));
             return false;
@@ -281,8 +293,8 @@ impl Engine {
     }
 
     /// Hands what is due to the relay, one notification at a time.
-    async fn relay(&mut self, cfg: &AlertsConfig, now: f64, maintenance: bool) -> bool {
-        let due = self.due(cfg, Via::Relay, maintenance, now);
+    async fn relay(&mut self, cfg: &AlertsConfig, ask: Input, now: f64) -> bool {
+        let due = self.due(cfg, ask, now);
         let Some(fallback) = &self.fallback else { return false };
         let mut accepted = Vec::new();
         for (k, timing, e) in due {

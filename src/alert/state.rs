@@ -176,6 +176,12 @@ pub enum Input {
         via: Via,
         /// Inside a maintenance window nothing is due on any path.
         maintenance: bool,
+        /// Whether an Alertmanager took this round's push or health check.
+        /// The relay then stands aside: it owes only the resolves of the
+        /// incidents it announced while Alertmanager was away (Alertmanager
+        /// may never have notified their firing, and would then not notify
+        /// their resolve either). Only the relay's share depends on it.
+        alertmanager_up: bool,
     },
     /// A notification of [`Effect::Push`] or [`Effect::Relay`] was accepted.
     Delivered {
@@ -216,7 +222,11 @@ pub fn step(t: &Timing, s: State, input: Input, now: f64) -> (State, Vec<Effect>
         Input::Due {
             via: Via::Alertmanager, ..
         } => (s, push_due(t, &s, now).into_iter().collect()),
-        Input::Due { via: Via::Relay, .. } => (s, relay_due(t, &s, now).into_iter().collect()),
+        Input::Due {
+            via: Via::Relay,
+            alertmanager_up,
+            ..
+        } => (s, relay_due(t, &s, alertmanager_up, now).into_iter().collect()),
         Input::Delivered {
             via: Via::Alertmanager, ..
         } => (State { last_push: Some(now), ..s }, Vec::new()),
@@ -298,11 +308,13 @@ fn push_due(t: &Timing, s: &State, now: f64) -> Option<Effect> {
     }
 }
 
-/// The relay's share: the first notice and a reminder every `reminder`
-/// while firing; the resolve of an incident it announced, once.
-fn relay_due(t: &Timing, s: &State, now: f64) -> Option<Effect> {
+/// The relay's share: while Alertmanager is absent or away, the first
+/// notice and a reminder every `reminder` while firing; in any case, the
+/// resolve of an incident it announced, once — the relay closes what it
+/// opened.
+fn relay_due(t: &Timing, s: &State, alertmanager_up: bool, now: f64) -> Option<Effect> {
     let status = match s.phase {
-        Phase::Firing if s.last_relay.is_none_or(|r| now - r >= t.reminder.as_secs_f64()) => Status::Firing,
+        Phase::Firing if !alertmanager_up && s.last_relay.is_none_or(|r| now - r >= t.reminder.as_secs_f64()) => Status::Firing,
         Phase::Inactive if s.relay_owes_resolve() => Status::Resolved,
         _ => return None,
     };
@@ -313,7 +325,8 @@ impl State {
     /// Whether the relay announced this incident's firing and not yet its
     /// resolve. The relay resolves only what it announced: an incident that
     /// Alertmanager carried is not resolved a second time around it when
-    /// Alertmanager later goes down.
+    /// Alertmanager later goes down; and one it announced is resolved
+    /// through it even once Alertmanager is back.
     pub fn relay_owes_resolve(&self) -> bool {
         let announced = self.fired_at.is_some_and(|f| self.last_relay.is_some_and(|r| r >= f));
         announced && self.resolved_at.is_some() && self.last_relay < self.resolved_at
@@ -365,9 +378,22 @@ mod tests {
         }
     }
 
+    /// Asks `via` what is due, out of maintenance, with Alertmanager away
+    /// (when asking the relay; Alertmanager's share does not depend on it).
     fn due(via: Via) -> Input {
-        Input::Due { via, maintenance: false }
+        Input::Due {
+            via,
+            maintenance: false,
+            alertmanager_up: false,
+        }
     }
+
+    /// Asks the relay what is due beside a healthy Alertmanager.
+    const BESIDE_AM: Input = Input::Due {
+        via: Via::Relay,
+        maintenance: false,
+        alertmanager_up: true,
+    };
 
     fn delivered(via: Via, status: Status) -> Input {
         Input::Delivered { via, status }
@@ -578,10 +604,15 @@ mod tests {
             &[
                 (0.0, due(AM), Firing, push(F, 240.0)),
                 (0.0, delivered(AM, F), Firing, vec![]),
+                // Beside a healthy Alertmanager the relay stays quiet…
+                (0.0, BESIDE_AM, Firing, vec![]),
+                (5.0, BESIDE_AM, Firing, vec![]),
                 (10.0, pass(10.0), Inactive, vec![Effect::Resolved]),
                 (10.0, due(AM), Inactive, push(R, 10.0)),
                 (10.0, delivered(AM, R), Inactive, vec![]),
-                // Alertmanager down now: the relay owes nothing for this incident.
+                // …for the resolve too…
+                (10.0, BESIDE_AM, Inactive, vec![]),
+                // …and with Alertmanager down now, it owes nothing for this incident.
                 (20.0, due(RELAY), Inactive, vec![]),
             ],
         );
@@ -609,9 +640,41 @@ mod tests {
     }
 
     #[test]
+    fn the_relay_closes_what_it_opened_once_alertmanager_is_back() {
+        let t = timing(0, 1, 1);
+        run(
+            "Alertmanager back",
+            &t,
+            fired(&t),
+            &[
+                // Alertmanager away: the relay announces the firing.
+                (0.0, due(AM), Firing, push(F, 240.0)),
+                (0.0, due(RELAY), Firing, relay(F)),
+                (0.0, delivered(RELAY, F), Firing, vec![]),
+                // Alertmanager back: it takes the resends, the relay no reminders.
+                (10.0, due(AM), Firing, push(F, 250.0)),
+                (10.0, delivered(AM, F), Firing, vec![]),
+                (3600.0, BESIDE_AM, Firing, vec![]),
+                (3700.0, pass(3700.0), Inactive, vec![Effect::Resolved]),
+                // Both resolve: Alertmanager may never have notified the
+                // firing (it arrived within its group_wait), and would then
+                // stay silent about the resolve.
+                (3700.0, due(AM), Inactive, push(R, 3700.0)),
+                (3700.0, BESIDE_AM, Inactive, relay(R)),
+                (3700.0, delivered(RELAY, R), Inactive, vec![]),
+                (3701.0, BESIDE_AM, Inactive, vec![]),
+            ],
+        );
+    }
+
+    #[test]
     fn nothing_is_due_inside_a_maintenance_window_and_all_of_it_after() {
         let t = timing(0, 1, 1);
-        let in_window = |via| Input::Due { via, maintenance: true };
+        let in_window = |via| Input::Due {
+            via,
+            maintenance: true,
+            alertmanager_up: false,
+        };
         let s = run(
             "maintenance",
             &t,
@@ -645,6 +708,7 @@ mod tests {
                     Input::Due {
                         via: AM,
                         maintenance: true,
+                        alertmanager_up: true,
                     },
                     Inactive,
                     vec![],
