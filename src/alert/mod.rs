@@ -85,8 +85,9 @@ pub struct Engine {
     am: Health,
     client: alertmanager::Client,
     fallback: Option<Fallback>,
-    /// Compiled once, and again only when a reload changes a template.
-    annotations: Option<Annotations>,
+    /// Compiled once, and again only when a reload changes a template
+    /// (none until the first round brings the configuration).
+    annotations: Annotations,
     state_file: PathBuf,
     lost_network: bool,
 }
@@ -101,7 +102,7 @@ impl Engine {
             am: Health::default(),
             client: alertmanager::Client::new(ALERTMANAGER_TIMEOUT),
             fallback: relay.map(Fallback::new),
-            annotations: None,
+            annotations: Annotations::new(&[]),
             state_file,
             lost_network: false,
         }
@@ -144,8 +145,8 @@ impl Engine {
         self.lost_network = false;
         metrics::gauge!("lookout_network_lost").set(0.0);
 
-        if !self.annotations.as_ref().is_some_and(|a| a.compiled_from(&cfg.rules)) {
-            self.annotations = Some(Annotations::new(&cfg.rules));
+        if !self.annotations.compiled_from(&cfg.rules) {
+            self.annotations = Annotations::new(&cfg.rules);
         }
         let mut changed = false;
         for rule in &cfg.rules {
@@ -175,7 +176,7 @@ impl Engine {
             // What an alert says is what it said when last true: a resolve
             // carries the labels and text of the firing.
             inst.labels = labels(rule, &c);
-            inst.annotations = self.annotations.as_ref().map(|a| a.render(rule, &c)).unwrap_or_default();
+            inst.annotations = self.annotations.render(rule, &c);
         }
         let input = Input::Check {
             active: c.active,
