@@ -221,3 +221,179 @@ fn hysteresis_keeps_a_flapping_probe_quiet() {
     let alerts = support::http_get(d.port, "/api/v1/alerts").unwrap().1;
     assert!(!alerts.contains("\"firing\""), "{alerts}");
 }
+
+/// The firing and resolved notices of `alertname` received by `hook`.
+fn count(received: &[support::saas::Received], status: &str, alertname: &str) -> usize {
+    names(received, status).iter().filter(|n| *n == alertname).count()
+}
+
+/// lookout with `cfg`, once its probe `web` has seen the endpoint healthy.
+fn start_watching_web(cfg: &str) -> Daemon {
+    let d = Daemon::start(cfg);
+    wait_for("a healthy endpoint", Duration::from_secs(10), || {
+        (d.metric("lookout_probe_success", &[("probe", "web")]) == Some(1.0)).then_some(())
+    });
+    d
+}
+
+#[test]
+fn a_healthy_alertmanager_is_the_only_path_for_synthetic_alerts() {
+    // Redis behind a health endpoint: stopping it takes the endpoint down.
+    let mut redis = Redis::start(&[]);
+    let web = support::health::HealthStandIn::start("/h", support::health::Behaviour::Documented(redis.url()));
+    // Alertmanager delivers to one receiver, lookout's relay to another, so
+    // that every notice says which way it went.
+    let via_am = SaaS::start();
+    let via_relay = SaaS::start();
+    let am = Alertmanager::start(&format!(
+        "route:\n  receiver: hook\n  group_by: [alertname, probe]\n  group_wait: 1s\n  group_interval: 1s\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: '{}'\n        send_resolved: true\n",
+        via_am.url("/hook")
+    ));
+    let cfg = format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nalertmanager:\n  url: {}\n  timeout: 1s\nprobes:\n  - {{name: web, kind: http_health, url: '{}', every: 500ms, timeout: 400ms}}\nalerts:\n  evaluation_interval: 500ms\n  resend_delay: 2s\n  rules:\n    HealthEndpointDown: {{for: 1s, fail_after: 1}}\nrelay:\n  destinations:\n    - {{name: chain, type: webhook, url: '{}'}}\n",
+        am.url(),
+        web.url("/h"),
+        via_relay.url("/hook")
+    );
+    let d = start_watching_web(&cfg);
+    let pushed = || {
+        d.metric(
+            "lookout_alert_notifications_total",
+            &[("via", "alertmanager"), ("outcome", "success")],
+        )
+        .unwrap_or(0.0)
+    };
+    let relayed = || d.metric("lookout_alert_notifications_total", &[("via", "relay")]);
+    // Waits for the notice `status` through Alertmanager, then for two more
+    // pushes: by then lookout has had several rounds with nothing due, each
+    // a chance to page through the relay as well. It must not have.
+    let only_through_alertmanager = |status: &str| {
+        wait_for(&format!("{status} through Alertmanager"), Duration::from_secs(20), || {
+            (count(&via_am.received_on("/hook"), status, "HealthEndpointDown") > 0).then_some(())
+        });
+        let from = pushed();
+        wait_for("two more pushes to Alertmanager", Duration::from_secs(20), || {
+            (pushed() >= from + 2.0).then_some(())
+        });
+        assert!(
+            via_relay.received_on("/hook").is_empty() && relayed().is_none(),
+            "{status} went around a healthy Alertmanager too: relay received {:?}, relay notifications {:?}\nlookout: {}",
+            via_relay.received_on("/hook").iter().map(|r| &r.body).collect::<Vec<_>>(),
+            relayed(),
+            d.logs()
+        );
+    };
+
+    redis.stop();
+    only_through_alertmanager("firing");
+    redis.restart();
+    only_through_alertmanager("resolved");
+}
+
+#[test]
+fn health_endpoint_down_fires_after_fail_after_and_for_not_before() {
+    let mut redis = Redis::start(&[]);
+    let web = support::health::HealthStandIn::start("/h", support::health::Behaviour::Documented(redis.url()));
+    let saas = SaaS::start();
+    let cfg = format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - {{name: web, kind: http_health, url: '{}', every: 200ms, timeout: 150ms}}\nalerts:\n  evaluation_interval: 100ms\n  rules:\n    HealthEndpointDown: {{for: 2s, fail_after: 3, resolve_after: 2}}\nrelay:\n  destinations:\n    - {{name: chain, type: webhook, url: '{}'}}\n",
+        web.url("/h"),
+        saas.url("/hook")
+    );
+    let d = start_watching_web(&cfg);
+    let instance = || -> Option<serde_json::Value> {
+        let (_, body) = support::http_get(d.port, "/api/v1/alerts")?;
+        let list: serde_json::Value = serde_json::from_str(&body).ok()?;
+        list.as_array()?
+            .iter()
+            .find(|i| i["labels"]["alertname"] == "HealthEndpointDown")
+            .cloned()
+    };
+
+    redis.stop();
+    // Every state seen on the way: not pending before three failed checks,
+    // not firing before `for:` has run in pending.
+    let mut seen_pending = None;
+    let fired = wait_for("HealthEndpointDown firing", Duration::from_secs(20), || {
+        let i = instance()?;
+        let failing = i["failing"].as_u64().unwrap_or(0);
+        match i["state"].as_str()? {
+            "inactive" => assert!(failing < 3, "inactive after {failing} failed checks: {i}"),
+            "pending" => {
+                assert!(failing >= 3, "pending after only {failing} failed checks: {i}");
+                seen_pending = Some(i.clone());
+            }
+            "firing" => return Some(i),
+            other => panic!("unknown state {other}: {i}"),
+        }
+        None
+    });
+    let pending = seen_pending.expect("a pending stage before firing (for: 2s)");
+    let since = pending["pending_since"].as_f64().unwrap();
+    let fired_at = fired["fired_at"].as_f64().unwrap();
+    assert!(
+        fired_at - since >= 2.0,
+        "fired {:.2} s after pending, before for: 2s",
+        fired_at - since
+    );
+    assert!(fired["failing"].as_u64().unwrap() >= 3, "{fired}");
+    // Notified once, as of the firing: nothing went out while pending.
+    wait_for("the firing notice", Duration::from_secs(10), || {
+        (count(&saas.received_on("/hook"), "firing", "HealthEndpointDown") == 1).then_some(())
+    });
+    let notices = saas.received_on("/hook");
+    assert_eq!(notices.len(), 1, "{:?}", notices.iter().map(|r| &r.body).collect::<Vec<_>>());
+    assert_eq!(
+        notices[0].body["alerts"][0]["startsAt"],
+        lookout::alert::alertmanager::rfc3339(fired_at).as_str(),
+        "the notice is of this firing"
+    );
+
+    redis.restart();
+    wait_for("the resolve", Duration::from_secs(20), || {
+        (count(&saas.received_on("/hook"), "resolved", "HealthEndpointDown") == 1).then_some(())
+    });
+    assert_eq!(count(&saas.received_on("/hook"), "firing", "HealthEndpointDown"), 1);
+}
+
+#[test]
+fn the_relay_resolves_alertmanager_unreachable_once_alertmanager_is_back() {
+    let redis = Redis::start(&[]);
+    let via_relay = SaaS::start();
+    let via_am = SaaS::start();
+    // First an Alertmanager address where nothing listens.
+    let nowhere = support::free_port();
+    let cfg = |am_url: &str| {
+        format!(
+            "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nalertmanager:\n  url: {am_url}\n  timeout: 1s\nprobes:\n  - {{name: cache, kind: redis, url: '{}', every: 500ms}}\nalerts:\n  evaluation_interval: 500ms\n  resend_delay: 2s\n  rules:\n    AlertmanagerUnreachable: {{for: 1s}}\nrelay:\n  destinations:\n    - {{name: chain, type: webhook, url: '{}'}}\n",
+            redis.url(),
+            via_relay.url("/hook")
+        )
+    };
+    let d = Daemon::start(&cfg(&format!("http://127.0.0.1:{nowhere}")));
+    wait_for("AlertmanagerUnreachable through the relay", Duration::from_secs(20), || {
+        (count(&via_relay.received_on("/hook"), "firing", "AlertmanagerUnreachable") > 0).then_some(())
+    });
+
+    // An Alertmanager appears (a reload points lookout at it).
+    let am = Alertmanager::start(&format!(
+        "route:\n  receiver: hook\n  group_by: [alertname]\n  group_wait: 1s\n  group_interval: 1s\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: '{}'\n        send_resolved: true\n",
+        via_am.url("/hook")
+    ));
+    d.write_config(&cfg(&am.url()));
+    support::unsafe_kill(d.proc.pid(), "HUP");
+    // The relay told a person Alertmanager was unreachable: it tells them
+    // it is back, whatever Alertmanager itself makes of an alert that
+    // resolved within its group_wait.
+    wait_for(
+        "AlertmanagerUnreachable resolved through the relay",
+        Duration::from_secs(20),
+        || (count(&via_relay.received_on("/hook"), "resolved", "AlertmanagerUnreachable") > 0).then_some(()),
+    );
+    assert_eq!(
+        count(&via_relay.received_on("/hook"), "firing", "AlertmanagerUnreachable"),
+        1,
+        "one notice, no reminder: {:?}",
+        via_relay.received_on("/hook").iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+}

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::value::{opt_duration, parse_cron};
 
@@ -87,23 +87,76 @@ pub struct RawRule {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// The built-in rules.
-pub const RULES: [&str; 8] = [
-    "HealthEndpointDown",
-    "HealthEndpointSlow",
-    "RedisUnreachable",
-    "RedisConnectionExhaustion",
-    "RedisHighMemoryUsage",
-    "CrossCheckMismatch",
-    "MonitoringDataGap",
-    "AlertmanagerUnreachable",
-];
+/// The built-in rules. Each is its own variant (not a string) so that the
+/// engine's `match` on what a rule evaluates is checked for exhaustiveness,
+/// and a misspelt name cannot get past configuration.
+///
+/// Serialised as the rule's `alertname` (the variant name verbatim), which
+/// is also how `alerts.json` in `data_dir` has always stored it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum RuleName {
+    /// An HTTP health endpoint does not answer, or answers an error.
+    HealthEndpointDown,
+    /// An HTTP health endpoint reports a slow Redis round trip (or times out).
+    HealthEndpointSlow,
+    /// lookout cannot reach Redis itself.
+    RedisUnreachable,
+    /// `connected_clients` near `maxclients`.
+    RedisConnectionExhaustion,
+    /// Memory near `maxmemory`, or fragmentation that wastes real memory.
+    RedisHighMemoryUsage,
+    /// The cross-check found sources disagreeing with the reference.
+    CrossCheckMismatch,
+    /// Prometheus lacks fresh data about Redis.
+    MonitoringDataGap,
+    /// lookout cannot push to Alertmanager (its alerts then go through the relay).
+    AlertmanagerUnreachable,
+}
+
+impl RuleName {
+    /// Every built-in rule, in the order they are evaluated and listed.
+    pub const ALL: [RuleName; 8] = [
+        RuleName::HealthEndpointDown,
+        RuleName::HealthEndpointSlow,
+        RuleName::RedisUnreachable,
+        RuleName::RedisConnectionExhaustion,
+        RuleName::RedisHighMemoryUsage,
+        RuleName::CrossCheckMismatch,
+        RuleName::MonitoringDataGap,
+        RuleName::AlertmanagerUnreachable,
+    ];
+
+    /// The `alertname` label, as written in `alerts.rules`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleName::HealthEndpointDown => "HealthEndpointDown",
+            RuleName::HealthEndpointSlow => "HealthEndpointSlow",
+            RuleName::RedisUnreachable => "RedisUnreachable",
+            RuleName::RedisConnectionExhaustion => "RedisConnectionExhaustion",
+            RuleName::RedisHighMemoryUsage => "RedisHighMemoryUsage",
+            RuleName::CrossCheckMismatch => "CrossCheckMismatch",
+            RuleName::MonitoringDataGap => "MonitoringDataGap",
+            RuleName::AlertmanagerUnreachable => "AlertmanagerUnreachable",
+        }
+    }
+
+    /// The rule called `name`, if it is built in.
+    pub fn from_name(name: &str) -> Option<RuleName> {
+        RuleName::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for RuleName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// One rule after validation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
-    /// `alertname`.
-    pub name: &'static str,
+    /// Which built-in rule (its `alertname`).
+    pub name: RuleName,
     /// How long the condition must hold before firing (Prometheus `for:`).
     pub for_: Duration,
     /// Consecutive failing checks before pending (Gatus's failure threshold).
@@ -186,7 +239,7 @@ pub struct AlertsConfig {
     pub rules: Vec<Rule>,
 }
 
-fn default_rule(name: &'static str) -> Rule {
+fn default_rule(name: RuleName) -> Rule {
     let r = |for_s: u64, sev: &str, threshold: f64, summary: &str, description: &str| Rule {
         name,
         for_: Duration::from_secs(for_s),
@@ -205,7 +258,7 @@ fn default_rule(name: &'static str) -> Rule {
         .into(),
     };
     match name {
-        "HealthEndpointDown" => Rule {
+        RuleName::HealthEndpointDown => Rule {
             fail_after: 2,
             resolve_after: 2,
             ..r(
@@ -216,14 +269,14 @@ fn default_rule(name: &'static str) -> Rule {
                 "{{ probe }} fails: {{ error }}",
             )
         },
-        "HealthEndpointSlow" => r(
+        RuleName::HealthEndpointSlow => r(
             300,
             "warning",
             0.25,
             "Health endpoint {{ probe }} is slow",
             "Redis round trip seen by {{ probe }} is {{ value }} s (threshold {{ threshold }} s)",
         ),
-        "RedisUnreachable" => Rule {
+        RuleName::RedisUnreachable => Rule {
             fail_after: 2,
             ..r(
                 60,
@@ -233,29 +286,29 @@ fn default_rule(name: &'static str) -> Rule {
                 "{{ error }}",
             )
         },
-        "RedisConnectionExhaustion" => r(
+        RuleName::RedisConnectionExhaustion => r(
             300,
             "critical",
             0.85,
             "Redis connections near maxclients ({{ probe }})",
             "connected_clients is {{ (value * 100) | round(1) }}% of maxclients (threshold {{ (threshold * 100) | round }}%)",
         ),
-        "RedisHighMemoryUsage" => r(
+        RuleName::RedisHighMemoryUsage => r(
             600,
             "critical",
             0.9,
             "Redis memory usage high ({{ probe }})",
             "{{ cause }}: {{ value }} (threshold {{ threshold }})",
         ),
-        "CrossCheckMismatch" => r(
+        RuleName::CrossCheckMismatch => r(
             300,
             "warning",
             0.0,
             "Sources disagree about Redis ({{ probe }})",
             "{{ value }} metric(s) disagree with the reference: {{ error }}",
         ),
-        "MonitoringDataGap" => r(120, "warning", 0.0, "Monitoring data gap ({{ probe }})", "{{ error }}"),
-        _ => r(
+        RuleName::MonitoringDataGap => r(120, "warning", 0.0, "Monitoring data gap ({{ probe }})", "{{ error }}"),
+        RuleName::AlertmanagerUnreachable => r(
             60,
             "critical",
             0.0,
@@ -272,21 +325,22 @@ pub(crate) fn build(raw: Option<RawAlerts>) -> Result<Option<AlertsConfig>, Vec<
         return Ok(None);
     }
     let mut errs = Vec::new();
+    let known = RuleName::ALL.map(RuleName::as_str);
     for name in raw.rules.keys() {
-        if !RULES.contains(&name.as_str()) {
-            let hint = super::closest(name, &RULES)
+        if RuleName::from_name(name).is_none() {
+            let hint = super::closest(name, &known)
                 .map(|s| format!(" — did you mean `{s}`?"))
                 .unwrap_or_default();
             errs.push((
                 format!("alerts.rules.{name}"),
-                format!("unknown rule{hint} (built in: {})", RULES.join(", ")),
+                format!("unknown rule{hint} (built in: {})", known.join(", ")),
             ));
         }
     }
     let mut rules = Vec::new();
-    for name in RULES {
+    for name in RuleName::ALL {
         let mut r = default_rule(name);
-        if let Some(o) = raw.rules.get(name) {
+        if let Some(o) = raw.rules.get(name.as_str()) {
             if o.enabled == Some(false) {
                 continue;
             }
@@ -387,6 +441,25 @@ mod tests {
         assert!(!daily.contains(day + 3600.0));
         assert!(daily.contains(day + 2.0 * 3600.0 + 60.0));
         assert!(!daily.contains(day + 4.0 * 3600.0 + 60.0));
+    }
+
+    #[test]
+    fn rule_names_are_their_alertnames_in_every_form() {
+        for rule in RuleName::ALL {
+            let name = rule.as_str();
+            assert_eq!(RuleName::from_name(name), Some(rule));
+            assert_eq!(rule.to_string(), name);
+            // The persisted form (alerts.json) is the same string.
+            assert_eq!(serde_json::to_string(&rule).ok(), Some(format!("\"{name}\"")));
+            assert_eq!(serde_json::from_str::<RuleName>(&format!("\"{name}\"")).ok(), Some(rule));
+        }
+        assert_eq!(RuleName::from_name("healthendpointdown"), None);
+        let all = build(None).ok().flatten().map(|c| c.rules).unwrap_or_default();
+        assert_eq!(
+            all.iter().map(|r| r.name).collect::<Vec<_>>(),
+            RuleName::ALL,
+            "every rule on by default"
+        );
     }
 
     #[test]
