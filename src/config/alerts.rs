@@ -12,9 +12,9 @@ use super::value::{opt_duration, parse_cron};
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawAlerts {
-    /// Turn synthetic alerts on (default off).
+    /// `false` turns synthetic alerts off (default on).
     pub enabled: Option<bool>,
-    /// How often the rules are evaluated (default 15s).
+    /// How often the rules are evaluated (default 5s).
     #[serde(default, deserialize_with = "opt_duration")]
     #[schemars(with = "Option<String>")]
     pub evaluation_interval: Option<Duration>,
@@ -75,7 +75,7 @@ pub struct RawRule {
     pub fragmentation_threshold: Option<f64>,
     /// `RedisHighMemoryUsage`: wasted bytes below which fragmentation is ignored.
     pub min_wasted_bytes: Option<f64>,
-    /// Re-notify a firing alert this often (default: never).
+    /// Re-notify a firing alert through the relay this often (default 4h).
     #[serde(default, deserialize_with = "opt_duration")]
     #[schemars(with = "Option<String>")]
     pub reminder: Option<Duration>,
