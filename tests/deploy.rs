@@ -20,10 +20,11 @@ fn every_dashboard_and_rule_expression_returns_data() {
     // One failing delivery, so the relay's failure panel has a series.
     saas.script(&[support::saas::Answer::Status(500, "down")]);
     // lookout first, on a port it holds; Prometheus is told that port, and
-    // lookout then gets its Prometheus probe by a reload.
+    // lookout then gets its Prometheus probe (and the cross-check, which
+    // needs a source besides the reference) by a reload.
     let config = |prometheus_probe: &str| {
         format!(
-            "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - {{name: redis, kind: redis, url: '{}', every: 1s}}\n{prometheus_probe}crosscheck: {{every: 1s, max_staleness: 5s}}\nrelay:\n  destinations:\n    - {{name: chain, type: webhook, url: '{}', retry: {{initial_backoff: 100ms, max_backoff: 200ms}}}}\n",
+            "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - {{name: redis, kind: redis, url: '{}', every: 1s}}\n{prometheus_probe}relay:\n  destinations:\n    - {{name: chain, type: webhook, url: '{}', retry: {{initial_backoff: 100ms, max_backoff: 200ms}}}}\n",
             redis.url(),
             saas.url("/hook")
         )
@@ -38,7 +39,7 @@ fn every_dashboard_and_rule_expression_returns_data() {
         "127.0.0.1:1",
     );
     d.write_config(&config(&format!(
-        "  - {{name: prometheus, kind: prometheus, url: '{}', selector: '{{job=\"redis_exporter\"}}', every: 1s}}\n",
+        "  - {{name: prometheus, kind: prometheus, url: '{}', selector: '{{job=\"redis_exporter\"}}', every: 1s}}\ncrosscheck: {{every: 1s, max_staleness: 5s}}\n",
         prom.url()
     )));
     let (status, body) = http_request(d.port, "POST", "/-/reload", "").unwrap();
