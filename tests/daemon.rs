@@ -222,7 +222,11 @@ fn embedded_default_probes_redis_url_and_says_so() {
     );
 
     // ./lookout.yaml is found, and no longer a word about the default.
-    std::fs::write(dir.path().join("lookout.yaml"), "probe_files: []\nprobes:\n  - {name: here, kind: redis}\n").unwrap();
+    std::fs::write(
+        dir.path().join("lookout.yaml"),
+        "probe_files: []\nprobes:\n  - {name: here, kind: redis}\n",
+    )
+    .unwrap();
     let out = lookout().current_dir(dir.path()).args(["config", "check"]).output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stderr}");
@@ -257,7 +261,11 @@ fn exit_codes_as_documented() {
         format!("data_dir: {}\nprobe_files: []\nrelay: {{}}\n", data.display()),
     )
     .unwrap();
-    std::fs::write(p.join("nothing.yaml"), "probe_files: []\nprobes:\n  - {name: r, kind: redis, url: 'redis://127.0.0.1:1'}\n").unwrap();
+    std::fs::write(
+        p.join("nothing.yaml"),
+        "probe_files: []\nprobes:\n  - {name: r, kind: redis, url: 'redis://127.0.0.1:1'}\n",
+    )
+    .unwrap();
 
     // 78: an invalid configuration, for every command.
     let (code, _, err) = run_in(p, &["relay", "dlq", "list", "-c", "invalid.yaml"]);
@@ -286,7 +294,10 @@ fn exit_codes_as_documented() {
     ] {
         let (code, _, err) = run_in(p, args);
         assert_eq!(code, Some(66), "{args:?}: {err}");
-        assert!(err.contains(&missing.display().to_string()) && err.contains("does not exist"), "{args:?}: {err}");
+        assert!(
+            err.contains(&missing.display().to_string()) && err.contains("does not exist"),
+            "{args:?}: {err}"
+        );
         assert!(!missing.exists(), "{args:?} created {}", missing.display());
     }
     // … and so is a data_dir without the file the daemon would have written.
@@ -313,7 +324,10 @@ fn exit_codes_as_documented() {
     let port = taken.local_addr().unwrap().port();
     std::fs::write(
         p.join("busy.yaml"),
-        format!("server: {{listen: '127.0.0.1:{port}'}}\ndata_dir: {}\nprobe_files: []\n", data.display()),
+        format!(
+            "server: {{listen: '127.0.0.1:{port}'}}\ndata_dir: {}\nprobe_files: []\n",
+            data.display()
+        ),
     )
     .unwrap();
     let log = p.join("busy.log");

@@ -81,5 +81,8 @@ fn every_dashboard_and_rule_expression_returns_data() {
     // Every expression was queried and returned data: none skipped.
     let summary = format!("{expressions} passed, 0 failed, 0 skipped");
     assert!(text.lines().any(|l| l == summary), "expected `{summary}`:\n{text}");
-    assert!(text.contains("lookout_relay_queue_depth"), "the relay's panels were among them:\n{text}");
+    assert!(
+        text.contains("lookout_relay_queue_depth"),
+        "the relay's panels were among them:\n{text}"
+    );
 }

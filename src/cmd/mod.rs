@@ -58,7 +58,11 @@ pub fn parse() -> Result<Cli, ExitCode> {
     Cli::try_parse().map_err(|e| {
         // Printing to a closed stdout or stderr leaves nothing to report to.
         let _ = e.print();
-        if e.use_stderr() { ExitCode::from(EXIT_USAGE) } else { ExitCode::SUCCESS }
+        if e.use_stderr() {
+            ExitCode::from(EXIT_USAGE)
+        } else {
+            ExitCode::SUCCESS
+        }
     })
 }
 

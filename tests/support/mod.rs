@@ -222,7 +222,10 @@ impl Redis {
     /// `process_id`), not another one that took the port.
     fn serves(port: u16, args: &[String], proc: &Proc) -> bool {
         let info = redis_cli(port, args, &["INFO", "server"]);
-        info.lines().find_map(|l| l.trim().strip_prefix("process_id:")).and_then(|p| p.parse::<u32>().ok()) == Some(proc.pid())
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix("process_id:"))
+            .and_then(|p| p.parse::<u32>().ok())
+            == Some(proc.pid())
     }
 
     pub fn url(&self) -> String {
@@ -241,9 +244,13 @@ impl Redis {
         for _ in 0..PORT_ATTEMPTS {
             self.proc = Self::spawn(self.port, self.dir.path(), &self.args);
             let args = self.args.clone();
-            if wait_ready("redis-server", Duration::from_secs(10), self.port, &mut self.proc, &mut |port, proc: &mut Proc| {
-                Self::serves(port, &args, proc)
-            }) {
+            if wait_ready(
+                "redis-server",
+                Duration::from_secs(10),
+                self.port,
+                &mut self.proc,
+                &mut |port, proc: &mut Proc| Self::serves(port, &args, proc),
+            ) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(200));
