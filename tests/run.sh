@@ -99,7 +99,8 @@ step "deploy/validate.sh" env LOOKOUT_BIN="$ROOT/target/debug/lookout" bash depl
 step "cargo clippy --all-targets -- -D warnings" cargo clippy --locked --all-targets -- -D warnings
 
 if ((${#failed[@]})); then
-  say "failed: $(printf '%s; ' "${failed[@]}")"
+  list="$(printf '%s; ' "${failed[@]}")"
+  say "failed: ${list%; }"
   exit 1
 fi
 say "all passed"
