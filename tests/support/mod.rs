@@ -466,8 +466,8 @@ impl Daemon {
         Daemon::start_with(None, config, Some(shell))
     }
 
-    /// Starts it and waits until `/-/healthy` answers 200 with lookout
-    /// still running. If lookout exits first, the test fails at once with
+    /// Starts it and waits until `/-/healthy` answers 200, lookout has
+    /// logged that it listens, and is still running. If lookout exits first, the test fails at once with
     /// its log — except when it only lost a port picked here to another
     /// process, which is tried again on another one.
     fn start_with(port: Option<u16>, config: &str, shell: Option<&str>) -> Daemon {
@@ -477,8 +477,10 @@ impl Daemon {
                 if let Some(status) = d.proc.exited() {
                     return Some(Err(status));
                 }
+                // Ours: it logged that it bound the port (another server
+                // that took the port first would answer too), and is running.
                 http_get(d.port, "/-/healthy")
-                    .filter(|(s, _)| *s == 200)
+                    .filter(|(s, _)| *s == 200 && d.logs().contains("lookout started"))
                     .and_then(|_| d.proc.exited().is_none().then_some(Ok(())))
             });
             match ready {
