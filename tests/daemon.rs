@@ -314,6 +314,25 @@ fn exit_codes_as_documented() {
     let (code, out, err) = run_in(p, &["relay", "dlq", "list", "--format", "json", "-c", "relay.yaml"]);
     assert_eq!((code, out.trim()), (Some(0), "[]"), "{err}");
 
+    // 2: a history without a round in the window has nothing to judge;
+    // 74: one that is not a database cannot be read.
+    std::fs::write(p.join("history.yaml"), format!("data_dir: {}\nprobe_files: []\n", data.display())).unwrap();
+    let (history, problem) = lookout::store::History::open(&data, Duration::from_secs(3600));
+    assert!(problem.is_none(), "{problem:?}");
+    drop(history);
+    let (code, out, err) = run_in(p, &["report", "--window", "1h", "-c", "history.yaml"]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    let garbage = p.join("garbage");
+    std::fs::create_dir(&garbage).unwrap();
+    std::fs::write(garbage.join("history.db"), "not a database, not at all\n".repeat(100)).unwrap();
+    std::fs::write(
+        p.join("garbage.yaml"),
+        format!("data_dir: {}\nprobe_files: []\n", garbage.display()),
+    )
+    .unwrap();
+    let (code, out, err) = run_in(p, &["report", "--window", "1h", "-c", "garbage.yaml"]);
+    assert_eq!(code, Some(74), "{out}{err}");
+
     // 2: nothing to cross-check (one probe, no reference to compare with).
     let (code, _, err) = run_in(p, &["report", "-c", "nothing.yaml"]);
     assert_eq!(code, Some(2), "{err}");
