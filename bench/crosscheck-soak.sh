@@ -4,34 +4,36 @@
 # seconds, with lookout running config/lookout.yaml and cross-checking every
 # 15 s. Counts disagree verdicts from the honest sources (goal: zero), and
 # the CPU time lookout spent.
-#
-#   bench/crosscheck-soak.sh [DURATION]     (default 600)
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DURATION="${1:-600}"
-LOOKOUT="${LOOKOUT_BIN:-$ROOT/target/release/lookout}"
+USAGE="usage: bench/crosscheck-soak.sh [SECONDS]   (default 600)
+Disagree verdicts from honest sources on the local stack under steady load, and lookout's CPU time.
+Needs target/release/lookout (or LOOKOUT_BIN), redis-benchmark, curl, python3, and the local
+stack (deploy/local/stack.sh up, which this script runs)."
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_args 1 "$@"
+DURATION="${SECONDS_ARG:-600}"
+need redis-benchmark curl python3
+need_lookout
 cd "$ROOT"
-deploy/local/stack.sh up >/dev/null
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+timeout 600 deploy/local/stack.sh up >/dev/null || die "deploy/local/stack.sh up failed (or took over 10 minutes)"
+PORT=$(free_port)
 LOOKOUT_LISTEN="127.0.0.1:$PORT" LOOKOUT_DATA_DIR="$WORK/data" "$LOOKOUT" run -c config/lookout.yaml --log-level warn &
 LPID=$!
-PIDS+=($LPID)
+PIDS+=("$LPID")
+wait_until 20 "lookout on port $PORT" curl -sf "http://127.0.0.1:$PORT/-/healthy"
 # Steady load: 200 requests/s of SET and GET over 10,000 keys (some miss).
 (
   end=$((SECONDS + DURATION))
   while [ $SECONDS -lt $end ]; do
-    redis-benchmark -p 16379 -q -n 200 -c 2 -t set,get -r 12000 >/dev/null 2>&1 || true
+    timeout 30 redis-benchmark -p 16379 -q -n 200 -c 2 -t set,get -r 12000 >/dev/null 2>&1 || true
     sleep 1
   done
 ) &
 PIDS+=($!)
 sleep "$DURATION"
 cpu=$(awk '{print ($14 + $15) / 100}' "/proc/$LPID/stat" 2>/dev/null || echo "?")
-kill -TERM "$LPID"; wait "$LPID" 2>/dev/null || true
+stop_pid "$LPID"
 python3 - "$WORK/data/history.db" "$cpu" "$DURATION" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])

@@ -1,22 +1,21 @@
 #!/usr/bin/env bash
 # Accuracy of the PING latency the redis probe reports, against
 # `redis-cli --latency` on the same Redis over the same window.
-#
-#   bench/latency.sh [SECONDS]     (default 60)
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SECS="${1:-60}"
-LOOKOUT="${LOOKOUT_BIN:-$ROOT/target/release/lookout}"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+USAGE="usage: bench/latency.sh [SECONDS]   (default 60)
+The redis probe's PING latency vs. redis-cli --latency over SECONDS.
+Needs target/release/lookout (or LOOKOUT_BIN), redis-server, redis-cli, python3."
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_args 1 "$@"
+SECS="${SECONDS_ARG:-60}"
+need redis-server redis-cli python3
+need_lookout
 
 RPORT=$(free_port)
 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >/dev/null &
 PIDS+=($!)
-until redis-cli -p "$RPORT" PING >/dev/null 2>&1; do sleep 0.05; done
+wait_until 10 "redis-server on port $RPORT" redis-cli -p "$RPORT" PING
 LPORT=$(free_port)
 cat > "$WORK/lookout.yaml" <<YAML
 server: {listen: "127.0.0.1:$LPORT"}
@@ -27,12 +26,13 @@ probes:
 YAML
 "$LOOKOUT" run -c "$WORK/lookout.yaml" --log-level warn &
 LPID=$!
-PIDS+=($LPID)
+PIDS+=("$LPID")
+wait_until 20 "lookout on port $LPORT" python3 -c "import socket; socket.create_connection(('127.0.0.1', $LPORT), 1)"
 start=$(date +%s)
 # redis-cli --latency: PING in a loop (10 ms apart); --raw prints "min max avg samples" at the end.
 # Without a TTY it samples for -i seconds, then prints one line and exits.
-cli=$(redis-cli -p "$RPORT" --latency --raw -i "$SECS")
-kill -TERM "$LPID"; wait "$LPID" 2>/dev/null || true
+cli=$(timeout $((SECS + 30)) redis-cli -p "$RPORT" --latency --raw -i "$SECS")
+stop_pid "$LPID"
 probe=$(python3 - "$WORK/data/history.db" "$start" <<'PY'
 import json, sqlite3, statistics, sys
 db = sqlite3.connect(sys.argv[1])

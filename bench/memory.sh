@@ -3,24 +3,24 @@
 # http_health), after DURATION seconds, beside prometheus-blackbox-exporter
 # doing the same 50 probes a second (25 http_2xx, 25 tcp_connect), as
 # Prometheus would drive it. Also prints the blackbox exporter's idle RSS.
-#
-#   bench/memory.sh [DURATION]     (default 600: ten minutes)
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DURATION="${1:-600}"
-LOOKOUT="${LOOKOUT_BIN:-$ROOT/target/release/lookout}"
+USAGE="usage: bench/memory.sh [SECONDS]   (default 600: ten minutes)
+RSS of lookout running 50 probes at 1 s vs. prometheus-blackbox-exporter doing the same.
+Needs target/release/lookout (or LOOKOUT_BIN), redis-server, redis-cli, curl, python3,
+prometheus-blackbox-exporter."
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_args 1 "$@"
+DURATION="${SECONDS_ARG:-600}"
+need redis-server redis-cli curl python3 prometheus-blackbox-exporter
+need_lookout
 BLACKBOX="$(command -v prometheus-blackbox-exporter)"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 RPORT=$(free_port)
 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" >/dev/null &
 PIDS+=($!)
-until redis-cli -p "$RPORT" PING >/dev/null 2>&1; do sleep 0.05; done
+wait_until 10 "redis-server on port $RPORT" redis-cli -p "$RPORT" PING
 
 # A static health endpoint in the documented shape.
 mkdir -p "$WORK/www/health/redis"
@@ -28,7 +28,7 @@ echo '{"status":"ok","redis":{"ping":"PONG","latency_ms":0.4,"hits":10,"misses":
 HPORT=$(free_port)
 python3 -m http.server "$HPORT" --bind 127.0.0.1 --directory "$WORK/www" >/dev/null 2>&1 &
 PIDS+=($!)
-until curl -sf "http://127.0.0.1:$HPORT/health/redis/index.json" >/dev/null; do sleep 0.05; done
+wait_until 10 "the static health endpoint" curl -sf "http://127.0.0.1:$HPORT/health/redis/index.json"
 
 LPORT=$(free_port)
 {
@@ -44,7 +44,8 @@ LPORT=$(free_port)
 } > "$WORK/lookout.yaml"
 "$LOOKOUT" run -c "$WORK/lookout.yaml" --log-level warn &
 LPID=$!
-PIDS+=($LPID)
+PIDS+=("$LPID")
+wait_until 20 "lookout on port $LPORT" curl -sf "http://127.0.0.1:$LPORT/-/healthy"
 
 BPORT=$(free_port)
 cat > "$WORK/blackbox.yml" <<YAML
@@ -54,8 +55,8 @@ modules:
 YAML
 "$BLACKBOX" --config.file="$WORK/blackbox.yml" --web.listen-address="127.0.0.1:$BPORT" >/dev/null 2>&1 &
 BPID=$!
-PIDS+=($BPID)
-until curl -sf "http://127.0.0.1:$BPORT/metrics" >/dev/null; do sleep 0.05; done
+PIDS+=("$BPID")
+wait_until 20 "the blackbox exporter" curl -sf "http://127.0.0.1:$BPORT/metrics"
 sleep 2
 echo "blackbox exporter idle: $(rss_kb $BPID) KiB"
 
@@ -64,16 +65,16 @@ probes=0
 while [ $SECONDS -lt $end ]; do
   curls=()
   for i in $(seq 1 25); do
-    curl -s -o /dev/null "http://127.0.0.1:$BPORT/probe?module=http_2xx&target=http://127.0.0.1:$HPORT/health/redis/index.json" &
+    curl -s -m 10 -o /dev/null "http://127.0.0.1:$BPORT/probe?module=http_2xx&target=http://127.0.0.1:$HPORT/health/redis/index.json" &
     curls+=($!)
-    curl -s -o /dev/null "http://127.0.0.1:$BPORT/probe?module=tcp_connect&target=127.0.0.1:$RPORT" &
+    curl -s -m 10 -o /dev/null "http://127.0.0.1:$BPORT/probe?module=tcp_connect&target=127.0.0.1:$RPORT" &
     curls+=($!)
   done
   wait "${curls[@]}" 2>/dev/null || true
   probes=$((probes + 50))
   sleep 1
 done
-runs=$(curl -s "http://127.0.0.1:$LPORT/metrics" | awk '/^lookout_probe_runs_total/ {s+=$2} END {print s+0}')
+runs=$(curl -s -m 10 "http://127.0.0.1:$LPORT/metrics" | awk '/^lookout_probe_runs_total/ {s+=$2} END {print s+0}')
 l=$(rss_kb $LPID); b=$(rss_kb $BPID)
 echo "after ${DURATION}s: lookout ${l} KiB RSS (${runs} probe runs), blackbox exporter ${b} KiB RSS (${probes} probes)"
 python3 -c "print(f'ratio lookout/blackbox: {$l/$b:.2f}')"

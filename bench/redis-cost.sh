@@ -1,28 +1,25 @@
 #!/usr/bin/env bash
 # What one `kind: redis` probe cycle costs Redis, in Redis's own CPU time
 # (INFO commandstats usec), side by side with one scrape of
-# prometheus-redis-exporter against the same Redis.
-#
-#   bench/redis-cost.sh [SECONDS]     (default 60: a minute of 1 s cycles)
-#
-# Needs target/release/lookout (cargo build --release), redis-server and
-# prometheus-redis-exporter. Prints both figures and their ratio.
+# prometheus-redis-exporter against the same Redis. Prints both figures and
+# their ratio.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SECS="${1:-60}"
-LOOKOUT="${LOOKOUT_BIN:-$ROOT/target/release/lookout}"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+USAGE="usage: bench/redis-cost.sh [SECONDS]   (default 60: a minute of 1 s cycles)
+Redis CPU per redis-probe cycle vs. per redis_exporter scrape.
+Needs target/release/lookout (or LOOKOUT_BIN), redis-server, redis-cli, redis-benchmark,
+prometheus-redis-exporter, curl, python3."
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_args 1 "$@"
+SECS="${SECONDS_ARG:-60}"
+need redis-server redis-cli redis-benchmark prometheus-redis-exporter curl python3
+need_lookout
 RPORT=$(free_port)
 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" --daemonize no >/dev/null &
 PIDS+=($!)
-until redis-cli -p "$RPORT" PING >/dev/null 2>&1; do sleep 0.05; done
+wait_until 10 "redis-server on port $RPORT" redis-cli -p "$RPORT" PING
 # Some data, so INFO has something to say.
-redis-benchmark -p "$RPORT" -q -n 20000 -t set,get -r 1000 >/dev/null
+timeout 120 redis-benchmark -p "$RPORT" -q -n 20000 -t set,get -r 1000 >/dev/null
 
 # Total usec of every command except the measuring INFO commandstats itself.
 usec() { redis-cli -p "$RPORT" INFO commandstats | awk -F'[:,=]' '/^cmdstat_/ {for (i=2;i<=NF;i++) if ($i=="usec") s+=$(i+1)} END {print s+0}'; }
@@ -43,11 +40,12 @@ YAML
 redis-cli -p "$RPORT" CONFIG RESETSTAT >/dev/null
 "$LOOKOUT" run -c "$WORK/lookout.yaml" --log-level warn &
 LPID=$!
-PIDS+=($LPID)
+PIDS+=("$LPID")
+wait_until 20 "lookout on port $LPORT" curl -sf "http://127.0.0.1:$LPORT/-/healthy"
 sleep "$SECS"
 # Cycles as lookout counts them (each cycle sends three PINGs).
-runs=$(curl -s "http://127.0.0.1:$LPORT/metrics" | awk '/^lookout_probe_runs_total/ {s+=$2} END {print s+0}')
-kill "$LPID"; wait "$LPID" 2>/dev/null || true
+runs=$(curl -s -m 10 "http://127.0.0.1:$LPORT/metrics" | awk '/^lookout_probe_runs_total/ {s+=$2} END {print s+0}')
+stop_pid "$LPID"
 # A command's stats are updated after it runs, so each INFO commandstats
 # reading excludes itself; CONFIG RESETSTAT's own call is subtracted here.
 reset_usec=$(redis-cli -p "$RPORT" INFO commandstats | awk -F'[:,=]' '/^cmdstat_config:/ {for (i=2;i<=NF;i++) if ($i=="usec") print $(i+1)}')
@@ -58,12 +56,12 @@ redis-cli -p "$RPORT" INFO commandstats | grep -E '^cmdstat_(ping|info|set|get|d
 EPORT=$(free_port)
 prometheus-redis-exporter --redis.addr="redis://127.0.0.1:$RPORT" --web.listen-address="127.0.0.1:$EPORT" >/dev/null 2>&1 &
 PIDS+=($!)
-until curl -sf "http://127.0.0.1:$EPORT/" >/dev/null 2>&1; do sleep 0.05; done
+wait_until 20 "redis_exporter on port $EPORT" curl -sf "http://127.0.0.1:$EPORT/"
 redis-cli -p "$RPORT" CONFIG RESETSTAT >/dev/null
 scrapes=0
 end=$((SECONDS + SECS))
 while [ $SECONDS -lt $end ]; do
-  curl -sf "http://127.0.0.1:$EPORT/metrics" >/dev/null
+  curl -sf -m 10 "http://127.0.0.1:$EPORT/metrics" >/dev/null
   scrapes=$((scrapes + 1))
   sleep 1
 done

@@ -8,17 +8,16 @@
 #     the message, at 500 payloads/s without rate limiting (p50, p99);
 #  3. memory (RSS) under a burst of 100,000 alerts, beside Alertmanager's
 #     after its ingest run.
-#
-#   bench/relay.sh          (needs target/release/lookout, wrk, prometheus-alertmanager)
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LOOKOUT="${LOOKOUT_BIN:-$ROOT/target/release/lookout}"
+USAGE="usage: bench/relay.sh
+Webhook ingest vs. Alertmanager, end-to-end latency to a Slack stand-in, memory under a burst.
+Needs target/release/lookout (or LOOKOUT_BIN), wrk, prometheus-alertmanager, curl, python3."
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_args 0 "$@"
+need wrk prometheus-alertmanager curl python3
+need_lookout
 AM="$(command -v prometheus-alertmanager)"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
 # --- 1. ingest ---------------------------------------------------------------
@@ -47,10 +46,10 @@ start_both() {
   AMPID=$!; PIDS+=("$AMPID")
   "$LOOKOUT" run -c "$WORK/lookout.yaml" --log-level warn &
   LPID=$!; PIDS+=("$LPID")
-  until curl -sf "http://127.0.0.1:$AMPORT/-/ready" >/dev/null; do sleep 0.1; done
-  until curl -sf "http://127.0.0.1:$LPORT/-/healthy" >/dev/null; do sleep 0.1; done
+  wait_until 30 "alertmanager on port $AMPORT" curl -sf "http://127.0.0.1:$AMPORT/-/ready"
+  wait_until 20 "lookout on port $LPORT" curl -sf "http://127.0.0.1:$LPORT/-/healthy"
 }
-stop_both() { kill "$AMPID" "$LPID"; wait "$AMPID" "$LPID" 2>/dev/null || true; }
+stop_both() { stop_pid "$AMPID"; stop_pid "$LPID"; }
 
 # Both scripts send one unique alert per request, numbered by this prelude.
 cat > "$WORK/unique.lua" <<'LUA'
@@ -87,8 +86,8 @@ echo "== ingest (wrk -t2 -c16 -d10s, one unique alert per request, 3 rounds)"
 ratios=()
 for round in 1 2 3; do
   start_both
-  am_rate=$(wrk -t2 -c16 -d10s -s "$WORK/am.lua" "http://127.0.0.1:$AMPORT" -- "$round" | awk '/Requests\/sec/ {print $2}')
-  wrk -t2 -c16 -d10s -s "$WORK/webhook.lua" "http://127.0.0.1:$LPORT" -- "$round" > "$WORK/wrk.out"
+  am_rate=$(timeout 60 wrk -t2 -c16 -d10s -s "$WORK/am.lua" "http://127.0.0.1:$AMPORT" -- "$round" | awk '/Requests\/sec/ {print $2}')
+  timeout 60 wrk -t2 -c16 -d10s -s "$WORK/webhook.lua" "http://127.0.0.1:$LPORT" -- "$round" > "$WORK/wrk.out"
   lk_rate=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")
   answered=$(awk '/requests in/ {print $1}' "$WORK/wrk.out")
   refused=$(awk '/Non-2xx/ {print $5}' "$WORK/wrk.out")
@@ -140,7 +139,7 @@ relay:
 YAML
 "$LOOKOUT" run -c "$WORK/lookout2.yaml" --log-level warn &
 LPID=$!; PIDS+=("$LPID")
-until curl -sf "http://127.0.0.1:$LPORT/-/healthy" >/dev/null; do sleep 0.1; done
+wait_until 20 "lookout on port $LPORT" curl -sf "http://127.0.0.1:$LPORT/-/healthy"
 cat > "$WORK/send.py" <<'PY'
 import http.client, json, sys, time, threading
 port, rate, secs, start_id = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
@@ -163,7 +162,7 @@ ts = [threading.Thread(target=worker, args=(k, total // n_threads)) for k in ran
 print(total // n_threads * n_threads)
 PY
 echo "== end-to-end latency at 500 payloads/s for 10 s (webhook received -> Slack stand-in)"
-sent=$(python3 "$WORK/send.py" "$LPORT" 500 10 0)
+sent=$(timeout 120 python3 "$WORK/send.py" "$LPORT" 500 10 0)
 for _ in $(seq 1 100); do [ "$(wc -l < "$WORK/latency.txt")" -ge "$sent" ] && break; sleep 0.2; done
 python3 - "$WORK/latency.txt" "$sent" <<'PY'
 import statistics, sys
@@ -175,7 +174,7 @@ PY
 # --- 3. memory under a burst of 100,000 alerts -----------------------------------
 echo "== burst of 100,000 webhooks (delivered to the Slack stand-in as fast as it takes them)"
 before=$(rss_kb $LPID)
-python3 "$WORK/send.py" "$LPORT" 20000 5 100000 >/dev/null
+timeout 300 python3 "$WORK/send.py" "$LPORT" 20000 5 100000 >/dev/null
 after=$(rss_kb $LPID)
 peak=$(awk '/^VmHWM:/ {print $2}' "/proc/$LPID/status")
 echo "lookout RSS: $before KiB before, $after KiB after 100,000 accepted, peak $peak KiB (goal: under 100 MB); alertmanager after its ingest run: $am_rss KiB"

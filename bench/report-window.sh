@@ -3,13 +3,15 @@
 # peak memory. Writes a synthetic day into a fresh history.db (4 probes
 # observed every second, a cross-check round every second with 27 entries:
 # 345,600 observations and 2,332,800 verdict rows), then times the report.
-#
-#   bench/report-window.sh
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-LOOKOUT="${LOOKOUT_BIN:-$ROOT/target/release/lookout}"
-WORK="$(mktemp -d)"
-trap 'rm -rf "$WORK"' EXIT
+USAGE="usage: bench/report-window.sh
+Wall time and peak memory of lookout report --window 24h over a day of 1 s history.
+Needs target/release/lookout (or LOOKOUT_BIN), python3 and /usr/bin/time (package time)."
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_args 0 "$@"
+need python3 /usr/bin/time
+need_lookout
 mkdir -p "$WORK/data"
 # Let lookout create the schema (a few seconds of `lookout run`), so the
 # benchmark reads exactly its own layout.
@@ -22,12 +24,14 @@ probes:
   - {name: fastapi, kind: http_health, url: "http://127.0.0.1:1/api/health/redis"}
   - {name: prometheus, kind: prometheus, url: "http://127.0.0.1:1"}
 YAML
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 sed -i "1i server: {listen: \"127.0.0.1:$PORT\"}" "$WORK/lookout.yaml"
 "$LOOKOUT" run -c "$WORK/lookout.yaml" --log-level error &
 pid=$!
-until [ -f "$WORK/data/history.db" ]; do sleep 0.1; done
-sleep 1; kill -TERM $pid; wait $pid 2>/dev/null || true
+PIDS+=("$pid")
+wait_until 20 "lookout to create $WORK/data/history.db" test -f "$WORK/data/history.db"
+sleep 1
+stop_pid "$pid"
 python3 - "$WORK/data/history.db" <<'PY'
 import json, random, sqlite3, sys, time
 db = sqlite3.connect(sys.argv[1])
@@ -50,5 +54,5 @@ with db:
 print(f"wrote a day of 1 s history in {time.time() - t0:.0f} s")
 PY
 ls -la "$WORK/data/"
-/usr/bin/time -f "lookout report --window 24h: %e s wall, %M KiB max RSS" "$LOOKOUT" report --window 24h -c "$WORK/lookout.yaml" > "$WORK/out.txt" || true
+/usr/bin/time -f "lookout report --window 24h: %e s wall, %M KiB max RSS" timeout 600 "$LOOKOUT" report --window 24h -c "$WORK/lookout.yaml" > "$WORK/out.txt" || true
 head -5 "$WORK/out.txt"

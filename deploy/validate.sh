@@ -12,9 +12,9 @@
 # any check failed. Missing Debian tools are installed with apt-get (as root
 # or via sudo); Python tools (PyYAML, hadolint, kubernetes-validate) go into
 # a venv at .stack/tools, rebuilt when deploy/validate-requirements.txt
-# changes. A built lookout binary (LOOKOUT_BIN, or the newer of
-# target/release and target/debug) also checks the lookout configurations;
-# without one those checks are reported as skipped.
+# changes. A lookout binary (LOOKOUT_BIN, or the newer of target/release
+# and target/debug) also checks the lookout configurations; without one it
+# is built (cargo build), and if that fails so do those checks.
 #
 # VALIDATE_COMPOSE=schema forces the schema check of the compose files even
 # where a Compose implementation exists.
@@ -44,10 +44,6 @@ check() {
     printf '%s\n' "$out" | tail -n 25 | sed 's/^/        /'
     FAILED=$((FAILED + 1))
   fi
-}
-
-skip() {
-  printf 'skip  %s: %s\n' "$1" "$2"
 }
 
 fail_setup() {
@@ -215,6 +211,14 @@ if [[ -z "$LOOKOUT_BIN" ]]; then
     fi
   done
 fi
+if [[ -z "$LOOKOUT_BIN" ]]; then
+  printf 'setup no lookout binary: building it (cargo build --locked)\n'
+  if cargo build --locked --quiet >"$WORK/cargo.log" 2>&1; then
+    LOOKOUT_BIN=target/debug/lookout
+  else
+    tail -n 25 "$WORK/cargo.log" | sed 's/^/        /'
+  fi
+fi
 if [[ -n "$LOOKOUT_BIN" ]]; then
   # The relay's token is a mounted secret in production; a stand-in file here.
   export LOOKOUT_WEBHOOK_TOKEN_FILE="$WORK/webhook-token"
@@ -225,7 +229,8 @@ if [[ -n "$LOOKOUT_BIN" ]]; then
   }
   check "lookout config check of the Kubernetes ConfigMap's lookout.yaml" configmap_check
 else
-  skip "lookout config check" "no lookout binary (set LOOKOUT_BIN or build it)"
+  fail_setup "lookout config check of deploy/lookout/lookout.yaml and the ConfigMap" \
+    "no lookout binary and cargo build failed (output above); set LOOKOUT_BIN to a built one"
 fi
 
 # ---------------------------------------------------------------- scripts --

@@ -1,10 +1,11 @@
 //! The `lookout` binary: parses the command line and hands over to the library.
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
-    lookout::cmd::Cli::parse().execute()
+    match lookout::cmd::parse() {
+        Ok(cli) => cli.execute(),
+        Err(status) => status,
+    }
 }
 
 /// glibc gives every thread that allocates its own malloc arena (up to

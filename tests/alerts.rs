@@ -381,7 +381,7 @@ fn the_relay_resolves_alertmanager_unreachable_once_alertmanager_is_back() {
         via_am.url("/hook")
     ));
     d.write_config(&cfg(&am.url()));
-    support::unsafe_kill(d.proc.pid(), "HUP");
+    support::send_signal(d.proc.pid(), libc::SIGHUP);
     // The relay told a person Alertmanager was unreachable: it tells them
     // it is back, whatever Alertmanager itself makes of an alert that
     // resolved within its group_wait.

@@ -21,9 +21,10 @@ fn redis_stopped_and_restarted_under_a_running_daemon() {
     wait_for("success=1", Duration::from_secs(10), || {
         (d.metric("lookout_probe_success", &[("probe", "cache")]) == Some(1.0)).then_some(())
     });
-    assert!(
-        d.metric("lookout_probe_value", &[("probe", "cache"), ("metric", "maxclients")])
-            .is_some()
+    assert_eq!(
+        d.metric("lookout_probe_value", &[("probe", "cache"), ("metric", "maxclients")]),
+        redis.info_field("maxclients"),
+        "the value exported is the server's"
     );
     assert_eq!(d.metric("lookout_build_info", &[]), Some(1.0));
 
@@ -66,7 +67,7 @@ fn reload_keeps_old_config_when_new_is_invalid_and_sigterm_stops_cleanly() {
         "{base}  - name: two\n    kind: redis\n    url: {}\n    every: 1s\n",
         redis.url()
     ));
-    support::unsafe_kill(d.proc.pid(), "HUP");
+    support::send_signal(d.proc.pid(), libc::SIGHUP);
     wait_for("second probe after SIGHUP", Duration::from_secs(10), || {
         d.metric("lookout_probe_success", &[("probe", "two")]).map(|_| ())
     });
@@ -77,8 +78,12 @@ fn reload_keeps_old_config_when_new_is_invalid_and_sigterm_stops_cleanly() {
     let status = d.proc.terminate(Duration::from_secs(10)).expect("exits after SIGTERM");
     assert!(status.success(), "{status:?}");
     assert!(d.logs().contains("lookout stopped"));
+    // Both probes' runs are in the history: the one reloaded in included.
     let reader = lookout::store::HistoryReader::open(&d.dir.path().join("data")).unwrap();
-    assert!(reader.count().unwrap() >= 2, "history flushed");
+    for probe in ["one", "two"] {
+        let runs = reader.since(Some(probe), 0.0).unwrap();
+        assert!(runs.iter().any(|o| o.ok), "history flushed with `{probe}`'s runs: {runs:?}");
+    }
 }
 
 #[test]
@@ -178,21 +183,184 @@ fn check_prints_table_and_json_and_never_a_secret() {
     }
 }
 
+/// A `maxmemory` no other Redis on this machine has: proves which server
+/// answered a probe.
+const UNIQUE_MAXMEMORY: &str = "73400320";
+
 #[test]
-fn embedded_default_probes_redis_url() {
-    let redis = Redis::start(&[]);
+fn embedded_default_probes_redis_url_and_says_so() {
+    let redis = Redis::start(&["--maxmemory", UNIQUE_MAXMEMORY]);
     let dir = tempfile::tempdir().unwrap();
-    // No config file anywhere: the embedded default reads REDIS_URL.
+    assert!(
+        !std::path::Path::new("/etc/lookout/lookout.yaml").exists(),
+        "this test needs a machine without /etc/lookout/lookout.yaml"
+    );
+    // No config file anywhere: the embedded default reads REDIS_URL, and says so.
     let out = lookout()
         .current_dir(dir.path())
         .env("REDIS_URL", redis.url())
         .args(["check", "--format", "json"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("no configuration file found")
+            && ["config/lookout.yaml", "lookout.yaml", "/etc/lookout/lookout.yaml"]
+                .iter()
+                .all(|p| stderr.contains(p)),
+        "the paths tried are named: {stderr}"
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v[0]["name"], "redis");
     assert_eq!(v[0]["ok"], true);
+    assert_eq!(
+        v[0]["values"]["maxmemory_bytes"].as_f64().map(|m| m.to_string()),
+        Some(UNIQUE_MAXMEMORY.to_string()),
+        "the Redis of REDIS_URL answered, not another: {}",
+        v[0]
+    );
+
+    // ./lookout.yaml is found, and no longer a word about the default.
+    std::fs::write(
+        dir.path().join("lookout.yaml"),
+        "probe_files: []\nprobes:\n  - {name: here, kind: redis}\n",
+    )
+    .unwrap();
+    let out = lookout().current_dir(dir.path()).args(["config", "check"]).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.starts_with("lookout.yaml: valid (1 probe)"), "{stdout}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+/// Runs lookout in `dir` with `args`: (exit status, stdout, stderr).
+fn run_in(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = lookout().current_dir(dir).args(args).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn exit_codes_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let missing = p.join("no-such-dir");
+    let data = p.join("data");
+    std::fs::write(p.join("invalid.yaml"), "probe_files: []\nrelay:\n  destinatons: []\n").unwrap();
+    std::fs::write(
+        p.join("nodata.yaml"),
+        format!("data_dir: {}\nprobe_files: []\nrelay: {{}}\n", missing.display()),
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("relay.yaml"),
+        format!("data_dir: {}\nprobe_files: []\nrelay: {{}}\n", data.display()),
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("nothing.yaml"),
+        "probe_files: []\nprobes:\n  - {name: r, kind: redis, url: 'redis://127.0.0.1:1'}\n",
+    )
+    .unwrap();
+
+    // 78: an invalid configuration, for every command.
+    let (code, _, err) = run_in(p, &["relay", "dlq", "list", "-c", "invalid.yaml"]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("invalid.yaml:3"), "{err}");
+
+    // 64: the command line itself, apart from every command's own answers.
+    for args in [
+        &["relay", "dlq", "drop", "abc", "-c", "relay.yaml"][..],
+        &["relay", "dlq", "retry", "-c", "relay.yaml"],
+        &["report", "--bogus", "-c", "nothing.yaml"],
+        &["report", "--window", "soon", "-c", "nothing.yaml"],
+        &["check", "--log-level", "a=[", "-c", "nothing.yaml"],
+    ] {
+        let (code, _, err) = run_in(p, args);
+        assert_eq!(code, Some(64), "{args:?}: {err}");
+    }
+    let (code, out, _) = run_in(p, &["--help"]);
+    assert_eq!((code, out.contains("Usage:")), (Some(0), true));
+
+    // 66: a data_dir that does not exist is said so, and not created.
+    for args in [
+        &["relay", "dlq", "list", "-c", "nodata.yaml"][..],
+        &["relay", "dlq", "retry", "--all", "-c", "nodata.yaml"],
+        &["report", "--window", "1h", "-c", "nodata.yaml"],
+    ] {
+        let (code, _, err) = run_in(p, args);
+        assert_eq!(code, Some(66), "{args:?}: {err}");
+        assert!(
+            err.contains(&missing.display().to_string()) && err.contains("does not exist"),
+            "{args:?}: {err}"
+        );
+        assert!(!missing.exists(), "{args:?} created {}", missing.display());
+    }
+    // … and so is a data_dir without the file the daemon would have written.
+    std::fs::create_dir(&data).unwrap();
+    let (code, _, err) = run_in(p, &["relay", "dlq", "list", "-c", "relay.yaml"]);
+    assert_eq!(code, Some(66), "{err}");
+    assert!(err.contains("no outbox at") && !data.join("outbox.db").exists(), "{err}");
+
+    // 1: an id that is not dead-lettered changes nothing and fails.
+    drop(lookout::relay::outbox::Outbox::open(&data, Duration::from_secs(300)).unwrap());
+    let (code, out, err) = run_in(p, &["relay", "dlq", "retry", "99", "-c", "relay.yaml"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("no dead-lettered delivery with id 99"), "{err}");
+    let (code, out, err) = run_in(p, &["relay", "dlq", "list", "--format", "json", "-c", "relay.yaml"]);
+    assert_eq!((code, out.trim()), (Some(0), "[]"), "{err}");
+
+    // 2: a history without a round in the window has nothing to judge;
+    // 74: one that is not a database cannot be read.
+    std::fs::write(p.join("history.yaml"), format!("data_dir: {}\nprobe_files: []\n", data.display())).unwrap();
+    let (history, problem) = lookout::store::History::open(&data, Duration::from_secs(3600));
+    assert!(problem.is_none(), "{problem:?}");
+    drop(history);
+    let (code, out, err) = run_in(p, &["report", "--window", "1h", "-c", "history.yaml"]);
+    assert_eq!(code, Some(2), "{out}{err}");
+    let garbage = p.join("garbage");
+    std::fs::create_dir(&garbage).unwrap();
+    std::fs::write(garbage.join("history.db"), "not a database, not at all\n".repeat(100)).unwrap();
+    std::fs::write(
+        p.join("garbage.yaml"),
+        format!("data_dir: {}\nprobe_files: []\n", garbage.display()),
+    )
+    .unwrap();
+    let (code, out, err) = run_in(p, &["report", "--window", "1h", "-c", "garbage.yaml"]);
+    assert_eq!(code, Some(74), "{out}{err}");
+
+    // 2: nothing to cross-check (one probe, no reference to compare with).
+    let (code, _, err) = run_in(p, &["report", "-c", "nothing.yaml"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("nothing to cross-check"), "{err}");
+
+    // 1: `run` with its port taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    std::fs::write(
+        p.join("busy.yaml"),
+        format!(
+            "server: {{listen: '127.0.0.1:{port}'}}\ndata_dir: {}\nprobe_files: []\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let log = p.join("busy.log");
+    let mut cmd = lookout();
+    cmd.current_dir(p)
+        .args(["run", "-c", "busy.yaml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut run = support::Proc::spawn("lookout", &mut cmd);
+    let status = wait_for("`run` to give up on a busy port", Duration::from_secs(20), || run.exited());
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{err}");
+    drop(taken);
 }
 
 #[test]
@@ -255,4 +423,51 @@ fn a_history_written_before_the_schema_had_a_version_opens_and_is_kept() {
         (a_minute_ago, false, Some("connection refused"), None)
     );
     assert!(history[1..].iter().any(|o| o.name == "cache" && o.ok), "new runs stored beside it");
+}
+
+/// Every metric name the code exports: the literal first argument of a
+/// `counter!`, `gauge!` or `histogram!` (or their `describe_*!`) in `src/`.
+fn exported_metrics() -> std::collections::BTreeSet<String> {
+    let call = regex::Regex::new(r#"(?:counter|gauge|histogram)!\(\s*"([a-z0-9_]+)""#).unwrap();
+    let mut names = std::collections::BTreeSet::new();
+    let mut dirs = vec![support::root().join("src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                names.extend(call.captures_iter(&text).map(|c| c[1].to_string()));
+            }
+        }
+    }
+    names
+}
+
+/// The metric names in the first column of the README's Metrics table.
+fn documented_metrics() -> std::collections::BTreeSet<String> {
+    let readme = std::fs::read_to_string(support::root().join("README.md")).unwrap();
+    let section = readme.split("\n## Metrics\n").nth(1).expect("a Metrics section");
+    let section = section.split("\n## ").next().unwrap_or(section);
+    let name = regex::Regex::new(r"`(lookout_[a-z0-9_]+)`").unwrap();
+    section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|l| l.split('|').nth(1))
+        .flat_map(|cell| name.captures_iter(cell).map(|c| c[1].to_string()).collect::<Vec<_>>())
+        .collect()
+}
+
+#[test]
+fn readme_lists_every_exported_metric_and_nothing_else() {
+    let exported = exported_metrics();
+    let documented = documented_metrics();
+    assert!(exported.len() >= 20, "the scan found the code's metrics: {exported:?}");
+    let undocumented: Vec<_> = exported.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&exported).collect();
+    assert!(
+        undocumented.is_empty() && stale.is_empty(),
+        "README's Metrics table: missing {undocumented:?}; not exported {stale:?}"
+    );
 }

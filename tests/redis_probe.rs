@@ -59,13 +59,17 @@ async fn config_disabled_still_works() {
     let h = build(&format!("  - name: cache\n    kind: redis\n    url: {}\n", redis.url()), &no_env);
     let o = probe::run(&h).await;
     assert!(o.ok, "{o:?}");
-    assert!(o.values.contains_key(&Metric::Maxclients), "from INFO clients on Redis 7");
+    assert_eq!(
+        o.values.get(&Metric::Maxclients).copied(),
+        redis.info_field("maxclients"),
+        "from INFO clients on Redis 7"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn password_from_redis_env_and_no_leak() {
     let secret = "s3cret-Pa55word";
-    let redis = Redis::start(&["--requirepass", secret]);
+    let redis = Redis::start(&["--requirepass", secret, "--maxmemory", "73400320"]);
     let port = redis.port.to_string();
     let env = move |k: &str| match k {
         "REDIS_HOST" => Some("127.0.0.1".to_string()),
@@ -76,6 +80,9 @@ async fn password_from_redis_env_and_no_leak() {
     let h = build("  - name: cache\n    kind: redis\n", &env);
     let o = probe::run(&h).await;
     assert!(o.ok, "{o:?}");
+    // This server answered (not one on 6379 that a broken lookup would reach).
+    assert_eq!(o.facts.run_id, Some(redis.run_id()), "{o:?}");
+    assert_eq!(o.values.get(&Metric::MaxmemoryBytes), Some(&73400320.0), "{o:?}");
 
     let h = build(
         &format!(

@@ -8,7 +8,8 @@ mod support;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use support::saas::{Answer, SaaS, SmtpSink};
+use sha2::{Digest, Sha256};
+use support::saas::{Answer, Attempt, SaaS, SmtpSink};
 use support::{Daemon, am_payload, http_get, http_post, lookout, outbox_count, wait_for};
 
 const TOKEN: &str = "relay-token-3f9a8b7c";
@@ -66,7 +67,9 @@ fn delivers_to_every_destination_in_their_protocols() {
     let pd = &saas.received_on("/v2/enqueue")[0].body;
     assert_eq!(pd["event_action"], "trigger");
     assert_eq!(pd["routing_key"], "abcdef0123456789abcdef0123456789");
-    assert_eq!(pd["dedup_key"].as_str().unwrap().len(), 64);
+    // Alertmanager's own derivation: the SHA-256 hex of the group key.
+    let group_hash: String = Sha256::digest(group.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(pd["dedup_key"], group_hash.as_str(), "{pd}");
     assert_eq!(pd["payload"]["severity"], "critical");
     let mail = &smtp.mails()[0];
     assert_eq!(mail.to.len(), 2);
@@ -120,7 +123,9 @@ fn delivers_to_every_destination_in_their_protocols() {
         ),
         Some(2.0)
     );
-    assert!(support::metric_value(&m, "lookout_relay_received_total", &[]).unwrap() >= 4.0);
+    // Firing, its HA copy, resolved, Other; the copy counted as a duplicate.
+    assert_eq!(support::metric_value(&m, "lookout_relay_received_total", &[]), Some(4.0));
+    assert_eq!(support::metric_value(&m, "lookout_relay_duplicates_total", &[]), Some(1.0));
     for text in [d.metrics(), d.logs()] {
         assert!(
             !text.contains(TOKEN) && !text.contains("abcdef0123456789abcdef0123456789"),
@@ -227,17 +232,25 @@ fn a_full_disk_is_answered_503_and_what_was_accepted_stays() {
     assert!(d.metric("lookout_relay_store_errors_total", &[]).unwrap_or(0.0) >= 1.0);
 }
 
+/// The statuses `path` was answered, in arrival order.
+fn answered(saas: &SaaS, path: &str) -> Vec<Attempt> {
+    let mut a = saas.attempts_on(path);
+    a.sort_by_key(|a| a.at);
+    a
+}
+
 #[test]
 fn retries_honour_retry_after_and_permanent_failures_are_dead_lettered() {
     let saas = SaaS::start();
     let smtp = SmtpSink::start();
-    // Slack: rate limited (Retry-After 1 s), then a 500, then accepted.
-    saas.script(&[Answer::RateLimited(1), Answer::Status(500, "rollup_error")]);
+    // Slack: rate limited for 2 s (ten times its 200 ms backoff), then
+    // accepted. PagerDuty: a 500, then accepted. The chain: accepted.
+    let retry_after = Duration::from_secs(2);
+    saas.script_on("/slack/webhook", &[Answer::RateLimited(retry_after.as_secs())]);
+    saas.script_on("/v2/enqueue", &[Answer::Status(500, "rollup_error")]);
     let d = Daemon::start(&relay_config(&saas, &smtp, ""));
     let (k, v) = auth();
-    let start = std::time::Instant::now();
     let p = am_payload("{}:{alertname=\"RedisA\"}", "firing", &[("RedisA", "a", "firing")]);
-    // Pager and the chain target take the first two scripted answers too; each retries.
     assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[(k, &v)]).unwrap().0, 200);
     wait_for("delivery after retries", Duration::from_secs(20), || {
         (saas.received_on("/slack/webhook").len() == 1
@@ -245,16 +258,20 @@ fn retries_honour_retry_after_and_permanent_failures_are_dead_lettered() {
             && saas.received_on("/hook").len() == 1)
             .then_some(())
     });
+    let statuses = |path: &str| answered(&saas, path).iter().map(|a| a.status).collect::<Vec<_>>();
+    assert_eq!(statuses("/slack/webhook"), [429, 200]);
+    assert_eq!(statuses("/v2/enqueue"), [500, 202]);
+    assert_eq!(statuses("/hook"), [200]);
+    let slack = answered(&saas, "/slack/webhook");
+    let gap = slack[1].at - slack[0].at;
+    assert!(gap >= retry_after, "retried {gap:?} after a 429 with Retry-After: 2");
     let m = d.metrics();
-    let retries: f64 = ["slack", "pager", "chain"]
-        .iter()
-        .filter_map(|dst| support::metric_value(&m, "lookout_relay_deliveries_total", &[("destination", dst), ("outcome", "retry")]))
-        .sum();
-    assert_eq!(retries, 2.0, "one 429 and one 500, each retried");
-    assert!(start.elapsed() >= Duration::from_secs(1), "Retry-After honoured");
+    let retries = |dst: &str| support::metric_value(&m, "lookout_relay_deliveries_total", &[("destination", dst), ("outcome", "retry")]);
+    assert_eq!((retries("slack"), retries("pager"), retries("chain")), (Some(1.0), Some(1.0), None));
 
-    // A 400 is permanent: dead-lettered with the provider's reason, then retried by hand.
-    saas.script(&[Answer::Status(400, "invalid_payload")]);
+    // A 400 is permanent: tried once, dead-lettered with the provider's
+    // reason, then retried by hand.
+    saas.script_on("/slack/webhook", &[Answer::Status(400, "invalid_payload")]);
     let p = am_payload("{}:{alertname=\"RedisB\"}", "firing", &[("RedisB", "b", "firing")]);
     assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[(k, &v)]).unwrap().0, 200);
     let cfg = d.config.clone();
@@ -268,18 +285,23 @@ fn retries_honour_retry_after_and_permanent_failures_are_dead_lettered() {
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
         (v.as_array()?.len() == 1).then_some(v)
     });
+    assert_eq!(list[0]["destination"], "slack", "{list}");
     assert!(list[0]["reason"].as_str().unwrap().contains("invalid_payload"), "{list}");
+    assert_eq!(statuses("/slack/webhook"), [429, 200, 400], "the 400 tried once");
+    wait_for("the others delivered", Duration::from_secs(20), || {
+        (saas.received_on("/v2/enqueue").len() == 2 && saas.received_on("/hook").len() == 2).then_some(())
+    });
     let out = lookout()
         .current_dir(d.dir.path())
         .args(["relay", "dlq", "retry", "--all", "-c"])
         .arg(&cfg)
         .output()
         .unwrap();
-    assert!(out.status.success());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     wait_for("redelivery from the DLQ", Duration::from_secs(20), || {
-        let n = saas.received_on("/slack/webhook").len() + saas.received_on("/v2/enqueue").len() + saas.received_on("/hook").len();
-        (n == 6).then_some(())
+        (saas.received_on("/slack/webhook").len() == 2).then_some(())
     });
+    assert_eq!(statuses("/slack/webhook"), [429, 200, 400, 200]);
 
     // send-test proves a destination works, without the queue.
     let out = lookout()
@@ -415,7 +437,7 @@ fn kill_9_mid_burst_loses_nothing() {
     wait_for("deliveries under way", Duration::from_secs(10), || {
         (saas.received_on("/hook").len() >= 10).then_some(())
     });
-    support::unsafe_kill(d.proc.pid(), "KILL");
+    support::send_signal(d.proc.pid(), libc::SIGKILL);
     d.proc.kill();
     let before = saas.received_on("/hook").len();
     assert!(before < n, "killed mid-burst ({before} of {n} delivered)");

@@ -6,8 +6,10 @@
 //! they have in common is here once, so it behaves the same everywhere:
 //! where the configuration comes from ([`source`]), loading it with its
 //! problems printed once and exit 78 (in [`Cli::execute`], for every
-//! command but `run`, whose daemon loads and reloads it), the async runtime
-//! ([`block_on`]), and the text-or-JSON output choice ([`Format`]).
+//! command but `run`, whose daemon loads and reloads it), the command line's
+//! own errors (exit 64, in [`parse`]), the daemon's files that must already
+//! exist ([`existing`]), the async runtime ([`block_on`]), and the
+//! text-or-JSON output choice ([`Format`]).
 
 pub mod check;
 pub mod config;
@@ -16,7 +18,7 @@ pub mod report;
 pub mod run;
 
 use std::fmt::Display;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -30,8 +32,39 @@ use crate::telemetry::LogFormat;
 /// managers are told not to restart on it, since a restart will not fix it.
 pub const EXIT_CONFIG: u8 = 78;
 
-/// Default configuration path, relative to the working directory.
-pub const DEFAULT_CONFIG: &str = "config/lookout.yaml";
+/// Exit status for a command line that cannot be parsed (sysexits'
+/// EX_USAGE): an unknown flag, a missing or malformed argument. Kept apart
+/// from every command's own answers (clap's default, 2, is `report`'s
+/// "incomplete").
+pub const EXIT_USAGE: u8 = 64;
+
+/// Exit status when a file the command reads, and that the daemon writes,
+/// does not exist (sysexits' EX_NOINPUT): a `data_dir` without history or
+/// outbox. The command says which path it looked for and creates nothing.
+pub const EXIT_NO_INPUT: u8 = 66;
+
+/// Exit status when the command cannot start its own machinery (sysexits'
+/// EX_SOFTWARE): the async runtime, for one.
+pub const EXIT_SOFTWARE: u8 = 70;
+
+/// Where the configuration is looked for without `-c`, in this order:
+/// relative paths from the working directory, then the system-wide one.
+pub const CONFIG_SEARCH: [&str; 3] = ["config/lookout.yaml", "lookout.yaml", "/etc/lookout/lookout.yaml"];
+
+/// Parses the process's command line. Help and `--version` are printed and
+/// give 0; any other problem is printed with clap's usage hint and gives
+/// [`EXIT_USAGE`].
+pub fn parse() -> Result<Cli, ExitCode> {
+    Cli::try_parse().map_err(|e| {
+        // Printing to a closed stdout or stderr leaves nothing to report to.
+        let _ = e.print();
+        if e.use_stderr() {
+            ExitCode::from(EXIT_USAGE)
+        } else {
+            ExitCode::SUCCESS
+        }
+    })
+}
 
 /// The whole command line; `main.rs` parses it and calls [`Cli::execute`].
 #[derive(Debug, Parser)]
@@ -50,7 +83,7 @@ pub struct Cli {
 /// Options accepted before or after the subcommand.
 #[derive(Debug, Args)]
 struct Global {
-    /// Configuration file [default: config/lookout.yaml; without it, an embedded default probing REDIS_URL]
+    /// Configuration file [default: the first of config/lookout.yaml, ./lookout.yaml, /etc/lookout/lookout.yaml; without any, an embedded default probing REDIS_URL]
     #[arg(short = 'c', long = "config", env = "LOOKOUT_CONFIG", global = true, value_name = "PATH")]
     config: Option<PathBuf>,
     /// Log format.
@@ -68,7 +101,8 @@ enum Command {
     /// Run every probe once and print the results; exit 1 if any failed.
     Check(check::CheckArgs),
     /// Cross-check the sources now (or, with --window, summarise the stored
-    /// history) and print the result; exit 0 agree, 1 disagree, 2 incomplete.
+    /// history) and print the result; exit 0 agree, 1 disagree, 2 incomplete
+    /// or nothing to judge, 66 no history, 74 history unreadable.
     Report(report::ReportArgs),
     /// The webhook relay: dead-letter list and test notifications.
     Relay {
@@ -87,7 +121,7 @@ impl Cli {
     /// exit status (the README's Commands table lists each command's).
     pub fn execute(self) -> ExitCode {
         if let Err(e) = crate::telemetry::init_logging(self.global.log_format, &self.global.log_level) {
-            return fail(2, e);
+            return fail(EXIT_USAGE, e);
         }
         crate::http::install_crypto_provider();
         let src = source(self.global.config);
@@ -114,21 +148,48 @@ pub enum Format {
     Json,
 }
 
-/// Where the configuration comes from: the file given, else the default
-/// path if it exists, else the embedded default (so `lookout check` works
-/// with nothing but `REDIS_URL`).
+/// Where the configuration comes from: the file given, else the first of
+/// [`CONFIG_SEARCH`] that exists, else the embedded default (so `lookout
+/// check` works with nothing but `REDIS_URL`) — said on stderr with the
+/// paths tried, so a file in the wrong place is not silently ignored.
 pub fn source(explicit: Option<PathBuf>) -> ConfigSource {
-    match explicit {
+    if let Some(p) = explicit {
+        return ConfigSource::File(p);
+    }
+    match CONFIG_SEARCH.iter().map(PathBuf::from).find(|p| p.is_file()) {
         Some(p) => ConfigSource::File(p),
         None => {
-            let p = PathBuf::from(DEFAULT_CONFIG);
-            if p.exists() {
-                ConfigSource::File(p)
-            } else {
-                ConfigSource::Embedded
-            }
+            eprintln!(
+                "lookout: no configuration file found (tried {}); using the embedded default: one redis probe of REDIS_URL",
+                CONFIG_SEARCH.join(", ")
+            );
+            ConfigSource::Embedded
         }
     }
+}
+
+/// `data_dir/file`, when both exist; otherwise says which is missing and
+/// gives [`EXIT_NO_INPUT`]. Commands that read what the daemon writes check
+/// this first, so that a mistyped `data_dir` is an error rather than a new,
+/// empty store that answers "nothing there".
+pub fn existing(data_dir: &Path, file: &str, what: &str) -> Result<PathBuf, ExitCode> {
+    if !data_dir.is_dir() {
+        return Err(fail(
+            EXIT_NO_INPUT,
+            format_args!(
+                "the data directory {} does not exist (is `lookout run` using this data_dir?)",
+                data_dir.display()
+            ),
+        ));
+    }
+    let path = data_dir.join(file);
+    if !path.is_file() {
+        return Err(fail(
+            EXIT_NO_INPUT,
+            format_args!("no {what} at {} (is `lookout run` using this data_dir?)", path.display()),
+        ));
+    }
+    Ok(path)
 }
 
 /// Loads and validates the configuration, then runs `command` with it. On
@@ -150,12 +211,13 @@ pub fn invalid_config(e: &ConfigError) -> ExitCode {
 
 /// Runs `f` to completion on a multi-threaded runtime built for it, so
 /// that a command which needs async I/O starts it the same way as the
-/// daemon. A runtime that cannot start is reported and gives exit 1.
+/// daemon. A runtime that cannot start is reported and gives
+/// [`EXIT_SOFTWARE`].
 pub fn block_on<F: Future>(f: F) -> Result<F::Output, ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| fail(1, format_args!("cannot start the runtime: {e}")))?;
+        .map_err(|e| fail(EXIT_SOFTWARE, format_args!("cannot start the runtime: {e}")))?;
     Ok(rt.block_on(f))
 }
 

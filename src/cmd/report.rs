@@ -7,13 +7,18 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{block_on, fail, print_out};
+use super::{block_on, existing, fail, print_out};
 use crate::report::{Doc, Format, render};
 use crate::settings::Config;
 
-/// Exit status when there is nothing to judge: no history, or a round that
-/// could not run.
+/// Exit status when there is nothing to judge: the round could not run (no
+/// cross-check configured), or — the verdict's own — sources could not be
+/// judged. The same as [`crate::crosscheck::Overall::Incomplete`]'s.
 const INCOMPLETE: u8 = 2;
+
+/// Exit status when the history exists but cannot be read (sysexits'
+/// EX_IOERR).
+const UNREADABLE: u8 = 74;
 
 /// `lookout report`'s flags.
 #[derive(Debug, Args)]
@@ -27,7 +32,8 @@ pub struct ReportArgs {
 }
 
 impl ReportArgs {
-    /// Prints the report; exit 0 agree, 1 disagree, 2 incomplete.
+    /// Prints the report; exit 0 agree, 1 disagree, 2 incomplete or nothing
+    /// to judge, 66 no history (`--window`), 74 history unreadable.
     pub fn execute(self, cfg: &Config) -> ExitCode {
         let rendered = match self.window {
             Some(w) => window(cfg, w, self.format),
@@ -46,18 +52,14 @@ fn parse_window(s: &str) -> Result<Duration, String> {
 }
 
 /// The last `w` of the daemon's history, rendered, with its verdict's exit
-/// status.
+/// status. A `data_dir` without history is an error (66), never an empty
+/// store made on the spot.
 fn window(cfg: &Config, w: Duration, format: Format) -> Result<(String, u8), ExitCode> {
-    if !cfg.data_dir.join(crate::store::HISTORY_FILE).exists() {
-        return Err(fail(
-            INCOMPLETE,
-            format_args!("no history at {} (is `lookout run` using this data_dir?)", cfg.data_dir.display()),
-        ));
-    }
-    let reader = crate::store::HistoryReader::open(&cfg.data_dir).map_err(|e| fail(INCOMPLETE, e))?;
+    existing(&cfg.data_dir, crate::store::HISTORY_FILE, "history")?;
+    let reader = crate::store::HistoryReader::open(&cfg.data_dir).map_err(|e| fail(UNREADABLE, e))?;
     let until = crate::probe::unix_now();
     let sum = crate::crosscheck::history::summarise(&reader, until - w.as_secs_f64(), until)
-        .map_err(|e| fail(INCOMPLETE, format_args!("cannot read the history: {e}")))?;
+        .map_err(|e| fail(UNREADABLE, format_args!("cannot read the history: {e}")))?;
     Ok((render(&Doc::Window(&sum), format), sum.verdict().exit_code()))
 }
 

@@ -13,8 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests
-/// that start their server right after).
+/// A TCP port on 127.0.0.1 that was free a moment ago (bound and released).
+/// Another process may take it before a server binds it: servers started
+/// here go through [`start_on_free_port`], which retries on another port
+/// when that happens. Used as is only for a port meant to refuse
+/// connections.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -91,10 +94,15 @@ impl Proc {
         }
     }
 
+    /// Whether the process has exited (and reaped: its status is kept).
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let mut c = self.child.take()?;
-        unsafe_kill(c.id(), "TERM");
+        send_signal(c.id(), libc::SIGTERM);
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(Some(st)) = c.try_wait() {
@@ -114,9 +122,52 @@ impl Proc {
     }
 }
 
-/// Sends a signal with kill(1), avoiding unsafe libc calls in tests.
-pub fn unsafe_kill(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+/// Sends signal `sig` (`libc::SIGHUP`…) to process `pid`; panics if it
+/// cannot be sent (no such process, not ours), so a test never goes on
+/// believing a signal was delivered.
+pub fn send_signal(pid: u32, sig: libc::c_int) {
+    let target = libc::pid_t::try_from(pid).unwrap_or_else(|_| panic!("pid {pid} out of range"));
+    assert!(target > 0, "no process to signal (pid {pid})");
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(target, sig) } != 0 {
+        panic!("cannot send signal {sig} to {pid}: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// How many ports [`start_on_free_port`] tries before giving up.
+const PORT_ATTEMPTS: usize = 5;
+
+/// Starts a server on a free port: `spawn(port)` starts it, `ready(port,
+/// proc)` says whether it serves (and is the one we started). A server
+/// that exits before it is ready lost its port to another process (the
+/// race [`free_port`] leaves open) and is started again on another port, up
+/// to [`PORT_ATTEMPTS`] times; one that neither exits nor gets ready within
+/// `timeout` fails the test.
+pub fn start_on_free_port(
+    name: &str,
+    timeout: Duration,
+    mut spawn: impl FnMut(u16) -> Proc,
+    mut ready: impl FnMut(u16, &mut Proc) -> bool,
+) -> (u16, Proc) {
+    for _ in 0..PORT_ATTEMPTS {
+        let port = free_port();
+        let mut proc = spawn(port);
+        if wait_ready(name, timeout, port, &mut proc, &mut ready) {
+            return (port, proc);
+        }
+    }
+    panic!("{name} exited before it was ready on {PORT_ATTEMPTS} ports in a row");
+}
+
+/// Polls until `ready`, with `proc` still running (true), or until `proc`
+/// exits (false); panics after `timeout`.
+fn wait_ready(name: &str, timeout: Duration, port: u16, proc: &mut Proc, ready: &mut impl FnMut(u16, &mut Proc) -> bool) -> bool {
+    wait_for(&format!("{name} to be ready on port {port}"), timeout, || {
+        if proc.exited().is_some() {
+            return Some(false);
+        }
+        (ready(port, proc) && proc.exited().is_none()).then_some(true)
+    })
 }
 
 impl Drop for Proc {
@@ -135,13 +186,15 @@ pub struct Redis {
 
 impl Redis {
     pub fn start(extra: &[&str]) -> Redis {
-        let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let proc = Self::spawn(port, dir.path(), &args);
-        let r = Redis { port, dir, args, proc };
-        r.wait_up();
-        r
+        let (port, proc) = start_on_free_port(
+            "redis-server",
+            Duration::from_secs(10),
+            |port| Self::spawn(port, dir.path(), &args),
+            |port, proc| Self::serves(port, &args, proc),
+        );
+        Redis { port, dir, args, proc }
     }
 
     fn spawn(port: u16, dir: &Path, args: &[String]) -> Proc {
@@ -165,11 +218,14 @@ impl Redis {
         Proc::spawn("redis-server", &mut cmd)
     }
 
-    fn wait_up(&self) {
-        let port = self.port;
-        wait_for("redis-server to accept connections", Duration::from_secs(10), || {
-            port_open(port).then_some(())
-        });
+    /// Whether the redis-server answering on `port` is `proc` (its INFO's
+    /// `process_id`), not another one that took the port.
+    fn serves(port: u16, args: &[String], proc: &Proc) -> bool {
+        let info = redis_cli(port, args, &["INFO", "server"]);
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix("process_id:"))
+            .and_then(|p| p.parse::<u32>().ok())
+            == Some(proc.pid())
     }
 
     pub fn url(&self) -> String {
@@ -182,20 +238,37 @@ impl Redis {
         wait_for("redis-server to stop", Duration::from_secs(10), || (!port_open(port)).then_some(()));
     }
 
+    /// Starts it again on the same port (the tests' configurations name
+    /// it); tries again while the port is briefly held elsewhere.
     pub fn restart(&mut self) {
-        self.proc = Self::spawn(self.port, self.dir.path(), &self.args);
-        self.wait_up();
+        for _ in 0..PORT_ATTEMPTS {
+            self.proc = Self::spawn(self.port, self.dir.path(), &self.args);
+            let args = self.args.clone();
+            if wait_ready(
+                "redis-server",
+                Duration::from_secs(10),
+                self.port,
+                &mut self.proc,
+                &mut |port, proc: &mut Proc| Self::serves(port, &args, proc),
+            ) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("redis-server could not bind port {} again", self.port);
+    }
+
+    /// The server's `run_id` (INFO server): which Redis answered.
+    pub fn run_id(&self) -> String {
+        self.cli(&["INFO", "server"])
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("run_id:").map(str::to_string))
+            .expect("INFO server has run_id")
     }
 
     /// A command through redis-cli (with `-a` when the server has a password).
     pub fn cli(&self, args: &[&str]) -> String {
-        let mut cmd = Command::new(require("redis-cli"));
-        cmd.args(["-p", &self.port.to_string()]);
-        if let Some(i) = self.args.iter().position(|a| a == "--requirepass") {
-            cmd.args(["--no-auth-warning", "-a", &self.args[i + 1]]);
-        }
-        let out = cmd.args(args).output().expect("redis-cli runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        redis_cli(self.port, &self.args, args)
     }
 
     pub fn info_field(&self, field: &str) -> Option<f64> {
@@ -206,6 +279,17 @@ impl Redis {
     }
 }
 
+/// A redis-cli command on `port`, with `-a` when `server_args` set a password.
+fn redis_cli(port: u16, server_args: &[String], args: &[&str]) -> String {
+    let mut cmd = Command::new(require("redis-cli"));
+    cmd.args(["-p", &port.to_string()]);
+    if let Some(i) = server_args.iter().position(|a| a == "--requirepass") {
+        cmd.args(["--no-auth-warning", "-a", &server_args[i + 1]]);
+    }
+    let out = cmd.args(args).output().expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// prometheus-redis-exporter scraping one Redis.
 pub struct Exporter {
     pub port: u16,
@@ -214,16 +298,19 @@ pub struct Exporter {
 
 impl Exporter {
     pub fn start(redis_url: &str) -> Exporter {
-        let port = free_port();
-        let mut cmd = Command::new(require("prometheus-redis-exporter"));
-        cmd.arg(format!("--redis.addr={redis_url}"))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let proc = Proc::spawn("redis_exporter", &mut cmd);
-        wait_for("redis_exporter to listen", Duration::from_secs(15), || {
-            port_open(port).then_some(())
-        });
+        let (port, proc) = start_on_free_port(
+            "redis_exporter",
+            Duration::from_secs(15),
+            |port| {
+                let mut cmd = Command::new(require("prometheus-redis-exporter"));
+                cmd.arg(format!("--redis.addr={redis_url}"))
+                    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                Proc::spawn("redis_exporter", &mut cmd)
+            },
+            |port, _| http_get(port, "/metrics").is_some_and(|(s, b)| s == 200 && b.contains("redis_exporter_build_info")),
+        );
         Exporter { port, proc }
     }
 
@@ -242,9 +329,14 @@ pub struct Prometheus {
 impl Prometheus {
     /// `jobs`: (job name, host:port).
     pub fn start(jobs: &[(&str, String)]) -> Prometheus {
-        let port = free_port();
+        Prometheus::start_with(jobs, "", &[])
+    }
+
+    /// `head`: configuration before `scrape_configs:` (rule files,
+    /// alerting); `flags`: extra command-line flags.
+    fn start_with(jobs: &[(&str, String)], head: &str, flags: &[&str]) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
-        let mut cfg = String::from("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n");
+        let mut cfg = format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{head}scrape_configs:\n");
         for (job, target) in jobs {
             cfg.push_str(&format!(
                 "  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"
@@ -252,18 +344,22 @@ impl Prometheus {
         }
         let cfg_path = dir.path().join("prometheus.yml");
         std::fs::write(&cfg_path, cfg).unwrap();
-        let mut cmd = Command::new(require("prometheus"));
-        cmd.arg(format!("--config.file={}", cfg_path.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let proc = Proc::spawn("prometheus", &mut cmd);
-        let p = Prometheus { port, dir, proc };
-        wait_for("prometheus to be ready", Duration::from_secs(30), || {
-            http_get(port, "/-/ready").filter(|(s, _)| *s == 200).map(|_| ())
-        });
-        p
+        let (port, proc) = start_on_free_port(
+            "prometheus",
+            Duration::from_secs(30),
+            |port| {
+                let mut cmd = Command::new(require("prometheus"));
+                cmd.arg(format!("--config.file={}", cfg_path.display()))
+                    .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+                    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                    .args(flags)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                Proc::spawn("prometheus", &mut cmd)
+            },
+            |port, _| http_get(port, "/-/ready").is_some_and(|(s, _)| s == 200),
+        );
+        Prometheus { port, dir, proc }
     }
 
     pub fn url(&self) -> String {
@@ -329,13 +425,17 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
     })
 }
 
-/// The lookout binary under test.
+/// The lookout binary under test, with none of the environment that would
+/// change what it probes: no `LOOKOUT_CONFIG`, and no `REDIS_*` variable
+/// at all (a test sets the ones it means).
 pub fn lookout() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lookout"));
-    c.env_remove("LOOKOUT_CONFIG")
-        .env_remove("REDIS_URL")
-        .env_remove("REDIS_HOST")
-        .env_remove("REDIS_PASSWORD");
+    c.env_remove("LOOKOUT_CONFIG");
+    for (k, _) in std::env::vars_os() {
+        if k.to_str().is_some_and(|k| k.starts_with("REDIS_")) {
+            c.env_remove(k);
+        }
+    }
     c
 }
 
@@ -349,23 +449,50 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Writes `config` (with `{listen}` and `{data_dir}` filled in) and starts lookout.
+    /// Writes `config` (with `{listen}` and `{data_dir}` filled in) and
+    /// starts lookout on a free port (another one if that is taken first).
     pub fn start(config: &str) -> Daemon {
-        Daemon::start_on(free_port(), config)
+        Daemon::start_with(None, config, None)
     }
 
     /// As [`Daemon::start`], on a given port.
     pub fn start_on(port: u16, config: &str) -> Daemon {
-        Daemon::start_with(port, config, None)
+        Daemon::start_with(Some(port), config, None)
     }
 
     /// As [`Daemon::start`], with shell commands run first in the process
     /// that becomes lookout (resource limits, signal dispositions).
     pub fn start_after(shell: &str, config: &str) -> Daemon {
-        Daemon::start_with(free_port(), config, Some(shell))
+        Daemon::start_with(None, config, Some(shell))
     }
 
-    fn start_with(port: u16, config: &str, shell: Option<&str>) -> Daemon {
+    /// Starts it and waits until `/-/healthy` answers 200, lookout has
+    /// logged that it listens, and is still running. If lookout exits first, the test fails at once with
+    /// its log — except when it only lost a port picked here to another
+    /// process, which is tried again on another one.
+    fn start_with(port: Option<u16>, config: &str, shell: Option<&str>) -> Daemon {
+        for _ in 0..PORT_ATTEMPTS {
+            let mut d = Daemon::spawn(port.unwrap_or_else(free_port), config, shell);
+            let ready = wait_for("lookout to serve /-/healthy", Duration::from_secs(20), || {
+                if let Some(status) = d.proc.exited() {
+                    return Some(Err(status));
+                }
+                // Ours: it logged that it bound the port (another server
+                // that took the port first would answer too), and is running.
+                http_get(d.port, "/-/healthy")
+                    .filter(|(s, _)| *s == 200 && d.logs().contains("lookout started"))
+                    .and_then(|_| d.proc.exited().is_none().then_some(Ok(())))
+            });
+            match ready {
+                Ok(()) => return d,
+                Err(_) if port.is_none() && d.logs().contains(&format!("cannot listen on 127.0.0.1:{}", d.port)) => continue,
+                Err(status) => panic!("lookout exited ({status}) before serving:\n{}", d.logs()),
+            }
+        }
+        panic!("lookout could not bind a free port in {PORT_ATTEMPTS} attempts");
+    }
+
+    fn spawn(port: u16, config: &str, shell: Option<&str>) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lookout.yaml");
         let text = config
@@ -395,17 +522,13 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(err);
         let proc = Proc::spawn("lookout", &mut cmd);
-        let d = Daemon {
+        Daemon {
             port,
             dir,
             config: path,
             proc,
             stderr,
-        };
-        wait_for("lookout to listen", Duration::from_secs(20), || {
-            http_get(port, "/-/healthy").map(|_| ())
-        });
-        d
+        }
     }
 
     pub fn metrics(&self) -> String {
@@ -455,25 +578,28 @@ pub struct PyEndpoint {
 impl PyEndpoint {
     /// `kind`: "django" or "fastapi". `lie`: LOOKOUT_REF_LIE (test-only knob).
     pub fn start(kind: &str, redis_url: &str, lie: Option<&str>) -> PyEndpoint {
-        let port = free_port();
         let (script, path) = match kind {
             "django" => ("serve_django.py", "/health/redis/"),
             _ => ("serve_fastapi.py", "/api/health/redis"),
         };
-        let mut cmd = Command::new(venv_python());
-        cmd.arg(root().join("deploy/reference-endpoints").join(script))
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .env("REDIS_URL", redis_url)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(l) = lie {
-            cmd.env("LOOKOUT_REF_LIE", l);
-        }
-        let proc = Proc::spawn(kind, &mut cmd);
-        wait_for(&format!("{kind} endpoint"), Duration::from_secs(30), || {
-            http_get(port, path).filter(|(s, _)| *s == 200).map(|_| ())
-        });
+        let (port, proc) = start_on_free_port(
+            &format!("{kind} endpoint"),
+            Duration::from_secs(30),
+            |port| {
+                let mut cmd = Command::new(venv_python());
+                cmd.arg(root().join("deploy/reference-endpoints").join(script))
+                    .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                    .env("REDIS_URL", redis_url)
+                    .env("PYTHONDONTWRITEBYTECODE", "1")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                if let Some(l) = lie {
+                    cmd.env("LOOKOUT_REF_LIE", l);
+                }
+                Proc::spawn(kind, &mut cmd)
+            },
+            |port, _| http_get(port, path).is_some_and(|(s, _)| s == 200),
+        );
         PyEndpoint { port, path, proc }
     }
 
@@ -607,22 +733,25 @@ pub struct Alertmanager {
 
 impl Alertmanager {
     pub fn start(config: &str) -> Alertmanager {
-        let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("alertmanager.yml");
         std::fs::write(&cfg, config).unwrap();
-        let mut cmd = Command::new(require("prometheus-alertmanager"));
-        cmd.arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.path={}", dir.path().join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
-            .arg("--log.level=debug")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("alertmanager.log")).unwrap());
-        let proc = Proc::spawn("alertmanager", &mut cmd);
-        wait_for("alertmanager ready", Duration::from_secs(30), || {
-            http_get(port, "/-/ready").filter(|(s, _)| *s == 200).map(|_| ())
-        });
+        let (port, proc) = start_on_free_port(
+            "alertmanager",
+            Duration::from_secs(30),
+            |port| {
+                let mut cmd = Command::new(require("prometheus-alertmanager"));
+                cmd.arg(format!("--config.file={}", cfg.display()))
+                    .arg(format!("--storage.path={}", dir.path().join("data").display()))
+                    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                    .arg("--cluster.listen-address=")
+                    .arg("--log.level=debug")
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(dir.path().join("alertmanager.log")).unwrap());
+                Proc::spawn("alertmanager", &mut cmd)
+            },
+            |port, _| http_get(port, "/-/ready").is_some_and(|(s, _)| s == 200),
+        );
         Alertmanager { port, dir, proc }
     }
 
@@ -647,33 +776,12 @@ impl Alertmanager {
 
 /// A Prometheus with rule files, evaluating every second and alerting to `am`.
 pub fn prometheus_with_rules(jobs: &[(&str, String)], rules: &[PathBuf], am: &str) -> Prometheus {
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = String::from("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n");
+    let mut head = String::from("rule_files:\n");
     for r in rules {
-        cfg.push_str(&format!("  - {}\n", r.display()));
+        head.push_str(&format!("  - {}\n", r.display()));
     }
-    cfg.push_str(&format!(
-        "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{am}']\nscrape_configs:\n"
+    head.push_str(&format!(
+        "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['{am}']\n"
     ));
-    for (job, target) in jobs {
-        cfg.push_str(&format!(
-            "  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"
-        ));
-    }
-    let cfg_path = dir.path().join("prometheus.yml");
-    std::fs::write(&cfg_path, cfg).unwrap();
-    let mut cmd = Command::new(require("prometheus"));
-    cmd.arg(format!("--config.file={}", cfg_path.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--rules.alert.resend-delay=1s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let proc = Proc::spawn("prometheus", &mut cmd);
-    let p = Prometheus { port, dir, proc };
-    wait_for("prometheus to be ready", Duration::from_secs(30), || {
-        http_get(port, "/-/ready").filter(|(s, _)| *s == 200).map(|_| ())
-    });
-    p
+    Prometheus::start_with(jobs, &head, &["--rules.alert.resend-delay=1s"])
 }

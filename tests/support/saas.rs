@@ -1,10 +1,11 @@
 //! Stand-ins for what cannot be reached from here, speaking the real
 //! protocols: Slack (incoming webhooks, chat.postMessage, chat.update),
 //! PagerDuty Events API v2, a generic webhook target, and an SMTP server.
-//! Each records what it received and answers from a script (200, 400, 429
-//! with Retry-After, 500, or hang).
+//! Each answers from a script (200, 400, 429 with Retry-After, 500, or
+//! hang), per path or shared, and records every attempt (path, answer,
+//! time) besides the requests it accepted.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,10 +38,22 @@ pub struct Received {
     pub at: Instant,
 }
 
+/// One request, whatever the answer.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    pub path: String,
+    /// The HTTP status answered (0 for a request left hanging).
+    pub status: u16,
+    /// When the request arrived.
+    pub at: Instant,
+}
+
 #[derive(Default)]
 struct Inner {
     script: VecDeque<Answer>,
+    scripts: HashMap<String, VecDeque<Answer>>,
     received: Vec<Received>,
+    attempts: Vec<Attempt>,
     delay: Duration,
     next_ts: u64,
 }
@@ -97,9 +110,33 @@ impl SaaS {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    /// Answers to give, in order; then `Ok`.
+    /// Answers to give, in order, to requests on any path without a
+    /// script of its own; then `Ok`.
     pub fn script(&self, answers: &[Answer]) {
         self.inner.lock().unwrap().script.extend(answers.iter().cloned());
+    }
+
+    /// Answers to give, in order, to requests on `path`; then the shared
+    /// script's, then `Ok`.
+    pub fn script_on(&self, path: &str, answers: &[Answer]) {
+        self.inner
+            .lock()
+            .unwrap()
+            .scripts
+            .entry(path.to_string())
+            .or_default()
+            .extend(answers.iter().cloned());
+    }
+
+    /// Every request with the status it was answered, in the order
+    /// answered (`at` is its arrival).
+    pub fn attempts(&self) -> Vec<Attempt> {
+        self.inner.lock().unwrap().attempts.clone()
+    }
+
+    /// Every request on `path`.
+    pub fn attempts_on(&self, path: &str) -> Vec<Attempt> {
+        self.attempts().into_iter().filter(|a| a.path == path).collect()
     }
 
     /// Processing time of every request.
@@ -117,16 +154,39 @@ impl SaaS {
 }
 
 async fn handle(State(st): State<Arc<Mutex<Inner>>>, uri: axum::http::Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let arrived = Instant::now();
     let path = uri.path().to_string();
-    let (answer, delay, ts) = {
+    let (answer, ts) = {
         let mut s = st.lock().unwrap();
         s.next_ts += 1;
-        (s.script.pop_front().unwrap_or(Answer::Ok), s.delay, s.next_ts)
+        let own = s.scripts.get_mut(&path).and_then(VecDeque::pop_front);
+        let answer = own.or_else(|| s.script.pop_front()).unwrap_or(Answer::Ok);
+        (answer, s.next_ts)
     };
+    if matches!(answer, Answer::Hang) {
+        st.lock().unwrap().attempts.push(Attempt {
+            path: path.clone(),
+            status: 0,
+            at: arrived,
+        });
+    }
+    let response = answer_with(&st, answer, &path, headers, &body, ts).await;
+    st.lock().unwrap().attempts.push(Attempt {
+        path,
+        status: response.status().as_u16(),
+        at: arrived,
+    });
+    response
+}
+
+/// The scripted answer, after the configured delay; an accepted request is
+/// recorded in `received`.
+async fn answer_with(st: &Mutex<Inner>, answer: Answer, path: &str, headers: HeaderMap, body: &[u8], ts: u64) -> Response {
+    let delay = st.lock().unwrap().delay;
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
     match answer {
         Answer::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -146,12 +206,12 @@ async fn handle(State(st): State<Arc<Mutex<Inner>>>, uri: axum::http::Uri, heade
         Answer::Ok => {}
     }
     st.lock().unwrap().received.push(Received {
-        path: path.clone(),
+        path: path.to_string(),
         headers,
         body: json.clone(),
         at: Instant::now(),
     });
-    match path.as_str() {
+    match path {
         // Slack's incoming webhook answers a plain-text `ok`.
         "/slack/webhook" => (StatusCode::OK, [("content-type", "text/plain")], "ok").into_response(),
         "/api/chat.postMessage" | "/api/chat.update" => {

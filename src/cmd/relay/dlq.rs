@@ -2,13 +2,14 @@
 //! on, with the reason, and the operator's two answers: queue them again
 //! once the destination is fixed, or drop them for good.
 
+use std::collections::HashSet;
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use super::Context;
-use crate::cmd::{Format, fail, json, print_out};
-use crate::relay::outbox::Dead;
+use crate::cmd::{Format, existing, fail, json, print_out};
+use crate::relay::outbox::{Dead, OUTBOX_FILE, Outbox};
 
 /// `lookout relay dlq …`.
 #[derive(Debug, Subcommand)]
@@ -20,27 +21,32 @@ pub enum DlqCommand {
         format: Format,
     },
     /// Queue dead-lettered deliveries again (the given ids, or --all).
-    Retry {
-        /// Delivery ids.
-        ids: Vec<i64>,
-        /// Every dead-lettered delivery.
-        #[arg(long, conflicts_with = "ids")]
-        all: bool,
-    },
+    Retry(Selection),
     /// Drop dead-lettered deliveries for good (the given ids, or --all).
-    Drop {
-        /// Delivery ids.
-        ids: Vec<i64>,
-        /// Every dead-lettered delivery.
-        #[arg(long, conflicts_with = "ids")]
-        all: bool,
-    },
+    Drop(Selection),
+}
+
+/// Which dead letters `retry` and `drop` act on: ids, or `--all`. One of
+/// the two is required (a usage error otherwise), so nothing is changed by
+/// accident.
+#[derive(Debug, Args)]
+pub struct Selection {
+    /// Delivery ids, as `dlq list` shows them.
+    #[arg(required_unless_present = "all")]
+    ids: Vec<i64>,
+    /// Every dead-lettered delivery.
+    #[arg(long, conflicts_with = "ids")]
+    all: bool,
 }
 
 impl DlqCommand {
-    /// Runs it on the daemon's outbox; exit 0, or 1 on an error (no ids
-    /// and no `--all` is one: nothing is changed by accident).
+    /// Runs it on the daemon's outbox; exit 0, 1 on an error (an id that is
+    /// not in the dead-letter list is one: nothing is changed), 66 when the
+    /// `data_dir` holds no outbox.
     pub fn execute(self, relay: &Context<'_>) -> ExitCode {
+        if let Err(status) = existing(relay.data_dir, OUTBOX_FILE, "outbox") {
+            return status;
+        }
         let outbox = match relay.outbox() {
             Ok(o) => o,
             Err(e) => return fail(1, e),
@@ -50,20 +56,36 @@ impl DlqCommand {
                 Format::Json => json(&list),
                 Format::Text => Ok(table(&list)),
             }),
-            DlqCommand::Retry { ids, all } if all || !ids.is_empty() => outbox
-                .dlq_retry(&ids)
-                .map(|n| format!("{n} deliveries queued again\n"))
-                .map_err(|e| e.to_string()),
-            DlqCommand::Drop { ids, all } if all || !ids.is_empty() => outbox
-                .dlq_drop(&ids)
-                .map(|n| format!("{n} deliveries dropped\n"))
-                .map_err(|e| e.to_string()),
-            _ => Err("give delivery ids, or --all".to_string()),
+            DlqCommand::Retry(sel) => selected(&outbox, &sel)
+                .and_then(|ids| outbox.dlq_retry(&ids).map_err(|e| e.to_string()))
+                .map(|n| format!("{n} deliveries queued again\n")),
+            DlqCommand::Drop(sel) => selected(&outbox, &sel)
+                .and_then(|ids| outbox.dlq_drop(&ids).map_err(|e| e.to_string()))
+                .map(|n| format!("{n} deliveries dropped\n")),
         };
         match result {
             Ok(text) => print_out(&text, 0),
             Err(e) => fail(1, e),
         }
+    }
+}
+
+/// The ids to act on (empty for `--all`, as the outbox takes it), once each
+/// given id is known to be dead-lettered: an id that is not (a typo, or
+/// already retried) is an error naming it, and nothing is changed.
+fn selected(outbox: &Outbox, sel: &Selection) -> Result<Vec<i64>, String> {
+    if sel.all {
+        return Ok(Vec::new());
+    }
+    let dead: HashSet<i64> = outbox.dlq().map_err(|e| e.to_string())?.iter().map(|d| d.id).collect();
+    let unknown: Vec<String> = sel.ids.iter().filter(|id| !dead.contains(id)).map(i64::to_string).collect();
+    if unknown.is_empty() {
+        Ok(sel.ids.clone())
+    } else {
+        Err(format!(
+            "no dead-lettered delivery with id {} (see `lookout relay dlq list`); nothing changed",
+            unknown.join(", ")
+        ))
     }
 }
 

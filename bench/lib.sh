@@ -1,0 +1,116 @@
+# shellcheck shell=bash
+# Shared by the bench/ scripts (sourced, not run): usage and argument
+# checks, the tools each needs (named when missing, with the Debian package
+# that has them), free ports, and waits that give up after a deadline.
+#
+# A script sets USAGE (its synopsis and what it measures) before sourcing
+# this file, then calls bench_args "$@", need TOOL..., need_lookout.
+
+BENCH="$(basename "$0")"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LOOKOUT="${LOOKOUT_BIN:-$ROOT/target/release/lookout}"
+
+die() {
+  printf '%s: %s\n' "$BENCH" "$*" >&2
+  exit 2
+}
+
+usage() {
+  printf '%s\n' "$USAGE"
+}
+
+# bench_args MAX_POSITIONAL "$@": -h/--help prints the usage; more than
+# MAX_POSITIONAL arguments, an unknown option or a SECONDS that is not a
+# positive whole number is an error. Sets SECONDS_ARG to the first argument.
+bench_args() {
+  local max="$1"
+  shift
+  # shellcheck disable=SC2034 # read by the script that sourced this file
+  SECONDS_ARG=""
+  case "${1:-}" in
+    -h | --help)
+      usage
+      exit 0
+      ;;
+    -*) die "unknown option $1 (usage below)
+$(usage)" ;;
+  esac
+  (($# <= max)) || die "too many arguments (usage below)
+$(usage)"
+  if (($# >= 1)); then
+    [[ "$1" =~ ^[1-9][0-9]*$ ]] || die "SECONDS must be a positive whole number, not \`$1\`"
+    # shellcheck disable=SC2034
+    SECONDS_ARG="$1"
+  fi
+}
+
+# Debian package of each tool the scripts use.
+declare -A PACKAGE=(
+  [redis-server]=redis-server [redis-cli]=redis-tools [redis-benchmark]=redis-tools
+  [prometheus-redis-exporter]=prometheus-redis-exporter
+  [prometheus-blackbox-exporter]=prometheus-blackbox-exporter
+  [prometheus-alertmanager]=prometheus-alertmanager
+  [curl]=curl [wrk]=wrk [python3]=python3 [sqlite3]=sqlite3 [cargo]="the Rust toolchain (rustup)"
+)
+
+# need TOOL...: every tool on PATH (or an absolute path that exists), else
+# one message naming all that are missing and where to get them.
+need() {
+  local -a missing=()
+  local t
+  for t in "$@"; do
+    command -v "$t" >/dev/null 2>&1 || missing+=("$t (${PACKAGE[$t]:-$t})")
+  done
+  ((${#missing[@]} == 0)) || die "missing: ${missing[*]}; install them (apt-get install …) and run again"
+}
+
+# need_lookout: the binary measured, built in release mode.
+need_lookout() {
+  [[ -x "$LOOKOUT" ]] || die "no lookout binary at $LOOKOUT: run \`cargo build --release\` first (or set LOOKOUT_BIN)"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# wait_until SECONDS WHAT COMMAND...: runs COMMAND every 0.1 s until it
+# succeeds; after SECONDS, says what never happened and exits 1.
+wait_until() {
+  local secs="$1" what="$2"
+  shift 2
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || {
+      printf '%s: gave up after %s s waiting for %s\n' "$BENCH" "$secs" "$what" >&2
+      exit 1
+    }
+    sleep 0.1
+  done
+}
+
+# stop_pid PID [SECONDS]: SIGTERM, then SIGKILL if it has not exited after
+# SECONDS (10); never waits longer.
+stop_pid() {
+  local pid="$1" secs="${2:-10}"
+  kill -TERM "$pid" 2>/dev/null || return 0
+  local deadline=$((SECONDS + secs))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      printf '%s: pid %s ignored SIGTERM for %s s; killing it\n' "$BENCH" "$pid" "$secs" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+      break
+    fi
+    sleep 0.1
+  done
+  wait "$pid" 2>/dev/null || true
+}
+
+# Background processes a script started, stopped (bounded) on exit.
+PIDS=()
+WORK="$(mktemp -d)"
+bench_cleanup() {
+  local p
+  for p in "${PIDS[@]}"; do stop_pid "$p" 5; done
+  rm -rf "$WORK"
+}
+trap bench_cleanup EXIT
