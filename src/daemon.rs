@@ -203,6 +203,9 @@ fn drain_grace(cfg: &Config) -> Duration {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
     let cfg = Arc::new(source.load()?);
+    for w in &cfg.warnings {
+        tracing::warn!(warning = %w, "Configuration warning");
+    }
     if matches!(source, ConfigSource::Embedded) {
         tracing::info!("No configuration file: probing the Redis named by REDIS_URL (or REDIS_HOST…), default redis://127.0.0.1:6379");
     }

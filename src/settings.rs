@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::config::alerts;
 use crate::config::entry::Entry;
+use crate::config::locate::locate;
 use crate::config::value::{opt_duration, opt_socket_addr};
 use crate::config::{ConfigError, Endpoint, Env, Origin, Problem, RawEndpoint, parse_yaml, process_env};
 use crate::crosscheck::config::{CrossCheckConfig, RawCrossCheck};
@@ -124,6 +125,9 @@ pub struct Config {
     pub relay: Option<RelayConfig>,
     /// Synthetic alerts; `None` when disabled.
     pub alerts: Option<alerts::AlertsConfig>,
+    /// What is valid but probably not meant (a `probe_files` glob that
+    /// matches nothing), for `config check` and the daemon's log.
+    pub warnings: Vec<Problem>,
 }
 
 /// Loads and validates the configuration at `path`.
@@ -139,6 +143,7 @@ pub fn load_with_env(path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
     // directory, as users of the CLI expect; the README says so.
     let mut probes: Vec<(PathBuf, Entry)> = Vec::new();
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     let globs = raw.probe_files.clone().unwrap_or_else(|| vec![DEFAULT_PROBE_FILES.to_string()]);
     for pattern in &globs {
         let paths = match glob::glob(pattern) {
@@ -156,11 +161,34 @@ pub fn load_with_env(path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
         };
         let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
         files.sort();
+        if files.is_empty() && raw.probe_files.is_some() {
+            warnings.push(Problem {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                field: Some("probe_files".into()),
+                message: format!(
+                    "`{pattern}` matches no file (relative to the working directory {})",
+                    std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default()
+                ),
+            });
+        }
         for file in files {
             match std::fs::read_to_string(&file) {
                 Ok(t) => match parse_yaml::<Entry>(&file, &t, env) {
                     Ok(p) => probes.push((file, p)),
-                    Err(ConfigError(mut ps)) => problems.append(&mut ps),
+                    Err(ConfigError(mut ps)) => {
+                        if holds_a_list(&t) {
+                            ps = vec![Problem {
+                                file: file.clone(),
+                                line: Some(1),
+                                column: None,
+                                field: None,
+                                message: "a probe file holds one probe (a mapping with `name` and `kind`), not a list: put each probe in its own file, or the list under `probes:` in the configuration".into(),
+                            }];
+                        }
+                        problems.append(&mut ps)
+                    }
                 },
                 Err(e) => problems.push(Problem {
                     file: file.clone(),
@@ -178,14 +206,40 @@ pub fn load_with_env(path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
         .map(|p| (path.to_path_buf(), p))
         .collect();
     all.extend(probes);
-    match validate(Some(path), raw, all, env) {
-        Ok(c) if problems.is_empty() => Ok(c),
+    let result = match validate(Some(path), raw, all, env) {
+        Ok(mut c) if problems.is_empty() => {
+            c.warnings = locate_all(ConfigError(warnings), path, &text, env).0;
+            Ok(c)
+        }
         Ok(_) => Err(ConfigError(problems)),
         Err(ConfigError(mut ps)) => {
             problems.append(&mut ps);
             Err(ConfigError(problems))
         }
+    };
+    result.map_err(|e| locate_all(e, path, &text, env))
+}
+
+/// Whether a YAML text's document is a sequence (`- name: …` at the top).
+fn holds_a_list(text: &str) -> bool {
+    text.lines()
+        .map(str::trim_end)
+        .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#') && l.trim() != "---")
+        .is_some_and(|l| l.starts_with("- ") || l == "-")
+}
+
+/// Gives a line to every problem of `path` found after parsing (a value
+/// compared with another, a route naming no destination): the line of the
+/// field it names.
+fn locate_all(mut e: ConfigError, path: &Path, text: &str, env: Env<'_>) -> ConfigError {
+    let Ok(src) = crate::config::expand(text, env) else { return e };
+    for p in e.0.iter_mut().filter(|p| p.line.is_none() && p.file == path) {
+        if let Some((line, column)) = p.field.as_deref().and_then(|f| locate(&src, f)) {
+            p.line = Some(line);
+            p.column = Some(column);
+        }
     }
+    e
 }
 
 /// The configuration used when there is no configuration file: one `redis`
@@ -244,6 +298,9 @@ fn validate(source: Option<&Path>, raw: RawSettings, probes: Vec<(PathBuf, Entry
             message: "must be at least 1".into(),
         });
     }
+    // Sections that refer to probes are judged only when every probe is
+    // valid; the rest of the problems are all reported together.
+    let before_probes = problems.len();
 
     let ctx = probe::Context {
         env,
@@ -273,7 +330,7 @@ fn validate(source: Option<&Path>, raw: RawSettings, probes: Vec<(PathBuf, Entry
         seen.insert(p.name.clone(), p.origin.clone());
         out.push(p);
     }
-    if !problems.is_empty() {
+    if problems.len() > before_probes {
         return Err(ConfigError(problems));
     }
     let crosscheck = crate::crosscheck::config::build(&file, &mut problems, raw.crosscheck, &out);
@@ -309,6 +366,7 @@ fn validate(source: Option<&Path>, raw: RawSettings, probes: Vec<(PathBuf, Entry
         prometheus,
         alertmanager,
         probes: out,
+        warnings: Vec::new(),
     })
 }
 
@@ -382,6 +440,57 @@ mod tests {
         assert_eq!(r.url.expose(), "redis://:p%40ss@cache:6379/2");
         assert!(!r.display_url.contains("p%40ss"));
         assert!(!format!("{c:?}").contains("p%40ss"));
+    }
+
+    #[test]
+    fn every_problem_has_a_line() {
+        let e = load_str(
+            "probe_files: []\nscheduler:\n  max_concurrency: 0\nprobes:\n  - {name: r, kind: redis}\n  - {name: web, kind: http_health, url: 'http://x/', tls_skip_verify: 'yes'}\n",
+        )
+        .unwrap_err();
+        let located: Vec<(Option<u64>, Option<&str>)> = e.0.iter().map(|p| (p.line, p.field.as_deref())).collect();
+        // A quoted 'yes' is a string, not a boolean; flow style keeps the field.
+        assert_eq!(
+            located,
+            vec![(Some(3), Some("scheduler.max_concurrency")), (Some(6), Some("tls_skip_verify"))],
+            "{e}"
+        );
+        let e = load_str(
+            "probe_files: []\nscheduler:\n  max_concurrency: 0\nprobes:\n  - {name: r, kind: redis}\nrelay:\n  destinations: [{name: a, type: log}]\n  routes:\n    - destinations: [b]\ncrosscheck:\n  reference: nope\n",
+        )
+        .unwrap_err();
+        let mut located: Vec<(Option<u64>, Option<&str>)> = e.0.iter().map(|p| (p.line, p.field.as_deref())).collect();
+        located.sort();
+        assert_eq!(
+            located,
+            vec![
+                (Some(3), Some("scheduler.max_concurrency")),
+                (Some(9), Some("relay.routes[0].destinations")),
+                (Some(11), Some("crosscheck.reference")),
+            ],
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_empty_glob_warns_and_a_list_in_a_probe_file_is_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("lookout.yaml");
+        std::fs::write(&cfg, format!("probe_files: ['{}/none/*.yaml']\n", dir.path().display())).unwrap();
+        let c = load_with_env(&cfg, &no_env).unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert_eq!(c.warnings[0].line, Some(1));
+        assert!(c.warnings[0].message.contains("matches no file"), "{}", c.warnings[0]);
+
+        std::fs::create_dir(dir.path().join("p")).unwrap();
+        std::fs::write(
+            dir.path().join("p/two.yaml"),
+            "# two probes\n- name: a\n  kind: redis\n- name: b\n  kind: redis\n",
+        )
+        .unwrap();
+        std::fs::write(&cfg, format!("probe_files: ['{}/p/*.yaml']\n", dir.path().display())).unwrap();
+        let e = load_with_env(&cfg, &no_env).unwrap_err();
+        assert!(e.0[0].message.contains("holds one probe"), "{e}");
     }
 
     #[test]

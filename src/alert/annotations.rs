@@ -131,6 +131,10 @@ mod tests {
         assert_eq!(out["description"], "web fails: HTTP 503");
         let out = a.render(rule(RuleName::RedisConnectionExhaustion), &condition("cache", 0.9, ""));
         assert_eq!(out["description"], "connected_clients is 90.0% of maxclients (threshold 85.0%)");
+        let out = a.render(rule(RuleName::CrossCheckMismatch), &condition("fastapi", 5.0, "hits"));
+        assert_eq!(out["description"], "5 metrics disagree with the reference: hits");
+        let out = a.render(rule(RuleName::CrossCheckMismatch), &condition("fastapi", 1.0, "hits"));
+        assert_eq!(out["description"], "1 metric disagrees with the reference: hits");
     }
 
     #[test]

@@ -197,7 +197,12 @@ pub fn existing(data_dir: &Path, file: &str, what: &str) -> Result<PathBuf, Exit
 /// exits 78 without running anything.
 fn with_config(src: &ConfigSource, command: impl FnOnce(&Config) -> ExitCode) -> ExitCode {
     match src.load() {
-        Ok(cfg) => command(&cfg),
+        Ok(cfg) => {
+            for w in &cfg.warnings {
+                eprintln!("warning: {w}");
+            }
+            command(&cfg)
+        }
         Err(e) => invalid_config(&e),
     }
 }

@@ -305,7 +305,7 @@ fn default_rule(name: RuleName) -> Rule {
             "warning",
             0.0,
             "Sources disagree about Redis ({{ probe }})",
-            "{{ value }} metric(s) disagree with the reference: {{ error }}",
+            "{{ value | int }} {{ 'metric disagrees' if value == 1 else 'metrics disagree' }} with the reference: {{ error }}",
         ),
         RuleName::MonitoringDataGap => r(120, "warning", 0.0, "Monitoring data gap ({{ probe }})", "{{ error }}"),
         RuleName::AlertmanagerUnreachable => r(

@@ -28,7 +28,9 @@ pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Str
             out.push_str(line);
             continue;
         }
-        let mut rest = line;
+        // A trailing comment (` # …` outside quotes) is left alone too.
+        let (code, comment) = line.split_at(comment_start(line).unwrap_or(line.len()));
+        let mut rest = code;
         while let Some(pos) = rest.find('$') {
             out.push_str(&rest[..pos]);
             let after = &rest[pos + 1..];
@@ -68,13 +70,40 @@ pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Str
             }
         }
         out.push_str(rest);
+        out.push_str(comment);
     }
     Ok(out)
+}
+
+/// Where a YAML comment starts on a line: a `#` at the start or after
+/// whitespace, outside single and double quotes.
+fn comment_start(line: &str) -> Option<usize> {
+    let (mut single, mut double) = (false, false);
+    let mut prev = ' ';
+    for (i, c) in line.char_indices() {
+        match c {
+            '\'' if !double => single = !single,
+            '"' if !single && prev != '\\' => double = !double,
+            '#' if !single && !double && prev.is_whitespace() => return Some(i),
+            _ => {}
+        }
+        prev = c;
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trailing_comments_are_not_expanded() {
+        let out = expand("a: ${SET} # needs ${UNSET}\nb: '# ${SET}'\nc: x#${SET}\n", |n| {
+            (n == "SET").then(|| "v".to_string())
+        })
+        .unwrap();
+        assert_eq!(out, "a: v # needs ${UNSET}\nb: '# v'\nc: x#v\n");
+    }
 
     fn env(name: &str) -> Option<String> {
         match name {

@@ -15,6 +15,7 @@ pub mod alerts;
 pub mod entry;
 pub mod envelope;
 mod expand;
+pub mod locate;
 pub mod schema;
 pub mod secret;
 pub mod value;
@@ -212,7 +213,7 @@ fn problem_from_yaml(file: &Path, src: &str, e: &serde_saphyr::Error) -> Problem
                 .map(|s| format!(" — did you mean `{s}`?"))
                 .unwrap_or_default();
             (
-                key_at(src, line),
+                key_at(src, line, column),
                 format!("unknown value `{variant}`{hint} (expected one of: {})", expected.join(", ")),
             )
         }
@@ -225,7 +226,7 @@ fn problem_from_yaml(file: &Path, src: &str, e: &serde_saphyr::Error) -> Problem
                 Some(i) => text[..i].to_string(),
                 None => text,
             };
-            (key_at(src, line), text)
+            (key_at(src, line, column), text)
         }
     };
     Problem {
@@ -237,13 +238,32 @@ fn problem_from_yaml(file: &Path, src: &str, e: &serde_saphyr::Error) -> Problem
     }
 }
 
-/// The mapping key written on `line`, if that line has one.
-fn key_at(src: &str, line: Option<u64>) -> Option<String> {
-    let text = src.lines().nth(line? as usize - 1)?;
-    let t = text.trim_start().trim_start_matches("- ").trim_start();
-    let (key, _) = t.split_once(':')?;
-    let key = key.trim().trim_matches('"').trim_matches('\'');
-    (!key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')).then(|| key.to_string())
+/// The mapping key whose value is at `line` and `column`: the last `key:`
+/// before the column on that line (flow style, `{a: 1, b: x}`), or the
+/// line's own key (block style).
+fn key_at(src: &str, line: Option<u64>, column: Option<u64>) -> Option<String> {
+    let text = src.lines().nth(line?.checked_sub(1)? as usize)?;
+    let upto = column
+        .and_then(|c| text.char_indices().nth(c.saturating_sub(1) as usize).map(|(i, _)| i))
+        .unwrap_or(text.len());
+    let is_key = |k: &str| !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let before = &text[..upto];
+    // The last `key:` that starts after a separator, before the value.
+    let found = before
+        .rmatch_indices(':')
+        .map(|(i, _)| &before[..i])
+        .filter_map(|head| {
+            let start = head.rfind(['{', ',', '[', ' ', '-']).map_or(0, |j| j + 1);
+            let k = head[start..].trim().trim_matches('"').trim_matches('\'');
+            is_key(k).then(|| k.to_string())
+        })
+        .next();
+    found.or_else(|| {
+        let t = text.trim_start().trim_start_matches("- ").trim_start();
+        let (key, _) = t.split_once(':')?;
+        let key = key.trim().trim_matches('"').trim_matches('\'');
+        is_key(key).then(|| key.to_string())
+    })
 }
 
 /// The expected name closest to a misspelt one, if any is close enough.
@@ -259,6 +279,19 @@ pub fn closest<'a>(got: &str, expected: &[&'a str]) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flow_style_errors_name_their_key() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct S {
+            a: Option<u32>,
+            server: Option<std::collections::BTreeMap<String, bool>>,
+        }
+        let e = parse_yaml::<S>(Path::new("t.yaml"), "a: 1\nserver: {x: true, spread: maybe}\n", &|_| None).unwrap_err();
+        assert_eq!(e.0[0].line, Some(2), "{e}");
+        assert_eq!(e.0[0].field.as_deref(), Some("spread"), "{e}");
+    }
 
     #[test]
     fn unset_variable_is_located() {

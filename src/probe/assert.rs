@@ -82,6 +82,17 @@ impl FromStr for Assertion {
             .filter_map(|(t, op)| s.find(t).map(|p| (p, *t, *op)))
             .min_by_key(|(p, t, _)| (*p, usize::MAX - t.len()))
             .ok_or_else(|| format!("invalid condition `{s}`: expected `<metric> <op> <number>` with op one of <, <=, >, >=, ==, !="))?;
+        // The whole run of operator characters around the match: `=>` or
+        // `=<` is a typo to name, not a metric called `hit_ratio =`.
+        let is_op = |c: char| matches!(c, '<' | '>' | '=' | '!');
+        let start = s[..pos].trim_end_matches(is_op).len();
+        let end = pos + text.len() + (s[pos + text.len()..].len() - s[pos + text.len()..].trim_start_matches(is_op).len());
+        let token = &s[start..end];
+        if token != text {
+            return Err(format!(
+                "invalid condition `{s}`: unknown operator `{token}` (use one of <, <=, >, >=, ==, !=)"
+            ));
+        }
         let left = s[..pos].trim();
         let right = s[pos + text.len()..].trim();
         let metric: Metric = left.parse().map_err(|e| format!("invalid condition `{s}`: {e}"))?;
@@ -134,5 +145,8 @@ mod tests {
         assert!("hit_rate > 1".parse::<Assertion>().is_err());
         assert!("hit_ratio > x".parse::<Assertion>().is_err());
         assert!("hit_ratio".parse::<Assertion>().is_err());
+        let e = "hit_ratio => 0.8".parse::<Assertion>().unwrap_err();
+        assert!(e.contains("unknown operator `=>`"), "{e}");
+        assert!("hit_ratio =< 0.8".parse::<Assertion>().unwrap_err().contains("`=<`"));
     }
 }
