@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use super::Inputs;
 use crate::config::alerts::AlertsConfig;
+use crate::probe::ProbeConfig;
 use crate::probe::{FailureReason, Observation};
-use crate::probe::{ProbeConfig, ProbeSpec};
 
 /// How long the connectivity target gets to accept a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -31,10 +31,5 @@ pub async fn lost(cfg: &AlertsConfig, inputs: &Inputs<'_>) -> bool {
 
 /// A probe's `host:port`.
 fn host(p: &ProbeConfig) -> Option<String> {
-    let u = match &p.spec {
-        ProbeSpec::HttpHealth(s) => url::Url::parse(s.url.expose()).ok()?,
-        ProbeSpec::Redis(s) => url::Url::parse(s.url.expose()).ok()?,
-        ProbeSpec::Prometheus(s) => s.url.clone(),
-    };
-    Some(format!("{}:{}", u.host_str()?, u.port_or_known_default().unwrap_or(0)))
+    p.spec.target()
 }

@@ -61,12 +61,24 @@ impl ProbeSpec {
     /// The `kind` as written in configuration and used in the `kind` label.
     pub fn kind(&self) -> &'static str {
         match self {
-            ProbeSpec::HttpHealth(_) => "http_health",
-            ProbeSpec::Redis(_) => "redis",
-            ProbeSpec::Prometheus(_) => "prometheus",
+            ProbeSpec::HttpHealth(_) => http_health::KIND,
+            ProbeSpec::Redis(_) => redis::KIND,
+            ProbeSpec::Prometheus(_) => prometheus::KIND,
         }
     }
+
+    /// The `host:port` the probe connects to: several probes failing to
+    /// connect to several hosts at once means lookout lost the network.
+    pub fn target(&self) -> Option<String> {
+        let u = match self {
+            ProbeSpec::HttpHealth(s) => url::Url::parse(s.url.expose()).ok()?,
+            ProbeSpec::Redis(s) => url::Url::parse(s.url.expose()).ok()?,
+            ProbeSpec::Prometheus(s) => s.url.clone(),
+        };
+        Some(format!("{}:{}", u.host_str()?, u.port_or_known_default().unwrap_or(0)))
+    }
 }
+
 /// Every probe kind by name, with the keys it owns: the registry. Adding a
 /// kind is its module, a line here, a variant of [`ProbeSpec`] and an arm in
 /// [`read_spec`] and [`build`].

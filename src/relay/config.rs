@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::destination::{self, Delivery, DestinationConfig, DestinationKind};
+use super::destination::{self, Delivery, DestinationConfig, DestinationKind, RawDestinationCommon};
 use super::route::{Matcher, Route};
 use crate::config::entry::Entry;
 use crate::config::value::{opt_duration, read_secret};
@@ -44,7 +44,7 @@ pub struct RawRelay {
     /// Where notifications go; each has a `name` and a `type` (`slack`,
     /// `email`, `pagerduty`, `webhook`, `log`) with that type's keys.
     #[serde(default)]
-    #[schemars(schema_with = "schema_list")]
+    #[schemars(schema_with = "destination::schema_list")]
     pub destinations: Vec<Entry>,
 }
 
@@ -85,46 +85,6 @@ pub struct RawRoute {
     /// Keep evaluating the routes after this one matched (default false).
     #[serde(default, rename = "continue")]
     pub continue_: bool,
-}
-
-/// A destination's `retry:` as written.
-#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawRetry {
-    /// First retry delay (default per type).
-    #[serde(default, deserialize_with = "opt_duration")]
-    #[schemars(with = "Option<String>")]
-    pub initial_backoff: Option<Duration>,
-    /// Cap of the retry delay (default per type).
-    #[serde(default, deserialize_with = "opt_duration")]
-    #[schemars(with = "Option<String>")]
-    pub max_backoff: Option<Duration>,
-}
-
-/// The keys every destination has, whatever its type.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RawDestinationCommon {
-    /// Unique name: routes refer to it, and metrics carry it.
-    pub name: String,
-    /// `slack`, `email`, `pagerduty`, `webhook` or `log`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Most sends per period (`1/s`, `30/m`, `unlimited`; default per type).
-    pub rate_limit: Option<String>,
-    /// Retry backoff.
-    pub retry: Option<RawRetry>,
-    /// A notification undelivered for this long is dead-lettered (default 24h).
-    #[serde(default, deserialize_with = "opt_duration")]
-    #[schemars(with = "Option<String>")]
-    pub max_age: Option<Duration>,
-    /// Per-attempt timeout (default per type).
-    #[serde(default, deserialize_with = "opt_duration")]
-    #[schemars(with = "Option<String>")]
-    pub timeout: Option<Duration>,
-    /// Template overrides by part (`title`, `text`, `subject`, `html`, `summary`).
-    #[serde(default)]
-    pub templates: BTreeMap<String, String>,
 }
 
 /// The relay after validation.
@@ -178,19 +138,6 @@ pub fn parse_rate(s: &str) -> Result<Duration, String> {
         return Err(format!("invalid rate `{s}`: must be positive"));
     }
     Ok(Duration::from_secs_f64(per / n))
-}
-
-/// The JSON Schema of a list of destinations: one object per type.
-pub fn schema_list(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    use crate::config::schema::{list_of, variant};
-    use destination::{email, log, pagerduty, slack, webhook};
-    list_of(vec![
-        variant::<RawDestinationCommon, slack::RawSlack>(generator, "type", slack::TYPE),
-        variant::<RawDestinationCommon, email::RawEmail>(generator, "type", email::TYPE),
-        variant::<RawDestinationCommon, pagerduty::RawPagerDuty>(generator, "type", pagerduty::TYPE),
-        variant::<RawDestinationCommon, webhook::RawWebhook>(generator, "type", webhook::TYPE),
-        variant::<RawDestinationCommon, log::RawLog>(generator, "type", log::TYPE),
-    ])
 }
 
 /// Validates `relay:` read from `file`; `None` when disabled. Every problem

@@ -24,6 +24,16 @@ use crate::relay::template::{SUBJECT, Templates};
 /// The type's name in `type:`.
 pub const TYPE: &str = "email";
 
+/// Delivery defaults: an SMTP relay takes mail quickly but greylists and
+/// answers 4xx under load, so retries start later and attempts get longer.
+pub const DELIVERY: super::Delivery = super::Delivery {
+    min_interval: std::time::Duration::from_millis(100),
+    initial_backoff: std::time::Duration::from_secs(5),
+    max_backoff: std::time::Duration::from_secs(600),
+    max_age: super::DEFAULT_MAX_AGE,
+    timeout: std::time::Duration::from_secs(30),
+};
+
 /// The parts an email is rendered from, with their defaults.
 pub const TEMPLATES: &[(&str, &str)] = &[("subject", SUBJECT), ("text", DEFAULT_TEXT), ("html", DEFAULT_HTML)];
 

@@ -9,6 +9,14 @@ use crate::relay::template::{SUBJECT, Templates};
 
 /// The type's name in `type:`.
 pub const TYPE: &str = "log";
+/// Delivery defaults: writing a log line cannot be rate-limited away.
+pub const DELIVERY: super::Delivery = super::Delivery {
+    min_interval: std::time::Duration::ZERO,
+    initial_backoff: std::time::Duration::from_secs(1),
+    max_backoff: std::time::Duration::from_secs(60),
+    max_age: super::DEFAULT_MAX_AGE,
+    timeout: std::time::Duration::from_secs(5),
+};
 /// The part a log line is rendered from, with its default.
 pub const TEMPLATES: &[(&str, &str)] = &[("text", SUBJECT)];
 

@@ -18,10 +18,13 @@ use std::time::Duration;
 
 use std::collections::BTreeMap;
 
+use serde::Deserialize;
+
 use super::outbox::Outbox;
 use super::payload::Payload;
 use super::retry::DeliveryError;
 use crate::config::entry::{Entry, Scope, fields_of};
+use crate::config::value::opt_duration;
 
 /// One destination.
 #[derive(Debug, Clone)]
@@ -77,6 +80,58 @@ impl DestinationKind {
             DestinationKind::Log => log::TYPE,
         }
     }
+}
+
+/// A destination's `retry:` as written.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// First retry delay (default per type).
+    #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
+    pub initial_backoff: Option<Duration>,
+    /// Cap of the retry delay (default per type).
+    #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
+    pub max_backoff: Option<Duration>,
+}
+
+/// The keys every destination has, whatever its type.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDestinationCommon {
+    /// Unique name: routes refer to it, and metrics carry it.
+    pub name: String,
+    /// `slack`, `email`, `pagerduty`, `webhook` or `log`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Most sends per period (`1/s`, `30/m`, `unlimited`; default per type).
+    pub rate_limit: Option<String>,
+    /// Retry backoff.
+    pub retry: Option<RawRetry>,
+    /// A notification undelivered for this long is dead-lettered (default 24h).
+    #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
+    pub max_age: Option<Duration>,
+    /// Per-attempt timeout (default per type).
+    #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Duration>,
+    /// Template overrides by part (`title`, `text`, `subject`, `html`, `summary`).
+    #[serde(default)]
+    pub templates: BTreeMap<String, String>,
+}
+
+/// The JSON Schema of a list of destinations: one object per type.
+pub fn schema_list(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    use crate::config::schema::{list_of, variant};
+    list_of(vec![
+        variant::<RawDestinationCommon, slack::RawSlack>(generator, "type", slack::TYPE),
+        variant::<RawDestinationCommon, email::RawEmail>(generator, "type", email::TYPE),
+        variant::<RawDestinationCommon, pagerduty::RawPagerDuty>(generator, "type", pagerduty::TYPE),
+        variant::<RawDestinationCommon, webhook::RawWebhook>(generator, "type", webhook::TYPE),
+        variant::<RawDestinationCommon, log::RawLog>(generator, "type", log::TYPE),
+    ])
 }
 
 /// Every destination type by name, with the keys it owns: the registry.
@@ -140,22 +195,19 @@ pub fn build(cfg: &DestinationConfig, outbox: Arc<Outbox>) -> Result<Arc<dyn Des
     })
 }
 
-/// Delivery defaults by type: Slack allows about one message a second per
-/// webhook, PagerDuty about 120 events a minute per key.
-pub fn default_delivery(kind: &str) -> Delivery {
-    let d = |min_ms: u64, initial_s: u64, max_s: u64, timeout_s: u64| Delivery {
-        min_interval: Duration::from_millis(min_ms),
-        initial_backoff: Duration::from_secs(initial_s),
-        max_backoff: Duration::from_secs(max_s),
-        max_age: Duration::from_secs(24 * 3600),
-        timeout: Duration::from_secs(timeout_s),
-    };
-    match kind {
-        "slack" => d(1000, 1, 300, 10),
-        "pagerduty" => d(500, 1, 300, 10),
-        "email" => d(100, 5, 600, 30),
-        "webhook" => d(0, 1, 300, 10),
-        _ => d(0, 1, 60, 5),
+/// A notification undelivered for this long is dead-lettered, by default,
+/// whatever the type: a day covers a weekend outage's first night.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Delivery defaults of a type, each declared beside its type
+/// (`<type>::DELIVERY`, with the provider's limits that set them).
+pub fn default_delivery(type_name: &str) -> Delivery {
+    match type_name {
+        slack::TYPE => slack::DELIVERY,
+        email::TYPE => email::DELIVERY,
+        pagerduty::TYPE => pagerduty::DELIVERY,
+        webhook::TYPE => webhook::DELIVERY,
+        _ => log::DELIVERY,
     }
 }
 

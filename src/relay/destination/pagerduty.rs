@@ -30,6 +30,15 @@ pub const MAX_EVENT_BYTES: usize = 512_000;
 
 /// The type's name in `type:`.
 pub const TYPE: &str = "pagerduty";
+/// Delivery defaults: PagerDuty's Events API takes about 120 events a
+/// minute per routing key (2/s) and answers 429 beyond.
+pub const DELIVERY: super::Delivery = super::Delivery {
+    min_interval: std::time::Duration::from_millis(500),
+    initial_backoff: std::time::Duration::from_secs(1),
+    max_backoff: std::time::Duration::from_secs(300),
+    max_age: super::DEFAULT_MAX_AGE,
+    timeout: std::time::Duration::from_secs(10),
+};
 /// The part an event's summary is rendered from, with its default.
 pub const TEMPLATES: &[(&str, &str)] = &[("summary", SUBJECT)];
 /// PagerDuty's Events API v2 endpoint.

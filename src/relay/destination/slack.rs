@@ -36,6 +36,16 @@ pub const MAX_TITLE: usize = 1024;
 /// The type's name in `type:`.
 pub const TYPE: &str = "slack";
 
+/// Delivery defaults: Slack allows about one message a second per webhook
+/// or channel (short bursts aside) and answers 429 beyond.
+pub const DELIVERY: super::Delivery = super::Delivery {
+    min_interval: std::time::Duration::from_secs(1),
+    initial_backoff: std::time::Duration::from_secs(1),
+    max_backoff: std::time::Duration::from_secs(300),
+    max_age: super::DEFAULT_MAX_AGE,
+    timeout: std::time::Duration::from_secs(10),
+};
+
 /// The parts a Slack message is rendered from, with their defaults.
 pub const TEMPLATES: &[(&str, &str)] = &[("title", SUBJECT), ("text", DEFAULT_TEXT)];
 

@@ -16,6 +16,16 @@ use crate::relay::retry::{DeliveryError, send};
 /// The type's name in `type:`.
 pub const TYPE: &str = "webhook";
 
+/// Delivery defaults: no rate of its own (the next hop is usually another
+/// relay or Alertmanager-compatible receiver).
+pub const DELIVERY: super::Delivery = super::Delivery {
+    min_interval: std::time::Duration::ZERO,
+    initial_backoff: std::time::Duration::from_secs(1),
+    max_backoff: std::time::Duration::from_secs(300),
+    max_age: super::DEFAULT_MAX_AGE,
+    timeout: std::time::Duration::from_secs(10),
+};
+
 /// The keys of a `type: webhook` destination, as written.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
