@@ -9,17 +9,48 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use crate::probe::Observation;
 use crate::probe::ProbeConfig;
 
-/// Buckets for probe durations: from a loopback PING to a timeout.
+/// Buckets for durations: from a loopback PING to a timeout. Every
+/// histogram gets buckets: a summary's quantiles cannot be aggregated across
+/// instances or replicas.
 const DURATION_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Buckets for a notification's time from receipt to delivery: seconds to a
+/// day of retries.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 86400.0,
+];
+
+/// The source revision lookout was built from (`LOOKOUT_REVISION` at build
+/// time, else the Git commit `build.rs` read), or `unknown`.
+pub const REVISION: &str = match option_env!("LOOKOUT_REVISION") {
+    Some(r) => r,
+    None => "unknown",
+};
 
 /// Installs the process-wide recorder. Call once, from the daemon.
 pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full("lookout_probe_duration_seconds".into()), DURATION_BUCKETS)?
+        .set_buckets(DURATION_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full("lookout_relay_delivery_latency_seconds".into()), LATENCY_BUCKETS)?
         .install_recorder()?;
     describe();
-    metrics::gauge!("lookout_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    process_collector().describe();
+    metrics::gauge!("lookout_build_info", "version" => env!("CARGO_PKG_VERSION"), "revision" => REVISION).set(1.0);
     Ok(handle)
+}
+
+/// The process's own metrics (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, `process_open_fds`, …), as every
+/// Prometheus exporter has them.
+fn process_collector() -> &'static metrics_process::Collector {
+    static C: std::sync::OnceLock<metrics_process::Collector> = std::sync::OnceLock::new();
+    C.get_or_init(metrics_process::Collector::default)
+}
+
+/// Renders `/metrics`, the process metrics read fresh.
+pub fn render(handle: &PrometheusHandle) -> String {
+    process_collector().collect();
+    handle.render()
 }
 
 fn describe() {
@@ -28,7 +59,7 @@ fn describe() {
     describe_histogram!("lookout_probe_duration_seconds", metrics::Unit::Seconds, "Duration of probe runs.");
     describe_gauge!(
         "lookout_probe_value",
-        "Last value of a canonical metric read by a probe, in base units."
+        "Deprecated (removed in the next release): use the lookout_observed_* gauges. Last value of a canonical metric, in base units."
     );
     describe_gauge!(
         "lookout_probe_last_run_timestamp_seconds",
@@ -40,7 +71,7 @@ fn describe() {
         "Ticks skipped because the probe's previous run was still in flight."
     );
     describe_counter!("lookout_probe_runs_total", "Probe runs by result (success, or the failure reason).");
-    describe_gauge!("lookout_build_info", "lookout's version, as a label.");
+    describe_gauge!("lookout_build_info", "lookout's version and source revision, as labels.");
     describe_gauge!(
         "lookout_config_last_reload_successful",
         "Whether the last configuration reload succeeded."
@@ -51,6 +82,100 @@ fn describe() {
         "Unix time of the last successful configuration load."
     );
     describe_counter!("lookout_history_errors_total", "Failures of the history store, by operation.");
+    for m in crate::metric::Metric::ALL {
+        describe_gauge!(
+            observed_name(m),
+            format!("Last {} read by a probe ({}).", m.as_str(), observed_help(m))
+        );
+    }
+    describe_gauge!(
+        "lookout_probe_availability_ratio",
+        "Share of the probe's runs that succeeded over the window."
+    );
+    describe_gauge!(
+        "lookout_crosscheck_agree",
+        "Whether the source agrees with the reference on the metric (1/0; NaN when it could not be judged)."
+    );
+    describe_gauge!(
+        "lookout_crosscheck_deviation",
+        "How far the source is from the reference on the metric, in the rule's terms."
+    );
+    describe_gauge!("lookout_crosscheck_verdict", "1 for the last cross-check round's verdict.");
+    describe_gauge!(
+        "lookout_crosscheck_last_round_timestamp_seconds",
+        metrics::Unit::Seconds,
+        "Unix time of the last cross-check round."
+    );
+    describe_gauge!("lookout_alerts", "Synthetic alert instances by rule and state.");
+    describe_counter!(
+        "lookout_alert_notifications_total",
+        "Synthetic alert notifications sent, by path and outcome."
+    );
+    describe_gauge!("lookout_maintenance_active", "Whether a maintenance window is in force (1/0).");
+    describe_gauge!(
+        "lookout_network_lost",
+        "Whether lookout believes it has lost the network itself (1/0); no alert is sent meanwhile."
+    );
+    describe_counter!("lookout_relay_received_total", "Webhooks accepted and stored.");
+    describe_counter!(
+        "lookout_relay_duplicates_total",
+        "Webhooks already stored within the dedup window: answered 200, not delivered again."
+    );
+    describe_counter!("lookout_relay_rejected_total", "Webhooks refused, by reason.");
+    describe_counter!("lookout_relay_unrouted_total", "Notifications that matched no route.");
+    describe_counter!(
+        "lookout_relay_store_errors_total",
+        "Outbox writes that failed (the webhook was answered 503)."
+    );
+    describe_counter!(
+        "lookout_relay_deliveries_total",
+        "Delivery attempts by destination and outcome (success, retry, dead)."
+    );
+    describe_histogram!(
+        "lookout_relay_attempt_duration_seconds",
+        metrics::Unit::Seconds,
+        "Duration of one delivery attempt."
+    );
+    describe_gauge!("lookout_relay_queue_depth", "Notifications waiting for the destination.");
+    describe_gauge!(
+        "lookout_relay_oldest_pending_age_seconds",
+        metrics::Unit::Seconds,
+        "Age of the oldest notification waiting for the destination."
+    );
+    describe_histogram!(
+        "lookout_relay_delivery_latency_seconds",
+        metrics::Unit::Seconds,
+        "Time from a notification's receipt to its delivery."
+    );
+}
+
+/// The unit of a canonical metric, for its help text.
+fn observed_help(m: crate::metric::Metric) -> &'static str {
+    use crate::metric::Metric::*;
+    match m {
+        LatencySeconds => "seconds",
+        KeyspaceHits | KeyspaceMisses => "the lifetime counter as Redis reports it",
+        HitRatio | MemFragmentationRatio => "a ratio",
+        ConnectedClients | Maxclients => "clients",
+        UsedMemoryBytes | MaxmemoryBytes => "bytes",
+    }
+}
+
+/// The per-metric gauge of a canonical metric: one name, one unit, as
+/// Prometheus's conventions ask (`lookout_probe_value{metric=…}` mixes them).
+pub fn observed_name(m: crate::metric::Metric) -> &'static str {
+    use crate::metric::Metric::*;
+    match m {
+        LatencySeconds => "lookout_observed_latency_seconds",
+        KeyspaceHits => "lookout_observed_keyspace_hits",
+        KeyspaceMisses => "lookout_observed_keyspace_misses",
+        HitRatio => "lookout_observed_hit_ratio",
+        ConnectedClients => "lookout_observed_connected_clients",
+        Maxclients => "lookout_observed_maxclients",
+        UsedMemoryBytes => "lookout_observed_used_memory_bytes",
+        MaxmemoryBytes => "lookout_observed_maxmemory_bytes",
+        MemFragmentationRatio => "lookout_observed_mem_fragmentation_ratio",
+    }
 }
 
 fn probe_labels(cfg: &ProbeConfig, extra: &[(&'static str, String)]) -> Vec<metrics::Label> {
@@ -75,6 +200,11 @@ pub fn record(cfg: &ProbeConfig, obs: &Observation) {
             probe_labels(cfg, &[("probe", obs.name.clone()), ("metric", metric.as_str().to_string())])
         )
         .set(*value);
+        metrics::gauge!(
+            observed_name(*metric),
+            probe_labels(cfg, &[("probe", obs.name.clone()), ("kind", obs.kind.clone())])
+        )
+        .set(*value);
     }
 }
 
@@ -90,6 +220,8 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+    /// `key=value` pairs per line (logfmt), as Prometheus and Grafana Loki read them.
+    Logfmt,
 }
 
 /// Sets up logging to stderr. `level` is a tracing filter (`info`,
@@ -97,14 +229,30 @@ pub enum LogFormat {
 /// is held at WARN unless the filter names it.
 pub fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let mut filter = EnvFilter::try_new(level).map_err(|e| anyhow::anyhow!("invalid --log-level `{level}`: {e}"))?;
     if !level.contains("tokio_cron_scheduler") {
         filter = filter.add_directive("tokio_cron_scheduler=warn".parse()?);
     }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let res = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // Colours only for a person at a terminal, never in a file or journald.
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .json()
+            .flatten_event(true)
+            .try_init(),
+        LogFormat::Logfmt => tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_logfmt::builder().layer().with_writer(std::io::stderr))
+            .try_init()
+            .map_err(Into::into),
     };
     res.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
