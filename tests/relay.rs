@@ -720,3 +720,106 @@ fn pagerduty_events_stay_under_512_kb_with_a_huge_annotation() {
     }
     assert_eq!(saas.attempts_on("/v2/enqueue").len(), 2, "each accepted at once (202)");
 }
+
+/// A relay with the given email destinations, every notification to all of them.
+fn email_relay(destinations: &[(&str, String)]) -> String {
+    let names: Vec<&str> = destinations.iter().map(|(n, _)| *n).collect();
+    let mut cfg = format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nrelay:\n  routes:\n    - destinations: [{}]\n  destinations:\n",
+        names.join(", ")
+    );
+    for (name, keys) in destinations {
+        cfg.push_str(&format!(
+            "    - name: {name}\n      type: email\n      host: 127.0.0.1\n      from: lookout@example.org\n      to: [oncall@example.org]\n      retry: {{initial_backoff: 300ms, max_backoff: 1s}}\n{keys}"
+        ));
+    }
+    cfg
+}
+
+#[test]
+fn email_auth_is_sent_and_a_refused_login_is_dead_lettered() {
+    let smtp = support::PyStandIn::start("smtp", &["--auth", "lookout:mail-Pa55"]);
+    let d = Daemon::start(&email_relay(&[
+        (
+            "good",
+            format!(
+                "      port: {}\n      tls: none\n      username: lookout\n      password: mail-Pa55\n",
+                smtp.port
+            ),
+        ),
+        (
+            "bad",
+            format!(
+                "      port: {}\n      tls: none\n      username: lookout\n      password: wrong\n",
+                smtp.port
+            ),
+        ),
+    ]));
+    let p = am_payload("{}:{alertname=\"RedisMail\"}", "firing", &[("RedisMail", "a", "firing")]);
+    assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[]).unwrap().0, 200);
+    let mail = wait_for("the mail", Duration::from_secs(15), || smtp.events_of("mail").pop());
+    assert_eq!(mail["user"], "lookout", "{mail}");
+    assert_eq!(mail["to"], serde_json::json!(["oncall@example.org"]));
+    assert!(
+        mail["data"].as_str().is_some_and(|m| m.contains("Subject: [FIRING:1] RedisMail")),
+        "{mail}"
+    );
+    // 535: a permanent failure, not retried.
+    let list = wait_for("the refused login dead-lettered", Duration::from_secs(15), || {
+        dead_letters(&d).filter(|l| !l.is_empty())
+    });
+    assert_eq!(list[0]["destination"], "bad", "{list:?}");
+    assert!(list[0]["reason"].as_str().is_some_and(|r| r.contains("535")), "{list:?}");
+    let auths: Vec<bool> = smtp.events_of("auth").iter().map(|a| a["ok"] == true).collect();
+    assert_eq!((auths.len(), auths.iter().filter(|ok| **ok).count()), (2, 1), "one try each");
+    assert_eq!(smtp.events_of("mail").len(), 1);
+    assert!(!d.logs().contains("mail-Pa55"), "no password in the logs");
+}
+
+#[test]
+fn email_starttls_and_implicit_tls_verify_the_server_certificate() {
+    // The test CA is one lookout cannot be told to trust (the email
+    // destination has no `ca_file`): both servers must be refused.
+    let ca = support::TestCa::new();
+    let (cert, key) = (ca.cert.display().to_string(), ca.key.display().to_string());
+    let tls_args = |mode| vec!["--tls", mode, "--cert", &cert, "--key", &key, "--auth", "lookout:mail-Pa55"];
+    let starttls = support::PyStandIn::start("smtp", &tls_args("starttls"));
+    let implicit = support::PyStandIn::start("smtp", &tls_args("tls"));
+    let creds = "      username: lookout\n      password: mail-Pa55\n";
+    let d = Daemon::start(&email_relay(&[
+        ("starttls", format!("      port: {}\n      tls: starttls\n{creds}", starttls.port)),
+        ("implicit", format!("      port: {}\n      tls: tls\n{creds}", implicit.port)),
+    ]));
+    let p = am_payload("{}:{alertname=\"RedisTls\"}", "firing", &[("RedisTls", "a", "firing")]);
+    assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[]).unwrap().0, 200);
+    let refused = |dest: &str| {
+        without_colours(&d.logs())
+            .lines()
+            .any(|l| l.contains("Delivery failed") && l.contains(&format!("destination={dest}")) && l.contains("UnknownIssuer"))
+    };
+    wait_for("both refused for their certificate", Duration::from_secs(15), || {
+        (refused("starttls") && refused("implicit")).then_some(())
+    });
+    assert_eq!(
+        starttls.events_of("starttls").len(),
+        1,
+        "lookout asked for STARTTLS before anything else"
+    );
+    for s in [&starttls, &implicit] {
+        assert!(s.events_of("auth").is_empty() && s.events_of("mail").is_empty(), "{:?}", s.events());
+    }
+}
+
+/// Log text without terminal colour codes (`ESC [ … m`).
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            chars.by_ref().find(|c| *c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

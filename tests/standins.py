@@ -52,7 +52,7 @@ def smtp(args):
     def authenticator(server, session, envelope, mechanism, auth_data):
         ok = isinstance(auth_data, LoginPassword) and f"{auth_data.login.decode()}:{auth_data.password.decode()}" == args.auth
         record(args.record, {"event": "auth", "mechanism": mechanism, "ok": ok})
-        return AuthResult(success=ok, handled=False)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
     kw = {}
     if args.auth:

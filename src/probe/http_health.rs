@@ -261,8 +261,7 @@ impl Probe for HttpHealthProbe {
         let json: serde_json::Value = if body.is_empty() {
             serde_json::json!({})
         } else {
-            serde_json::from_slice(&body)
-                .map_err(|e| ProbeError::new(FailureReason::Response, format!("invalid JSON in response: {e}")))?
+            serde_json::from_slice(&body).map_err(|e| ProbeError::new(FailureReason::Response, format!("invalid JSON in response: {e}")))?
         };
         let reading = extract(&json, &self.fields)?;
         check_asserts(&self.asserts, reading)
