@@ -487,7 +487,7 @@ fn reload_over_http_applies_a_valid_configuration() {
     use support::health::{Recorder, documented_body};
     let s = Recorder::start(200, documented_body(), Duration::ZERO);
     let one = ("one", s.url("/one"), "    every: 1s\n");
-    let d = Daemon::start(&health_daemon("", &[one.clone()]));
+    let d = Daemon::start(&health_daemon("", std::slice::from_ref(&one)));
     wait_for("one", Duration::from_secs(10), || {
         (d.metric("lookout_probe_success", &[("probe", "one")]) == Some(1.0)).then_some(())
     });
