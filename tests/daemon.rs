@@ -474,3 +474,217 @@ fn readme_lists_every_exported_metric_and_nothing_else() {
         "README's Metrics table: missing {undocumented:?}; not exported {stale:?}"
     );
 }
+
+/// A daemon configuration: `head` (scheduler options…) then `probes`, each
+/// an `http_health` probe as (name, url, its other keys).
+fn health_daemon(head: &str, probes: &[(&str, String, &str)]) -> String {
+    let mut cfg = format!("server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\n{head}probes:\n");
+    for (name, url, keys) in probes {
+        cfg.push_str(&format!("  - name: {name}\n    kind: http_health\n    url: {url}\n{keys}"));
+    }
+    cfg
+}
+
+#[test]
+fn reload_over_http_applies_a_valid_configuration() {
+    use support::health::{Recorder, documented_body};
+    let s = Recorder::start(200, documented_body(), Duration::ZERO);
+    let one = ("one", s.url("/one"), "    every: 1s\n");
+    let d = Daemon::start(&health_daemon("", std::slice::from_ref(&one)));
+    wait_for("one", Duration::from_secs(10), || {
+        (d.metric("lookout_probe_success", &[("probe", "one")]) == Some(1.0)).then_some(())
+    });
+    let before = d.metric("lookout_config_last_reload_success_timestamp_seconds", &[]).unwrap_or(0.0);
+    assert_eq!(d.metric("lookout_probe_success", &[("probe", "two")]), None);
+    // The timestamp has a whole second to move.
+    std::thread::sleep(Duration::from_millis(1000));
+    d.write_config(&health_daemon("", &[one, ("two", s.url("/two"), "    every: 1s\n")]));
+    let (status, body) = http_request(d.port, "POST", "/-/reload", "").unwrap();
+    assert_eq!(status, 200, "{body}");
+    wait_for("the new probe", Duration::from_secs(10), || {
+        (d.metric("lookout_probe_success", &[("probe", "two")]) == Some(1.0)).then_some(())
+    });
+    assert!(!s.requests_on("/two").is_empty(), "the new probe runs against its endpoint");
+    assert_eq!(d.metric("lookout_config_last_reload_successful", &[]), Some(1.0));
+    let after = d.metric("lookout_config_last_reload_success_timestamp_seconds", &[]).unwrap_or(0.0);
+    assert!(after > before, "reloaded at {after}, started at {before}");
+}
+
+/// A probe every 500 ms whose endpoint takes 1.3 s to answer; the time
+/// just before it started.
+fn slow_probe() -> (support::health::Recorder, std::time::Instant, Daemon) {
+    use support::health::{Recorder, documented_body};
+    let s = Recorder::start(200, documented_body(), Duration::from_millis(1300));
+    let started = std::time::Instant::now();
+    let d = Daemon::start(&health_daemon(
+        "",
+        &[("slow", s.url("/slow"), "    every: 500ms\n    timeout: 3s\n")],
+    ));
+    (s, started, d)
+}
+
+#[test]
+fn a_run_longer_than_its_period_skips_ticks_and_counts_them() {
+    let (s, _, d) = slow_probe();
+    // Each 1.3 s run passes two 500 ms ticks.
+    wait_for("skipped ticks counted", Duration::from_secs(10), || {
+        d.metric("lookout_probe_skipped_total", &[("probe", "slow")]).filter(|n| *n >= 4.0)
+    });
+    let runs = s.requests();
+    assert!(runs.len() >= 2, "{runs:?}");
+    let gaps: Vec<Duration> = runs.windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(1300)),
+        "a run never overlaps the next: {gaps:?}"
+    );
+    assert_eq!(s.peak_concurrency(), 1);
+}
+
+#[test]
+#[ignore = "lookout_probe_skipped_total counts most skipped ticks twice (src/schedule.rs, interval_loop): enable once fixed"]
+fn skipped_ticks_are_counted_once() {
+    let (s, started, d) = slow_probe();
+    wait_for("four runs", Duration::from_secs(15), || (s.requests().len() >= 4).then_some(()));
+    let skipped = d.metric("lookout_probe_skipped_total", &[("probe", "slow")]).unwrap_or(0.0);
+    // Every tick since the start either started a run (all but the first
+    // run) or was skipped: together no more than the ticks that passed.
+    let runs = s.requests().len() as f64;
+    let ticks = started.elapsed().as_secs_f64() / 0.5 + 1.0;
+    assert!(
+        skipped + runs - 1.0 <= ticks,
+        "{skipped} skipped and {runs} runs in {ticks:.1} ticks"
+    );
+}
+
+#[test]
+fn cron_schedules_follow_their_time_zone() {
+    use chrono::Timelike;
+    use support::health::{Recorder, documented_body};
+    let s = Recorder::start(200, documented_body(), Duration::ZERO);
+    // Every second of this hour and the next in Kolkata (UTC+5:30): hours
+    // that, read in UTC, are five or six hours away.
+    let hour = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Kolkata).hour();
+    let keys = format!("    schedule: '* * {hour},{} * * *'\n", (hour + 1) % 24);
+    let zoned = format!("{keys}    timezone: Asia/Kolkata\n");
+    let d = Daemon::start(&health_daemon(
+        "",
+        &[("zoned", s.url("/zoned"), &zoned), ("utc", s.url("/utc"), &keys)],
+    ));
+    let runs = |p: &str| {
+        d.metric("lookout_probe_runs_total", &[("probe", p), ("result", "success")])
+            .unwrap_or(0.0)
+    };
+    wait_for("runs on the zoned schedule", Duration::from_secs(10), || {
+        (runs("zoned") >= 3.0).then_some(())
+    });
+    // Only the run at start: its hours are not now in UTC.
+    assert_eq!(runs("utc"), 1.0);
+    assert_eq!(s.requests_on("/utc").len(), 1);
+}
+
+#[test]
+fn max_concurrency_bounds_the_runs_at_one_instant() {
+    use support::health::{Recorder, documented_body};
+    let peak = |limit: usize| {
+        let s = Recorder::start(200, documented_body(), Duration::from_millis(250));
+        let probes: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|p| (*p, s.url(&format!("/{p}")), "    every: 1s\n"))
+            .collect();
+        let head = format!("scheduler:\n  spread: false\n  max_concurrency: {limit}\n");
+        let d = Daemon::start(&health_daemon(&head, &probes));
+        wait_for("two rounds", Duration::from_secs(10), || (s.requests().len() >= 6).then_some(()));
+        drop(d);
+        s.peak_concurrency()
+    };
+    assert_eq!(peak(1), 1);
+    // The same probes with room for three do run together.
+    assert!(peak(3) >= 2);
+}
+
+#[test]
+fn log_format_and_log_level_options() {
+    use support::health::{Recorder, documented_body};
+    let s = Recorder::start(200, documented_body(), Duration::ZERO);
+    let cfg = health_daemon("", &[("p", s.url("/p"), "    every: 1s\n")]);
+    let succeeded = |d: &Daemon| {
+        wait_for("a run", Duration::from_secs(10), || {
+            (d.metric("lookout_probe_success", &[("probe", "p")]) == Some(1.0)).then_some(())
+        })
+    };
+
+    // JSON, at debug: every line an object, the per-run debug line among them.
+    let d = Daemon::start_after("set -- \"$@\" --log-format json --log-level debug", &cfg);
+    succeeded(&d);
+    let lines: Vec<serde_json::Value> = wait_for("the debug line", Duration::from_secs(5), || {
+        let logs = d.logs();
+        logs.contains("Probe succeeded").then(|| {
+            logs.lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+                .collect()
+        })
+    });
+    let started = lines.iter().find(|l| l["message"] == "lookout started").expect("the start line");
+    assert_eq!(started["level"], "INFO", "{started}");
+    assert!(started["timestamp"].is_string() && started["listen"].is_string(), "{started}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "Probe succeeded" && l["level"] == "DEBUG" && l["probe"] == "p")
+    );
+    drop(d);
+
+    // Text at the default level: no JSON, no debug line.
+    let d = Daemon::start(&cfg);
+    succeeded(&d);
+    let logs = d.logs();
+    let line = logs.lines().find(|l| l.contains("lookout started")).expect("the start line");
+    assert!(
+        line.contains("INFO") && serde_json::from_str::<serde_json::Value>(line).is_err(),
+        "{line}"
+    );
+    assert!(!logs.contains("Probe succeeded"), "{logs}");
+
+    // Only text and json exist.
+    let out = lookout().args(["--log-format", "logfmt", "config", "check"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{err}");
+    assert!(err.contains("[possible values: text, json]"), "{err}");
+}
+
+#[test]
+fn lookout_config_chooses_the_file_and_c_overrides_it() {
+    use support::health::{Recorder, documented_body};
+    let s = Recorder::start(200, documented_body(), Duration::ZERO);
+    let dir = tempfile::tempdir().unwrap();
+    let write = |file: &str, probe: &str| {
+        let path = dir.path().join(file);
+        let cfg = format!(
+            "probe_files: []\nprobes:\n  - name: {probe}\n    kind: http_health\n    url: {}\n",
+            s.url("/")
+        );
+        std::fs::write(&path, cfg).unwrap();
+        path
+    };
+    // One the search path would find, one named by the variable, one by -c.
+    write("lookout.yaml", "from-search");
+    let env = write("env.yaml", "from-env");
+    let cli = write("cli.yaml", "from-cli");
+    let probes = |args: &[&str], env_config: Option<&std::path::Path>| {
+        let mut cmd = lookout();
+        cmd.current_dir(dir.path()).args(["check", "--format", "json"]).args(args);
+        if let Some(p) = env_config {
+            cmd.env("LOOKOUT_CONFIG", p);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let list = v.as_array().or_else(|| v["probes"].as_array()).cloned().unwrap_or_default();
+        list.iter()
+            .map(|p| p["name"].as_str().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(probes(&[], None), ["from-search"]);
+    assert_eq!(probes(&[], Some(&env)), ["from-env"]);
+    assert_eq!(probes(&["-c", &cli.display().to_string()], Some(&env)), ["from-cli"]);
+}

@@ -111,3 +111,57 @@ async fn connection_refused_and_assertions() {
     assert!(!err.contains("latency_seconds"), "only failed conditions are listed: {err}");
     assert_eq!(o.values.len(), 9, "values are kept on an assertion failure");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expect_status_is_the_healthy_answer() {
+    use support::health::{Recorder, documented_body};
+    // An endpoint whose health is its status: 204, no body, nothing to read.
+    let no_content = Recorder::start(204, serde_json::Value::Null, Duration::ZERO);
+    let o = run_probe(&http_probe(&no_content.url("/ping"), "    expect_status: 204\n    fields: {}\n")).await;
+    assert!(o.ok, "{o:?}");
+    assert!(o.values.is_empty(), "{o:?}");
+    let o = run_probe(&http_probe(&no_content.url("/ping"), "    fields: {}\n")).await;
+    assert_eq!(o.reason, Some(FailureReason::Status), "{o:?}");
+    assert!(o.error.as_deref().is_some_and(|e| e.contains("HTTP 204 (expected 200)")), "{o:?}");
+    // The documented shape under another status is read when that status is expected…
+    let accepted = Recorder::start(202, documented_body(), Duration::ZERO);
+    let o = run_probe(&http_probe(&accepted.url("/h"), "    expect_status: 202\n")).await;
+    assert!(o.ok, "{o:?}");
+    assert_eq!(o.values[&Metric::Maxclients], 100.0);
+    // …and a plain 200 is then a failure.
+    let ok = Recorder::start(200, documented_body(), Duration::ZERO);
+    let o = run_probe(&http_probe(&ok.url("/h"), "    expect_status: 202\n")).await;
+    assert!(o.error.as_deref().is_some_and(|e| e.contains("HTTP 200 (expected 202)")), "{o:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_headers_reach_the_endpoint() {
+    use support::health::{Recorder, documented_body};
+    let s = Recorder::start(200, documented_body(), Duration::ZERO);
+    let headers = "    headers:\n      Authorization: Bearer health-token-9\n      X-Probe-From: lookout\n";
+    let o = run_probe(&http_probe(&s.url("/health/redis/"), headers)).await;
+    assert!(o.ok, "{o:?}");
+    let got = s.requests_on("/health/redis/");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].headers["authorization"], "Bearer health-token-9");
+    assert_eq!(got[0].headers["x-probe-from"], "lookout");
+    assert!(!format!("{o:?}").contains("health-token-9"), "the header is a secret");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_skip_verify_accepts_a_certificate_nobody_vouches_for() {
+    let ca = support::TestCa::new();
+    let body = support::health::documented_body().to_string();
+    let (cert, key) = (ca.cert.display().to_string(), ca.key.display().to_string());
+    let s = support::PyStandIn::start("https", &["--cert", &cert, "--key", &key, "--body", &body]);
+    let url = format!("https://127.0.0.1:{}/health/redis/", s.port);
+    let o = run_probe(&http_probe(&url, "")).await;
+    assert!(!o.ok, "{o:?}");
+    let err = o.error.unwrap_or_default();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    assert!(s.events_of("get").is_empty(), "no request past a refused handshake");
+    let o = run_probe(&http_probe(&url, "    tls_skip_verify: true\n")).await;
+    assert!(o.ok, "{o:?}");
+    assert_eq!(o.values[&Metric::Maxclients], 100.0);
+    assert_eq!(s.events_of("get").len(), 1);
+}

@@ -123,3 +123,39 @@ async fn stop_and_restart_recovers_without_rebuild() {
     assert!(o.ok, "{o:?}");
     assert_ne!(o.facts.run_id, run_id, "a restart shows as a new run_id at once");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_6_maxclients_comes_from_config_get() {
+    use support::{ConfigGet, RespStandIn};
+    let s = RespStandIn::start(ConfigGet::Answer(4321));
+    let h = build(&format!("  - name: old\n    kind: redis\n    url: {}\n", s.url()), &no_env);
+    let o = probe::run(&h).await;
+    assert!(o.ok, "{o:?}");
+    assert_eq!(o.values.get(&Metric::Maxclients), Some(&4321.0), "{o:?}");
+    assert_eq!(o.values[&Metric::ConnectedClients], 7.0, "INFO read without sections");
+    assert_eq!(o.values[&Metric::HitRatio], 0.75);
+    let asked = s.config_gets.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(asked, 1);
+    // Static like INFO server: not asked again on every run.
+    let o = probe::run(&h).await;
+    assert_eq!(o.values.get(&Metric::Maxclients), Some(&4321.0), "{o:?}");
+    assert_eq!(s.config_gets.load(std::sync::atomic::Ordering::SeqCst), asked);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_6_without_config_succeeds_without_maxclients() {
+    use support::{ConfigGet, RespStandIn};
+    let s = RespStandIn::start(ConfigGet::Disabled);
+    let h = build(&format!("  - name: managed\n    kind: redis\n    url: {}\n", s.url()), &no_env);
+    for _ in 0..2 {
+        let o = probe::run(&h).await;
+        assert!(o.ok, "{o:?}");
+        assert_eq!(o.values.get(&Metric::Maxclients), None, "{o:?}");
+        assert_eq!(o.values[&Metric::UsedMemoryBytes], 1048576.0);
+    }
+    assert_eq!(
+        s.config_gets.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "tried once, then let be"
+    );
+}

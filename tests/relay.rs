@@ -495,3 +495,333 @@ fn sigterm_mid_drain_finishes_deliveries_under_way_and_sends_none_twice() {
     assert_eq!(got.len(), n, "none lost");
     assert_eq!(saas.received_on("/hook").len(), n);
 }
+
+/// A relay with one webhook destination `chain` (its extra keys given),
+/// every notification routed to it, and `auth` as `relay.auth`.
+fn webhook_relay(saas: &SaaS, auth: &str, chain_keys: &str) -> String {
+    format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nrelay:\n{auth}  destinations:\n    - name: chain\n      type: webhook\n      url: {}\n{chain_keys}",
+        saas.url("/hook")
+    )
+}
+
+/// The dead-letter list as `lookout relay dlq list --format json` prints it.
+fn dead_letters(d: &Daemon) -> Option<Vec<serde_json::Value>> {
+    let out = lookout()
+        .current_dir(d.dir.path())
+        .args(["relay", "dlq", "list", "--format", "json", "-c"])
+        .arg(&d.config)
+        .output()
+        .ok()?;
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).ok()?.as_array().cloned()
+}
+
+#[test]
+fn max_age_dead_letters_what_cannot_be_delivered_in_time_and_says_why() {
+    let saas = SaaS::start();
+    // Failing far longer than max_age: only max_age can end the retries.
+    saas.script_on("/hook", &vec![Answer::Status(500, "upstream down"); 40]);
+    let d = Daemon::start(&webhook_relay(
+        &saas,
+        "",
+        "      max_age: 1500ms\n      retry: {initial_backoff: 100ms, max_backoff: 300ms}\n",
+    ));
+    let p = am_payload("{}:{alertname=\"RedisOld\"}", "firing", &[("RedisOld", "a", "firing")]);
+    assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[]).unwrap().0, 200);
+    let list = wait_for("a dead letter", Duration::from_secs(15), || {
+        dead_letters(&d).filter(|l| !l.is_empty())
+    });
+    assert_eq!(list.len(), 1, "{list:?}");
+    let reason = list[0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("older than max_age (1s 500ms)"), "{reason}");
+    assert!(reason.contains("last error") && reason.contains("500"), "{reason}");
+    let tried = answered(&saas, "/hook");
+    assert!(
+        tried.len() >= 3 && tried.iter().all(|a| a.status == 500),
+        "retried until then: {tried:?}"
+    );
+    let span = tried[tried.len() - 1].at - tried[0].at;
+    assert!(
+        span >= Duration::from_millis(1200),
+        "dead-lettered after max_age, not before: {span:?}"
+    );
+    // Nothing more is sent for it.
+    let n = tried.len();
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(saas.attempts_on("/hook").len(), n, "no attempt after the dead letter");
+    assert_eq!(
+        d.metric("lookout_relay_deliveries_total", &[("destination", "chain"), ("outcome", "dead")]),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn rate_limit_spaces_the_sends() {
+    let saas = SaaS::start();
+    let d = Daemon::start(&webhook_relay(&saas, "", "      rate_limit: 4/s\n"));
+    for i in 0..5 {
+        let g = format!("{{}}:{{alertname=\"RedisRate{i}\"}}");
+        let p = am_payload(&g, "firing", &[("RedisRate", "a", "firing")]);
+        assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[]).unwrap().0, 200);
+    }
+    wait_for("five deliveries", Duration::from_secs(15), || {
+        (saas.received_on("/hook").len() == 5).then_some(())
+    });
+    let sent = answered(&saas, "/hook");
+    let gaps: Vec<Duration> = sent.windows(2).map(|w| w[1].at - w[0].at).collect();
+    // 4/s is one send every 250 ms. Arrivals are that apart give or take
+    // the network (the first send also connects), so each gap may fall a
+    // little short, but not the four together.
+    assert!(
+        gaps.iter().all(|g| *g >= Duration::from_millis(200)),
+        "sends closer than the limit: {gaps:?}"
+    );
+    let span = sent[4].at - sent[0].at;
+    assert!(span >= Duration::from_millis(950), "five sends in {span:?}: {gaps:?}");
+}
+
+/// Posts `p` with each `Authorization` value (None: no header); the statuses.
+fn post_with(port: u16, p: &str, auths: &[Option<&str>]) -> Vec<u16> {
+    auths
+        .iter()
+        .map(|a| {
+            let h: Vec<(&str, &str)> = a.iter().map(|v| ("Authorization", *v)).collect();
+            http_post(port, "/webhook", p.as_bytes(), &h).map(|r| r.0).unwrap_or(0)
+        })
+        .collect()
+}
+
+#[test]
+fn basic_auth_and_a_token_file_let_in_only_the_right_credentials() {
+    use base64::Engine;
+    let b64 = |s: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s));
+    let saas = SaaS::start();
+    let secrets = tempfile::tempdir().unwrap();
+    let password = secrets.path().join("password");
+    std::fs::write(&password, "s3cr3t-basic\n").unwrap();
+    let token = secrets.path().join("token");
+    std::fs::write(&token, "tok-from-file-77\n").unwrap();
+    let p = am_payload("{}:{alertname=\"RedisAuth\"}", "firing", &[("RedisAuth", "a", "firing")]);
+
+    let basic = format!(
+        "  auth:\n    basic:\n      username: alertmanager\n      password_file: {}\n",
+        password.display()
+    );
+    let d = Daemon::start(&webhook_relay(&saas, &basic, ""));
+    let data = d.dir.path().join("data");
+    let wrong = [
+        None,
+        Some(b64("alertmanager:wrong").as_str()),
+        Some(b64("someone:s3cr3t-basic").as_str()),
+        Some("Bearer s3cr3t-basic"),
+    ]
+    .map(|a| a.map(str::to_string));
+    let wrong: Vec<Option<&str>> = wrong.iter().map(Option::as_deref).collect();
+    assert_eq!(post_with(d.port, &p, &wrong), [401; 4]);
+    assert_eq!(
+        outbox_count(&data, "SELECT COUNT(*) FROM notifications"),
+        0,
+        "nothing stored on 401"
+    );
+    assert_eq!(post_with(d.port, &p, &[Some(&b64("alertmanager:s3cr3t-basic"))]), [200]);
+    assert_eq!(outbox_count(&data, "SELECT COUNT(*) FROM notifications"), 1);
+    wait_for("delivery", Duration::from_secs(10), || {
+        (saas.received_on("/hook").len() == 1).then_some(())
+    });
+    drop(d);
+
+    let bearer = format!("  auth:\n    bearer_token_file: {}\n", token.display());
+    let d = Daemon::start(&webhook_relay(&saas, &bearer, ""));
+    let data = d.dir.path().join("data");
+    let statuses = post_with(
+        d.port,
+        &p,
+        &[
+            None,
+            Some("Bearer tok-from-file"),
+            Some("Bearer tok-from-file-77x"),
+            Some("Basic tok-from-file-77"),
+        ],
+    );
+    assert_eq!(statuses, [401; 4]);
+    assert_eq!(
+        outbox_count(&data, "SELECT COUNT(*) FROM notifications"),
+        0,
+        "nothing stored on 401"
+    );
+    // The file's trailing newline is not part of the token.
+    assert_eq!(post_with(d.port, &p, &[Some("Bearer tok-from-file-77")]), [200]);
+    assert_eq!(outbox_count(&data, "SELECT COUNT(*) FROM notifications"), 1);
+    assert_eq!(d.metric("lookout_relay_rejected_total", &[("reason", "unauthorized")]), Some(4.0));
+}
+
+/// A relay whose every notification goes to PagerDuty alone.
+fn pager_only(saas: &SaaS) -> Daemon {
+    let smtp = SmtpSink::start();
+    Daemon::start(&relay_config(saas, &smtp, "").replace("destinations: [slack, pager, mail, chain]", "destinations: [pager]"))
+}
+
+#[test]
+fn pagerduty_resolves_only_once_the_whole_group_has() {
+    let saas = SaaS::start();
+    let d = pager_only(&saas);
+    let (k, v) = auth();
+    let g = "{}:{alertname=\"RedisPartial\"}";
+    let send = |status: &str, alerts: &[(&str, &str, &str)]| {
+        let p = am_payload(g, status, alerts);
+        assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[(k, &v)]).unwrap().0, 200);
+    };
+    send("firing", &[("RedisPartial", "a", "firing"), ("RedisPartial", "b", "firing")]);
+    wait_for("the trigger", Duration::from_secs(10), || {
+        (saas.received_on("/v2/enqueue").len() == 1).then_some(())
+    });
+    // Alertmanager's notification when one of two alerts resolved: still `firing`.
+    send("firing", &[("RedisPartial", "a", "resolved"), ("RedisPartial", "b", "firing")]);
+    wait_for("the second event", Duration::from_secs(10), || {
+        (saas.received_on("/v2/enqueue").len() == 2).then_some(())
+    });
+    let events: Vec<serde_json::Value> = saas.received_on("/v2/enqueue").into_iter().map(|r| r.body).collect();
+    assert_eq!(events[1]["event_action"], "trigger", "no resolve while b fires: {}", events[1]);
+    assert_eq!(events[1]["payload"]["custom_details"]["num_resolved"], 1);
+    send("resolved", &[("RedisPartial", "a", "resolved"), ("RedisPartial", "b", "resolved")]);
+    wait_for("the resolve", Duration::from_secs(10), || {
+        (saas.received_on("/v2/enqueue").len() == 3).then_some(())
+    });
+    let events: Vec<serde_json::Value> = saas.received_on("/v2/enqueue").into_iter().map(|r| r.body).collect();
+    let actions: Vec<&str> = events.iter().map(|e| e["event_action"].as_str().unwrap_or("")).collect();
+    assert_eq!(actions, ["trigger", "trigger", "resolve"]);
+    assert!(
+        events.iter().all(|e| e["dedup_key"] == events[0]["dedup_key"]),
+        "one incident: {events:?}"
+    );
+}
+
+#[test]
+fn pagerduty_events_stay_under_512_kb_with_a_huge_annotation() {
+    let saas = SaaS::start();
+    let d = pager_only(&saas);
+    let (k, v) = auth();
+    // 600 KB in an annotation PagerDuty's custom details carry, and in one its links carry.
+    for (i, annotation) in ["description", "runbook_url"].iter().enumerate() {
+        let g = format!("{{}}:{{alertname=\"RedisHuge{i}\"}}");
+        let mut p: serde_json::Value = serde_json::from_str(&am_payload(&g, "firing", &[("RedisHuge", "a", "firing")])).unwrap();
+        p["alerts"][0]["annotations"][annotation] = format!("https://x.example/{}", "y".repeat(600_000)).into();
+        let (status, body) = http_post(d.port, "/webhook", p.to_string().as_bytes(), &[(k, &v)]).unwrap();
+        assert_eq!(status, 200, "{body}");
+        wait_for("the event", Duration::from_secs(10), || {
+            (saas.received_on("/v2/enqueue").len() == i + 1).then_some(())
+        });
+        let ev = &saas.received_on("/v2/enqueue")[i];
+        let size: usize = ev.headers["content-length"].to_str().unwrap().parse().unwrap();
+        assert!(size < 512_000, "{annotation}: an event of {size} bytes");
+        assert_eq!(ev.body["event_action"], "trigger", "{annotation}");
+        assert_eq!(ev.body["payload"]["severity"], "critical", "{annotation}");
+        assert!(
+            ev.body["payload"]["summary"].as_str().is_some_and(|s| s.contains("RedisHuge")),
+            "{annotation}"
+        );
+    }
+    assert_eq!(saas.attempts_on("/v2/enqueue").len(), 2, "each accepted at once (202)");
+}
+
+/// A relay with the given email destinations, every notification to all of them.
+fn email_relay(destinations: &[(&str, String)]) -> String {
+    let names: Vec<&str> = destinations.iter().map(|(n, _)| *n).collect();
+    let mut cfg = format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nrelay:\n  routes:\n    - destinations: [{}]\n  destinations:\n",
+        names.join(", ")
+    );
+    for (name, keys) in destinations {
+        cfg.push_str(&format!(
+            "    - name: {name}\n      type: email\n      host: 127.0.0.1\n      from: lookout@example.org\n      to: [oncall@example.org]\n      retry: {{initial_backoff: 300ms, max_backoff: 1s}}\n{keys}"
+        ));
+    }
+    cfg
+}
+
+#[test]
+fn email_auth_is_sent_and_a_refused_login_is_dead_lettered() {
+    let smtp = support::PyStandIn::start("smtp", &["--auth", "lookout:mail-Pa55"]);
+    let d = Daemon::start(&email_relay(&[
+        (
+            "good",
+            format!(
+                "      port: {}\n      tls: none\n      username: lookout\n      password: mail-Pa55\n",
+                smtp.port
+            ),
+        ),
+        (
+            "bad",
+            format!(
+                "      port: {}\n      tls: none\n      username: lookout\n      password: wrong\n",
+                smtp.port
+            ),
+        ),
+    ]));
+    let p = am_payload("{}:{alertname=\"RedisMail\"}", "firing", &[("RedisMail", "a", "firing")]);
+    assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[]).unwrap().0, 200);
+    let mail = wait_for("the mail", Duration::from_secs(15), || smtp.events_of("mail").pop());
+    assert_eq!(mail["user"], "lookout", "{mail}");
+    assert_eq!(mail["to"], serde_json::json!(["oncall@example.org"]));
+    assert!(
+        mail["data"].as_str().is_some_and(|m| m.contains("Subject: [FIRING:1] RedisMail")),
+        "{mail}"
+    );
+    // 535: a permanent failure, not retried.
+    let list = wait_for("the refused login dead-lettered", Duration::from_secs(15), || {
+        dead_letters(&d).filter(|l| !l.is_empty())
+    });
+    assert_eq!(list[0]["destination"], "bad", "{list:?}");
+    assert!(list[0]["reason"].as_str().is_some_and(|r| r.contains("535")), "{list:?}");
+    let auths: Vec<bool> = smtp.events_of("auth").iter().map(|a| a["ok"] == true).collect();
+    assert_eq!((auths.len(), auths.iter().filter(|ok| **ok).count()), (2, 1), "one try each");
+    assert_eq!(smtp.events_of("mail").len(), 1);
+    assert!(!d.logs().contains("mail-Pa55"), "no password in the logs");
+}
+
+#[test]
+fn email_starttls_and_implicit_tls_verify_the_server_certificate() {
+    // The test CA is one lookout cannot be told to trust (the email
+    // destination has no `ca_file`): both servers must be refused.
+    let ca = support::TestCa::new();
+    let (cert, key) = (ca.cert.display().to_string(), ca.key.display().to_string());
+    let tls_args = |mode| vec!["--tls", mode, "--cert", &cert, "--key", &key, "--auth", "lookout:mail-Pa55"];
+    let starttls = support::PyStandIn::start("smtp", &tls_args("starttls"));
+    let implicit = support::PyStandIn::start("smtp", &tls_args("tls"));
+    let creds = "      username: lookout\n      password: mail-Pa55\n";
+    let d = Daemon::start(&email_relay(&[
+        ("starttls", format!("      port: {}\n      tls: starttls\n{creds}", starttls.port)),
+        ("implicit", format!("      port: {}\n      tls: tls\n{creds}", implicit.port)),
+    ]));
+    let p = am_payload("{}:{alertname=\"RedisTls\"}", "firing", &[("RedisTls", "a", "firing")]);
+    assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[]).unwrap().0, 200);
+    let refused = |dest: &str| {
+        without_colours(&d.logs())
+            .lines()
+            .any(|l| l.contains("Delivery failed") && l.contains(&format!("destination={dest}")) && l.contains("UnknownIssuer"))
+    };
+    wait_for("both refused for their certificate", Duration::from_secs(15), || {
+        (refused("starttls") && refused("implicit")).then_some(())
+    });
+    assert!(
+        !starttls.events_of("starttls").is_empty(),
+        "lookout asked for STARTTLS before anything else"
+    );
+    for s in [&starttls, &implicit] {
+        assert!(s.events_of("auth").is_empty() && s.events_of("mail").is_empty(), "{:?}", s.events());
+    }
+}
+
+/// Log text without terminal colour codes (`ESC [ … m`).
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            chars.by_ref().find(|c| *c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -256,8 +256,13 @@ impl Probe for HttpHealthProbe {
             };
             return Err(ProbeError::new(FailureReason::Status, msg));
         }
-        let json: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| ProbeError::new(FailureReason::Response, format!("invalid JSON in response: {e}")))?;
+        // No body (a 204 cannot have one) is nothing to read: with `fields: {}`
+        // the status alone is the verdict, otherwise the fields are missing.
+        let json: serde_json::Value = if body.is_empty() {
+            serde_json::json!({})
+        } else {
+            serde_json::from_slice(&body).map_err(|e| ProbeError::new(FailureReason::Response, format!("invalid JSON in response: {e}")))?
+        };
         let reading = extract(&json, &self.fields)?;
         check_asserts(&self.asserts, reading)
     }

@@ -140,3 +140,105 @@ async fn read_redis(url: &str) -> Result<RedisFigures, String> {
         frag: get("mem_fragmentation_ratio"),
     })
 }
+
+/// A request as a [`Recorder`] got it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub path: String,
+    pub headers: axum::http::HeaderMap,
+    pub at: Instant,
+}
+
+#[derive(Default)]
+struct RecorderState {
+    requests: Vec<Request>,
+    in_flight: usize,
+    peak: usize,
+}
+
+/// An HTTP server answering every GET with one status and body after a
+/// delay, recording each request (path, headers, arrival) and the most
+/// requests it was ever serving at once.
+pub struct Recorder {
+    pub port: u16,
+    state: std::sync::Arc<std::sync::Mutex<RecorderState>>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Recorder {
+    pub fn start(status: u16, body: serde_json::Value, delay: Duration) -> Recorder {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(std::sync::Mutex::new(RecorderState::default()));
+        let st = state.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(listener).unwrap();
+                let handler = move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+                    let (st, body) = (st.clone(), body.clone());
+                    async move {
+                        {
+                            let mut s = st.lock().unwrap();
+                            s.requests.push(Request {
+                                path: uri.path().to_string(),
+                                headers,
+                                at: Instant::now(),
+                            });
+                            s.in_flight += 1;
+                            s.peak = s.peak.max(s.in_flight);
+                        }
+                        tokio::time::sleep(delay).await;
+                        st.lock().unwrap().in_flight -= 1;
+                        let code = StatusCode::from_u16(status).unwrap();
+                        if code == StatusCode::NO_CONTENT {
+                            code.into_response()
+                        } else {
+                            (code, axum::Json(body)).into_response()
+                        }
+                    }
+                };
+                let app = Router::new().fallback(get(handler));
+                let _ = axum::serve(l, app)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await;
+            });
+        });
+        Recorder {
+            port,
+            state,
+            _shutdown: tx,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    /// Requests on `path`.
+    pub fn requests_on(&self, path: &str) -> Vec<Request> {
+        self.requests().into_iter().filter(|r| r.path == path).collect()
+    }
+
+    /// The most requests served at once so far.
+    pub fn peak_concurrency(&self) -> usize {
+        self.state.lock().unwrap().peak
+    }
+}
+
+/// A body of the documented shape with fixed values.
+pub fn documented_body() -> serde_json::Value {
+    serde_json::json!({"status": "ok", "redis": {"ping": "PONG", "latency_ms": 0.3, "hits": 3, "misses": 1, "hit_ratio": 0.75, "connected_clients": 2, "maxclients": 100, "used_memory": 1024, "maxmemory": 0, "mem_fragmentation_ratio": 1.0}})
+}

@@ -785,3 +785,217 @@ pub fn prometheus_with_rules(jobs: &[(&str, String)], rules: &[PathBuf], am: &st
     ));
     Prometheus::start_with(jobs, &head, &["--rules.alert.resend-delay=1s"])
 }
+
+/// A test CA and a server certificate it signed, made with the `openssl`
+/// CLI (X.509 v3, SAN `IP:127.0.0.1` and `DNS:localhost`), in their own
+/// temporary directory.
+pub struct TestCa {
+    pub dir: tempfile::TempDir,
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |f: &str| dir.path().join(f);
+        let openssl = |args: &[&str]| {
+            let out = Command::new(require("openssl"))
+                .current_dir(dir.path())
+                .args(args)
+                .output()
+                .expect("openssl runs");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        std::fs::write(
+            p("leaf.ext"),
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=lookout test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "server.pem",
+        ]);
+        TestCa {
+            ca: p("ca.pem"),
+            cert: p("server.pem"),
+            key: p("server.key"),
+            dir,
+        }
+    }
+}
+
+/// One of the servers of `tests/standins.py` (aiosmtpd's SMTP, an HTTPS
+/// server), recording what it saw as JSON lines.
+pub struct PyStandIn {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    proc: Proc,
+}
+
+impl PyStandIn {
+    /// `kind`: `smtp` or `https`; `args`: the script's options after `--port` and `--record`.
+    pub fn start(kind: &str, args: &[&str]) -> PyStandIn {
+        let dir = tempfile::tempdir().unwrap();
+        let rec = dir.path().join("record.jsonl");
+        let (port, proc) = start_on_free_port(
+            kind,
+            Duration::from_secs(20),
+            |port| {
+                let mut cmd = Command::new(venv_python());
+                cmd.arg(root().join("tests/standins.py"))
+                    .args([kind, "--port", &port.to_string(), "--record"])
+                    .arg(&rec)
+                    .args(args)
+                    .env("PYTHONDONTWRITEBYTECODE", "1")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                Proc::spawn(kind, &mut cmd)
+            },
+            |port, _| port_open(port),
+        );
+        PyStandIn { port, dir, proc }
+    }
+
+    /// Everything recorded so far.
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.path().join("record.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// The recorded events of one kind (`mail`, `auth`, `starttls`, `get`).
+    pub fn events_of(&self, event: &str) -> Vec<serde_json::Value> {
+        self.events().into_iter().filter(|e| e["event"] == event).collect()
+    }
+}
+
+/// How a [`RespStandIn`] answers `CONFIG GET maxclients`.
+#[derive(Clone, Copy, Debug)]
+pub enum ConfigGet {
+    /// `["maxclients", "<n>"]`.
+    Answer(u32),
+    /// An error, as when CONFIG is renamed away.
+    Disabled,
+}
+
+/// A small server speaking RESP2 like Redis 6 does where it matters to the
+/// probe: `INFO` with more than one section is a syntax error, plain
+/// `INFO`'s clients section has no `maxclients`, and `CONFIG GET
+/// maxclients` answers as told. Counts the CONFIG commands it got.
+pub struct RespStandIn {
+    pub port: u16,
+    pub config_gets: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl RespStandIn {
+    pub fn start(config: ConfigGet) -> RespStandIn {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let config_gets = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = config_gets.clone();
+        std::thread::spawn(move || {
+            for sock in listener.incoming().flatten() {
+                let counter = counter.clone();
+                std::thread::spawn(move || resp_session(sock, config, &counter));
+            }
+        });
+        RespStandIn { port, config_gets }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+const REDIS6_INFO: &str = "# Server\r\nredis_version:6.2.14\r\nrun_id:0123456789abcdef0123456789abcdef01234567\r\nuptime_in_seconds:100\r\n\r\n# Clients\r\nconnected_clients:7\r\nblocked_clients:0\r\n\r\n# Memory\r\nused_memory:1048576\r\nmaxmemory:0\r\nmem_fragmentation_ratio:1.5\r\n\r\n# Persistence\r\naof_enabled:0\r\nrdb_last_save_time:1700000000\r\n\r\n# Stats\r\nkeyspace_hits:30\r\nkeyspace_misses:10\r\nevicted_keys:0\r\nrejected_connections:0\r\n\r\n# Replication\r\nrole:master\r\n";
+
+fn resp_session(sock: std::net::TcpStream, config: ConfigGet, config_gets: &std::sync::atomic::AtomicUsize) {
+    use std::io::{BufRead, BufReader, Write};
+    let Ok(mut w) = sock.try_clone() else { return };
+    let mut r = BufReader::new(sock);
+    let mut line = String::new();
+    let mut read_line = |r: &mut BufReader<std::net::TcpStream>| -> Option<String> {
+        line.clear();
+        (r.read_line(&mut line).ok()? > 0).then(|| line.trim_end().to_string())
+    };
+    loop {
+        // A command: *<n>\r\n then n bulk strings ($<len>\r\n<bytes>\r\n).
+        let Some(head) = read_line(&mut r) else { return };
+        let Some(n) = head.strip_prefix('*').and_then(|n| n.parse::<usize>().ok()) else {
+            return;
+        };
+        let mut args = Vec::with_capacity(n);
+        for _ in 0..n {
+            let Some(_len) = read_line(&mut r) else { return };
+            let Some(arg) = read_line(&mut r) else { return };
+            args.push(arg);
+        }
+        let upper: Vec<String> = args.iter().map(|a| a.to_ascii_uppercase()).collect();
+        let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
+        let reply = match upper.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+            ["PING"] => "+PONG\r\n".to_string(),
+            ["INFO"] => bulk(REDIS6_INFO),
+            ["INFO", _] => bulk(REDIS6_INFO),
+            ["INFO", ..] => "-ERR syntax error\r\n".to_string(),
+            ["CONFIG", "GET", "MAXCLIENTS"] => {
+                config_gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                match config {
+                    ConfigGet::Answer(m) => format!("*2\r\n{}{}", bulk("maxclients"), bulk(&m.to_string())),
+                    ConfigGet::Disabled => "-ERR unknown command 'CONFIG', with args beginning with: 'GET' 'maxclients' \r\n".to_string(),
+                }
+            }
+            _ => format!("-ERR unknown command '{}'\r\n", args.first().map(String::as_str).unwrap_or("")),
+        };
+        if w.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}

@@ -178,11 +178,40 @@ pub fn event(routing_key: &str, summary: &str, n: &Notification<'_>) -> serde_js
         if !links.is_empty() {
             ev["links"] = serde_json::Value::Array(links);
         }
-        if serde_json::to_vec(&ev).map(|v| v.len()).unwrap_or(0) > MAX_EVENT_BYTES {
+        if oversized(&ev) {
             ev["payload"]["custom_details"] = serde_json::json!({"error": "Custom details have been removed because the original event exceeds the maximum size of 512KB"});
         }
+        // Links carry annotations whole (a runbook URL of any length).
+        if oversized(&ev)
+            && let Some(o) = ev.as_object_mut()
+        {
+            o.remove("links");
+        }
+    }
+    // What is left comes from labels and the external URL: cut each string.
+    if oversized(&ev) {
+        if let Some(payload) = ev.get_mut("payload") {
+            cut_strings(payload);
+        }
+        cut_strings(&mut ev);
     }
     ev
+}
+
+/// Cuts each string member of an object to [`MAX_SUMMARY`] characters.
+fn cut_strings(object: &mut serde_json::Value) {
+    for v in object.as_object_mut().into_iter().flat_map(|o| o.values_mut()) {
+        if let Some(s) = v.as_str()
+            && s.chars().count() > MAX_SUMMARY
+        {
+            *v = truncate(s, MAX_SUMMARY).into();
+        }
+    }
+}
+
+/// Whether an event is over PagerDuty's size limit.
+fn oversized(ev: &serde_json::Value) -> bool {
+    serde_json::to_vec(ev).map_or(true, |v| v.len() > MAX_EVENT_BYTES)
 }
 
 #[async_trait::async_trait]
