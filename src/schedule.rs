@@ -188,23 +188,34 @@ async fn interval_loop(
     let first = Instant::now() + delay_to_phase(period, offset);
     let mut ticks = tokio::time::interval_at(first, period);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
-    let mut scheduled = Instant::now();
+    // The index of the last tick due at `t` (ticks are `first + k·period`).
+    let tick_index = |t: Instant| -> i128 {
+        let nanos = if t >= first {
+            (t - first).as_nanos() as i128
+        } else {
+            -((first - t).as_nanos() as i128)
+        };
+        nanos.div_euclid(period.as_nanos().max(1) as i128)
+    };
+    let mut started = Instant::now();
     loop {
         let obs = {
             let _permit = permits.acquire().await;
             probe::run(&h).await
         };
         sink.record(&h.config, obs);
-        // Ticks that passed while the run was in flight are skipped, and counted.
-        let late = Instant::now().saturating_duration_since(scheduled);
-        let missed = (late.as_nanos() / period.as_nanos().max(1)) as u64;
-        if missed > 0 {
-            sink.skipped(&h.config.name, missed);
+        // Ticks that fell due while this run waited and ran: the first of them
+        // starts the next run at once (late), the others are skipped, and
+        // counted. Counting from the instant the run began, never from the
+        // late tick's own deadline, counts each skipped tick once.
+        let due = tick_index(Instant::now()) - tick_index(started);
+        if due > 1 {
+            sink.skipped(&h.config.name, (due - 1) as u64);
         }
         tokio::select! {
             biased;
             _ = cancel.cancelled() => return,
-            t = ticks.tick() => scheduled = t,
+            _ = ticks.tick() => started = Instant::now(),
         }
     }
 }

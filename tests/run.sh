@@ -32,6 +32,7 @@ PACKAGES=(
   python3 python3-venv          # the reference endpoints' venv, deploy/ checks
   redis-server redis-tools prometheus prometheus-redis-exporter
   prometheus-alertmanager chromium sqlite3
+  openssl                       # test certificates (TLS stand-ins)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
