@@ -38,16 +38,26 @@ pub fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<url::Url, D::Error> {
     parse_http_url(&s).map_err(serde::de::Error::custom)
 }
 
-/// An http(s) URL with a host; the error never repeats credentials.
+/// An http(s) URL with a host. The error names what is wrong but never
+/// repeats the value: a URL may carry a token anywhere (userinfo, query,
+/// path), and the error's location already says which key it is.
 pub fn parse_http_url(s: &str) -> Result<url::Url, String> {
-    let u = url::Url::parse(s).map_err(|e| format!("invalid URL `{}`: {e}", super::secret::redact_url(s)))?;
-    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+    let u = url::Url::parse(s).map_err(|e| format!("invalid URL: {e} (write http://host[:port]/path or https://…)"))?;
+    if !matches!(u.scheme(), "http" | "https") {
         return Err(format!(
-            "invalid URL `{}`: expected http:// or https:// with a host",
-            super::secret::redact_url(s)
+            "invalid URL: the scheme is `{}`, expected http:// or https://",
+            truncate_scheme(u.scheme())
         ));
     }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err("invalid URL: it has no host (write http://host[:port]/path)".to_string());
+    }
     Ok(u)
+}
+
+/// A scheme is not secret, but it is user input: a long one is cut.
+fn truncate_scheme(s: &str) -> String {
+    s.chars().take(16).collect()
 }
 
 /// Parses a cron expression exactly as the scheduler will (six fields,
