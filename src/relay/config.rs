@@ -28,7 +28,8 @@ pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(300);
 pub struct RawRelay {
     /// Turn the relay (`POST /webhook`) off (default on).
     pub enabled: Option<bool>,
-    /// Largest accepted webhook body in bytes (default 1 MiB).
+    /// Largest accepted webhook body in bytes (default 1 MiB; 1024 to
+    /// 67108864).
     pub max_body_bytes: Option<usize>,
     /// Identical payloads within this window are delivered once (default
     /// 5m): Alertmanager's HA pairs each send every notification.
@@ -177,8 +178,24 @@ pub fn parse_rate(s: &str) -> Result<Duration, String> {
     if !(n.is_finite() && n > 0.0) {
         return Err(format!("invalid rate `{s}`: must be positive"));
     }
-    Ok(Duration::from_secs_f64(per / n))
+    let spacing = per / n;
+    if !(MIN_RATE_SPACING.as_secs_f64()..=MAX_RATE_SPACING.as_secs_f64()).contains(&spacing) {
+        return Err(format!(
+            "invalid rate `{s}`: must be between 0.042/h (about one a day) and 1000/s, or `unlimited`"
+        ));
+    }
+    Duration::try_from_secs_f64(spacing).map_err(|_| format!("invalid rate `{s}`: out of range"))
 }
+
+/// Fastest finite `rate_limit`: 1000 per second. Faster is `unlimited`.
+pub const MIN_RATE_SPACING: Duration = Duration::from_millis(1);
+/// Slowest `rate_limit`: one send a day. A slower one is a typo, and its
+/// spacing could overflow a clock.
+pub const MAX_RATE_SPACING: Duration = Duration::from_secs(24 * 3600);
+
+/// Bounds of `relay.max_body_bytes`: below 1 KiB no real notification
+/// fits; above 64 MiB one request could hold that much memory.
+pub const MAX_BODY_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=64 * 1024 * 1024;
 
 /// The JSON Schema of a list of destinations: one object per type.
 pub fn schema_list(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -303,11 +320,23 @@ pub fn build(file: &Path, raw: RawRelay, problems: &mut Vec<Problem>) -> Option<
             continue_: false,
         }];
     }
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if !MAX_BODY_BYTES_RANGE.contains(&max_body_bytes) {
+        bad(
+            problems,
+            "relay.max_body_bytes".into(),
+            format!(
+                "{max_body_bytes} is out of range: must be between {} and {}",
+                MAX_BODY_BYTES_RANGE.start(),
+                MAX_BODY_BYTES_RANGE.end()
+            ),
+        );
+    }
     if problems.len() > before {
         return None;
     }
     Some(RelayConfig {
-        max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        max_body_bytes,
         dedup_window: raw.dedup_window.unwrap_or(DEFAULT_DEDUP_WINDOW),
         auth,
         routes,
