@@ -19,15 +19,18 @@ use crate::state::AppState;
 pub fn router(state: AppState) -> Router {
     let body_limit = state.relay.as_ref().map(|r| r.config.max_body_bytes).unwrap_or(1024 * 1024);
     let webhook = Router::new()
-        .route("/webhook", post(webhook))
+        // Credentials are checked before anything reads the body; as a route
+        // layer, so a wrong method still gets 405.
+        .route(
+            "/webhook",
+            post(webhook).route_layer(middleware::from_fn_with_state(state.clone(), webhook_gate)),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(body_limit.saturating_add(1)))
         // A client that trickles its body is cut off rather than held forever.
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
-        ))
-        // Outermost: credentials are checked before anything reads the body.
-        .layer(middleware::from_fn_with_state(state.clone(), webhook_gate));
+        ));
     let last_reload: Arc<Mutex<Option<Instant>>> = Arc::default();
     Router::new()
         .merge(webhook)
