@@ -137,8 +137,10 @@ pub fn redact_urls_in(text: &str) -> String {
         let start = rest[..i]
             .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
             .map_or(0, |p| p + 1);
+        // A URL ends at white space or a quote; a closing bracket is kept in
+        // it, since cutting there could leave the rest of a query value shown.
         let end = rest[i..]
-            .find(|c: char| c.is_whitespace() || matches!(c, '`' | '"' | '\'' | '<' | '>' | ')' | ']'))
+            .find(|c: char| c.is_whitespace() || matches!(c, '`' | '"' | '\'' | '<' | '>'))
             .map_or(rest.len(), |p| i + p);
         out.push_str(&rest[..start]);
         if start == i {
@@ -183,6 +185,8 @@ mod tests {
         let t = redact_urls_in("error sending request for url (http://h/x?token=tok-1): refused; see `redis://u:tok-2@c:1`");
         assert!(!t.contains("tok-"), "{t}");
         assert!(t.contains("http://h/x?token=***"), "{t}");
+        let t = redact_urls_in("GET http://h/x?token=ab)tok-3 failed");
+        assert!(!t.contains("tok-3"), "{t}");
         assert_eq!(redact_urls_in("no url here ://"), "no url here ://");
     }
 
