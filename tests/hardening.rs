@@ -493,6 +493,14 @@ fn out_of_range_values_are_refused_by_name() {
             relay("  destinations:\n    - {name: s, type: webhook, url: \"http://h/\", rate_limit: \"1e300/s\"}\n"),
             "rate_limit",
         ),
+        (
+            relay("  destinations:\n    - {name: s, type: webhook, url: \"http://h/\", timeout: 2h}\n"),
+            "timeout",
+        ),
+        (
+            relay("  destinations:\n    - {name: s, type: webhook, url: \"http://h/\", retry: {initial_backoff: 1ns}}\n"),
+            "initial_backoff",
+        ),
         (probe("every: 1ns"), "every"),
         (probe("every: 18446744073709551615s"), "every"),
         (probe("timeout: 1000000000000d"), "timeout"),

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::destination::{self, Delivery, DestinationConfig, DestinationKind};
 use super::route::{Matcher, Route};
 use crate::config::entry::Entry;
-use crate::config::value::{opt_duration, read_secret};
+use crate::config::value::{check_bounds, opt_duration, read_secret};
 use crate::config::{Problem, Secret, closest};
 
 /// Largest accepted webhook body by default.
@@ -92,11 +92,11 @@ pub struct RawRoute {
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
-    /// First retry delay (default per type).
+    /// First retry delay (default per type; 10ms to 24h).
     #[serde(default, deserialize_with = "opt_duration")]
     #[schemars(with = "Option<String>")]
     pub initial_backoff: Option<Duration>,
-    /// Cap of the retry delay (default per type).
+    /// Cap of the retry delay (default per type; 10ms to 24h).
     #[serde(default, deserialize_with = "opt_duration")]
     #[schemars(with = "Option<String>")]
     pub max_backoff: Option<Duration>,
@@ -119,7 +119,7 @@ pub struct RawDestinationCommon {
     #[serde(default, deserialize_with = "opt_duration")]
     #[schemars(with = "Option<String>")]
     pub max_age: Option<Duration>,
-    /// Per-attempt timeout (default per type).
+    /// Per-attempt timeout (default per type; 10ms to 1h).
     #[serde(default, deserialize_with = "opt_duration")]
     #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
@@ -192,6 +192,14 @@ pub const MIN_RATE_SPACING: Duration = Duration::from_millis(1);
 /// Slowest `rate_limit`: one send a day. A slower one is a typo, and its
 /// spacing could overflow a clock.
 pub const MAX_RATE_SPACING: Duration = Duration::from_secs(24 * 3600);
+
+/// Bounds of a destination's `timeout`: below 10ms no request completes;
+/// above 1h one attempt holds the destination's queue for nothing.
+pub const DELIVERY_TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(3600));
+/// Bounds of `retry.initial_backoff` and `retry.max_backoff`: below 10ms a
+/// failing destination is hammered; above 24h nothing is retried before it
+/// is dead-lettered (`max_age` defaults to 24h).
+pub const BACKOFF_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(24 * 3600));
 
 /// Bounds of `relay.max_body_bytes`: below 1 KiB no real notification
 /// fits; above 64 MiB one request could hold that much memory.
@@ -390,6 +398,15 @@ fn read_destination(mut entry: Entry, file: &Path, seen: &[DestinationConfig], p
     };
     if delivery.initial_backoff > delivery.max_backoff {
         scope.error("retry", "`initial_backoff` is longer than `max_backoff`");
+    }
+    for (key, value, (min, max)) in [
+        ("timeout", delivery.timeout, DELIVERY_TIMEOUT_RANGE),
+        ("retry.initial_backoff", delivery.initial_backoff, BACKOFF_RANGE),
+        ("retry.max_backoff", delivery.max_backoff, BACKOFF_RANGE),
+    ] {
+        if let Err(e) = check_bounds(value, min, max) {
+            scope.error(key, e);
+        }
     }
     if let Err(e) = super::template::Templates::compile(type_name, destination::templates(type_name), &d.templates) {
         scope.error("templates", e);
