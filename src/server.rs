@@ -164,11 +164,33 @@ fn reload_content_type_ok(headers: &HeaderMap) -> bool {
     }
 }
 
+/// Whether a browser says the request comes from another site: a fetch
+/// with no body carries no content type, so the content-type rule alone
+/// would let another page's script through. Browsers send `Origin` on
+/// every cross-origin POST (and `Sec-Fetch-Site`); curl and Alertmanager-
+/// style clients send neither.
+fn cross_site(headers: &HeaderMap) -> bool {
+    let text = |name| headers.get(name).and_then(|v: &header::HeaderValue| v.to_str().ok());
+    if text("sec-fetch-site").is_some_and(|s| !s.eq_ignore_ascii_case("same-origin") && !s.eq_ignore_ascii_case("none")) {
+        return true;
+    }
+    match text("origin") {
+        None => false,
+        Some(origin) => {
+            let origin_host = url::Url::parse(origin).ok().and_then(|u| {
+                u.host_str()
+                    .map(|h| format!("{h}{}", u.port().map(|p| format!(":{p}")).unwrap_or_default()))
+            });
+            origin_host.is_none() || origin_host.as_deref() != text("host")
+        }
+    }
+}
+
 /// `POST /-/reload`, as Prometheus guards it: off unless
-/// `server.enable_lifecycle` is true (SIGHUP always reloads), no form
-/// posts, at most one per [`RELOAD_MIN_INTERVAL`], and a rejected file is
-/// answered with the problems' locations and messages (which never carry
-/// a URL's secrets).
+/// `server.enable_lifecycle` is true (SIGHUP always reloads), nothing from
+/// another site (no form posts, no `Origin` of another host), at most one
+/// per [`RELOAD_MIN_INTERVAL`], and a rejected file is answered with the
+/// problems' locations and messages (which never carry a URL's secrets).
 async fn reload(State(s): State<AppState>, headers: HeaderMap, last: Arc<Mutex<Option<Instant>>>) -> Response {
     if !s.config.get().enable_lifecycle {
         return (
@@ -176,6 +198,9 @@ async fn reload(State(s): State<AppState>, headers: HeaderMap, last: Arc<Mutex<O
             "the lifecycle API is not enabled: set `server.enable_lifecycle: true`, or send SIGHUP\n",
         )
             .into_response();
+    }
+    if cross_site(&headers) {
+        return (StatusCode::FORBIDDEN, "cross-site requests cannot reload the configuration\n").into_response();
     }
     if !reload_content_type_ok(&headers) {
         return (

@@ -440,9 +440,12 @@ fn reload_over_http_is_gated() {
             "{ct}"
         );
     }
+    // Nor does another site's script, even without a body.
+    assert_eq!(post_with(d.port, "/-/reload", "Origin: http://evil.example\r\n", ""), 403);
+    assert_eq!(post_with(d.port, "/-/reload", "Sec-Fetch-Site: cross-site\r\n", ""), 403);
     // One a second.
     wait_for("the next second", Duration::from_secs(5), || {
-        (post_with(d.port, "/-/reload", "Content-Type: application/json\r\n", "{}") == 200).then_some(())
+        (post_with(d.port, "/-/reload", "Content-Type: application/json\r\nOrigin: http://x\r\n", "{}") == 200).then_some(())
     });
     assert_eq!(post_with(d.port, "/-/reload", "", ""), 429);
 }
