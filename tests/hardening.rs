@@ -44,6 +44,11 @@ const MARKERS: &[&str] = &[
     "mk25smtppw",
     "mk26topprom",
     "mk27redisquery",
+    "mk28redispw",
+    "mk29pdkey",
+    "mk30slackbot",
+    "mk31basicpw",
+    "mk32slackhook",
 ];
 
 /// Panics naming every marker found in `text`, and where.
@@ -539,4 +544,32 @@ fn secret_files_must_be_small_regular_non_empty_files() {
         assert!(err.contains(why), "{}: {err}", path.display());
         assert!(err.contains("bearer_token"), "{err}");
     }
+}
+
+/// The same keys given inline rather than from files, with basic
+/// authentication on the relay: nothing of them in `check`, the log, the
+/// API or `data_dir`.
+#[test]
+fn inline_secrets_never_printed() {
+    let config = "server:\n  listen: {listen}\ndata_dir: {data_dir}\nprobe_files: []\nprobes:\n  - {name: cache, kind: redis, host: 127.0.0.1, port: 1, password: mk28redispw, every: 1s}\nrelay:\n  auth:\n    basic: {username: am, password: mk31basicpw}\n  destinations:\n    - {name: pager, type: pagerduty, routing_key: mk29pdkey, url: \"http://127.0.0.1:1/\"}\n    - {name: bot, type: slack, bot_token: xoxb-mk30slackbot, channel: \"#ops\", api_url: \"http://127.0.0.1:1/api/\"}\n    - {name: hook, type: slack, webhook_url: \"https://hooks.slack.com/services/T0/B0/mk32slackhook\"}\n";
+    let d = Daemon::start_after("set -- \"$@\" --log-level debug", config);
+    for args in [vec!["check"], vec!["check", "--format", "json"], vec!["config", "check"]] {
+        let (_, text) = run_lookout(&args, &d.config);
+        assert_no_marker(&format!("lookout {}", args.join(" ")), &text);
+    }
+    // A wrong password is refused without the right one in the answer.
+    let (status, body) = support::http_post(d.port, "/webhook", b"{}", &[("Authorization", "Basic YW06d3Jvbmc=")]).unwrap();
+    assert_eq!(status, 401);
+    assert_no_marker("a refused webhook", &body);
+    wait_for("the Redis probe to fail", Duration::from_secs(10), || {
+        d.logs().contains("Probe failed").then_some(())
+    });
+    for p in ["/", "/api/v1/probes", "/api/v1/alerts", "/metrics"] {
+        let (_, body) = http_get(d.port, p).unwrap();
+        assert_no_marker(p, &body);
+    }
+    let mut d = d;
+    d.proc.terminate(Duration::from_secs(15)).expect("lookout stops");
+    assert_no_marker("the daemon's log", &d.logs());
+    assert_no_marker_in_files(&d.dir.path().join("data"));
 }
