@@ -228,6 +228,11 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
     });
     config_loaded(true);
 
+    // Before anything says the daemon is up: a SIGHUP or SIGTERM sent as
+    // soon as it answers must reach these handlers, not the default action
+    // (which ends the process).
+    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.listen))?;
@@ -284,8 +289,6 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         probes.update_ready(&cfg);
     }
 
-    let mut sighup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         let reply: Option<ReloadRequest> = tokio::select! {
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }

@@ -2,9 +2,13 @@
 //! the relay's webhook. Handlers read the daemon's state through
 //! [`AppState`] and never write it; a reload is a request the daemon answers.
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::oneshot;
@@ -15,19 +19,28 @@ use crate::state::AppState;
 pub fn router(state: AppState) -> Router {
     let body_limit = state.relay.as_ref().map(|r| r.config.max_body_bytes).unwrap_or(1024 * 1024);
     let webhook = Router::new()
-        .route("/webhook", post(webhook))
+        // Credentials are checked before anything reads the body; as a route
+        // layer, so a wrong method still gets 405.
+        .route(
+            "/webhook",
+            post(webhook).route_layer(middleware::from_fn_with_state(state.clone(), webhook_gate)),
+        )
         .layer(axum::extract::DefaultBodyLimit::max(body_limit.saturating_add(1)))
         // A client that trickles its body is cut off rather than held forever.
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            std::time::Duration::from_secs(30),
+            Duration::from_secs(30),
         ));
+    let last_reload: Arc<Mutex<Option<Instant>>> = Arc::default();
     Router::new()
         .merge(webhook)
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "lookout is healthy\n" }))
         .route("/-/ready", get(ready))
-        .route("/-/reload", post(reload))
+        .route(
+            "/-/reload",
+            post(move |state: State<AppState>, headers: HeaderMap| reload(state, headers, last_reload.clone())),
+        )
         .route("/api/v1/probes", get(probes_json))
         .route("/report", get(report))
         .route("/api/v1/alerts", get(alerts_json))
@@ -40,16 +53,29 @@ fn json_error(status: StatusCode, reason: &'static str, message: &str) -> Respon
     (status, axum::Json(serde_json::json!({"status": "error", "error": message}))).into_response()
 }
 
-/// `POST /webhook`: Alertmanager's webhook. 200 only once stored durably.
-async fn webhook(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
+/// Marks a response as the connection's last: the server closes the
+/// connection after it instead of reading (draining) a body nobody wants,
+/// so a refused upload costs neither memory nor the time it takes to send.
+fn closing(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+    r
+}
+
+/// In front of `POST /webhook`: a disabled relay or a request without the
+/// right credentials is answered at once, from the headers alone, before
+/// anything reads the body. So an unauthenticated client gets no
+/// `100 Continue`, cannot make the server buffer its upload, and cannot
+/// hold a connection open by stalling its body.
+async fn webhook_gate(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let Some(relay) = &s.relay else {
-        return json_error(StatusCode::NOT_FOUND, "disabled", "the relay is disabled in this configuration");
+        return closing(json_error(
+            StatusCode::NOT_FOUND,
+            "disabled",
+            "the relay is disabled in this configuration",
+        ));
     };
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     if !relay.authorised(auth) {
         let mut r = json_error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong credentials");
         let scheme = if matches!(relay.config.auth, crate::relay::config::Auth::Basic { .. }) {
@@ -57,19 +83,28 @@ async fn webhook(
         } else {
             "Bearer"
         };
-        if let Ok(v) = header::HeaderValue::from_str(scheme) {
-            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-        }
-        return r;
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static(scheme));
+        return closing(r);
     }
+    next.run(req).await
+}
+
+/// `POST /webhook`: Alertmanager's webhook. 200 only once stored durably.
+/// Credentials were checked by [`webhook_gate`] before the body was read.
+async fn webhook(State(s): State<AppState>, body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>) -> Response {
+    let Some(relay) = &s.relay else {
+        return json_error(StatusCode::NOT_FOUND, "disabled", "the relay is disabled in this configuration");
+    };
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return json_error(
+            // The rest of the body is not read: close rather than drain it.
+            return closing(json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
                 &format!("body larger than {} bytes", relay.config.max_body_bytes),
-            );
+            ));
         }
         Err(e) => return json_error(StatusCode::BAD_REQUEST, "unreadable", &e.body_text()),
     };
@@ -110,7 +145,83 @@ async fn ready(State(s): State<AppState>) -> Response {
     }
 }
 
-async fn reload(State(s): State<AppState>) -> Response {
+/// Shortest time between two reloads over HTTP: each one restarts every
+/// probe at once, so a loop of requests must not become a load generator.
+const RELOAD_MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Whether a request's content type may reach the reload endpoint: none,
+/// or JSON. A browser sends a cross-site form post (`x-www-form-urlencoded`,
+/// `multipart/form-data`, `text/plain`) without asking first, but not JSON,
+/// so refusing those keeps other web pages from reloading the daemon.
+fn reload_content_type_ok(headers: &HeaderMap) -> bool {
+    match headers.get(header::CONTENT_TYPE) {
+        None => true,
+        Some(v) => {
+            let Ok(v) = v.to_str() else { return false };
+            let essence = v.split(';').next().unwrap_or("").trim();
+            essence.is_empty() || essence.eq_ignore_ascii_case("application/json")
+        }
+    }
+}
+
+/// Whether a browser says the request comes from another site: a fetch
+/// with no body carries no content type, so the content-type rule alone
+/// would let another page's script through. Browsers send `Origin` on
+/// every cross-origin POST (and `Sec-Fetch-Site`); curl and Alertmanager-
+/// style clients send neither.
+fn cross_site(headers: &HeaderMap) -> bool {
+    let text = |name| headers.get(name).and_then(|v: &header::HeaderValue| v.to_str().ok());
+    if text("sec-fetch-site").is_some_and(|s| !s.eq_ignore_ascii_case("same-origin") && !s.eq_ignore_ascii_case("none")) {
+        return true;
+    }
+    match text("origin") {
+        None => false,
+        Some(origin) => {
+            let origin_host = url::Url::parse(origin).ok().and_then(|u| {
+                u.host_str()
+                    .map(|h| format!("{h}{}", u.port().map(|p| format!(":{p}")).unwrap_or_default()))
+            });
+            origin_host.is_none() || origin_host.as_deref() != text("host")
+        }
+    }
+}
+
+/// `POST /-/reload`, as Prometheus guards it: off unless
+/// `server.enable_lifecycle` is true (SIGHUP always reloads), nothing from
+/// another site (no form posts, no `Origin` of another host), at most one
+/// per [`RELOAD_MIN_INTERVAL`], and a rejected file is answered with the
+/// problems' locations and messages (which never carry a URL's secrets).
+async fn reload(State(s): State<AppState>, headers: HeaderMap, last: Arc<Mutex<Option<Instant>>>) -> Response {
+    if !s.config.get().enable_lifecycle {
+        return (
+            StatusCode::FORBIDDEN,
+            "the lifecycle API is not enabled: set `server.enable_lifecycle: true`, or send SIGHUP\n",
+        )
+            .into_response();
+    }
+    if cross_site(&headers) {
+        return (StatusCode::FORBIDDEN, "cross-site requests cannot reload the configuration\n").into_response();
+    }
+    if !reload_content_type_ok(&headers) {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send no body, or Content-Type: application/json\n",
+        )
+            .into_response();
+    }
+    {
+        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < RELOAD_MIN_INTERVAL) {
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1")],
+                "one reload per second at most\n",
+            )
+                .into_response();
+        }
+        *last = Some(now);
+    }
     let (tx, rx) = oneshot::channel();
     if s.reload.send(tx).await.is_err() {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
@@ -119,7 +230,10 @@ async fn reload(State(s): State<AppState>) -> Response {
         Ok(Ok(())) => (StatusCode::OK, "configuration reloaded\n").into_response(),
         Ok(Err(e)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("reload rejected, previous configuration kept:\n{e}\n"),
+            format!(
+                "reload rejected, previous configuration kept:\n{}\n",
+                crate::config::redact_urls_in(&e)
+            ),
         )
             .into_response(),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),

@@ -75,6 +75,10 @@ pub struct RawServer {
     #[serde(default, deserialize_with = "opt_socket_addr")]
     #[schemars(with = "Option<String>")]
     pub listen: Option<SocketAddr>,
+    /// Allow `POST /-/reload` (default false, as in Prometheus): anyone who
+    /// can reach the listener could otherwise make the daemon re-read its
+    /// files and restart every probe. SIGHUP reloads either way.
+    pub enable_lifecycle: Option<bool>,
 }
 
 /// `history:` as written.
@@ -104,6 +108,8 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// Address of the HTTP listener (`/metrics`, health, status).
     pub listen: SocketAddr,
+    /// Whether `POST /-/reload` is served (`server.enable_lifecycle`).
+    pub enable_lifecycle: bool,
     /// Where the history database lives.
     pub data_dir: PathBuf,
     /// How long observations are kept.
@@ -359,6 +365,7 @@ fn validate(source: Option<&Path>, raw: RawSettings, probes: Vec<(PathBuf, Entry
         crosscheck,
         source: source.map(Path::to_path_buf),
         listen: raw.server.listen.unwrap_or(DEFAULT_LISTEN),
+        enable_lifecycle: raw.server.enable_lifecycle.unwrap_or(false),
         data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
         retention: raw.history.retention.unwrap_or(DEFAULT_RETENTION),
         spread: raw.scheduler.spread.unwrap_or(true),

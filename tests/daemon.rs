@@ -44,7 +44,7 @@ fn redis_stopped_and_restarted_under_a_running_daemon() {
 fn reload_keeps_old_config_when_new_is_invalid_and_sigterm_stops_cleanly() {
     let redis = Redis::start(&[]);
     let base = format!(
-        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - name: one\n    kind: redis\n    url: {}\n    every: 1s\n",
+        "server:\n  listen: {{listen}}\n  enable_lifecycle: true\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - name: one\n    kind: redis\n    url: {}\n    every: 1s\n",
         redis.url()
     );
     let mut d = Daemon::start(&base);

@@ -24,7 +24,7 @@ fn every_dashboard_and_rule_expression_returns_data() {
     // needs a source besides the reference) by a reload.
     let config = |prometheus_probe: &str| {
         format!(
-            "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - {{name: redis, kind: redis, url: '{}', every: 1s}}\n{prometheus_probe}relay:\n  destinations:\n    - {{name: chain, type: webhook, url: '{}', retry: {{initial_backoff: 100ms, max_backoff: 200ms}}}}\n",
+            "server:\n  listen: {{listen}}\n  enable_lifecycle: true\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - {{name: redis, kind: redis, url: '{}', every: 1s}}\n{prometheus_probe}relay:\n  destinations:\n    - {{name: chain, type: webhook, url: '{}', retry: {{initial_backoff: 100ms, max_backoff: 200ms}}}}\n",
             redis.url(),
             saas.url("/hook")
         )

@@ -10,13 +10,21 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::entry::{Entry, Scope};
-use super::value::{opt_cron, opt_duration, opt_tz};
+use super::value::{check_bounds, opt_cron, opt_duration, opt_tz};
 use super::{Origin, Schedule, closest};
 
 /// Default probe timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default probe period when neither `every` nor `schedule` is given.
 pub const DEFAULT_EVERY: Duration = Duration::from_secs(15);
+/// Shortest `every`: faster probing only loads the target.
+pub const MIN_EVERY: Duration = Duration::from_millis(100);
+/// Longest `every`: a probe that runs less than weekly monitors nothing.
+pub const MAX_EVERY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Shortest `timeout`: below it no connection completes.
+pub const MIN_TIMEOUT: Duration = Duration::from_millis(10);
+/// Longest `timeout`: a run that long holds a slot for nothing.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// The keys every probe has, as written.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -29,7 +37,7 @@ pub struct RawEnvelope {
     /// (each kind's keys are in its own section of the reference).
     pub kind: String,
     /// A fixed period (`15s`, `1m`); the default when neither `every` nor
-    /// `schedule` is given is 15 s.
+    /// `schedule` is given is 15 s. Between 100ms and 7d.
     #[serde(default, deserialize_with = "opt_duration")]
     #[schemars(with = "Option<String>")]
     pub every: Option<Duration>,
@@ -42,7 +50,8 @@ pub struct RawEnvelope {
     #[serde(default, deserialize_with = "opt_tz")]
     #[schemars(with = "Option<String>")]
     pub timezone: Option<chrono_tz::Tz>,
-    /// Upper bound of one run, connection included (default 5 s).
+    /// Upper bound of one run, connection included (default 5 s). Between
+    /// 10ms and 1h.
     #[serde(default, deserialize_with = "opt_duration")]
     #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
@@ -100,6 +109,9 @@ pub fn read(entry: &mut Entry, file: &Path, scope: &mut Scope<'_>, kinds: &[&str
             Schedule::Every(DEFAULT_EVERY)
         }
         (Some(d), None) => {
+            if let Err(e) = check_bounds(d, MIN_EVERY, MAX_EVERY) {
+                scope.error("every", e);
+            }
             if raw.timezone.is_some() {
                 scope.error("timezone", "only applies to a cron `schedule`");
             }
@@ -114,6 +126,9 @@ pub fn read(entry: &mut Entry, file: &Path, scope: &mut Scope<'_>, kinds: &[&str
     // A timeout longer than the period is not an error: the run is bounded by
     // the timeout and the ticks it overlaps are skipped (and counted).
     let timeout = raw.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    if let Err(e) = check_bounds(timeout, MIN_TIMEOUT, MAX_TIMEOUT) {
+        scope.error("timeout", e);
+    }
     for key in raw.labels.keys() {
         let ok = key.chars().next().is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
             && key.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_')

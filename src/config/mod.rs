@@ -28,7 +28,7 @@ use serde::Deserialize;
 
 pub use envelope::{DEFAULT_EVERY, DEFAULT_TIMEOUT};
 pub use expand::{ExpandError, expand};
-pub use secret::{Secret, redact_url};
+pub use secret::{Secret, redact_url, redact_urls_in};
 pub use value::parse_cron;
 
 /// Default timeout of requests to Prometheus and Alertmanager.

@@ -77,18 +77,81 @@ impl schemars::JsonSchema for Secret {
     }
 }
 
-/// Replaces the password (and a username that carries a token) of a URL with
-/// `***`, so a URL can be printed. Unparseable input is hidden whole.
+/// The one rendering of a URL for anything that leaves the process (logs,
+/// reports, API answers, alert descriptions, error messages): scheme, host,
+/// port and path stay, so an operator can tell which endpoint failed; the
+/// username and password, every query value (`?token=***`), the fragment
+/// and a Slack webhook's path are replaced with `***`, because each of them
+/// is where deployments put tokens. Unparseable input is hidden whole.
 pub fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            u.to_string()
-        }
-        Err(_) => "<unparseable url>".to_string(),
+    let Ok(mut u) = url::Url::parse(raw) else {
+        return "<unparseable url>".to_string();
+    };
+    if !u.username().is_empty() {
+        let _ = u.set_username(MASK);
     }
+    if u.password().is_some() {
+        let _ = u.set_password(Some(MASK));
+    }
+    if u.query().is_some() {
+        let keys: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        let masked: Vec<String> = keys.iter().map(|k| format!("{}={MASK}", mask_key(k))).collect();
+        u.set_query(Some(&masked.join("&")));
+    }
+    if u.fragment().is_some() {
+        u.set_fragment(Some(MASK));
+    }
+    if is_slack_webhook(&u) {
+        u.set_path("/services/***");
+    }
+    u.to_string()
+}
+
+/// What stands for a hidden part.
+const MASK: &str = "***";
+
+/// A query key is shown only when it looks like a name: a key that is
+/// itself a token (`?abc123def456`) is hidden too.
+fn mask_key(k: &str) -> &str {
+    if !k.is_empty() && k.len() <= 32 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.') {
+        k
+    } else {
+        MASK
+    }
+}
+
+/// A Slack incoming webhook carries its secret in the path
+/// (`/services/T…/B…/secret`).
+fn is_slack_webhook(u: &url::Url) -> bool {
+    u.host_str().is_some_and(|h| h == "hooks.slack.com" || h.ends_with(".slack.com")) && u.path().starts_with("/services/")
+}
+
+/// Replaces every URL inside free text (an error from a library, a Redis
+/// message) with its [`redact_url`] form, for messages this program did not
+/// write itself.
+pub fn redact_urls_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        // The scheme: letters, digits, `+`, `-`, `.` just before `://`.
+        let start = rest[..i]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |p| p + 1);
+        // A URL ends at white space or a quote; a closing bracket is kept in
+        // it, since cutting there could leave the rest of a query value shown.
+        let end = rest[i..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '`' | '"' | '\'' | '<' | '>'))
+            .map_or(rest.len(), |p| i + p);
+        out.push_str(&rest[..start]);
+        if start == i {
+            out.push_str("://");
+        } else {
+            out.push_str(&redact_url(&rest[start..end]));
+        }
+        rest = &rest[if start == i { i + 3 } else { end }..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -100,6 +163,31 @@ mod tests {
         let s = Secret::new("hunter2");
         assert_eq!(format!("{s} {s:?}"), "<redacted> <redacted>");
         assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn url_userinfo_query_fragment_hidden() {
+        let r = redact_url("http://tok-user:tok-pass@h:1/health?token=tok-q&x=tok-x#tok-f");
+        assert!(!r.contains("tok-"), "{r}");
+        assert_eq!(r, "http://***:***@h:1/health?token=***&x=***#***");
+        let r = redact_url("http://h/p?tok-keyonly-0123456789abcdef0123456789abcdef");
+        assert!(!r.contains("tok-"), "{r}");
+    }
+
+    #[test]
+    fn slack_webhook_path_hidden() {
+        let r = redact_url("https://hooks.slack.com/services/T000/B000/tok-secret");
+        assert_eq!(r, "https://hooks.slack.com/services/***");
+    }
+
+    #[test]
+    fn urls_in_text() {
+        let t = redact_urls_in("error sending request for url (http://h/x?token=tok-1): refused; see `redis://u:tok-2@c:1`");
+        assert!(!t.contains("tok-"), "{t}");
+        assert!(t.contains("http://h/x?token=***"), "{t}");
+        let t = redact_urls_in("GET http://h/x?token=ab)tok-3 failed");
+        assert!(!t.contains("tok-3"), "{t}");
+        assert_eq!(redact_urls_in("no url here ://"), "no url here ://");
     }
 
     #[test]

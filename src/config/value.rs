@@ -8,13 +8,36 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
-/// A duration such as `15s`, `1m30s`, `500ms` or `7d`.
+/// Longest duration any key accepts (366 days): larger values only come
+/// from typos, and past it adding a duration to a clock can overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// A duration such as `15s`, `1m30s`, `500ms` or `7d`, greater than zero
+/// and at most [`MAX_DURATION`]. Keys with tighter bounds check them with
+/// [`check_bounds`] where the key is known.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim()).map_err(|e| format!("invalid duration `{s}`: {e} (write e.g. `15s`, `500ms`, `5m`)"))?;
     if d.is_zero() {
         return Err(format!("invalid duration `{s}`: must be greater than zero"));
     }
+    if d > MAX_DURATION {
+        return Err(format!("invalid duration `{s}`: must be at most 366d"));
+    }
     Ok(d)
+}
+
+/// Checks `d` against a key's documented range; the message names both
+/// ends so it says what to write instead.
+pub fn check_bounds(d: Duration, min: Duration, max: Duration) -> Result<(), String> {
+    if d < min || d > max {
+        return Err(format!(
+            "{} is out of range: must be between {} and {}",
+            humantime::format_duration(d),
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(())
 }
 
 /// `deserialize_with` for an optional duration. Accepts a string only: a
@@ -38,16 +61,26 @@ pub fn http_url<'de, D: Deserializer<'de>>(d: D) -> Result<url::Url, D::Error> {
     parse_http_url(&s).map_err(serde::de::Error::custom)
 }
 
-/// An http(s) URL with a host; the error never repeats credentials.
+/// An http(s) URL with a host. The error names what is wrong but never
+/// repeats the value: a URL may carry a token anywhere (userinfo, query,
+/// path), and the error's location already says which key it is.
 pub fn parse_http_url(s: &str) -> Result<url::Url, String> {
-    let u = url::Url::parse(s).map_err(|e| format!("invalid URL `{}`: {e}", super::secret::redact_url(s)))?;
-    if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
+    let u = url::Url::parse(s).map_err(|e| format!("invalid URL: {e} (write http://host[:port]/path or https://…)"))?;
+    if !matches!(u.scheme(), "http" | "https") {
         return Err(format!(
-            "invalid URL `{}`: expected http:// or https:// with a host",
-            super::secret::redact_url(s)
+            "invalid URL: the scheme is `{}`, expected http:// or https://",
+            truncate_scheme(u.scheme())
         ));
     }
+    if u.host_str().is_none_or(str::is_empty) {
+        return Err("invalid URL: it has no host (write http://host[:port]/path)".to_string());
+    }
     Ok(u)
+}
+
+/// A scheme is not secret, but it is user input: a long one is cut.
+fn truncate_scheme(s: &str) -> String {
+    s.chars().take(16).collect()
 }
 
 /// Parses a cron expression exactly as the scheduler will (six fields,
@@ -75,15 +108,78 @@ pub fn opt_tz<'de, D: Deserializer<'de>>(d: D) -> Result<Option<chrono_tz::Tz>, 
         .map_err(|_| serde::de::Error::custom(format!("unknown time zone `{s}` (an IANA name such as `Europe/Paris` or `UTC`)")))
 }
 
+/// Largest secret file read: a token, password or webhook URL is a few
+/// hundred bytes; the cap keeps a wrong path (a log, `/dev/zero`) from
+/// filling memory.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
 /// Reads a secret given either inline (`name`) or from a file (`name_file`),
-/// trimming the file's final newline.
+/// trimming the file's final newline. The file must be a regular file (a
+/// FIFO would hang start-up, a device could be endless), at most
+/// [`MAX_SECRET_FILE_BYTES`], and not empty (an empty token would let
+/// through whoever sends an empty one). Errors name the path, never the
+/// content.
 pub fn read_secret(value: &Option<super::Secret>, file: &Option<std::path::PathBuf>, name: &str) -> Result<Option<super::Secret>, String> {
     match (value, file) {
         (Some(_), Some(_)) => Err(format!("give either `{name}` or `{name}_file`, not both")),
         (Some(v), None) => Ok(Some(v.clone())),
-        (None, Some(p)) => std::fs::read_to_string(p)
-            .map(|s| Some(super::Secret::new(s.trim_end_matches(['\n', '\r']))))
-            .map_err(|e| format!("cannot read `{}`: {e}", p.display())),
+        (None, Some(p)) => read_secret_file(p).map(Some),
         (None, None) => Ok(None),
+    }
+}
+
+/// One secret file, checked before it is opened (opening a FIFO blocks).
+fn read_secret_file(p: &std::path::Path) -> Result<super::Secret, String> {
+    use std::io::Read;
+    let cannot = |e: std::io::Error| format!("cannot read `{}`: {e}", p.display());
+    let meta = std::fs::metadata(p).map_err(cannot)?;
+    if !meta.is_file() {
+        return Err(format!("`{}` is not a regular file", p.display()));
+    }
+    if meta.len() > MAX_SECRET_FILE_BYTES {
+        return Err(format!("`{}` is larger than {} KiB", p.display(), MAX_SECRET_FILE_BYTES / 1024));
+    }
+    let mut buf = Vec::new();
+    std::fs::File::open(p)
+        .and_then(|f| f.take(MAX_SECRET_FILE_BYTES + 1).read_to_end(&mut buf))
+        .map_err(cannot)?;
+    // The file may have grown between the check and the read.
+    if buf.len() as u64 > MAX_SECRET_FILE_BYTES {
+        return Err(format!("`{}` is larger than {} KiB", p.display(), MAX_SECRET_FILE_BYTES / 1024));
+    }
+    let text = String::from_utf8(buf).map_err(|_| format!("`{}` is not UTF-8 text", p.display()))?;
+    let secret = text.trim_end_matches(['\n', '\r']);
+    if secret.trim().is_empty() {
+        return Err(format!("`{}` is empty", p.display()));
+    }
+    Ok(super::Secret::new(secret))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_bounded() {
+        assert!(parse_duration("1ns").is_ok());
+        assert!(parse_duration("18446744073709551615s").is_err());
+        assert!(parse_duration("1000000000000d").is_err());
+        assert!(parse_duration("367d").is_err());
+        assert!(check_bounds(Duration::from_nanos(1), Duration::from_millis(100), Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn secret_files_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = |name: &str| Some(dir.path().join(name));
+        std::fs::write(dir.path().join("ok"), "tok\n").unwrap();
+        std::fs::write(dir.path().join("empty"), "\n").unwrap();
+        std::fs::write(dir.path().join("big"), vec![b'a'; 70 * 1024]).unwrap();
+        assert_eq!(read_secret(&None, &f("ok"), "t").unwrap().unwrap().expose(), "tok");
+        assert!(read_secret(&None, &f("empty"), "t").unwrap_err().contains("empty"));
+        assert!(read_secret(&None, &f("big"), "t").unwrap_err().contains("64 KiB"));
+        let dev = Some(std::path::PathBuf::from("/dev/zero"));
+        assert!(read_secret(&None, &dev, "t").unwrap_err().contains("not a regular file"));
+        assert!(read_secret(&None, &Some(dir.path().to_path_buf()), "t").is_err());
     }
 }

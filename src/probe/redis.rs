@@ -24,7 +24,7 @@ use serde::Deserialize;
 use super::{Facts, FailureReason, Probe, ProbeError, Reading};
 use crate::config::entry::Scope;
 use crate::config::value::{opt_duration, read_secret};
-use crate::config::{Env, Secret, redact_url};
+use crate::config::{Env, Secret, redact_url, redact_urls_in};
 use crate::metric::Metric;
 
 // ---------------------------------------------------------------------------
@@ -142,10 +142,7 @@ pub fn configure(p: RawRedis, scope: &mut Scope<'_>, env: Env<'_>) -> Option<Red
         _ => {
             scope.error(
                 "url",
-                format!(
-                    "invalid Redis URL `{}`: expected redis://[user:password@]host[:port][/db] or rediss://…",
-                    redact_url(&url)
-                ),
+                "invalid Redis URL: expected redis://[user:password@]host[:port][/db] or rediss://…",
             );
             return None;
         }
@@ -218,7 +215,8 @@ struct State {
 impl RedisProbe {
     /// Prepares the client; no connection is made until the first run.
     pub fn new(name: &str, spec: &RedisSpec, timeout: Duration) -> Result<Self, String> {
-        let client = redis::Client::open(spec.url.expose()).map_err(|e| format!("invalid Redis URL `{}`: {e}", spec.display_url))?;
+        let client = redis::Client::open(spec.url.expose())
+            .map_err(|e| format!("invalid Redis URL `{}`: {}", spec.display_url, redact_urls_in(&e.to_string())))?;
         Ok(RedisProbe {
             client,
             display_url: spec.display_url.clone(),
@@ -445,7 +443,7 @@ fn redis_error(e: &redis::RedisError, what: &str, default: FailureReason) -> Pro
     } else {
         default
     };
-    ProbeError::new(reason, format!("{what}: {e}"))
+    ProbeError::new(reason, format!("{what}: {}", redact_urls_in(&e.to_string())))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::destination::{self, Delivery, DestinationConfig, DestinationKind, RawDestinationCommon};
 use super::route::{Matcher, Route};
 use crate::config::entry::Entry;
-use crate::config::value::{opt_duration, read_secret};
+use crate::config::value::{check_bounds, opt_duration, read_secret};
 use crate::config::{Problem, Secret, closest};
 
 /// Largest accepted webhook body by default.
@@ -28,7 +28,8 @@ pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(300);
 pub struct RawRelay {
     /// Turn the relay (`POST /webhook`) off (default on).
     pub enabled: Option<bool>,
-    /// Largest accepted webhook body in bytes (default 1 MiB).
+    /// Largest accepted webhook body in bytes (default 1 MiB; 1024 to
+    /// 67108864).
     pub max_body_bytes: Option<usize>,
     /// Identical payloads within this window are delivered once (default
     /// 5m): Alertmanager's HA pairs each send every notification.
@@ -137,8 +138,32 @@ pub fn parse_rate(s: &str) -> Result<Duration, String> {
     if !(n.is_finite() && n > 0.0) {
         return Err(format!("invalid rate `{s}`: must be positive"));
     }
-    Ok(Duration::from_secs_f64(per / n))
+    let spacing = per / n;
+    if !(MIN_RATE_SPACING.as_secs_f64()..=MAX_RATE_SPACING.as_secs_f64()).contains(&spacing) {
+        return Err(format!(
+            "invalid rate `{s}`: must be between 0.042/h (about one a day) and 1000/s, or `unlimited`"
+        ));
+    }
+    Duration::try_from_secs_f64(spacing).map_err(|_| format!("invalid rate `{s}`: out of range"))
 }
+
+/// Fastest finite `rate_limit`: 1000 per second. Faster is `unlimited`.
+pub const MIN_RATE_SPACING: Duration = Duration::from_millis(1);
+/// Slowest `rate_limit`: one send a day. A slower one is a typo, and its
+/// spacing could overflow a clock.
+pub const MAX_RATE_SPACING: Duration = Duration::from_secs(24 * 3600);
+
+/// Bounds of a destination's `timeout`: below 10ms no request completes;
+/// above 1h one attempt holds the destination's queue for nothing.
+pub const DELIVERY_TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(3600));
+/// Bounds of `retry.initial_backoff` and `retry.max_backoff`: below 10ms a
+/// failing destination is hammered; above 24h nothing is retried before it
+/// is dead-lettered (`max_age` defaults to 24h).
+pub const BACKOFF_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(24 * 3600));
+
+/// Bounds of `relay.max_body_bytes`: below 1 KiB no real notification
+/// fits; above 64 MiB one request could hold that much memory.
+pub const MAX_BODY_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=64 * 1024 * 1024;
 
 /// Validates `relay:` read from `file`; `None` when disabled. Every problem
 /// goes to `problems`, a destination's at its own key.
@@ -250,11 +275,23 @@ pub fn build(file: &Path, raw: RawRelay, problems: &mut Vec<Problem>) -> Option<
             continue_: false,
         }];
     }
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if !MAX_BODY_BYTES_RANGE.contains(&max_body_bytes) {
+        bad(
+            problems,
+            "relay.max_body_bytes".into(),
+            format!(
+                "{max_body_bytes} is out of range: must be between {} and {}",
+                MAX_BODY_BYTES_RANGE.start(),
+                MAX_BODY_BYTES_RANGE.end()
+            ),
+        );
+    }
     if problems.len() > before {
         return None;
     }
     Some(RelayConfig {
-        max_body_bytes: raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        max_body_bytes,
         dedup_window: raw.dedup_window.unwrap_or(DEFAULT_DEDUP_WINDOW),
         auth,
         routes,
@@ -308,6 +345,15 @@ fn read_destination(mut entry: Entry, file: &Path, seen: &[DestinationConfig], p
     };
     if delivery.initial_backoff > delivery.max_backoff {
         scope.error("retry", "`initial_backoff` is longer than `max_backoff`");
+    }
+    for (key, value, (min, max)) in [
+        ("timeout", delivery.timeout, DELIVERY_TIMEOUT_RANGE),
+        ("retry.initial_backoff", delivery.initial_backoff, BACKOFF_RANGE),
+        ("retry.max_backoff", delivery.max_backoff, BACKOFF_RANGE),
+    ] {
+        if let Err(e) = check_bounds(value, min, max) {
+            scope.error(key, e);
+        }
     }
     if let Err(e) = super::template::Templates::compile(type_name, destination::templates(type_name), &d.templates) {
         scope.error("templates", e);

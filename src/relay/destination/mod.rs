@@ -86,11 +86,11 @@ impl DestinationKind {
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
-    /// First retry delay (default per type).
+    /// First retry delay (default per type; 10ms to 24h).
     #[serde(default, deserialize_with = "opt_duration")]
     #[schemars(with = "Option<String>")]
     pub initial_backoff: Option<Duration>,
-    /// Cap of the retry delay (default per type).
+    /// Cap of the retry delay (default per type; 10ms to 24h).
     #[serde(default, deserialize_with = "opt_duration")]
     #[schemars(with = "Option<String>")]
     pub max_backoff: Option<Duration>,
@@ -113,7 +113,7 @@ pub struct RawDestinationCommon {
     #[serde(default, deserialize_with = "opt_duration")]
     #[schemars(with = "Option<String>")]
     pub max_age: Option<Duration>,
-    /// Per-attempt timeout (default per type).
+    /// Per-attempt timeout (default per type; 10ms to 1h).
     #[serde(default, deserialize_with = "opt_duration")]
     #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
