@@ -490,7 +490,9 @@ fn reload_over_http_applies_a_valid_configuration() {
     use support::health::{Recorder, documented_body};
     let s = Recorder::start(200, documented_body(), Duration::ZERO);
     let one = ("one", s.url("/one"), "    every: 1s\n");
-    let d = Daemon::start(&health_daemon("", std::slice::from_ref(&one)));
+    // `POST /-/reload` needs the lifecycle API on, as in Prometheus.
+    let lifecycle = |cfg: String| cfg.replacen("  listen: {listen}\n", "  listen: {listen}\n  enable_lifecycle: true\n", 1);
+    let d = Daemon::start(&lifecycle(health_daemon("", std::slice::from_ref(&one))));
     wait_for("one", Duration::from_secs(10), || {
         (d.metric("lookout_probe_success", &[("probe", "one")]) == Some(1.0)).then_some(())
     });
@@ -498,7 +500,7 @@ fn reload_over_http_applies_a_valid_configuration() {
     assert_eq!(d.metric("lookout_probe_success", &[("probe", "two")]), None);
     // The timestamp has a whole second to move.
     std::thread::sleep(Duration::from_millis(1000));
-    d.write_config(&health_daemon("", &[one, ("two", s.url("/two"), "    every: 1s\n")]));
+    d.write_config(&lifecycle(health_daemon("", &[one, ("two", s.url("/two"), "    every: 1s\n")])));
     let (status, body) = http_request(d.port, "POST", "/-/reload", "").unwrap();
     assert_eq!(status, 200, "{body}");
     wait_for("the new probe", Duration::from_secs(10), || {
