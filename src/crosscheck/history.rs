@@ -38,6 +38,7 @@ impl Report {
                     value: e.value,
                     reference_value: e.reference_value,
                     deviation: e.deviation,
+                    reason: (e.verdict != super::Verdict::Agree).then(|| e.reason.clone()),
                 })
                 .collect(),
         }

@@ -166,11 +166,11 @@ pub fn window_page(w: &WindowSummary) -> String {
             w.rounds
         ),
     ));
-    body.push_str("<h2>Agreement</h2><table><thead><tr><th>Metric</th><th>Source</th><th>Agreement</th><th>Agree/rounds</th><th>Disagree</th><th>Worst deviation</th><th>Last disagreement</th></tr></thead><tbody>");
+    body.push_str("<h2>Agreement</h2><table><thead><tr><th>Metric</th><th>Source</th><th>Agreement</th><th>Agree/rounds</th><th>Disagree</th><th>Worst deviation</th><th>Last disagreement</th><th>Why</th></tr></thead><tbody>");
     for p in &w.pairs {
         let _ = write!(
             body,
-            "<tr><td><code>{}</code></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}/{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}/{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
             xml(&p.metric),
             xml(&p.source),
             p.agreement_ratio
@@ -180,7 +180,8 @@ pub fn window_page(w: &WindowSummary) -> String {
             p.rounds,
             p.disagree,
             num(p.worst_deviation),
-            p.last_disagree.map(time).unwrap_or_default()
+            p.last_disagree.map(time).unwrap_or_default(),
+            xml(p.last_disagree_reason.as_deref().unwrap_or_default())
         );
     }
     body.push_str(

@@ -243,6 +243,7 @@ fn window_text(w: &WindowSummary) -> String {
                     (Some(a), _) => time(a),
                     _ => String::new(),
                 },
+                p.last_disagree_reason.clone().unwrap_or_default(),
             ]
         })
         .collect();
@@ -255,6 +256,7 @@ fn window_text(w: &WindowSummary) -> String {
             "DISAGREE",
             "WORST DEVIATION",
             "DISAGREED",
+            "WHY (LAST)",
         ],
         &rows,
     ));
@@ -276,11 +278,11 @@ fn window_markdown(w: &WindowSummary) -> String {
         time(w.until),
         w.rounds
     );
-    out.push_str("| Metric | Source | Agreement | Agree/rounds | Disagree | Worst deviation | Last disagreement |\n|---|---|---:|---:|---:|---:|---|\n");
+    out.push_str("| Metric | Source | Agreement | Agree/rounds | Disagree | Worst deviation | Last disagreement | Why |\n|---|---|---:|---:|---:|---:|---|---|\n");
     for p in &w.pairs {
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {}/{} | {} | {} | {} |",
+            "| `{}` | {} | {} | {}/{} | {} | {} | {} | {} |",
             p.metric,
             md_escape(&p.source),
             pct(p.agreement_ratio),
@@ -288,7 +290,8 @@ fn window_markdown(w: &WindowSummary) -> String {
             p.rounds,
             p.disagree,
             num(p.worst_deviation),
-            p.last_disagree.map(time).unwrap_or_default()
+            p.last_disagree.map(time).unwrap_or_default(),
+            md_escape(p.last_disagree_reason.as_deref().unwrap_or_default())
         );
     }
     out.push_str("\n| Probe | Availability | OK/runs |\n|---|---:|---:|\n");
@@ -312,10 +315,11 @@ fn window_junit(w: &WindowSummary) -> String {
         if p.disagree > 0 {
             let _ = writeln!(
                 out,
-                ">\n      <failure message=\"disagreed in {} of {} rounds\" type=\"disagree\">worst deviation {}</failure>\n    </testcase>",
+                ">\n      <failure message=\"disagreed in {} of {} rounds\" type=\"disagree\">worst deviation {}; last: {}</failure>\n    </testcase>",
                 p.disagree,
                 p.rounds,
-                num(p.worst_deviation)
+                num(p.worst_deviation),
+                xml(p.last_disagree_reason.as_deref().unwrap_or_default())
             );
         } else {
             out.push_str("/>\n");

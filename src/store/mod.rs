@@ -52,6 +52,17 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The file was written by a newer lookout, whose schema this build does
+    /// not know: refused rather than misread or "migrated" backwards.
+    #[error("history store {}: written by a newer lookout (schema version {found}; this build reads up to {supported}): upgrade lookout, or point `data_dir` elsewhere", path.display())]
+    Newer {
+        /// The database file.
+        path: PathBuf,
+        /// The file's `user_version`.
+        found: i64,
+        /// The newest this build reads.
+        supported: i64,
+    },
     /// The file opens but failed its integrity check.
     #[error("history store {}: integrity check failed: {result}", path.display())]
     Damaged {
@@ -252,7 +263,7 @@ fn write_batch(conn: &mut Connection, batch: &[Box<Observation>], rounds: &[Box<
     {
         let mut round = tx.prepare_cached("INSERT INTO crosscheck_rounds (ts, verdict) VALUES (?1, ?2)")?;
         let mut entry = tx.prepare_cached(
-            "INSERT INTO crosscheck (ts, metric, source, verdict, value, reference_value, deviation) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO crosscheck (ts, metric, source, verdict, value, reference_value, deviation, reason) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )?;
         for r in rounds {
             round.execute(params![r.timestamp, r.verdict])?;
@@ -264,7 +275,8 @@ fn write_batch(conn: &mut Connection, batch: &[Box<Observation>], rounds: &[Box<
                     e.verdict,
                     e.value,
                     e.reference_value,
-                    e.deviation
+                    e.deviation,
+                    e.reason
                 ])?;
             }
         }
@@ -337,6 +349,44 @@ mod tests {
         h.flush().await;
         let back = read_existing(dir.path(), |r| r.since(Some("prom"), 0.0)).await.unwrap().unwrap();
         assert_eq!(back, vec![failed]);
+    }
+
+    #[tokio::test]
+    async fn why_a_source_disagreed_survives_the_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, err) = History::open(dir.path(), Duration::from_secs(3600));
+        assert!(err.is_none());
+        let now = crate::probe::unix_now();
+        let entry = |verdict, reason: Option<&str>| StoredEntry {
+            metric: "hit_ratio".into(),
+            source: "web".into(),
+            verdict,
+            value: Some(0.5),
+            reference_value: Some(0.9),
+            deviation: Some(0.4),
+            reason: reason.map(str::to_string),
+        };
+        for (i, (v, why)) in [
+            ("disagree", Some("first why")),
+            ("disagree", Some("0.5 is 0.4 from 0.9")),
+            ("agree", None),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            h.record_round(StoredRound {
+                timestamp: now - 10.0 + i as f64,
+                verdict: v,
+                entries: vec![entry(v, why)],
+            });
+        }
+        h.flush().await;
+        let pairs = read_existing(dir.path(), move |r| r.pair_summaries(now - 60.0, now))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(pairs[0].disagree, 2);
+        assert_eq!(pairs[0].last_disagree_reason.as_deref(), Some("0.5 is 0.4 from 0.9"));
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
 
@@ -105,6 +105,11 @@ impl HistoryReader {
                     MAX(CASE WHEN verdict = 'disagree' THEN ts END)
              FROM crosscheck INDEXED BY crosscheck_pair WHERE metric = ?1 AND source = ?2 AND ts >= ?3 AND ts <= ?4",
         )?;
+        let mut why = self.conn.prepare_cached(
+            "SELECT reason FROM crosscheck INDEXED BY crosscheck_pair
+             WHERE metric = ?1 AND source = ?2 AND ts >= ?3 AND ts <= ?4 AND verdict = 'disagree'
+             ORDER BY ts DESC LIMIT 1",
+        )?;
         let mut out = Vec::with_capacity(pairs.len());
         for (metric, source) in pairs {
             let p = stmt.query_row(params![metric, source, since, until], |r| {
@@ -120,8 +125,19 @@ impl HistoryReader {
                     worst_deviation: r.get(3)?,
                     first_disagree: r.get(4)?,
                     last_disagree: r.get(5)?,
+                    last_disagree_reason: None,
                 })
             })?;
+            let p = PairSummary {
+                last_disagree_reason: if p.disagree > 0 {
+                    why.query_row(params![metric, source, since, until], |r| r.get(0))
+                        .optional()?
+                        .flatten()
+                } else {
+                    None
+                },
+                ..p
+            };
             out.push(p);
         }
         Ok(out)

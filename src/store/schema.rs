@@ -3,7 +3,11 @@
 //!
 //! The version lives in `PRAGMA user_version`. Files written before it
 //! existed say 0: they lack the `reason` column of `observations` (why a
-//! probe failed, as a label value), which is added on open. Every change is a
+//! probe failed, as a label value), which is added on open. Version 2 adds
+//! the `reason` of a cross-check verdict other than `agree` (why a source
+//! disagreed, was stale…), so a report over a window can say why, not only
+//! when; `agree` rows keep it empty, so a day of 1 s rounds does not grow by
+//! a sentence per row. Every change is a
 //! step here that an old `data_dir` goes through once, so a downgrade is the
 //! only thing that cannot open a file.
 
@@ -15,7 +19,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema this build writes.
-pub const VERSION: i64 = 1;
+pub const VERSION: i64 = 2;
 
 const TABLES: &str = "CREATE TABLE IF NOT EXISTS observations (
     id INTEGER PRIMARY KEY,
@@ -44,7 +48,8 @@ CREATE TABLE IF NOT EXISTS crosscheck (
     verdict TEXT NOT NULL,
     value REAL,
     reference_value REAL,
-    deviation REAL
+    deviation REAL,
+    reason TEXT
 );
 CREATE INDEX IF NOT EXISTS crosscheck_ts ON crosscheck(ts);
 -- Covering and in group order: a window summary is one index scan,
@@ -78,6 +83,14 @@ pub fn open(path: &Path) -> Result<Connection, StoreError> {
     conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
     conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(err)?;
+    if found > VERSION {
+        return Err(StoreError::Newer {
+            path: path.to_path_buf(),
+            found,
+            supported: VERSION,
+        });
+    }
     conn.execute_batch(TABLES).map_err(err)?;
     migrate(&mut conn).map_err(err)?;
     Ok(conn)
@@ -95,6 +108,9 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version < 1 && !has_column(&tx, "observations", "reason")? {
         tx.execute_batch("ALTER TABLE observations ADD COLUMN reason TEXT")?;
+    }
+    if version < 2 && !has_column(&tx, "crosscheck", "reason")? {
+        tx.execute_batch("ALTER TABLE crosscheck ADD COLUMN reason TEXT")?;
     }
     tx.pragma_update(None, "user_version", VERSION)?;
     tx.commit()
@@ -129,8 +145,39 @@ mod tests {
             .query_row("SELECT COUNT(*), MAX(reason) FROM observations", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap();
         assert_eq!((n, reason), (1, None));
+        assert!(has_column(&conn, "crosscheck", "reason").unwrap());
         drop(conn);
         // Opening again is a no-op.
         open(&path).unwrap();
+    }
+
+    #[test]
+    fn a_version_1_file_gains_the_verdict_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE crosscheck (ts REAL NOT NULL, metric TEXT NOT NULL, source TEXT NOT NULL, verdict TEXT NOT NULL,
+                value REAL, reference_value REAL, deviation REAL);
+             INSERT INTO crosscheck VALUES (1.0, 'hit_ratio', 'web', 'disagree', 0.5, 0.9, 0.4);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        drop(old);
+        let conn = open(&path).unwrap();
+        let (n, reason): (i64, Option<String>) = conn
+            .query_row("SELECT COUNT(*), MAX(reason) FROM crosscheck", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!((n, reason), (1, None));
+    }
+
+    #[test]
+    fn a_file_from_a_newer_lookout_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.db");
+        Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99;").unwrap();
+        let e = open(&path).unwrap_err();
+        assert!(matches!(e, StoreError::Newer { found: 99, .. }), "{e}");
+        assert!(e.to_string().contains("newer lookout"), "{e}");
     }
 }

@@ -38,6 +38,8 @@ pub struct StoredEntry {
     pub reference_value: Option<f64>,
     /// How far outside the bound.
     pub deviation: Option<f64>,
+    /// Why the verdict is not `agree`; `None` for `agree`.
+    pub reason: Option<String>,
 }
 
 /// One (metric, source) over the window.
@@ -61,6 +63,9 @@ pub struct PairSummary {
     pub first_disagree: Option<f64>,
     /// Last disagreement.
     pub last_disagree: Option<f64>,
+    /// Why it disagreed the last time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_disagree_reason: Option<String>,
 }
 
 /// A probe's availability over the window.
