@@ -87,6 +87,32 @@ pub struct RawRule {
     pub annotations: BTreeMap<String, String>,
 }
 
+impl RawRule {
+    /// The keys set here that only some rules use, by their written name.
+    fn specific_keys(&self) -> Vec<&'static str> {
+        [
+            ("threshold", self.threshold.is_some()),
+            ("fragmentation_threshold", self.fragmentation_threshold.is_some()),
+            ("min_wasted_bytes", self.min_wasted_bytes.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(k, set)| set.then_some(k))
+        .collect()
+    }
+}
+
+/// The keys every rule takes.
+const COMMON_KEYS: [&str; 8] = [
+    "enabled",
+    "for",
+    "fail_after",
+    "resolve_after",
+    "severity",
+    "reminder",
+    "labels",
+    "annotations",
+];
+
 /// The built-in rules. Each is its own variant (not a string) so that the
 /// engine's `match` on what a rule evaluates is checked for exhaustiveness,
 /// and a misspelt name cannot get past configuration.
@@ -137,6 +163,20 @@ impl RuleName {
             RuleName::CrossCheckMismatch => "CrossCheckMismatch",
             RuleName::MonitoringDataGap => "MonitoringDataGap",
             RuleName::AlertmanagerUnreachable => "AlertmanagerUnreachable",
+        }
+    }
+
+    /// The keys this rule uses beyond [`COMMON_KEYS`]: a key that another
+    /// rule uses means nothing here, and is refused rather than ignored.
+    pub fn own_keys(self) -> &'static [&'static str] {
+        match self {
+            RuleName::HealthEndpointSlow | RuleName::RedisConnectionExhaustion => &["threshold"],
+            RuleName::RedisHighMemoryUsage => &["threshold", "fragmentation_threshold", "min_wasted_bytes"],
+            RuleName::HealthEndpointDown
+            | RuleName::RedisUnreachable
+            | RuleName::CrossCheckMismatch
+            | RuleName::MonitoringDataGap
+            | RuleName::AlertmanagerUnreachable => &[],
         }
     }
 
@@ -341,6 +381,15 @@ pub(crate) fn build(raw: Option<RawAlerts>) -> Result<Option<AlertsConfig>, Vec<
     for name in RuleName::ALL {
         let mut r = default_rule(name);
         if let Some(o) = raw.rules.get(name.as_str()) {
+            for key in o.specific_keys() {
+                if !name.own_keys().contains(&key) {
+                    let valid: Vec<&str> = COMMON_KEYS.iter().chain(name.own_keys()).copied().collect();
+                    errs.push((
+                        format!("alerts.rules.{name}.{key}"),
+                        format!("`{name}` does not use `{key}` (its keys: {})", valid.join(", ")),
+                    ));
+                }
+            }
             if o.enabled == Some(false) {
                 continue;
             }
@@ -460,6 +509,46 @@ mod tests {
             RuleName::ALL,
             "every rule on by default"
         );
+    }
+
+    /// `alerts.rules.<rule>` with `yaml` (a flow mapping) as its settings.
+    fn with_rule(rule: &str, yaml: &str) -> Result<Option<AlertsConfig>, Vec<(String, String)>> {
+        let raw: RawAlerts = serde_saphyr::from_str(&format!("rules:\n  {rule}: {yaml}\n")).expect("valid YAML for RawAlerts");
+        build(Some(raw))
+    }
+
+    #[test]
+    fn each_rule_takes_only_the_keys_it_uses() {
+        // (key, value, the rules that use it): every other rule refuses it.
+        let specific = [
+            (
+                "threshold",
+                "0.5",
+                &[
+                    RuleName::HealthEndpointSlow,
+                    RuleName::RedisConnectionExhaustion,
+                    RuleName::RedisHighMemoryUsage,
+                ][..],
+            ),
+            ("fragmentation_threshold", "2.0", &[RuleName::RedisHighMemoryUsage][..]),
+            ("min_wasted_bytes", "1000", &[RuleName::RedisHighMemoryUsage][..]),
+        ];
+        for rule in RuleName::ALL {
+            for (key, value, users) in specific {
+                let got = with_rule(rule.as_str(), &format!("{{{key}: {value}}}"));
+                if users.contains(&rule) {
+                    assert!(got.is_ok(), "{rule} uses `{key}`: {got:?}");
+                } else {
+                    let errs = got.expect_err("a key the rule does not use is refused");
+                    assert_eq!(errs.len(), 1, "{errs:?}");
+                    assert_eq!(errs[0].0, format!("alerts.rules.{rule}.{key}"));
+                    assert!(errs[0].1.contains(rule.as_str()) && errs[0].1.contains(key), "{errs:?}");
+                }
+            }
+            // The keys every rule takes.
+            let common = "{enabled: true, for: 1s, fail_after: 2, resolve_after: 2, severity: page, reminder: 1h, labels: {team: x}, annotations: {summary: s}}";
+            assert!(with_rule(rule.as_str(), common).is_ok(), "{rule} takes the common keys");
+        }
     }
 
     #[test]
