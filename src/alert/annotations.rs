@@ -131,6 +131,15 @@ mod tests {
         assert_eq!(out["description"], "web fails: HTTP 503");
         let out = a.render(rule(RuleName::RedisConnectionExhaustion), &condition("cache", 0.9, ""));
         assert_eq!(out["description"], "connected_clients is 90.0% of maxclients (threshold 85.0%)");
+        // A count reads as one.
+        let out = a.render(
+            rule(RuleName::CrossCheckMismatch),
+            &condition("web", 2.0, "maxclients, used_memory_bytes"),
+        );
+        assert_eq!(
+            out["description"],
+            "2 metric(s) disagree with the reference: maxclients, used_memory_bytes"
+        );
     }
 
     #[test]

@@ -345,7 +345,7 @@ fn default_rule(name: RuleName) -> Rule {
             "warning",
             0.0,
             "Sources disagree about Redis ({{ probe }})",
-            "{{ value }} metric(s) disagree with the reference: {{ error }}",
+            "{{ value | int }} metric(s) disagree with the reference: {{ error }}",
         ),
         RuleName::MonitoringDataGap => r(120, "warning", 0.0, "Monitoring data gap ({{ probe }})", "{{ error }}"),
         RuleName::AlertmanagerUnreachable => r(
