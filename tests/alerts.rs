@@ -1,12 +1,14 @@
 //! Alerts end to end: the guide's rules in a real Prometheus, routed by a
 //! real Alertmanager to lookout's relay and on to the stand-ins; and
 //! lookout's own synthetic alerts, through Alertmanager and, when it is
-//! down, straight through the relay.
+//! down, straight through the relay; each built-in rule as it documents
+//! itself.
 
 mod support;
 
 use std::time::Duration;
 
+use support::health::{Behaviour, HealthStandIn};
 use support::saas::{SaaS, SmtpSink};
 use support::{Alertmanager, Daemon, Exporter, Redis, wait_for};
 
@@ -301,14 +303,7 @@ fn health_endpoint_down_fires_after_fail_after_and_for_not_before() {
         saas.url("/hook")
     );
     let d = start_watching_web(&cfg);
-    let instance = || -> Option<serde_json::Value> {
-        let (_, body) = support::http_get(d.port, "/api/v1/alerts")?;
-        let list: serde_json::Value = serde_json::from_str(&body).ok()?;
-        list.as_array()?
-            .iter()
-            .find(|i| i["labels"]["alertname"] == "HealthEndpointDown")
-            .cloned()
-    };
+    let instance = || instance_of(&d, "HealthEndpointDown");
 
     redis.stop();
     // Every state seen on the way: not pending before three failed checks,
@@ -396,4 +391,278 @@ fn the_relay_resolves_alertmanager_unreachable_once_alertmanager_is_back() {
         "one notice, no reminder: {:?}",
         via_relay.received_on("/hook").iter().map(|r| &r.body).collect::<Vec<_>>()
     );
+}
+
+/// What every configuration here starts with.
+const HEAD: &str = "server:\n  listen: {listen}\ndata_dir: {data_dir}\nprobe_files: []\n";
+
+/// `relay:` with one webhook destination: `saas`'s `/hook`.
+fn relay_to(saas: &SaaS) -> String {
+    format!(
+        "relay:\n  destinations:\n    - {{name: chain, type: webhook, url: '{}'}}\n",
+        saas.url("/hook")
+    )
+}
+
+/// The instance of `alertname` that lookout lists at `/api/v1/alerts`.
+fn instance_of(d: &Daemon, alertname: &str) -> Option<serde_json::Value> {
+    let (_, body) = support::http_get(d.port, "/api/v1/alerts")?;
+    let list: serde_json::Value = serde_json::from_str(&body).ok()?;
+    list.as_array()?.iter().find(|i| i["labels"]["alertname"] == alertname).cloned()
+}
+
+/// The alerts of the notices `hook` received for `alertname` with `status`.
+fn notices(hook: &SaaS, status: &str, alertname: &str) -> Vec<serde_json::Value> {
+    hook.received_on("/hook")
+        .iter()
+        .filter(|r| r.body["status"] == status)
+        .flat_map(|r| r.body["alerts"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["labels"]["alertname"] == alertname)
+        .collect()
+}
+
+/// Waits for `alertname`'s first firing notice through the relay and
+/// returns that alert (labels, annotations) once lookout has had time to
+/// send a second one, which it must not have.
+fn fires_once(d: &Daemon, hook: &SaaS, alertname: &str, timeout: Duration) -> serde_json::Value {
+    let t0 = std::time::Instant::now();
+    let first = wait_for(&format!("{alertname} firing through the relay"), timeout, || {
+        if t0.elapsed() + Duration::from_millis(100) > timeout {
+            eprintln!(
+                "lookout: {}\ninstances: {:?}",
+                d.logs(),
+                support::http_get(d.port, "/api/v1/alerts")
+            );
+        }
+        notices(hook, "firing", alertname).into_iter().next()
+    });
+    wait_checks(d, 3.0);
+    let all = notices(hook, "firing", alertname);
+    assert_eq!(all.len(), 1, "{alertname} notified once: {all:?}");
+    first
+}
+
+/// Waits until lookout's probes have made `n` more checks.
+fn wait_checks(d: &Daemon, n: f64) {
+    let from = checks_made(d);
+    wait_for(&format!("{n} more checks"), Duration::from_secs(20), || {
+        (checks_made(d) >= from + n).then_some(())
+    });
+}
+
+/// The figure in a notified alert's description between `before` and `after`.
+fn described_figure(alert: &serde_json::Value, before: &str, after: &str) -> f64 {
+    let description = alert["annotations"]["description"].as_str().unwrap_or("");
+    description
+        .strip_prefix(before)
+        .and_then(|d| d.strip_suffix(after))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("description `{description}` is not `{before}<figure>{after}`"))
+}
+
+/// Probe runs so far, all results together: each is a new check for the rules.
+fn checks_made(d: &Daemon) -> f64 {
+    d.metrics()
+        .lines()
+        .filter(|l| l.starts_with("lookout_probe_runs_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// The labels and annotations of a notified alert are exactly these.
+fn assert_says(alert: &serde_json::Value, labels: serde_json::Value, annotations: &[(&str, &str)]) {
+    assert_eq!(alert["labels"], labels, "{alert}");
+    for (k, v) in annotations {
+        assert_eq!(alert["annotations"][k], *v, "annotation `{k}`: {alert}");
+    }
+}
+
+/// A documented health endpoint body with fixed figures (no Redis behind).
+fn endpoint_body(latency_ms: f64) -> serde_json::Value {
+    serde_json::json!({"status": "ok", "redis": {"ping": "PONG", "latency_ms": latency_ms, "hits": 1, "misses": 1, "hit_ratio": 0.5,
+        "connected_clients": 1, "maxclients": 100, "used_memory": 1, "maxmemory": 0, "mem_fragmentation_ratio": 1.0}})
+}
+
+/// `probes:` (YAML items), then `alerts:` with rules evaluated every
+/// 100 ms, `alerts` (more lines under it) and `rules` (lines under
+/// `alerts.rules`).
+fn config(probes: &str, alerts: &str, rules: &str) -> String {
+    format!("probes:\n{probes}alerts:\n  evaluation_interval: 100ms\n{alerts}  rules:\n{rules}")
+}
+
+/// The probe `web` on `url`, checked every 200 ms.
+fn web_probe(url: &str) -> String {
+    format!("  - {{name: web, kind: http_health, url: '{url}', every: 200ms, timeout: 150ms}}\n")
+}
+
+/// The probe `cache` on `redis`, checked every 200 ms.
+fn redis_probe(redis: &Redis) -> String {
+    format!("  - {{name: cache, kind: redis, url: '{}', every: 200ms}}\n", redis.url())
+}
+
+/// The one firing notice, through the relay, of `rule` (`for: 100ms` and
+/// `settings`, more keys of its flow mapping) over `probes`; `rest`: more
+/// top-level sections.
+fn first_notice(probes: &str, rule: &str, settings: &str, rest: &str) -> serde_json::Value {
+    let saas = SaaS::start();
+    let d = Daemon::start(&format!(
+        "{HEAD}{rest}{}{}",
+        config(probes, "", &format!("    {rule}: {{for: 100ms{settings}}}\n")),
+        relay_to(&saas)
+    ));
+    fires_once(&d, &saas, rule, Duration::from_secs(30))
+}
+
+#[test]
+fn health_endpoint_slow_fires_with_its_labels_and_annotations() {
+    let web = HealthStandIn::start("/h", Behaviour::Fixed(endpoint_body(300.0)));
+    let alert = first_notice(&web_probe(&web.url("/h")), "HealthEndpointSlow", ", threshold: 0.1", "");
+    assert_says(
+        &alert,
+        serde_json::json!({"alertname": "HealthEndpointSlow", "severity": "warning", "probe": "web"}),
+        &[
+            ("summary", "Health endpoint web is slow"),
+            ("description", "Redis round trip seen by web is 0.3 s (threshold 0.1 s)"),
+        ],
+    );
+}
+
+#[test]
+fn redis_connection_exhaustion_fires_with_its_labels_and_annotations() {
+    let redis = Redis::start(&["--maxclients", "20"]);
+    // 17 held + lookout's own: 18 or more of 20, above 85%.
+    let _hold: Vec<std::net::TcpStream> = (0..17)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap())
+        .collect();
+    let alert = first_notice(&redis_probe(&redis), "RedisConnectionExhaustion", "", "");
+    assert_says(
+        &alert,
+        serde_json::json!({"alertname": "RedisConnectionExhaustion", "severity": "critical", "probe": "cache"}),
+        &[("summary", "Redis connections near maxclients (cache)")],
+    );
+    let percent = described_figure(&alert, "connected_clients is ", "% of maxclients (threshold 85.0%)");
+    assert!((90.0..=100.0).contains(&percent), "{alert}");
+}
+
+#[test]
+fn redis_high_memory_usage_ignores_small_fragmentation_and_fires_near_maxmemory() {
+    let redis = Redis::start(&["--maxmemory", "4mb"]);
+    let saas = SaaS::start();
+    // A small idle Redis: a huge ratio over a few wasted megabytes at most.
+    let ratio = redis.info_field("mem_fragmentation_ratio").unwrap_or(0.0);
+    let wasted = redis.info_field("mem_fragmentation_bytes").unwrap_or(f64::MAX);
+    assert!(ratio > 1.8 && wasted < 100.0 * 1024.0 * 1024.0, "ratio {ratio}, wasted {wasted}");
+    let d = Daemon::start(&format!(
+        "{HEAD}{}{}",
+        config(&redis_probe(&redis), "", "    RedisHighMemoryUsage: {for: 100ms}\n"),
+        relay_to(&saas)
+    ));
+    // lookout reads the same ratio, over many checks, and stays quiet.
+    wait_for("lookout to read the ratio", Duration::from_secs(10), || {
+        d.metric("lookout_probe_value", &[("probe", "cache"), ("metric", "mem_fragmentation_ratio")])
+            .filter(|r| *r > 1.8)
+    });
+    wait_checks(&d, 10.0);
+    assert!(saas.received_on("/hook").is_empty(), "fired on an idle Redis's fragmentation");
+    assert_eq!(
+        d.metric("lookout_alerts", &[("alertname", "RedisHighMemoryUsage"), ("state", "pending")]),
+        Some(0.0)
+    );
+
+    // Filled to above 90% of maxmemory.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let value = "x".repeat(32 * 1024);
+    for i in 0.. {
+        let used = redis.info_field("used_memory").unwrap_or(0.0);
+        if used / (4.0 * 1024.0 * 1024.0) > 0.93 {
+            break;
+        }
+        assert!(i < 500, "cannot fill Redis: used {used}");
+        let _: redis::RedisResult<()> = redis::cmd("SET").arg(format!("fill{i}")).arg(&value).query(&mut c);
+    }
+    let alert = fires_once(&d, &saas, "RedisHighMemoryUsage", Duration::from_secs(20));
+    assert_says(
+        &alert,
+        serde_json::json!({"alertname": "RedisHighMemoryUsage", "severity": "critical", "probe": "cache"}),
+        &[("summary", "Redis memory usage high (cache)")],
+    );
+    let usage = described_figure(&alert, "used/maxmemory: ", " (threshold 0.9)");
+    assert!(usage > 0.9 && usage <= 1.0, "{alert}");
+}
+
+#[test]
+fn cross_check_mismatch_fires_for_the_source_that_disagrees() {
+    let redis = Redis::start(&[]);
+    // It says maxclients is 100 and used_memory 1 byte: this Redis has neither.
+    let web = HealthStandIn::start("/h", Behaviour::Fixed(endpoint_body(0.3)));
+    let alert = first_notice(
+        &format!("{}{}", redis_probe(&redis), web_probe(&web.url("/h"))),
+        "CrossCheckMismatch",
+        "",
+        "crosscheck: {every: 1s, max_staleness: 5s}\n",
+    );
+    assert_says(
+        &alert,
+        serde_json::json!({"alertname": "CrossCheckMismatch", "severity": "warning", "probe": "web"}),
+        &[("summary", "Sources disagree about Redis (web)")],
+    );
+    let description = alert["annotations"]["description"].as_str().unwrap_or("");
+    let (n, metrics) = description
+        .split_once(" metric(s) disagree with the reference: ")
+        .unwrap_or_else(|| panic!("{description}"));
+    let names: Vec<&str> = metrics.split(", ").collect();
+    assert_eq!(n.parse::<usize>().ok(), Some(names.len()), "{description}");
+    assert!(
+        names.contains(&"maxclients") && names.contains(&"used_memory_bytes"),
+        "{description}"
+    );
+}
+
+#[test]
+fn monitoring_data_gap_fires_when_prometheuss_target_is_down() {
+    let dead = support::free_port();
+    let prom = support::Prometheus::start(&[("redis_exporter", format!("127.0.0.1:{dead}"))]);
+    wait_for("Prometheus to see the target down", Duration::from_secs(20), || {
+        (prom.query("up{job=\"redis_exporter\"}") == Some(0.0)).then_some(())
+    });
+    let probe = format!(
+        "  - {{name: prom, kind: prometheus, url: '{}', selector: '{{job=\"redis_exporter\"}}', every: 500ms}}\n",
+        prom.url()
+    );
+    let alert = first_notice(&probe, "MonitoringDataGap", "", "");
+    assert_says(
+        &alert,
+        serde_json::json!({"alertname": "MonitoringDataGap", "severity": "warning", "probe": "prom"}),
+        &[("summary", "Monitoring data gap (prom)")],
+    );
+    let description = alert["annotations"]["description"].as_str().unwrap_or("");
+    assert!(description.contains("up == 0"), "{description}");
+}
+
+#[test]
+fn a_rule_key_the_rule_does_not_use_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |rules: &str| {
+        let path = dir.path().join("lookout.yaml");
+        std::fs::write(&path, format!("probe_files: []\nalerts:\n  rules:\n{rules}")).unwrap();
+        let out = support::lookout().args(["config", "check", "-c"]).arg(&path).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = check("    CrossCheckMismatch: {threshold: 0.5}\n");
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains("field `alerts.rules.CrossCheckMismatch.threshold`") && err.contains("`CrossCheckMismatch` does not use `threshold`"),
+        "{err}"
+    );
+    let (code, err) = check("    HealthEndpointDown: {min_wasted_bytes: 1}\n    RedisConnectionExhaustion: {fragmentation_threshold: 2}\n");
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("alerts.rules.HealthEndpointDown.min_wasted_bytes"), "{err}");
+    assert!(
+        err.contains("alerts.rules.RedisConnectionExhaustion.fragmentation_threshold"),
+        "{err}"
+    );
+    // Where the rule uses it, the key is taken.
+    let (code, err) = check("    RedisHighMemoryUsage: {threshold: 0.8, fragmentation_threshold: 2, min_wasted_bytes: 1000}\n");
+    assert_eq!(code, Some(0), "{err}");
 }
