@@ -1,8 +1,9 @@
 //! Alerts end to end: the guide's rules in a real Prometheus, routed by a
 //! real Alertmanager to lookout's relay and on to the stand-ins; and
 //! lookout's own synthetic alerts, through Alertmanager and, when it is
-//! down, straight through the relay; each built-in rule as it documents
-//! itself.
+//! down, straight through the relay: each built-in rule, reminders,
+//! resends, a restart in the middle of an incident, the connectivity check
+//! and maintenance windows.
 
 mod support;
 
@@ -483,6 +484,23 @@ fn endpoint_body(latency_ms: f64) -> serde_json::Value {
         "connected_clients": 1, "maxclients": 100, "used_memory": 1, "maxmemory": 0, "mem_fragmentation_ratio": 1.0}})
 }
 
+/// Unix seconds now.
+fn unix_now() -> f64 {
+    lookout::probe::unix_now()
+}
+
+/// An RFC 3339 time as Unix seconds.
+fn unix(rfc3339: &str) -> Option<f64> {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .ok()
+        .map(|t| t.timestamp_millis() as f64 / 1000.0)
+}
+
+/// An endpoint that answers 503: `HealthEndpointDown` holds from its first check.
+fn down_endpoint() -> HealthStandIn {
+    HealthStandIn::start("/h", Behaviour::Unavailable("redis down"))
+}
+
 /// `probes:` (YAML items), then `alerts:` with rules evaluated every
 /// 100 ms, `alerts` (more lines under it) and `rules` (lines under
 /// `alerts.rules`).
@@ -500,6 +518,11 @@ fn redis_probe(redis: &Redis) -> String {
     format!("  - {{name: cache, kind: redis, url: '{}', every: 200ms}}\n", redis.url())
 }
 
+/// [`config`] with the one probe `web` on `url`.
+fn watching(url: &str, alerts: &str, rules: &str) -> String {
+    config(&web_probe(url), alerts, rules)
+}
+
 /// The one firing notice, through the relay, of `rule` (`for: 100ms` and
 /// `settings`, more keys of its flow mapping) over `probes`; `rest`: more
 /// top-level sections.
@@ -511,6 +534,235 @@ fn first_notice(probes: &str, rule: &str, settings: &str, rest: &str) -> serde_j
         relay_to(&saas)
     ));
     fires_once(&d, &saas, rule, Duration::from_secs(30))
+}
+
+#[test]
+fn a_firing_alert_is_reminded_through_the_relay_every_reminder() {
+    let saas = SaaS::start();
+    let web = down_endpoint();
+    // The relay delivers identical payloads once within its dedup_window
+    // (5m by default), and a reminder is the first notice again: the window
+    // is kept below the reminder here.
+    let d = Daemon::start(&format!(
+        "{HEAD}{}{}  dedup_window: 1s\n",
+        watching(
+            &web.url("/h"),
+            "",
+            "    HealthEndpointDown: {for: 100ms, fail_after: 1, reminder: 2s}\n"
+        ),
+        relay_to(&saas)
+    ));
+    let firing = |saas: &SaaS| -> Vec<std::time::Instant> {
+        saas.received_on("/hook")
+            .iter()
+            .filter(|r| r.body["status"] == "firing")
+            .map(|r| r.at)
+            .collect()
+    };
+    // The first notice and two reminders, `reminder` apart, not every round.
+    let at = wait_for("two reminders", Duration::from_secs(20), || {
+        let at = firing(&saas);
+        (at.len() >= 3).then_some(at)
+    });
+    for pair in at.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(1500) && gap < Duration::from_millis(3500),
+            "reminders {gap:?} apart, reminder: 2s\n{}",
+            d.logs()
+        );
+    }
+    // Reminders of the same incident, not new ones.
+    let starts: Vec<serde_json::Value> = notices(&saas, "firing", "HealthEndpointDown")
+        .iter()
+        .map(|a| a["startsAt"].clone())
+        .collect();
+    assert!(starts.windows(2).all(|w| w[0] == w[1]), "{starts:?}");
+}
+
+#[test]
+fn alertmanager_gets_a_firing_alert_every_resend_delay_with_ends_at_four_resends_ahead() {
+    let web = down_endpoint();
+    let am = Alertmanager::start("route:\n  receiver: none\nreceivers:\n  - name: none\n");
+    let resend = 1.0;
+    let d = Daemon::start(&format!(
+        "{HEAD}alertmanager:\n  url: {}\n  timeout: 1s\n{}",
+        am.url(),
+        watching(
+            &web.url("/h"),
+            "  resend_delay: 1s\n",
+            "    HealthEndpointDown: {for: 100ms, fail_after: 1}\n"
+        )
+    ));
+    // Every push lookout records (its `last_push`), and every `endsAt`
+    // Alertmanager holds with when it was first seen.
+    let mut pushes: Vec<f64> = Vec::new();
+    let mut ends: Vec<(f64, f64)> = Vec::new();
+    wait_for("six pushes", Duration::from_secs(30), || {
+        if let Some(p) = instance_of(&d, "HealthEndpointDown").and_then(|i| i["last_push"].as_f64())
+            && !pushes.contains(&p)
+        {
+            pushes.push(p);
+        }
+        let alerts = am.alerts();
+        let held = alerts
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["labels"]["alertname"] == "HealthEndpointDown"))
+            .and_then(|a| unix(a["endsAt"].as_str()?));
+        if let Some(e) = held
+            && !ends.iter().any(|(seen, _)| *seen == e)
+        {
+            ends.push((e, unix_now()));
+        }
+        (pushes.len() >= 6).then_some(())
+    });
+    // One push every resend_delay (rounds are 100 ms apart), not more often.
+    for pair in pushes.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= resend && gap < resend + 0.5, "pushes {gap:.3} s apart: {pushes:?}");
+    }
+    // endsAt four resend delays after the push that set it, as Prometheus does.
+    assert!(ends.len() >= 4, "{ends:?}");
+    for (e, seen) in &ends {
+        let ahead = e - seen;
+        assert!(
+            ahead > 4.0 * resend - 0.6 && ahead <= 4.0 * resend + 0.05,
+            "endsAt {ahead:.3} s ahead when first seen"
+        );
+        let latest = pushes.last().copied().unwrap_or(0.0);
+        if e - 4.0 * resend <= latest {
+            assert!(
+                pushes.iter().any(|p| (e - 4.0 * resend - p).abs() < 0.002),
+                "endsAt {e} is no push + {}s: {pushes:?}",
+                4.0 * resend
+            );
+        }
+    }
+}
+
+#[test]
+fn an_alert_firing_at_sigterm_resolves_after_the_restart() {
+    let mut redis = Redis::start(&[]);
+    let web = HealthStandIn::start("/h", Behaviour::Documented(redis.url()));
+    let saas = SaaS::start();
+    // Both lookouts keep their state in the same data_dir.
+    let data = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "{}{}{}",
+        HEAD.replace("{data_dir}", &data.path().display().to_string()),
+        watching(
+            &web.url("/h"),
+            "",
+            "    HealthEndpointDown: {for: 100ms, fail_after: 1, resolve_after: 1}\n"
+        ),
+        relay_to(&saas)
+    );
+    let mut first = start_watching_web(&cfg);
+    redis.stop();
+    wait_for("the firing notice", Duration::from_secs(20), || {
+        (count(&saas.received_on("/hook"), "firing", "HealthEndpointDown") == 1).then_some(())
+    });
+    // Stopped while firing, once the state file says so (and that the relay
+    // announced it): when it fired.
+    let persisted = || -> Option<f64> {
+        let text = std::fs::read_to_string(data.path().join("alerts.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let [_, inst] = v.get("HealthEndpointDown/web")?.as_array()?.as_slice() else {
+            return None;
+        };
+        (inst["state"] == "firing" && inst["last_relay"].is_f64()).then_some(inst["fired_at"].as_f64()?)
+    };
+    let fired_at = wait_for("the firing persisted", Duration::from_secs(10), persisted);
+    let status = first.proc.terminate(Duration::from_secs(15)).expect("lookout stops on SIGTERM");
+    assert!(status.success(), "SIGTERM is a clean stop: {status}\n{}", first.logs());
+
+    // Back with the endpoint still down: the same incident goes on, not
+    // announced again.
+    let second = Daemon::start(&cfg);
+    wait_checks(&second, 5.0);
+    let inst = instance_of(&second, "HealthEndpointDown").expect("the instance survives the restart");
+    assert_eq!(
+        (&inst["state"], inst["fired_at"].as_f64()),
+        (&serde_json::json!("firing"), Some(fired_at)),
+        "{inst}"
+    );
+    assert_eq!(count(&saas.received_on("/hook"), "firing", "HealthEndpointDown"), 1);
+
+    redis.restart();
+    wait_for("the resolve after the restart", Duration::from_secs(20), || {
+        (count(&saas.received_on("/hook"), "resolved", "HealthEndpointDown") == 1).then_some(())
+    });
+    assert_eq!(
+        count(&saas.received_on("/hook"), "firing", "HealthEndpointDown"),
+        1,
+        "no second notice of the same firing after the restart\n{}",
+        second.logs()
+    );
+}
+
+#[test]
+fn nothing_is_sent_while_the_connectivity_target_is_unreachable() {
+    let saas = SaaS::start();
+    let web = down_endpoint();
+    let target = support::free_port();
+    let d = Daemon::start(&format!(
+        "{HEAD}{}{}",
+        watching(
+            &web.url("/h"),
+            &format!("  connectivity_target: 127.0.0.1:{target}\n"),
+            "    HealthEndpointDown: {for: 100ms, fail_after: 1}\n"
+        ),
+        relay_to(&saas)
+    ));
+    wait_for("lookout to see the network lost", Duration::from_secs(10), || {
+        (d.metric("lookout_network_lost", &[]) == Some(1.0)).then_some(())
+    });
+    // Many failed checks, each of which alone would fire the rule.
+    wait_checks(&d, 10.0);
+    assert!(
+        saas.received_on("/hook").is_empty(),
+        "sent while the connectivity target is unreachable: {:?}",
+        saas.received_on("/hook").iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    assert_eq!(d.metric("lookout_network_lost", &[]), Some(1.0));
+
+    // The target answers again: the same condition now fires.
+    let _back = std::net::TcpListener::bind(("127.0.0.1", target)).unwrap();
+    fires_once(&d, &saas, "HealthEndpointDown", Duration::from_secs(20));
+    assert_eq!(d.metric("lookout_network_lost", &[]), Some(0.0));
+}
+
+#[test]
+fn inside_a_maintenance_window_a_firing_alert_sends_nothing_but_is_listed() {
+    let saas = SaaS::start();
+    let web = down_endpoint();
+    let am = Alertmanager::start("route:\n  receiver: none\nreceivers:\n  - name: none\n");
+    let hour = Duration::from_secs(3600);
+    let now = std::time::SystemTime::now();
+    let d = Daemon::start(&format!(
+        "{HEAD}alertmanager:\n  url: {}\n  timeout: 1s\n{}{}",
+        am.url(),
+        watching(
+            &web.url("/h"),
+            &format!(
+                "  resend_delay: 1s\n  maintenance:\n    - {{start: '{}', end: '{}'}}\n",
+                humantime::format_rfc3339_seconds(now - hour),
+                humantime::format_rfc3339_seconds(now + hour)
+            ),
+            "    HealthEndpointDown: {for: 100ms, fail_after: 1}\n"
+        ),
+        relay_to(&saas)
+    ));
+    // Firing, and still so two seconds (twenty rounds, two resend delays) later.
+    let firing = wait_for("HealthEndpointDown firing for 2 s", Duration::from_secs(20), || {
+        let i = instance_of(&d, "HealthEndpointDown").filter(|i| i["state"] == "firing")?;
+        (unix_now() - i["fired_at"].as_f64()? >= 2.0).then_some(i)
+    });
+    assert_eq!(d.metric("lookout_maintenance_active", &[]), Some(1.0));
+    assert_eq!(firing["labels"]["probe"], "web", "{firing}");
+    assert_eq!(am.alerts(), serde_json::json!([]), "nothing pushed to Alertmanager");
+    assert!(saas.received_on("/hook").is_empty(), "nothing through the relay");
+    assert!(firing["last_push"].is_null() && firing["last_relay"].is_null(), "{firing}");
 }
 
 #[test]
