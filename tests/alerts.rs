@@ -904,14 +904,14 @@ fn a_rule_key_the_rule_does_not_use_is_refused_by_name() {
     let (code, err) = check("    CrossCheckMismatch: {threshold: 0.5}\n");
     assert_eq!(code, Some(78), "{err}");
     assert!(
-        err.contains("field `alerts.rules.CrossCheckMismatch.threshold`") && err.contains("`CrossCheckMismatch` does not use `threshold`"),
+        err.contains("lookout.yaml:4:") && err.contains("`CrossCheckMismatch` does not use `threshold`"),
         "{err}"
     );
-    let (code, err) = check("    HealthEndpointDown: {min_wasted_bytes: 1}\n    RedisConnectionExhaustion: {fragmentation_threshold: 2}\n");
+    // Located at the key's own line.
+    let (code, err) = check("    RedisConnectionExhaustion:\n      for: 1m\n      threshold: 0.9\n      fragmentation_threshold: 2\n");
     assert_eq!(code, Some(78), "{err}");
-    assert!(err.contains("alerts.rules.HealthEndpointDown.min_wasted_bytes"), "{err}");
     assert!(
-        err.contains("alerts.rules.RedisConnectionExhaustion.fragmentation_threshold"),
+        err.contains("lookout.yaml:7:") && err.contains("`RedisConnectionExhaustion` does not use `fragmentation_threshold`"),
         "{err}"
     );
     // Where the rule uses it, the key is taken.
