@@ -567,7 +567,7 @@ fn a_firing_alert_is_reminded_through_the_relay_every_reminder() {
     for pair in at.windows(2) {
         let gap = pair[1] - pair[0];
         assert!(
-            gap >= Duration::from_millis(1500) && gap < Duration::from_millis(3500),
+            gap >= Duration::from_millis(1500) && gap < Duration::from_millis(4000),
             "reminders {gap:?} apart, reminder: 2s\n{}",
             d.logs()
         );
@@ -619,14 +619,14 @@ fn alertmanager_gets_a_firing_alert_every_resend_delay_with_ends_at_four_resends
     // One push every resend_delay (rounds are 100 ms apart), not more often.
     for pair in pushes.windows(2) {
         let gap = pair[1] - pair[0];
-        assert!(gap >= resend && gap < resend + 0.5, "pushes {gap:.3} s apart: {pushes:?}");
+        assert!(gap >= resend && gap < 1.9 * resend, "pushes {gap:.3} s apart: {pushes:?}");
     }
     // endsAt four resend delays after the push that set it, as Prometheus does.
     assert!(ends.len() >= 4, "{ends:?}");
     for (e, seen) in &ends {
         let ahead = e - seen;
         assert!(
-            ahead > 4.0 * resend - 0.6 && ahead <= 4.0 * resend + 0.05,
+            ahead > 3.0 * resend + 0.2 && ahead <= 4.0 * resend + 0.05,
             "endsAt {ahead:.3} s ahead when first seen"
         );
         let latest = pushes.last().copied().unwrap_or(0.0);
