@@ -1,12 +1,15 @@
 //! Alerts end to end: the guide's rules in a real Prometheus, routed by a
 //! real Alertmanager to lookout's relay and on to the stand-ins; and
 //! lookout's own synthetic alerts, through Alertmanager and, when it is
-//! down, straight through the relay.
+//! down, straight through the relay: each built-in rule, reminders,
+//! resends, a restart in the middle of an incident, the connectivity check
+//! and maintenance windows.
 
 mod support;
 
 use std::time::Duration;
 
+use support::health::{Behaviour, HealthStandIn};
 use support::saas::{SaaS, SmtpSink};
 use support::{Alertmanager, Daemon, Exporter, Redis, wait_for};
 
@@ -301,14 +304,7 @@ fn health_endpoint_down_fires_after_fail_after_and_for_not_before() {
         saas.url("/hook")
     );
     let d = start_watching_web(&cfg);
-    let instance = || -> Option<serde_json::Value> {
-        let (_, body) = support::http_get(d.port, "/api/v1/alerts")?;
-        let list: serde_json::Value = serde_json::from_str(&body).ok()?;
-        list.as_array()?
-            .iter()
-            .find(|i| i["labels"]["alertname"] == "HealthEndpointDown")
-            .cloned()
-    };
+    let instance = || instance_of(&d, "HealthEndpointDown");
 
     redis.stop();
     // Every state seen on the way: not pending before three failed checks,
@@ -396,4 +392,530 @@ fn the_relay_resolves_alertmanager_unreachable_once_alertmanager_is_back() {
         "one notice, no reminder: {:?}",
         via_relay.received_on("/hook").iter().map(|r| &r.body).collect::<Vec<_>>()
     );
+}
+
+/// What every configuration here starts with.
+const HEAD: &str = "server:\n  listen: {listen}\ndata_dir: {data_dir}\nprobe_files: []\n";
+
+/// `relay:` with one webhook destination: `saas`'s `/hook`.
+fn relay_to(saas: &SaaS) -> String {
+    format!(
+        "relay:\n  destinations:\n    - {{name: chain, type: webhook, url: '{}'}}\n",
+        saas.url("/hook")
+    )
+}
+
+/// The instance of `alertname` that lookout lists at `/api/v1/alerts`.
+fn instance_of(d: &Daemon, alertname: &str) -> Option<serde_json::Value> {
+    let (_, body) = support::http_get(d.port, "/api/v1/alerts")?;
+    let list: serde_json::Value = serde_json::from_str(&body).ok()?;
+    list.as_array()?.iter().find(|i| i["labels"]["alertname"] == alertname).cloned()
+}
+
+/// The alerts of the notices `hook` received for `alertname` with `status`.
+fn notices(hook: &SaaS, status: &str, alertname: &str) -> Vec<serde_json::Value> {
+    hook.received_on("/hook")
+        .iter()
+        .filter(|r| r.body["status"] == status)
+        .flat_map(|r| r.body["alerts"].as_array().cloned().unwrap_or_default())
+        .filter(|a| a["labels"]["alertname"] == alertname)
+        .collect()
+}
+
+/// Waits for `alertname`'s first firing notice through the relay and
+/// returns that alert (labels, annotations) once lookout has had time to
+/// send a second one, which it must not have.
+fn fires_once(d: &Daemon, hook: &SaaS, alertname: &str, timeout: Duration) -> serde_json::Value {
+    let t0 = std::time::Instant::now();
+    let first = wait_for(&format!("{alertname} firing through the relay"), timeout, || {
+        if t0.elapsed() + Duration::from_millis(100) > timeout {
+            eprintln!(
+                "lookout: {}\ninstances: {:?}",
+                d.logs(),
+                support::http_get(d.port, "/api/v1/alerts")
+            );
+        }
+        notices(hook, "firing", alertname).into_iter().next()
+    });
+    wait_checks(d, 3.0);
+    let all = notices(hook, "firing", alertname);
+    assert_eq!(all.len(), 1, "{alertname} notified once: {all:?}");
+    first
+}
+
+/// Waits until lookout's probes have made `n` more checks.
+fn wait_checks(d: &Daemon, n: f64) {
+    let from = checks_made(d);
+    wait_for(&format!("{n} more checks"), Duration::from_secs(20), || {
+        (checks_made(d) >= from + n).then_some(())
+    });
+}
+
+/// The figure in a notified alert's description between `before` and `after`.
+fn described_figure(alert: &serde_json::Value, before: &str, after: &str) -> f64 {
+    let description = alert["annotations"]["description"].as_str().unwrap_or("");
+    description
+        .strip_prefix(before)
+        .and_then(|d| d.strip_suffix(after))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("description `{description}` is not `{before}<figure>{after}`"))
+}
+
+/// Probe runs so far, all results together: each is a new check for the rules.
+fn checks_made(d: &Daemon) -> f64 {
+    d.metrics()
+        .lines()
+        .filter(|l| l.starts_with("lookout_probe_runs_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+/// The labels and annotations of a notified alert are exactly these.
+fn assert_says(alert: &serde_json::Value, labels: serde_json::Value, annotations: &[(&str, &str)]) {
+    assert_eq!(alert["labels"], labels, "{alert}");
+    for (k, v) in annotations {
+        assert_eq!(alert["annotations"][k], *v, "annotation `{k}`: {alert}");
+    }
+}
+
+/// A documented health endpoint body with fixed figures (no Redis behind).
+fn endpoint_body(latency_ms: f64) -> serde_json::Value {
+    serde_json::json!({"status": "ok", "redis": {"ping": "PONG", "latency_ms": latency_ms, "hits": 1, "misses": 1, "hit_ratio": 0.5,
+        "connected_clients": 1, "maxclients": 100, "used_memory": 1, "maxmemory": 0, "mem_fragmentation_ratio": 1.0}})
+}
+
+/// Unix seconds now.
+fn unix_now() -> f64 {
+    lookout::probe::unix_now()
+}
+
+/// An RFC 3339 time as Unix seconds.
+fn unix(rfc3339: &str) -> Option<f64> {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .ok()
+        .map(|t| t.timestamp_millis() as f64 / 1000.0)
+}
+
+/// An endpoint that answers 503: `HealthEndpointDown` holds from its first check.
+fn down_endpoint() -> HealthStandIn {
+    HealthStandIn::start("/h", Behaviour::Unavailable("redis down"))
+}
+
+/// `probes:` (YAML items), then `alerts:` with rules evaluated every
+/// 100 ms, `alerts` (more lines under it) and `rules` (lines under
+/// `alerts.rules`).
+fn config(probes: &str, alerts: &str, rules: &str) -> String {
+    format!("probes:\n{probes}alerts:\n  evaluation_interval: 100ms\n{alerts}  rules:\n{rules}")
+}
+
+/// The probe `web` on `url`, checked every 200 ms.
+fn web_probe(url: &str) -> String {
+    format!("  - {{name: web, kind: http_health, url: '{url}', every: 200ms, timeout: 150ms}}\n")
+}
+
+/// The probe `cache` on `redis`, checked every 200 ms.
+fn redis_probe(redis: &Redis) -> String {
+    format!("  - {{name: cache, kind: redis, url: '{}', every: 200ms}}\n", redis.url())
+}
+
+/// [`config`] with the one probe `web` on `url`.
+fn watching(url: &str, alerts: &str, rules: &str) -> String {
+    config(&web_probe(url), alerts, rules)
+}
+
+/// The one firing notice, through the relay, of `rule` (`for: 100ms` and
+/// `settings`, more keys of its flow mapping) over `probes`; `rest`: more
+/// top-level sections.
+fn first_notice(probes: &str, rule: &str, settings: &str, rest: &str) -> serde_json::Value {
+    let saas = SaaS::start();
+    let d = Daemon::start(&format!(
+        "{HEAD}{rest}{}{}",
+        config(probes, "", &format!("    {rule}: {{for: 100ms{settings}}}\n")),
+        relay_to(&saas)
+    ));
+    fires_once(&d, &saas, rule, Duration::from_secs(30))
+}
+
+#[test]
+fn a_firing_alert_is_reminded_through_the_relay_every_reminder() {
+    let saas = SaaS::start();
+    let web = down_endpoint();
+    // The relay delivers identical payloads once within its dedup_window
+    // (5m by default), and a reminder is the first notice again: the window
+    // is kept below the reminder here.
+    let d = Daemon::start(&format!(
+        "{HEAD}{}{}  dedup_window: 1s\n",
+        watching(
+            &web.url("/h"),
+            "",
+            "    HealthEndpointDown: {for: 100ms, fail_after: 1, reminder: 2s}\n"
+        ),
+        relay_to(&saas)
+    ));
+    let firing = |saas: &SaaS| -> Vec<std::time::Instant> {
+        saas.received_on("/hook")
+            .iter()
+            .filter(|r| r.body["status"] == "firing")
+            .map(|r| r.at)
+            .collect()
+    };
+    // The first notice and two reminders, `reminder` apart, not every round.
+    let at = wait_for("two reminders", Duration::from_secs(20), || {
+        let at = firing(&saas);
+        (at.len() >= 3).then_some(at)
+    });
+    for pair in at.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(1500) && gap < Duration::from_millis(4000),
+            "reminders {gap:?} apart, reminder: 2s\n{}",
+            d.logs()
+        );
+    }
+    // Reminders of the same incident, not new ones.
+    let starts: Vec<serde_json::Value> = notices(&saas, "firing", "HealthEndpointDown")
+        .iter()
+        .map(|a| a["startsAt"].clone())
+        .collect();
+    assert!(starts.windows(2).all(|w| w[0] == w[1]), "{starts:?}");
+}
+
+#[test]
+fn alertmanager_gets_a_firing_alert_every_resend_delay_with_ends_at_four_resends_ahead() {
+    let web = down_endpoint();
+    let am = Alertmanager::start("route:\n  receiver: none\nreceivers:\n  - name: none\n");
+    let resend = 1.0;
+    let d = Daemon::start(&format!(
+        "{HEAD}alertmanager:\n  url: {}\n  timeout: 1s\n{}",
+        am.url(),
+        watching(
+            &web.url("/h"),
+            "  resend_delay: 1s\n",
+            "    HealthEndpointDown: {for: 100ms, fail_after: 1}\n"
+        )
+    ));
+    // Every push lookout records (its `last_push`), and every `endsAt`
+    // Alertmanager holds with when it was first seen.
+    let mut pushes: Vec<f64> = Vec::new();
+    let mut ends: Vec<(f64, f64)> = Vec::new();
+    wait_for("six pushes", Duration::from_secs(30), || {
+        if let Some(p) = instance_of(&d, "HealthEndpointDown").and_then(|i| i["last_push"].as_f64())
+            && !pushes.contains(&p)
+        {
+            pushes.push(p);
+        }
+        let alerts = am.alerts();
+        let held = alerts
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["labels"]["alertname"] == "HealthEndpointDown"))
+            .and_then(|a| unix(a["endsAt"].as_str()?));
+        if let Some(e) = held
+            && !ends.iter().any(|(seen, _)| *seen == e)
+        {
+            ends.push((e, unix_now()));
+        }
+        (pushes.len() >= 6).then_some(())
+    });
+    // One push every resend_delay (rounds are 100 ms apart), not more often.
+    for pair in pushes.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(gap >= resend && gap < 1.9 * resend, "pushes {gap:.3} s apart: {pushes:?}");
+    }
+    // endsAt four resend delays after the push that set it, as Prometheus does.
+    assert!(ends.len() >= 4, "{ends:?}");
+    for (e, seen) in &ends {
+        let ahead = e - seen;
+        assert!(
+            ahead > 3.0 * resend + 0.2 && ahead <= 4.0 * resend + 0.05,
+            "endsAt {ahead:.3} s ahead when first seen"
+        );
+        let latest = pushes.last().copied().unwrap_or(0.0);
+        if e - 4.0 * resend <= latest {
+            assert!(
+                pushes.iter().any(|p| (e - 4.0 * resend - p).abs() < 0.002),
+                "endsAt {e} is no push + {}s: {pushes:?}",
+                4.0 * resend
+            );
+        }
+    }
+}
+
+#[test]
+fn an_alert_firing_at_sigterm_resolves_after_the_restart() {
+    let mut redis = Redis::start(&[]);
+    let web = HealthStandIn::start("/h", Behaviour::Documented(redis.url()));
+    let saas = SaaS::start();
+    // Both lookouts keep their state in the same data_dir.
+    let data = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "{}{}{}",
+        HEAD.replace("{data_dir}", &data.path().display().to_string()),
+        watching(
+            &web.url("/h"),
+            "",
+            "    HealthEndpointDown: {for: 100ms, fail_after: 1, resolve_after: 1}\n"
+        ),
+        relay_to(&saas)
+    );
+    let mut first = start_watching_web(&cfg);
+    redis.stop();
+    wait_for("the firing notice", Duration::from_secs(20), || {
+        (count(&saas.received_on("/hook"), "firing", "HealthEndpointDown") == 1).then_some(())
+    });
+    // Stopped while firing, once the state file says so (and that the relay
+    // announced it): when it fired.
+    let persisted = || -> Option<f64> {
+        let text = std::fs::read_to_string(data.path().join("alerts.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let [_, inst] = v.get("HealthEndpointDown/web")?.as_array()?.as_slice() else {
+            return None;
+        };
+        (inst["state"] == "firing" && inst["last_relay"].is_f64()).then_some(inst["fired_at"].as_f64()?)
+    };
+    let fired_at = wait_for("the firing persisted", Duration::from_secs(10), persisted);
+    let status = first.proc.terminate(Duration::from_secs(15)).expect("lookout stops on SIGTERM");
+    assert!(status.success(), "SIGTERM is a clean stop: {status}\n{}", first.logs());
+
+    // Back with the endpoint still down: the same incident goes on, not
+    // announced again.
+    let second = Daemon::start(&cfg);
+    wait_checks(&second, 5.0);
+    let inst = instance_of(&second, "HealthEndpointDown").expect("the instance survives the restart");
+    assert_eq!(
+        (&inst["state"], inst["fired_at"].as_f64()),
+        (&serde_json::json!("firing"), Some(fired_at)),
+        "{inst}"
+    );
+    assert_eq!(count(&saas.received_on("/hook"), "firing", "HealthEndpointDown"), 1);
+
+    redis.restart();
+    wait_for("the resolve after the restart", Duration::from_secs(20), || {
+        (count(&saas.received_on("/hook"), "resolved", "HealthEndpointDown") == 1).then_some(())
+    });
+    assert_eq!(
+        count(&saas.received_on("/hook"), "firing", "HealthEndpointDown"),
+        1,
+        "no second notice of the same firing after the restart\n{}",
+        second.logs()
+    );
+}
+
+#[test]
+fn nothing_is_sent_while_the_connectivity_target_is_unreachable() {
+    let saas = SaaS::start();
+    let web = down_endpoint();
+    let target = support::free_port();
+    let d = Daemon::start(&format!(
+        "{HEAD}{}{}",
+        watching(
+            &web.url("/h"),
+            &format!("  connectivity_target: 127.0.0.1:{target}\n"),
+            "    HealthEndpointDown: {for: 100ms, fail_after: 1}\n"
+        ),
+        relay_to(&saas)
+    ));
+    wait_for("lookout to see the network lost", Duration::from_secs(10), || {
+        (d.metric("lookout_network_lost", &[]) == Some(1.0)).then_some(())
+    });
+    // Many failed checks, each of which alone would fire the rule.
+    wait_checks(&d, 10.0);
+    assert!(
+        saas.received_on("/hook").is_empty(),
+        "sent while the connectivity target is unreachable: {:?}",
+        saas.received_on("/hook").iter().map(|r| &r.body).collect::<Vec<_>>()
+    );
+    assert_eq!(d.metric("lookout_network_lost", &[]), Some(1.0));
+
+    // The target answers again: the same condition now fires.
+    let _back = std::net::TcpListener::bind(("127.0.0.1", target)).unwrap();
+    fires_once(&d, &saas, "HealthEndpointDown", Duration::from_secs(20));
+    assert_eq!(d.metric("lookout_network_lost", &[]), Some(0.0));
+}
+
+#[test]
+fn inside_a_maintenance_window_a_firing_alert_sends_nothing_but_is_listed() {
+    let saas = SaaS::start();
+    let web = down_endpoint();
+    let am = Alertmanager::start("route:\n  receiver: none\nreceivers:\n  - name: none\n");
+    let hour = Duration::from_secs(3600);
+    let now = std::time::SystemTime::now();
+    let d = Daemon::start(&format!(
+        "{HEAD}alertmanager:\n  url: {}\n  timeout: 1s\n{}{}",
+        am.url(),
+        watching(
+            &web.url("/h"),
+            &format!(
+                "  resend_delay: 1s\n  maintenance:\n    - {{start: '{}', end: '{}'}}\n",
+                humantime::format_rfc3339_seconds(now - hour),
+                humantime::format_rfc3339_seconds(now + hour)
+            ),
+            "    HealthEndpointDown: {for: 100ms, fail_after: 1}\n"
+        ),
+        relay_to(&saas)
+    ));
+    // Firing, and still so two seconds (twenty rounds, two resend delays) later.
+    let firing = wait_for("HealthEndpointDown firing for 2 s", Duration::from_secs(20), || {
+        let i = instance_of(&d, "HealthEndpointDown").filter(|i| i["state"] == "firing")?;
+        (unix_now() - i["fired_at"].as_f64()? >= 2.0).then_some(i)
+    });
+    assert_eq!(d.metric("lookout_maintenance_active", &[]), Some(1.0));
+    assert_eq!(firing["labels"]["probe"], "web", "{firing}");
+    assert_eq!(am.alerts(), serde_json::json!([]), "nothing pushed to Alertmanager");
+    assert!(saas.received_on("/hook").is_empty(), "nothing through the relay");
+    assert!(firing["last_push"].is_null() && firing["last_relay"].is_null(), "{firing}");
+}
+
+#[test]
+fn health_endpoint_slow_fires_with_its_labels_and_annotations() {
+    let web = HealthStandIn::start("/h", Behaviour::Fixed(endpoint_body(300.0)));
+    let alert = first_notice(&web_probe(&web.url("/h")), "HealthEndpointSlow", ", threshold: 0.1", "");
+    assert_says(
+        &alert,
+        serde_json::json!({"alertname": "HealthEndpointSlow", "severity": "warning", "probe": "web"}),
+        &[
+            ("summary", "Health endpoint web is slow"),
+            ("description", "Redis round trip seen by web is 0.3 s (threshold 0.1 s)"),
+        ],
+    );
+}
+
+#[test]
+fn redis_connection_exhaustion_fires_with_its_labels_and_annotations() {
+    let redis = Redis::start(&["--maxclients", "20"]);
+    // 17 held + lookout's own: 18 or more of 20, above 85%.
+    let _hold: Vec<std::net::TcpStream> = (0..17)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", redis.port)).unwrap())
+        .collect();
+    let alert = first_notice(&redis_probe(&redis), "RedisConnectionExhaustion", "", "");
+    assert_says(
+        &alert,
+        serde_json::json!({"alertname": "RedisConnectionExhaustion", "severity": "critical", "probe": "cache"}),
+        &[("summary", "Redis connections near maxclients (cache)")],
+    );
+    let percent = described_figure(&alert, "connected_clients is ", "% of maxclients (threshold 85.0%)");
+    assert!((90.0..=100.0).contains(&percent), "{alert}");
+}
+
+#[test]
+fn redis_high_memory_usage_ignores_small_fragmentation_and_fires_near_maxmemory() {
+    let redis = Redis::start(&["--maxmemory", "4mb"]);
+    let saas = SaaS::start();
+    // A small idle Redis: a huge ratio over a few wasted megabytes at most.
+    let ratio = redis.info_field("mem_fragmentation_ratio").unwrap_or(0.0);
+    let wasted = redis.info_field("mem_fragmentation_bytes").unwrap_or(f64::MAX);
+    assert!(ratio > 1.8 && wasted < 100.0 * 1024.0 * 1024.0, "ratio {ratio}, wasted {wasted}");
+    let d = Daemon::start(&format!(
+        "{HEAD}{}{}",
+        config(&redis_probe(&redis), "", "    RedisHighMemoryUsage: {for: 100ms}\n"),
+        relay_to(&saas)
+    ));
+    // lookout reads the same ratio, over many checks, and stays quiet.
+    wait_for("lookout to read the ratio", Duration::from_secs(10), || {
+        d.metric("lookout_probe_value", &[("probe", "cache"), ("metric", "mem_fragmentation_ratio")])
+            .filter(|r| *r > 1.8)
+    });
+    wait_checks(&d, 10.0);
+    assert!(saas.received_on("/hook").is_empty(), "fired on an idle Redis's fragmentation");
+    assert_eq!(
+        d.metric("lookout_alerts", &[("alertname", "RedisHighMemoryUsage"), ("state", "pending")]),
+        Some(0.0)
+    );
+
+    // Filled to above 90% of maxmemory.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let value = "x".repeat(32 * 1024);
+    for i in 0.. {
+        let used = redis.info_field("used_memory").unwrap_or(0.0);
+        if used / (4.0 * 1024.0 * 1024.0) > 0.93 {
+            break;
+        }
+        assert!(i < 500, "cannot fill Redis: used {used}");
+        let _: redis::RedisResult<()> = redis::cmd("SET").arg(format!("fill{i}")).arg(&value).query(&mut c);
+    }
+    let alert = fires_once(&d, &saas, "RedisHighMemoryUsage", Duration::from_secs(20));
+    assert_says(
+        &alert,
+        serde_json::json!({"alertname": "RedisHighMemoryUsage", "severity": "critical", "probe": "cache"}),
+        &[("summary", "Redis memory usage high (cache)")],
+    );
+    let usage = described_figure(&alert, "used/maxmemory: ", " (threshold 0.9)");
+    assert!(usage > 0.9 && usage <= 1.0, "{alert}");
+}
+
+#[test]
+fn cross_check_mismatch_fires_for_the_source_that_disagrees() {
+    let redis = Redis::start(&[]);
+    // It says maxclients is 100 and used_memory 1 byte: this Redis has neither.
+    let web = HealthStandIn::start("/h", Behaviour::Fixed(endpoint_body(0.3)));
+    let alert = first_notice(
+        &format!("{}{}", redis_probe(&redis), web_probe(&web.url("/h"))),
+        "CrossCheckMismatch",
+        "",
+        "crosscheck: {every: 1s, max_staleness: 5s}\n",
+    );
+    assert_says(
+        &alert,
+        serde_json::json!({"alertname": "CrossCheckMismatch", "severity": "warning", "probe": "web"}),
+        &[("summary", "Sources disagree about Redis (web)")],
+    );
+    let description = alert["annotations"]["description"].as_str().unwrap_or("");
+    let (n, metrics) = description
+        .split_once(" metrics disagree with the reference: ")
+        .or_else(|| description.split_once(" metric disagrees with the reference: "))
+        .unwrap_or_else(|| panic!("{description}"));
+    let names: Vec<&str> = metrics.split(", ").collect();
+    assert_eq!(n.parse::<usize>().ok(), Some(names.len()), "{description}");
+    assert!(
+        names.contains(&"maxclients") && names.contains(&"used_memory_bytes"),
+        "{description}"
+    );
+}
+
+#[test]
+fn monitoring_data_gap_fires_when_prometheuss_target_is_down() {
+    let dead = support::free_port();
+    let prom = support::Prometheus::start(&[("redis_exporter", format!("127.0.0.1:{dead}"))]);
+    wait_for("Prometheus to see the target down", Duration::from_secs(20), || {
+        (prom.query("up{job=\"redis_exporter\"}") == Some(0.0)).then_some(())
+    });
+    let probe = format!(
+        "  - {{name: prom, kind: prometheus, url: '{}', selector: '{{job=\"redis_exporter\"}}', every: 500ms}}\n",
+        prom.url()
+    );
+    let alert = first_notice(&probe, "MonitoringDataGap", "", "");
+    assert_says(
+        &alert,
+        serde_json::json!({"alertname": "MonitoringDataGap", "severity": "warning", "probe": "prom"}),
+        &[("summary", "Monitoring data gap (prom)")],
+    );
+    let description = alert["annotations"]["description"].as_str().unwrap_or("");
+    assert!(description.contains("up == 0"), "{description}");
+}
+
+#[test]
+fn a_rule_key_the_rule_does_not_use_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |rules: &str| {
+        let path = dir.path().join("lookout.yaml");
+        std::fs::write(&path, format!("probe_files: []\nalerts:\n  rules:\n{rules}")).unwrap();
+        let out = support::lookout().args(["config", "check", "-c"]).arg(&path).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = check("    CrossCheckMismatch: {threshold: 0.5}\n");
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains("lookout.yaml:4:") && err.contains("`CrossCheckMismatch` does not use `threshold`"),
+        "{err}"
+    );
+    // Located at the key's own line.
+    let (code, err) = check("    RedisConnectionExhaustion:\n      for: 1m\n      threshold: 0.9\n      fragmentation_threshold: 2\n");
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains("lookout.yaml:7:") && err.contains("`RedisConnectionExhaustion` does not use `fragmentation_threshold`"),
+        "{err}"
+    );
+    // Where the rule uses it, the key is taken.
+    let (code, err) = check("    RedisHighMemoryUsage: {threshold: 0.8, fragmentation_threshold: 2, min_wasted_bytes: 1000}\n");
+    assert_eq!(code, Some(0), "{err}");
 }

@@ -2,9 +2,11 @@
 //! hysteresis, reminders, maintenance windows and the connectivity check.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor, value::MapAccessDeserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::value::{opt_duration, parse_cron};
 
@@ -30,7 +32,7 @@ pub struct RawAlerts {
     #[serde(default)]
     pub maintenance: Vec<RawWindow>,
     /// Built-in rules by name, each tunable.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "rules_by_name")]
     pub rules: BTreeMap<String, RawRule>,
 }
 
@@ -87,6 +89,123 @@ pub struct RawRule {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// `deserialize_with` for `alerts.rules`: each rule's settings, refusing
+/// where it stands a key that only other rules use, so that the error
+/// carries its line and names the rule and the key. An unknown rule name
+/// is read as any rule and left to [`build`], which suggests the closest.
+fn rules_by_name<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, RawRule>, D::Error> {
+    struct Rules;
+    impl<'de> Visitor<'de> for Rules {
+        type Value = BTreeMap<String, RawRule>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a mapping from rule name to its settings")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut rules = BTreeMap::new();
+            while let Some(name) = map.next_key::<String>()? {
+                let rule = match RuleName::from_name(&name) {
+                    Some(rule) => map.next_value_seed(Settings(rule))?,
+                    None => map.next_value::<RawRule>()?,
+                };
+                rules.insert(name, rule);
+            }
+            Ok(rules)
+        }
+    }
+    d.deserialize_map(Rules)
+}
+
+/// The settings of the built-in rule it holds.
+struct Settings(RuleName);
+
+impl<'de> DeserializeSeed<'de> for Settings {
+    type Value = RawRule;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawRule, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Settings {
+    type Value = RawRule;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the settings of `{}`", self.0)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawRule, A::Error> {
+        RawRule::deserialize(MapAccessDeserializer::new(OwnKeys {
+            rule: self.0,
+            map,
+            refused: None,
+        }))
+    }
+}
+
+/// A rule's settings mapping that refuses, as it reads them, the keys of
+/// other rules. The error is raised at the key's value, so that it carries
+/// that line.
+struct OwnKeys<A> {
+    rule: RuleName,
+    map: A,
+    /// A key just read that this rule does not use.
+    refused: Option<String>,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for OwnKeys<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+        let Some(key) = self.map.next_key::<String>()? else {
+            return Ok(None);
+        };
+        let others = RuleName::ALL.iter().any(|r| r.own_keys().contains(&key.as_str()));
+        if others && !self.rule.own_keys().contains(&key.as_str()) {
+            self.refused = Some(key.clone());
+        }
+        seed.deserialize(key.into_deserializer()).map(Some)
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        match self.refused.take() {
+            None => self.map.next_value_seed(seed),
+            Some(key) => {
+                let rule = self.rule;
+                let valid: Vec<&str> = COMMON_KEYS.iter().chain(rule.own_keys()).copied().collect();
+                let message = format!("`{rule}` does not use `{key}` (its keys: {})", valid.join(", "));
+                match self.map.next_value_seed(Refuse(message)) {
+                    Ok(never) => match never {},
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.map.size_hint()
+    }
+}
+
+/// Reads a value only to refuse it with its message.
+struct Refuse(String);
+
+impl<'de> DeserializeSeed<'de> for Refuse {
+    type Value = std::convert::Infallible;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        de::IgnoredAny::deserialize(d)?;
+        Err(de::Error::custom(self.0))
+    }
+}
+
+/// The keys every rule takes.
+const COMMON_KEYS: [&str; 8] = [
+    "enabled",
+    "for",
+    "fail_after",
+    "resolve_after",
+    "severity",
+    "reminder",
+    "labels",
+    "annotations",
+];
+
 /// The built-in rules. Each is its own variant (not a string) so that the
 /// engine's `match` on what a rule evaluates is checked for exhaustiveness,
 /// and a misspelt name cannot get past configuration.
@@ -137,6 +256,20 @@ impl RuleName {
             RuleName::CrossCheckMismatch => "CrossCheckMismatch",
             RuleName::MonitoringDataGap => "MonitoringDataGap",
             RuleName::AlertmanagerUnreachable => "AlertmanagerUnreachable",
+        }
+    }
+
+    /// The keys this rule uses beyond [`COMMON_KEYS`]: a key that another
+    /// rule uses means nothing here, and is refused rather than ignored.
+    pub fn own_keys(self) -> &'static [&'static str] {
+        match self {
+            RuleName::HealthEndpointSlow | RuleName::RedisConnectionExhaustion => &["threshold"],
+            RuleName::RedisHighMemoryUsage => &["threshold", "fragmentation_threshold", "min_wasted_bytes"],
+            RuleName::HealthEndpointDown
+            | RuleName::RedisUnreachable
+            | RuleName::CrossCheckMismatch
+            | RuleName::MonitoringDataGap
+            | RuleName::AlertmanagerUnreachable => &[],
         }
     }
 
@@ -460,6 +593,48 @@ mod tests {
             RuleName::ALL,
             "every rule on by default"
         );
+    }
+
+    /// `alerts.rules.<rule>` with `yaml` (a flow mapping) as its settings,
+    /// read and built; a reading error as its message.
+    fn with_rule(rule: &str, yaml: &str) -> Result<Option<AlertsConfig>, String> {
+        let raw: RawAlerts = serde_saphyr::from_str(&format!("rules:\n  {rule}: {yaml}\n")).map_err(|e| e.to_string())?;
+        build(Some(raw)).map_err(|errs| format!("{errs:?}"))
+    }
+
+    #[test]
+    fn each_rule_takes_only_the_keys_it_uses() {
+        // (key, value, the rules that use it): every other rule refuses it.
+        let specific = [
+            (
+                "threshold",
+                "0.5",
+                &[
+                    RuleName::HealthEndpointSlow,
+                    RuleName::RedisConnectionExhaustion,
+                    RuleName::RedisHighMemoryUsage,
+                ][..],
+            ),
+            ("fragmentation_threshold", "2.0", &[RuleName::RedisHighMemoryUsage][..]),
+            ("min_wasted_bytes", "1000", &[RuleName::RedisHighMemoryUsage][..]),
+        ];
+        for rule in RuleName::ALL {
+            for (key, value, users) in specific {
+                let got = with_rule(rule.as_str(), &format!("{{for: 1m, {key}: {value}}}"));
+                if users.contains(&rule) {
+                    assert!(got.is_ok(), "{rule} uses `{key}`: {got:?}");
+                } else {
+                    let err = got.expect_err("a key the rule does not use is refused");
+                    assert!(err.contains(&format!("`{rule}` does not use `{key}`")), "{err}");
+                }
+            }
+            // The keys every rule takes.
+            let common = "{enabled: true, for: 1s, fail_after: 2, resolve_after: 2, severity: page, reminder: 1h, labels: {team: x}, annotations: {summary: s}}";
+            assert!(with_rule(rule.as_str(), common).is_ok(), "{rule} takes the common keys");
+        }
+        // A misspelt key is still an unknown one, and an unknown rule is still named.
+        assert!(with_rule("CrossCheckMismatch", "{treshold: 1}").is_err_and(|e| e.contains("treshold")));
+        assert!(with_rule("CrossCheckMismach", "{threshold: 1}").is_err_and(|e| e.contains("did you mean `CrossCheckMismatch`")));
     }
 
     #[test]
