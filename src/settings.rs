@@ -356,6 +356,24 @@ fn validate(source: Option<&Path>, raw: RawSettings, probes: Vec<(PathBuf, Entry
         }
     };
     let relay = crate::relay::config::build(&file, raw.relay.unwrap_or_default(), &mut problems);
+    // A reminder goes through the relay byte for byte as the first notice:
+    // sooner than the relay's de-duplication window, it would be taken for
+    // a copy and never delivered.
+    if let (Some(a), Some(r)) = (&alerts, &relay) {
+        for rule in a.rules.iter().filter(|rule| rule.reminder < r.dedup_window) {
+            problems.push(Problem {
+                file: file.clone(),
+                line: None,
+                column: None,
+                field: Some(format!("alerts.rules.{}.reminder", rule.name.as_str())),
+                message: format!(
+                    "{} is shorter than `relay.dedup_window` ({}): the relay would take each reminder for a copy of the first notice; raise `reminder` or lower `dedup_window`",
+                    humantime::format_duration(rule.reminder),
+                    humantime::format_duration(r.dedup_window)
+                ),
+            });
+        }
+    }
     if !problems.is_empty() {
         return Err(ConfigError(problems));
     }
@@ -498,6 +516,17 @@ mod tests {
         std::fs::write(&cfg, format!("probe_files: ['{}/p/*.yaml']\n", dir.path().display())).unwrap();
         let e = load_with_env(&cfg, &no_env).unwrap_err();
         assert!(e.0[0].message.contains("holds one probe"), "{e}");
+    }
+
+    #[test]
+    fn a_reminder_the_relay_would_swallow_is_refused() {
+        let e = load_str("probe_files: []\nalerts:\n  rules:\n    HealthEndpointDown: {reminder: 1m}\nrelay: {dedup_window: 5m}\n")
+            .unwrap_err();
+        assert_eq!(e.0[0].field.as_deref(), Some("alerts.rules.HealthEndpointDown.reminder"), "{e}");
+        assert_eq!(e.0[0].line, Some(4), "{e}");
+        assert!(
+            load_str("probe_files: []\nalerts:\n  rules:\n    HealthEndpointDown: {reminder: 1m}\nrelay: {dedup_window: 30s}\n").is_ok()
+        );
     }
 
     #[test]
