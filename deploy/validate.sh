@@ -83,12 +83,15 @@ ensure_tools() {
     install_debian "${missing[@]}" || printf 'setup apt-get install failed; the checks that need them fail\n'
   fi
 
+  # The venv's own path is part of the stamp: its scripts' #! lines name it,
+  # so a venv reached through another path (a moved or linked checkout) is
+  # rebuilt rather than left with scripts that cannot start.
   local req="$HERE/validate-requirements.txt" stamp="$TOOLS/.requirements.sha256" sum
-  sum="$(sha256sum "$req" | cut -d' ' -f1)"
+  sum="$({ printf '%s\n' "$TOOLS"; cat "$req"; } | sha256sum | cut -d' ' -f1)"
   if [[ ! -x "$TOOLS/bin/python" || ! -f "$stamp" || "$(<"$stamp")" != "$sum" ]]; then
     printf 'setup installing %s into %s\n' "${req#"$ROOT"/}" "${TOOLS#"$ROOT"/}"
     mkdir -p "$STACK"
-    if { [[ -x "$TOOLS/bin/python" ]] || python3 -m venv "$TOOLS"; } &&
+    if python3 -m venv --clear "$TOOLS" &&
       "$TOOLS/bin/python" -m pip install -q --disable-pip-version-check -r "$req" >"$WORK/pip.log" 2>&1; then
       echo "$sum" >"$stamp"
     else

@@ -519,6 +519,20 @@ mod tests {
     }
 
     #[test]
+    fn for_zero_is_accepted_as_prometheus_accepts_it() {
+        let c = load_str("probe_files: []\nalerts:\n  rules:\n    HealthEndpointDown: {for: 0s}\n").unwrap();
+        let rule = c
+            .alerts
+            .unwrap()
+            .rules
+            .into_iter()
+            .find(|r| r.name.as_str() == "HealthEndpointDown")
+            .unwrap();
+        assert_eq!(rule.for_, Duration::ZERO);
+        assert!(load_str("probe_files: []\nalerts:\n  rules:\n    HealthEndpointDown: {reminder: 0s}\n").is_err());
+    }
+
+    #[test]
     fn a_reminder_the_relay_would_swallow_is_refused() {
         let e = load_str("probe_files: []\nalerts:\n  rules:\n    HealthEndpointDown: {reminder: 1m}\nrelay: {dedup_window: 5m}\n")
             .unwrap_err();

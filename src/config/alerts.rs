@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::de::{self, DeserializeSeed, IntoDeserializer, MapAccess, Visitor, value::MapAccessDeserializer};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use super::value::{opt_duration, parse_cron};
+use super::value::{opt_duration, opt_duration_or_zero, parse_cron};
 
 /// `alerts:` as written.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -61,8 +61,8 @@ pub struct RawWindow {
 pub struct RawRule {
     /// Turn the rule off (`false`) or on.
     pub enabled: Option<bool>,
-    /// How long the condition must hold before firing (Prometheus `for:`).
-    #[serde(default, rename = "for", deserialize_with = "opt_duration")]
+    /// How long the condition must hold before firing (Prometheus `for:`; `0s` fires at once).
+    #[serde(default, rename = "for", deserialize_with = "opt_duration_or_zero")]
     #[schemars(with = "Option<String>")]
     pub for_: Option<Duration>,
     /// Consecutive failing checks before the alert is pending.

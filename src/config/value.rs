@@ -47,6 +47,16 @@ pub fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>,
     parse_duration(&s).map(Some).map_err(serde::de::Error::custom)
 }
 
+/// `deserialize_with` for an optional duration that may be zero, as
+/// Prometheus's `for: 0s` is (fire at the first failing evaluation).
+pub fn opt_duration_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    match humantime::parse_duration(s.trim()) {
+        Ok(d) if d.is_zero() => Ok(Some(d)),
+        _ => parse_duration(&s).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
 /// `deserialize_with` for an optional `host:port` listen address.
 pub fn opt_socket_addr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
     let s = String::deserialize(d)?;
