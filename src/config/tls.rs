@@ -18,8 +18,18 @@ use super::value::read_secret;
 /// the cap keeps a wrong path (a log, `/dev/zero`) from filling memory.
 pub const MAX_PEM_FILE_BYTES: u64 = 1024 * 1024;
 
-/// The PEM certificates of `path`, at least one, as the file's bytes.
-pub fn read_certificates(path: &Path) -> Result<Vec<u8>, String> {
+/// The bytes of a PEM file, checked; printed as its size only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pem(pub Vec<u8>);
+
+impl std::fmt::Debug for Pem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<PEM, {} bytes>", self.0.len())
+    }
+}
+
+/// The PEM certificates of `path`, at least one.
+pub fn read_certificates(path: &Path) -> Result<Pem, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
     if !meta.is_file() {
         return Err(format!("`{}` is not a regular file", path.display()));
@@ -35,20 +45,20 @@ pub fn read_certificates(path: &Path) -> Result<Vec<u8>, String> {
             path.display()
         ));
     }
-    Ok(pem)
+    Ok(Pem(pem))
 }
 
 /// A CA bundle: [`read_certificates`], each one usable as a trust anchor.
-pub fn read_ca_bundle(path: &Path) -> Result<Vec<u8>, String> {
+pub fn read_ca_bundle(path: &Path) -> Result<Pem, String> {
     let pem = read_certificates(path)?;
-    root_store(&pem).map_err(|e| format!("`{}`: {e}", path.display()))?;
+    root_store(&pem.0).map_err(|e| format!("`{}`: {e}", path.display()))?;
     Ok(pem)
 }
 
 /// A client certificate and its private key (mutual TLS): the key is read
 /// as a secret file, and the pair must be one rustls accepts (a key it can
 /// sign with, matching the certificate).
-pub fn read_client_identity(cert: &Path, key: &Path) -> Result<(Vec<u8>, Secret), (&'static str, String)> {
+pub fn read_client_identity(cert: &Path, key: &Path) -> Result<(Pem, Secret), (&'static str, String)> {
     let chain = read_certificates(cert).map_err(|e| ("cert_file", e))?;
     let key_pem = read_secret(&None, &Some(key.to_path_buf()), "key")
         .map_err(|e| ("key_file", e))?
@@ -59,7 +69,7 @@ pub fn read_client_identity(cert: &Path, key: &Path) -> Result<(Vec<u8>, Secret)
             format!("`{}` holds no PEM private key (PKCS#8, PKCS#1 or SEC1)", key.display()),
         )
     })?;
-    let certs = parse_certificates(&chain).map_err(|e| ("cert_file", e))?;
+    let certs = parse_certificates(&chain.0).map_err(|e| ("cert_file", e))?;
     rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| ("cert_file", e.to_string()))?

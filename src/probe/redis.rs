@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 use super::{Facts, FailureReason, Probe, ProbeError, Reading};
 use crate::config::entry::Scope;
+use crate::config::tls::Pem;
 use crate::config::value::{opt_duration, read_secret};
 use crate::config::{Env, Secret, redact_url, redact_urls_in};
 use crate::metric::Metric;
@@ -102,24 +103,14 @@ pub struct RedisSpec {
 }
 
 /// How a `rediss://` connection verifies the server and identifies itself.
-#[derive(Clone, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct RedisTls {
     /// PEM CA certificates trusted instead of the system's.
-    pub ca: Option<Vec<u8>>,
+    pub ca: Option<Pem>,
     /// PEM client certificate chain and its private key (mutual TLS).
-    pub client: Option<(Vec<u8>, Secret)>,
+    pub client: Option<(Pem, Secret)>,
     /// Any server certificate is accepted (`#insecure` on the URL).
     pub skip_verify: bool,
-}
-
-impl std::fmt::Debug for RedisTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisTls")
-            .field("ca", &self.ca.as_ref().map(|_| "<pem>"))
-            .field("client", &self.client.as_ref().map(|_| "<pem and key>"))
-            .field("skip_verify", &self.skip_verify)
-            .finish()
-    }
 }
 
 /// Validates a `kind: redis` probe's keys into its spec; `env` is the
@@ -215,12 +206,14 @@ pub fn configure(p: RawRedis, scope: &mut Scope<'_>, env: Env<'_>) -> Option<Red
         }
     };
     let tls = configure_tls(&p, parsed.scheme() == "rediss", insecure_fragment, source, scope)?;
+    // Shown without the `#insecure` added here (a fragment shows as `#***`).
+    let display_url = redact_url(&url);
     let mut url = url;
     if tls.as_ref().is_some_and(|t| t.skip_verify) && !insecure_fragment {
         url.push_str("#insecure");
     }
     Some(RedisSpec {
-        display_url: redact_url(&url),
+        display_url,
         url: Secret::new(url),
         tls,
         roundtrip: p.roundtrip.unwrap_or(false),
@@ -349,10 +342,10 @@ impl RedisProbe {
                 spec.url.expose(),
                 redis::TlsCertificates {
                     client_tls: client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
-                        client_cert: cert.clone(),
+                        client_cert: cert.0.clone(),
                         client_key: key.expose().as_bytes().to_vec(),
                     }),
-                    root_cert: ca.clone(),
+                    root_cert: ca.as_ref().map(|pem| pem.0.clone()),
                 },
             ),
             _ => redis::Client::open(spec.url.expose()),

@@ -126,7 +126,7 @@ pub struct EmailConfig {
     /// TLS mode.
     pub tls: SmtpTls,
     /// PEM CA certificates trusted instead of the public CAs.
-    pub ca: Option<Vec<u8>>,
+    pub ca: Option<crate::config::tls::Pem>,
     /// Any server certificate is accepted.
     pub tls_skip_verify: bool,
     /// AUTH user.
@@ -229,7 +229,7 @@ impl Email {
         let params = || {
             let mut b = TlsParameters::builder(host.clone());
             if let Some(pem) = ca {
-                let certs = Certificate::from_pem(pem).map_err(|e| format!("ca_file: {e}"))?;
+                let certs = Certificate::from_pem(&pem.0).map_err(|e| format!("ca_file: {e}"))?;
                 b = b.certificate_store(CertificateStore::None).add_root_certificate(certs);
             }
             b.dangerous_accept_invalid_certs(*tls_skip_verify)
