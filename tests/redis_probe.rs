@@ -307,6 +307,14 @@ async fn an_acl_user_over_tls_and_a_wrong_password_is_an_auth_error() {
         "the probe's kept connection is the ACL user's"
     );
 
+    // The backends' REDIS_URL, with only the CA given here.
+    let url = format!("rediss://probe:{secret}@127.0.0.1:{}", redis.port);
+    let env = move |k: &str| (k == "REDIS_URL").then(|| url.clone());
+    let h = build(&format!("  - name: acl\n    kind: redis\n    ca_file: {}\n", ca.ca.display()), &env);
+    let o = probe::run(&h).await;
+    assert!(o.ok, "{o:?}");
+    assert_eq!(o.values.get(&Metric::MaxmemoryBytes), Some(&83886080.0), "{o:?}");
+
     let h = build(
         &format!(
             "  - name: acl\n    kind: redis\n    url: rediss://probe:wrong-{secret}@127.0.0.1:{}\n    ca_file: {}\n",
