@@ -159,3 +159,294 @@ async fn redis_6_without_config_succeeds_without_maxclients() {
         "tried once, then let be"
     );
 }
+
+/// The problems of a configuration that must not load: `(line, field, message)`.
+fn problems(probe_yaml: &str) -> Vec<(Option<u64>, Option<String>, String)> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.yaml");
+    std::fs::write(&path, format!("probe_files: []\nprobes:\n{probe_yaml}")).unwrap();
+    match lookout::settings::load_with_env(&path, &no_env) {
+        Ok(_) => panic!("loaded: {probe_yaml}"),
+        Err(e) => e.0.into_iter().map(|p| (p.line, p.field, p.message)).collect(),
+    }
+}
+
+/// One run of a probe that must fail, and within `bound`: its reason and error.
+async fn failure(probe_yaml: &str, bound: std::time::Duration) -> (Option<FailureReason>, String) {
+    let h = build(probe_yaml, &no_env);
+    let t0 = std::time::Instant::now();
+    let o = probe::run(&h).await;
+    assert!(!o.ok, "{o:?}");
+    assert!(t0.elapsed() < bound, "bounded by the timeout: {:?}", t0.elapsed());
+    (o.reason, o.error.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_the_servers_ca_reads_info() {
+    let ca = support::TestCa::new();
+    let redis = support::TlsRedis::start(&ca, false, &["--maxmemory", "77594624"]);
+    let h = build(
+        &format!(
+            "  - name: tls\n    kind: redis\n    url: {}\n    ca_file: {}\n    roundtrip: true\n",
+            redis.url(),
+            ca.ca.display()
+        ),
+        &no_env,
+    );
+    let o = probe::run(&h).await;
+    assert!(o.ok, "{o:?}");
+    assert_eq!(o.values.get(&Metric::MaxmemoryBytes), Some(&77594624.0), "{o:?}");
+    let run_id = redis
+        .cli(&["INFO", "server"])
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("run_id:").map(str::to_string));
+    assert_eq!(o.facts.run_id, run_id, "this server answered");
+    // The connection is kept: a second run does not connect again.
+    let before = redis.cli(&["INFO", "stats"]);
+    assert!(probe::run(&h).await.ok);
+    let connections = |info: &str| {
+        info.lines()
+            .find_map(|l| l.trim().strip_prefix("total_connections_received:").map(str::to_string))
+    };
+    let after = redis.cli(&["INFO", "stats"]);
+    let (b, a) = (connections(&before).unwrap(), connections(&after).unwrap());
+    assert_eq!(a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap() + 1, "only redis-cli connected");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_with_a_wrong_ca_fails_within_the_timeout_and_says_why() {
+    let ca = support::TestCa::new();
+    let other = support::TestCa::new();
+    let redis = support::TlsRedis::start(&ca, false, &[]);
+    // Another CA, and the system's CAs (no `ca_file`): neither signed it.
+    for ca_key in [format!("    ca_file: {}\n", other.ca.display()), String::new()] {
+        let yaml = format!(
+            "  - name: tls\n    kind: redis\n    url: {}\n    timeout: 2s\n{ca_key}",
+            redis.url()
+        );
+        let (reason, error) = failure(&yaml, std::time::Duration::from_secs(3)).await;
+        assert_eq!(reason, Some(FailureReason::Connect), "{error}");
+        // Both test CAs have the same name: the other one is found but does not verify.
+        let refused = error.contains("UnknownIssuer") || error.contains("BadSignature");
+        assert!(refused && error.contains("`ca_file`"), "{error}");
+        assert!(error.contains(&format!("rediss://127.0.0.1:{}", redis.port)), "{error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mutual_tls_works_with_a_client_certificate_and_fails_without() {
+    let ca = support::TestCa::new();
+    let redis = support::TlsRedis::start(&ca, true, &["--maxmemory", "79691776"]);
+    let (cert, key) = &redis.client;
+    let base = format!(
+        "  - name: mtls\n    kind: redis\n    url: {}\n    timeout: 2s\n    ca_file: {}\n",
+        redis.url(),
+        ca.ca.display()
+    );
+    let h = build(
+        &format!("{base}    cert_file: {}\n    key_file: {}\n", cert.display(), key.display()),
+        &no_env,
+    );
+    let o = probe::run(&h).await;
+    assert!(o.ok, "{o:?}");
+    assert_eq!(o.values.get(&Metric::MaxmemoryBytes), Some(&79691776.0), "{o:?}");
+
+    let (_, error) = failure(&base, std::time::Duration::from_secs(3)).await;
+    assert!(error.contains("CertificateRequired") && error.contains("`cert_file`"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_skip_verify_accepts_a_certificate_of_an_unknown_ca() {
+    let ca = support::TestCa::new();
+    let redis = support::TlsRedis::start(&ca, false, &["--maxmemory", "81788928"]);
+    let h = build(
+        &format!(
+            "  - name: tls\n    kind: redis\n    url: {}\n    tls_skip_verify: true\n",
+            redis.url()
+        ),
+        &no_env,
+    );
+    let o = probe::run(&h).await;
+    assert!(o.ok, "{o:?}");
+    assert_eq!(o.values.get(&Metric::MaxmemoryBytes), Some(&81788928.0), "{o:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_acl_user_over_tls_and_a_wrong_password_is_an_auth_error() {
+    let secret = "Probe-Pa55-acl";
+    let ca = support::TestCa::new();
+    let redis = support::TlsRedis::start(&ca, false, &["--maxmemory", "83886080"]);
+    // As narrow as a managed Redis's monitoring user.
+    let set = redis.cli(&[
+        "ACL",
+        "SETUSER",
+        "probe",
+        "on",
+        &format!(">{secret}"),
+        "+ping",
+        "+info",
+        "+config|get",
+    ]);
+    assert_eq!(set.trim(), "OK");
+    let pw = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(pw.path(), format!("{secret}\n")).unwrap();
+    let h = build(
+        &format!(
+            "  - name: acl\n    kind: redis\n    host: 127.0.0.1\n    port: {}\n    tls: true\n    username: probe\n    password_file: {}\n    ca_file: {}\n",
+            redis.port,
+            pw.path().display(),
+            ca.ca.display()
+        ),
+        &no_env,
+    );
+    let o = probe::run(&h).await;
+    assert!(o.ok, "{o:?}");
+    assert_eq!(o.values.get(&Metric::MaxmemoryBytes), Some(&83886080.0), "{o:?}");
+    assert!(
+        redis.cli(&["CLIENT", "LIST"]).lines().any(|l| l.contains(" user=probe ")),
+        "the probe's kept connection is the ACL user's"
+    );
+
+    // The backends' REDIS_URL, with only the CA given here.
+    let url = format!("rediss://probe:{secret}@127.0.0.1:{}", redis.port);
+    let env = move |k: &str| (k == "REDIS_URL").then(|| url.clone());
+    let h = build(&format!("  - name: acl\n    kind: redis\n    ca_file: {}\n", ca.ca.display()), &env);
+    let o = probe::run(&h).await;
+    assert!(o.ok, "{o:?}");
+    assert_eq!(o.values.get(&Metric::MaxmemoryBytes), Some(&83886080.0), "{o:?}");
+
+    let h = build(
+        &format!(
+            "  - name: acl\n    kind: redis\n    url: rediss://probe:wrong-{secret}@127.0.0.1:{}\n    ca_file: {}\n",
+            redis.port,
+            ca.ca.display()
+        ),
+        &no_env,
+    );
+    let o = probe::run(&h).await;
+    assert!(!o.ok, "{o:?}");
+    let text = format!("{o:?}");
+    assert!(!text.contains(secret), "{text}");
+    let error = o.error.unwrap_or_default();
+    assert!(
+        error.to_lowercase().contains("authentication failed"),
+        "an authentication error: {error}"
+    );
+}
+
+#[test]
+fn tls_keys_are_checked_when_the_configuration_loads() {
+    let ca = support::TestCa::new();
+    let other = support::TestCa::new();
+    let (cert, key) = ca.client_cert();
+    let (_, other_key) = other.client_cert();
+    let d = tempfile::tempdir().unwrap();
+    let text = d.path().join("notes.txt");
+    std::fs::write(&text, "not a certificate\n").unwrap();
+    let head = "  - name: r\n    kind: redis\n";
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            format!("{head}    url: redis://127.0.0.1:6379\n    ca_file: {}\n", ca.ca.display()),
+            "ca_file",
+            "is redis://",
+        ),
+        (
+            format!(
+                "{head}    url: rediss://127.0.0.1:6379\n    ca_file: {}\n",
+                d.path().join("missing.pem").display()
+            ),
+            "ca_file",
+            "cannot read",
+        ),
+        (
+            format!("{head}    url: rediss://127.0.0.1:6379\n    ca_file: {}\n", text.display()),
+            "ca_file",
+            "no PEM certificate",
+        ),
+        (
+            format!("{head}    url: rediss://127.0.0.1:6379\n    cert_file: {}\n", cert.display()),
+            "cert_file",
+            "needs `key_file`",
+        ),
+        (
+            format!(
+                "{head}    url: rediss://127.0.0.1:6379\n    cert_file: {}\n    key_file: {}\n",
+                cert.display(),
+                text.display()
+            ),
+            "key_file",
+            "no PEM private key",
+        ),
+        (
+            format!(
+                "{head}    url: rediss://127.0.0.1:6379\n    cert_file: {}\n    key_file: {}\n",
+                cert.display(),
+                other_key.display()
+            ),
+            "key_file",
+            "does not go with",
+        ),
+        (
+            format!(
+                "{head}    url: rediss://127.0.0.1:6379\n    ca_file: {}\n    tls_skip_verify: true\n",
+                ca.ca.display()
+            ),
+            "tls_skip_verify",
+            "not both",
+        ),
+        (
+            format!("{head}    host: 127.0.0.1\n    tls_skip_verify: true\n"),
+            "tls_skip_verify",
+            "`tls: true`",
+        ),
+    ];
+    for (yaml, field, says) in cases {
+        let found = problems(&yaml);
+        let line = yaml
+            .lines()
+            .position(|l| l.trim_start().starts_with(&format!("{field}:")))
+            .map(|i| i as u64 + 3);
+        assert!(
+            found
+                .iter()
+                .any(|(l, f, m)| f.as_deref() == Some(field) && *l == line && m.contains(says)),
+            "{yaml}\n{found:?}"
+        );
+        // A key's content is never repeated.
+        assert!(found.iter().all(|(_, _, m)| !m.contains("PRIVATE KEY")), "{found:?}");
+    }
+    // A key that goes with its certificate loads.
+    build(
+        &format!(
+            "{head}    url: rediss://127.0.0.1:6379\n    cert_file: {}\n    key_file: {}\n",
+            cert.display(),
+            key.display()
+        ),
+        &no_env,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_and_plain_ports_mixed_up_fail_within_the_timeout_and_say_so() {
+    let redis = Redis::start(&[]);
+    let yaml = format!(
+        "  - name: tls\n    kind: redis\n    url: rediss://127.0.0.1:{}\n    timeout: 1s\n",
+        redis.port
+    );
+    let (reason, error) = failure(&yaml, std::time::Duration::from_secs(2)).await;
+    // Redis waits for the end of a line that never comes: the connection
+    // gives up just before the run does, and says what it was doing.
+    assert_eq!(reason, Some(FailureReason::Timeout), "{error}");
+    assert!(error.contains("does this port speak TLS"), "{error}");
+
+    // And the other way round: redis:// to a TLS-only port.
+    let ca = support::TestCa::new();
+    let tls = support::TlsRedis::start(&ca, false, &[]);
+    let yaml = format!(
+        "  - name: plain\n    kind: redis\n    url: redis://127.0.0.1:{}\n    timeout: 1s\n",
+        tls.port
+    );
+    let (reason, error) = failure(&yaml, std::time::Duration::from_secs(2)).await;
+    assert_eq!(reason, Some(FailureReason::Connect), "{error}");
+    assert!(error.contains("does it take rediss://"), "{error}");
+}

@@ -825,3 +825,105 @@ fn without_colours(text: &str) -> String {
     }
     out
 }
+
+/// An SMTP stand-in speaking `mode` (`starttls` or `tls`) with `ca`'s
+/// server certificate, and taking the login `lookout:mail-Pa55`.
+fn tls_smtp(ca: &support::TestCa, mode: &str) -> support::PyStandIn {
+    let (cert, key) = (ca.cert.display().to_string(), ca.key.display().to_string());
+    support::PyStandIn::start(
+        "smtp",
+        &["--tls", mode, "--cert", &cert, "--key", &key, "--auth", "lookout:mail-Pa55"],
+    )
+}
+
+#[test]
+fn email_with_ca_file_delivers_over_starttls_and_implicit_tls() {
+    let ca = support::TestCa::new();
+    let starttls = tls_smtp(&ca, "starttls");
+    let implicit = tls_smtp(&ca, "tls");
+    let unverified = tls_smtp(&ca, "starttls");
+    let creds = "      username: lookout\n      password: mail-Pa55\n";
+    let ca_file = format!("      ca_file: {}\n", ca.ca.display());
+    let d = Daemon::start(&email_relay(&[
+        (
+            "starttls",
+            format!("      port: {}\n      tls: starttls\n{ca_file}{creds}", starttls.port),
+        ),
+        (
+            "implicit",
+            format!("      port: {}\n      tls: tls\n{ca_file}{creds}", implicit.port),
+        ),
+        (
+            "unverified",
+            format!(
+                "      port: {}\n      tls: starttls\n      tls_skip_verify: true\n{creds}",
+                unverified.port
+            ),
+        ),
+    ]));
+    let p = am_payload("{}:{alertname=\"RedisCa\"}", "firing", &[("RedisCa", "a", "firing")]);
+    assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[]).unwrap().0, 200);
+    for (name, smtp) in [("starttls", &starttls), ("implicit", &implicit), ("unverified", &unverified)] {
+        let mail = wait_for(&format!("the mail through {name}"), Duration::from_secs(15), || {
+            smtp.events_of("mail").pop()
+        });
+        assert_eq!(mail["tls"], true, "{name}: {mail}");
+        assert_eq!(mail["user"], "lookout", "{name}: {mail}");
+        assert!(
+            mail["data"].as_str().is_some_and(|m| m.contains("Subject: [FIRING:1] RedisCa")),
+            "{name}: {mail}"
+        );
+    }
+    assert_eq!(starttls.events_of("starttls").len(), 1, "{:?}", starttls.events());
+    assert!(!d.logs().contains("mail-Pa55"), "no password in the logs");
+}
+
+#[test]
+fn email_tls_keys_are_checked_when_the_configuration_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, "not a certificate\n").unwrap();
+    let ca = support::TestCa::new();
+    let cases = [
+        (
+            format!("      tls: none\n      ca_file: {}\n", ca.ca.display()),
+            "ca_file",
+            "`tls` is `none`",
+        ),
+        (
+            "      tls: none\n      tls_skip_verify: true\n".to_string(),
+            "tls_skip_verify",
+            "`tls` is `none`",
+        ),
+        (format!("      ca_file: {}\n", notes.display()), "ca_file", "no PEM certificate"),
+        (
+            format!("      ca_file: {}\n", dir.path().join("missing.pem").display()),
+            "ca_file",
+            "cannot read",
+        ),
+        (
+            format!("      ca_file: {}\n      tls_skip_verify: true\n", ca.ca.display()),
+            "tls_skip_verify",
+            "not both",
+        ),
+    ];
+    for (keys, field, says) in cases {
+        let text = email_relay(&[("mail", keys)])
+            .replace("{listen}", "127.0.0.1:0")
+            .replace("{data_dir}", &dir.path().display().to_string());
+        let path = dir.path().join("lookout.yaml");
+        std::fs::write(&path, &text).unwrap();
+        let Err(e) = lookout::settings::load_with_env(&path, &|_| None) else {
+            panic!("loaded:\n{text}");
+        };
+        let line = text
+            .lines()
+            .position(|l| l.trim_start().starts_with(&format!("{field}:")))
+            .map(|i| i as u64 + 1);
+        assert!(
+            e.0.iter()
+                .any(|p| p.field.as_deref().is_some_and(|f| f.ends_with(field)) && p.line == line && p.message.contains(says)),
+            "{text}\n{e}"
+        );
+    }
+}

@@ -37,7 +37,8 @@ def smtp(args):
                     "event": "mail",
                     "from": envelope.mail_from,
                     "to": envelope.rcpt_tos,
-                    "tls": session.ssl is not None,
+                    # aiosmtpd sets session.ssl after STARTTLS only; implicit TLS wraps the whole session.
+                    "tls": session.ssl is not None or args.tls == "tls",
                     "user": session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None,
                     "data": envelope.content.decode("utf-8", "replace"),
                 },
@@ -57,7 +58,9 @@ def smtp(args):
     kw = {}
     if args.auth:
         # Offered only after STARTTLS unless the connection is plain on purpose.
-        kw.update(authenticator=authenticator, auth_required=True, auth_require_tls=args.tls is not None)
+        # With implicit TLS the session is TLS from the first byte, which
+        # aiosmtpd's check (made for STARTTLS) does not see: no check needed.
+        kw.update(authenticator=authenticator, auth_required=True, auth_require_tls=args.tls == "starttls")
     if args.tls == "starttls":
         kw.update(tls_context=server_context(args.cert, args.key), require_starttls=True)
     wrap = server_context(args.cert, args.key) if args.tls == "tls" else None

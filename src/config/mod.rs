@@ -18,6 +18,7 @@ mod expand;
 pub mod locate;
 pub mod schema;
 pub mod secret;
+pub mod tls;
 pub mod value;
 
 use std::fmt;

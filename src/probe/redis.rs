@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 use super::{Facts, FailureReason, Probe, ProbeError, Reading};
 use crate::config::entry::Scope;
+use crate::config::tls::Pem;
 use crate::config::value::{opt_duration, read_secret};
 use crate::config::{Env, Secret, redact_url, redact_urls_in};
 use crate::metric::Metric;
@@ -61,6 +62,22 @@ pub struct RawRedis {
     pub password_file: Option<PathBuf>,
     /// Database number, instead of `url`.
     pub db: Option<i64>,
+    /// Connect with TLS, instead of `url` (default false). A `rediss://`
+    /// URL, in `url` or `REDIS_URL`, says the same.
+    pub tls: Option<bool>,
+    /// PEM file of the CA certificates that sign the server's certificate,
+    /// trusted instead of the system's (a private CA, a cloud provider's
+    /// bundle). TLS only.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for a server that requires one (mutual TLS,
+    /// `tls-auth-clients yes`); with `key_file`. TLS only.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`, read as a secret. TLS only.
+    pub key_file: Option<PathBuf>,
+    /// Accept any server certificate (default false). The connection is
+    /// still encrypted, but anyone on the path can pose as the server and
+    /// read the password: for a test server only. TLS only.
+    pub tls_skip_verify: Option<bool>,
     /// Also write, read and delete a key each run (default false).
     pub roundtrip: Option<bool>,
     /// How often to re-read the INFO sections that rarely change
@@ -77,10 +94,23 @@ pub struct RedisSpec {
     pub url: Secret,
     /// The same URL with the password hidden.
     pub display_url: String,
+    /// TLS settings, for a `rediss://` URL.
+    pub tls: Option<RedisTls>,
     /// Write, read and delete a key each cycle.
     pub roundtrip: bool,
     /// How often to re-read the INFO sections that rarely change.
     pub static_info_every: Duration,
+}
+
+/// How a `rediss://` connection verifies the server and identifies itself.
+#[derive(Debug, Clone, Default)]
+pub struct RedisTls {
+    /// PEM CA certificates trusted instead of the system's.
+    pub ca: Option<Pem>,
+    /// PEM client certificate chain and its private key (mutual TLS).
+    pub client: Option<(Pem, Secret)>,
+    /// Any server certificate is accepted (`#insecure` on the URL).
+    pub skip_verify: bool,
 }
 
 /// Validates a `kind: redis` probe's keys into its spec; `env` is the
@@ -88,10 +118,15 @@ pub struct RedisSpec {
 pub fn configure(p: RawRedis, scope: &mut Scope<'_>, env: Env<'_>) -> Option<RedisSpec> {
     // Compose passes an unset variable as an empty one: treat empty as unset.
     let env = |k: &str| env(k).filter(|v| !v.is_empty());
-    let explicit_parts =
-        p.host.is_some() || p.port.is_some() || p.username.is_some() || p.password.is_some() || p.password_file.is_some() || p.db.is_some();
+    let explicit_parts = p.host.is_some()
+        || p.port.is_some()
+        || p.username.is_some()
+        || p.password.is_some()
+        || p.password_file.is_some()
+        || p.db.is_some()
+        || p.tls.is_some();
     if p.url.is_some() && explicit_parts {
-        scope.error("url", "give either `url` or host/port/username/password/db, not both");
+        scope.error("url", "give either `url` or host/port/username/password/db/tls, not both");
         return None;
     }
     let password = match read_secret(&p.password, &p.password_file, "password") {
@@ -101,12 +136,21 @@ pub fn configure(p: RawRedis, scope: &mut Scope<'_>, env: Env<'_>) -> Option<Red
             return None;
         }
     };
-    let url = if let Some(u) = &p.url {
-        u.expose().to_string()
+    // Where the URL came from, for an error that says what to change.
+    let (url, source) = if let Some(u) = &p.url {
+        (u.expose().to_string(), "`url`")
     } else if explicit_parts {
-        compose_redis_url(p.host.clone(), p.port, p.username.clone(), password, p.db)
+        let parts = UrlParts {
+            tls: p.tls.unwrap_or(false),
+            host: p.host.clone(),
+            port: p.port,
+            user: p.username.clone(),
+            password,
+            db: p.db,
+        };
+        (parts.compose(), "`host`/`port`/`tls`")
     } else if let Some(u) = env("REDIS_URL") {
-        u
+        (u, "REDIS_URL")
     } else if ["REDIS_HOST", "REDIS_PORT", "REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_DB"]
         .iter()
         .any(|k| env(k).is_some())
@@ -127,18 +171,20 @@ pub fn configure(p: RawRedis, scope: &mut Scope<'_>, env: Env<'_>) -> Option<Red
             }
             None => None,
         };
-        compose_redis_url(
-            env("REDIS_HOST"),
+        let parts = UrlParts {
+            tls: false,
+            host: env("REDIS_HOST"),
             port,
-            env("REDIS_USERNAME"),
-            env("REDIS_PASSWORD").map(Secret::new),
+            user: env("REDIS_USERNAME"),
+            password: env("REDIS_PASSWORD").map(Secret::new),
             db,
-        )
+        };
+        (parts.compose(), "REDIS_HOST/REDIS_PORT")
     } else {
-        DEFAULT_REDIS_URL.to_string()
+        (DEFAULT_REDIS_URL.to_string(), "the default")
     };
-    match url::Url::parse(&url) {
-        Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some_and(|h| !h.is_empty()) => {}
+    let parsed = match url::Url::parse(&url) {
+        Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host_str().is_some_and(|h| !h.is_empty()) => u,
         _ => {
             scope.error(
                 "url",
@@ -146,46 +192,120 @@ pub fn configure(p: RawRedis, scope: &mut Scope<'_>, env: Env<'_>) -> Option<Red
             );
             return None;
         }
-    }
-    if url.starts_with("rediss://") {
-        scope.error(
-            "url",
-            "rediss:// (TLS) is not supported by this build yet; use redis:// or a TLS tunnel",
-        );
-        return None;
+    };
+    // The redis crate reads one fragment, `#insecure`: the same as `tls_skip_verify`.
+    let insecure_fragment = match parsed.fragment() {
+        None => false,
+        Some("insecure") => true,
+        Some(_) => {
+            scope.error(
+                "url",
+                "a Redis URL's only fragment is `#insecure` (better: `tls_skip_verify: true`)",
+            );
+            return None;
+        }
+    };
+    let tls = configure_tls(&p, parsed.scheme() == "rediss", insecure_fragment, source, scope)?;
+    // Shown without the `#insecure` added here (a fragment shows as `#***`).
+    let display_url = redact_url(&url);
+    let mut url = url;
+    if tls.as_ref().is_some_and(|t| t.skip_verify) && !insecure_fragment {
+        url.push_str("#insecure");
     }
     Some(RedisSpec {
-        display_url: redact_url(&url),
+        display_url,
         url: Secret::new(url),
+        tls,
         roundtrip: p.roundtrip.unwrap_or(false),
         static_info_every: p.static_info_every.unwrap_or(DEFAULT_STATIC_INFO_EVERY),
     })
 }
 
-/// Builds `redis://user:pass@host:port/db` with each part percent-encoded.
-fn compose_redis_url(host: Option<String>, port: Option<u16>, user: Option<String>, password: Option<Secret>, db: Option<i64>) -> String {
-    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
-    let mut s = String::from("redis://");
-    let user = user.unwrap_or_default();
-    if !user.is_empty() || password.is_some() {
-        s.push_str(&utf8_percent_encode(&user, NON_ALPHANUMERIC).to_string());
-        if let Some(pw) = &password {
-            s.push(':');
-            s.push_str(&utf8_percent_encode(pw.expose(), NON_ALPHANUMERIC).to_string());
+/// Checks and reads the TLS keys: `None` inside `Some` for a plain
+/// connection, the outer `None` after an error. `insecure_fragment`: the
+/// URL ends in `#insecure`, which the redis crate takes as `tls_skip_verify`.
+fn configure_tls(p: &RawRedis, is_tls: bool, insecure_fragment: bool, source: &str, scope: &mut Scope<'_>) -> Option<Option<RedisTls>> {
+    let before = scope.count();
+    let skip_verify = p.tls_skip_verify.unwrap_or(false);
+    if !is_tls {
+        for (key, set) in [
+            ("ca_file", p.ca_file.is_some()),
+            ("cert_file", p.cert_file.is_some()),
+            ("key_file", p.key_file.is_some()),
+            ("tls_skip_verify", skip_verify),
+        ] {
+            if set {
+                scope.error(
+                    key,
+                    format!(
+                        "applies to TLS only, and the Redis URL (from {source}) is redis://: write rediss:// in `url`, or `tls: true` with `host`"
+                    ),
+                );
+            }
         }
-        s.push('@');
+        return (scope.count() == before).then_some(None);
     }
-    let host = host.filter(|h| !h.is_empty()).unwrap_or_else(|| "127.0.0.1".to_string());
-    if host.contains(':') && !host.starts_with('[') {
-        s.push_str(&format!("[{host}]"));
-    } else {
-        s.push_str(&host);
+    let skip_verify = skip_verify || insecure_fragment;
+    if skip_verify && p.ca_file.is_some() {
+        scope.error("tls_skip_verify", "give either `ca_file` or `tls_skip_verify`, not both");
     }
-    s.push_str(&format!(":{}", port.unwrap_or(6379)));
-    if let Some(db) = db {
-        s.push_str(&format!("/{db}"));
+    let ca = p
+        .ca_file
+        .as_ref()
+        .and_then(|f| crate::config::tls::read_ca_bundle(f).map_err(|e| scope.error("ca_file", e)).ok());
+    let client = match (&p.cert_file, &p.key_file) {
+        (Some(cert), Some(key)) => crate::config::tls::read_client_identity(cert, key)
+            .map_err(|(field, e)| scope.error(field, e))
+            .ok(),
+        (Some(_), None) => {
+            scope.error("cert_file", "needs `key_file`, the certificate's private key");
+            None
+        }
+        (None, Some(_)) => {
+            scope.error("key_file", "needs `cert_file`, the client certificate");
+            None
+        }
+        (None, None) => None,
+    };
+    (scope.count() == before).then_some(Some(RedisTls { ca, client, skip_verify }))
+}
+
+/// The parts of a Redis URL given one by one (keys or `REDIS_*`).
+struct UrlParts {
+    tls: bool,
+    host: Option<String>,
+    port: Option<u16>,
+    user: Option<String>,
+    password: Option<Secret>,
+    db: Option<i64>,
+}
+
+impl UrlParts {
+    /// `redis[s]://user:pass@host:port/db`, each part percent-encoded.
+    fn compose(self) -> String {
+        use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+        let mut s = String::from(if self.tls { "rediss://" } else { "redis://" });
+        let user = self.user.unwrap_or_default();
+        if !user.is_empty() || self.password.is_some() {
+            s.push_str(&utf8_percent_encode(&user, NON_ALPHANUMERIC).to_string());
+            if let Some(pw) = &self.password {
+                s.push(':');
+                s.push_str(&utf8_percent_encode(pw.expose(), NON_ALPHANUMERIC).to_string());
+            }
+            s.push('@');
+        }
+        let host = self.host.filter(|h| !h.is_empty()).unwrap_or_else(|| "127.0.0.1".to_string());
+        if host.contains(':') && !host.starts_with('[') {
+            s.push_str(&format!("[{host}]"));
+        } else {
+            s.push_str(&host);
+        }
+        s.push_str(&format!(":{}", self.port.unwrap_or(6379)));
+        if let Some(db) = self.db {
+            s.push_str(&format!("/{db}"));
+        }
+        s
     }
-    s
 }
 
 /// The probe.
@@ -215,8 +335,22 @@ struct State {
 impl RedisProbe {
     /// Prepares the client; no connection is made until the first run.
     pub fn new(name: &str, spec: &RedisSpec, timeout: Duration) -> Result<Self, String> {
-        let client = redis::Client::open(spec.url.expose())
-            .map_err(|e| format!("invalid Redis URL `{}`: {}", spec.display_url, redact_urls_in(&e.to_string())))?;
+        // The redis crate's rustls takes the process's provider: ring.
+        crate::http::install_crypto_provider();
+        let client = match &spec.tls {
+            Some(RedisTls { ca, client, .. }) if ca.is_some() || client.is_some() => redis::Client::build_with_tls(
+                spec.url.expose(),
+                redis::TlsCertificates {
+                    client_tls: client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
+                        client_cert: cert.0.clone(),
+                        client_key: key.expose().as_bytes().to_vec(),
+                    }),
+                    root_cert: ca.as_ref().map(|pem| pem.0.clone()),
+                },
+            ),
+            _ => redis::Client::open(spec.url.expose()),
+        }
+        .map_err(|e| format!("invalid Redis URL `{}`: {}", spec.display_url, redact_urls_in(&e.to_string())))?;
         Ok(RedisProbe {
             client,
             display_url: spec.display_url.clone(),
@@ -228,13 +362,26 @@ impl RedisProbe {
     }
 
     async fn connect(&self) -> Result<MultiplexedConnection, ProbeError> {
+        // A little under the run's own timeout, so that a connection that
+        // hangs (TLS to a plain port: Redis waits for the end of a line that
+        // never comes) fails here, with what was being done, not as a bare
+        // "timed out".
+        let connect_timeout = self.timeout.mul_f64(0.9);
         let cfg = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeout))
+            .set_connection_timeout(Some(connect_timeout))
             .set_response_timeout(Some(self.timeout));
-        self.client
-            .get_multiplexed_async_connection_with_config(&cfg)
-            .await
-            .map_err(|e| redis_error(&e, &format!("cannot connect to {}", self.display_url), FailureReason::Connect))
+        self.client.get_multiplexed_async_connection_with_config(&cfg).await.map_err(|e| {
+            let mut err = redis_error(&e, &format!("cannot connect to {}", self.display_url), FailureReason::Connect);
+            let tls = self.display_url.starts_with("rediss://");
+            if tls && e.is_timeout() {
+                err.message
+                    .push_str(" (no TLS answer: does this port speak TLS? A plain port takes redis://)");
+            } else if !tls && err.message.contains("reset by peer") {
+                err.message
+                    .push_str(" (a TLS-only port resets plain connections: does it take rediss://?)");
+            }
+            err
+        })
     }
 }
 
@@ -443,7 +590,24 @@ fn redis_error(e: &redis::RedisError, what: &str, default: FailureReason) -> Pro
     } else {
         default
     };
-    ProbeError::new(reason, format!("{what}: {}", redact_urls_in(&e.to_string())))
+    let text = redact_urls_in(&e.to_string());
+    ProbeError::new(reason, format!("{what}: {text}{}", tls_hint(&text)))
+}
+
+/// What to change, for the TLS failures whose text names only the symptom.
+fn tls_hint(text: &str) -> &'static str {
+    // BadSignature: a CA of the same name, but not the one that signed it.
+    if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+        " (the server's certificate is not signed by a CA lookout trusts: give that CA in `ca_file`)"
+    } else if text.contains("NotValidForName") {
+        " (the server's certificate does not name this host: connect by a name it was issued for)"
+    } else if text.contains("CertificateRequired") || text.contains("certificate required") {
+        " (the server requires a client certificate: give `cert_file` and `key_file`)"
+    } else if text.contains("InvalidContentType") || text.contains("corrupt message") {
+        " (the server does not speak TLS on this port: use redis://, or its TLS port)"
+    } else {
+        ""
+    }
 }
 
 #[cfg(test)]

@@ -999,3 +999,107 @@ fn resp_session(sock: std::net::TcpStream, config: ConfigGet, config_gets: &std:
         }
     }
 }
+
+/// Runs the `openssl` CLI in `dir`; panics with its stderr on failure.
+fn openssl_in(dir: &Path, args: &[&str]) {
+    let out = Command::new(require("openssl"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl TestCa {
+    /// A client certificate this CA signed (X.509 v3, `clientAuth`), for
+    /// mutual TLS: its certificate and key files.
+    pub fn client_cert(&self) -> (PathBuf, PathBuf) {
+        let dir = self.dir.path();
+        std::fs::write(
+            dir.join("client.ext"),
+            "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
+        for args in [
+            "req -newkey rsa:2048 -nodes -subj /CN=lookout-probe -keyout client.key -out client.csr",
+            "x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile client.ext -out client.pem",
+        ] {
+            openssl_in(dir, &args.split(' ').collect::<Vec<_>>());
+        }
+        (dir.join("client.pem"), dir.join("client.key"))
+    }
+}
+
+/// A redis-server that speaks TLS only (`--port 0 --tls-port P`), with the
+/// server certificate of a [`TestCa`]; `auth_clients` makes it require a
+/// client certificate that CA signed (`--tls-auth-clients yes`).
+pub struct TlsRedis {
+    pub port: u16,
+    /// The CA's client certificate and key, which redis-cli uses here.
+    pub client: (PathBuf, PathBuf),
+    ca: PathBuf,
+    dir: tempfile::TempDir,
+    proc: Proc,
+}
+
+impl TlsRedis {
+    pub fn start(ca: &TestCa, auth_clients: bool, extra: &[&str]) -> TlsRedis {
+        let dir = tempfile::tempdir().unwrap();
+        let client = ca.client_cert();
+        let (port, proc) = start_on_free_port(
+            "redis-server (TLS)",
+            Duration::from_secs(10),
+            |port| {
+                // The last `--port` wins: the plain port is off.
+                let mut args: Vec<String> = ["--port", "0", "--tls-port", &port.to_string()].map(String::from).into();
+                for (flag, file) in [
+                    ("--tls-cert-file", &ca.cert),
+                    ("--tls-key-file", &ca.key),
+                    ("--tls-ca-cert-file", &ca.ca),
+                ] {
+                    args.extend([flag.to_string(), file.display().to_string()]);
+                }
+                args.extend(["--tls-auth-clients", if auth_clients { "yes" } else { "no" }].map(String::from));
+                args.extend(extra.iter().map(|a| a.to_string()));
+                Redis::spawn(port, dir.path(), &args)
+            },
+            |port, proc| {
+                tls_redis_cli(port, &ca.ca, &client, &["INFO", "server"])
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("process_id:"))
+                    .and_then(|p| p.parse::<u32>().ok())
+                    == Some(proc.pid())
+            },
+        );
+        TlsRedis {
+            port,
+            client,
+            ca: ca.ca.clone(),
+            dir,
+            proc,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.port)
+    }
+
+    /// A command through `redis-cli --tls`, as the default user.
+    pub fn cli(&self, args: &[&str]) -> String {
+        tls_redis_cli(self.port, &self.ca, &self.client, args)
+    }
+}
+
+fn tls_redis_cli(port: u16, ca: &Path, (cert, key): &(PathBuf, PathBuf), args: &[&str]) -> String {
+    let out = Command::new(require("redis-cli"))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "--tls", "--cacert"])
+        .arg(ca)
+        .arg("--cert")
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

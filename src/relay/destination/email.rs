@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::Deserialize;
 
@@ -72,6 +73,14 @@ pub struct RawEmail {
     pub port: Option<u16>,
     /// `starttls` (default), `tls` (from the first byte) or `none` (a local relay).
     pub tls: Option<RawTls>,
+    /// PEM file of the CA certificates that sign the SMTP server's
+    /// certificate, trusted instead of the public CAs (a relay with a
+    /// company CA). With `tls` `starttls` or `tls`.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any server certificate (default false). The mail and the SMTP
+    /// password then go to whoever can answer on the path: for a test relay
+    /// only. With `tls` `starttls` or `tls`.
+    pub tls_skip_verify: Option<bool>,
     /// SMTP AUTH user.
     pub username: Option<String>,
     /// SMTP AUTH password.
@@ -116,6 +125,10 @@ pub struct EmailConfig {
     pub port: u16,
     /// TLS mode.
     pub tls: SmtpTls,
+    /// PEM CA certificates trusted instead of the public CAs.
+    pub ca: Option<crate::config::tls::Pem>,
+    /// Any server certificate is accepted.
+    pub tls_skip_verify: bool,
     /// AUTH user.
     pub username: Option<String>,
     /// AUTH password.
@@ -158,6 +171,20 @@ pub fn configure(d: RawEmail, scope: &mut Scope<'_>) -> Option<EmailConfig> {
     if password.is_some() && d.username.is_none() {
         scope.error("username", "required with `password`");
     }
+    let tls_skip_verify = d.tls_skip_verify.unwrap_or(false);
+    if tls == SmtpTls::None {
+        for (key, set) in [("ca_file", d.ca_file.is_some()), ("tls_skip_verify", tls_skip_verify)] {
+            if set {
+                scope.error(key, "applies to TLS only, and `tls` is `none`: use `starttls` or `tls`");
+            }
+        }
+    } else if tls_skip_verify && d.ca_file.is_some() {
+        scope.error("tls_skip_verify", "give either `ca_file` or `tls_skip_verify`, not both");
+    }
+    let ca = d
+        .ca_file
+        .as_ref()
+        .and_then(|f| crate::config::tls::read_ca_bundle(f).map_err(|e| scope.error("ca_file", e)).ok());
     let port = d.port.unwrap_or(match tls {
         SmtpTls::Tls => 465,
         SmtpTls::Starttls => 587,
@@ -167,6 +194,8 @@ pub fn configure(d: RawEmail, scope: &mut Scope<'_>) -> Option<EmailConfig> {
         host,
         port,
         tls,
+        ca,
+        tls_skip_verify,
         username: d.username,
         password,
         from,
@@ -189,18 +218,29 @@ impl Email {
             host,
             port,
             tls,
+            ca,
+            tls_skip_verify,
             username,
             password,
             from,
             to,
         } = email;
         crate::http::install_crypto_provider();
-        let builder = match tls {
-            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
-            SmtpTls::Starttls => {
-                AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host).map_err(|e| format!("SMTP host `{host}`: {e}"))?
+        let params = || {
+            let mut b = TlsParameters::builder(host.clone());
+            if let Some(pem) = ca {
+                let certs = Certificate::from_pem(&pem.0).map_err(|e| format!("ca_file: {e}"))?;
+                b = b.certificate_store(CertificateStore::None).add_root_certificate(certs);
             }
-            SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host).map_err(|e| format!("SMTP host `{host}`: {e}"))?,
+            b.dangerous_accept_invalid_certs(*tls_skip_verify)
+                .build_rustls()
+                .map_err(|e| format!("SMTP TLS for `{host}`: {e}"))
+        };
+        let builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host);
+        let builder = match tls {
+            SmtpTls::None => builder,
+            SmtpTls::Starttls => builder.tls(Tls::Required(params()?)),
+            SmtpTls::Tls => builder.tls(Tls::Wrapper(params()?)),
         };
         let mut builder = builder.port(*port).timeout(Some(cfg.delivery.timeout));
         if let (Some(u), Some(p)) = (username, password) {
