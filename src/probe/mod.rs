@@ -75,7 +75,12 @@ impl ProbeSpec {
             ProbeSpec::Redis(s) => url::Url::parse(s.url.expose()).ok()?,
             ProbeSpec::Prometheus(s) => s.url.clone(),
         };
-        Some(format!("{}:{}", u.host_str()?, u.port_or_known_default().unwrap_or(0)))
+        // The url crate knows http's and https's default ports, not Redis's.
+        let port = u
+            .port_or_known_default()
+            .or_else(|| matches!(u.scheme(), "redis" | "rediss").then_some(6379))
+            .unwrap_or(0);
+        Some(format!("{}:{port}", u.host_str()?))
     }
 }
 
