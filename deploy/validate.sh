@@ -187,11 +187,16 @@ check "hadolint deploy/Dockerfile" "$TOOLS/bin/hadolint" deploy/Dockerfile
 systemd_verify() {
   # The binary is not installed here: verify the unit with a stand-in path.
   sed 's#/usr/local/bin/lookout#/bin/true#' deploy/systemd/lookout.service >"$WORK/lookout.service"
-  systemd-analyze verify "$WORK/lookout.service" &&
+  # An invalid configuration must stop the unit, not restart-loop it: the
+  # check is `lookout run`'s own exit 78 (RestartPreventExitStatus), which
+  # does not cover an ExecStartPre.
+  ! grep -q '^ExecStartPre=' deploy/systemd/lookout.service &&
+    grep -q '^RestartPreventExitStatus=78' deploy/systemd/lookout.service &&
+    systemd-analyze verify "$WORK/lookout.service" &&
     # The threshold is on systemd's internal 0-100 scale: 30 is the 3.0 it prints.
     systemd-analyze security --offline=true --threshold=30 "$WORK/lookout.service" >/dev/null
 }
-check "systemd-analyze verify and security (exposure <= 3) of lookout.service" systemd_verify
+check "systemd: no ExecStartPre, exit 78 not restarted, systemd-analyze verify and security (exposure <= 3)" systemd_verify
 
 kube_validate() {
   local -a files=()

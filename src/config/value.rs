@@ -96,6 +96,14 @@ fn truncate_scheme(s: &str) -> String {
 /// Parses a cron expression exactly as the scheduler will (six fields,
 /// seconds first; day-of-month and day-of-week both must match).
 pub fn parse_cron(s: &str) -> Result<croner::Cron, String> {
+    // croner also takes a seventh (year) field; the scheduler's documented
+    // form is six, and a seventh is more often a misplaced field than a year.
+    let fields = s.split_whitespace().count();
+    if fields != 6 && !s.trim_start().starts_with('@') {
+        return Err(format!(
+            "invalid cron expression `{s}`: {fields} fields, expected six with seconds first (e.g. `*/15 * * * * *`)"
+        ));
+    }
     croner::parser::CronParser::builder()
         .seconds(croner::parser::Seconds::Required)
         .dom_and_dow(true)
@@ -176,6 +184,13 @@ mod tests {
         assert!(parse_duration("1000000000000d").is_err());
         assert!(parse_duration("367d").is_err());
         assert!(check_bounds(Duration::from_nanos(1), Duration::from_millis(100), Duration::from_secs(1)).is_err());
+    }
+
+    #[test]
+    fn cron_has_six_fields() {
+        assert!(parse_cron("*/15 * * * * *").is_ok());
+        assert!(parse_cron("0 0 * * * * 2027").unwrap_err().contains("7 fields"));
+        assert!(parse_cron("*/5 * * * *").unwrap_err().contains("5 fields"));
     }
 
     #[test]
