@@ -268,14 +268,7 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         relay,
     });
     let server_stop = tasks.stopping();
-    tasks.spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { server_stop.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::warn!(error = %e, "HTTP server stopped with an error");
-        }
-    });
+    tasks.spawn(crate::listener::serve(listener, app, cfg.limits, server_stop));
     tasks.every(MetricsUpkeep(metrics_handle));
     let rounds_config = config.clone();
     tasks.every(Rounds {
@@ -342,8 +335,10 @@ async fn reload(
     };
     let (cfg, handles) = new;
     let old = config.get();
-    if cfg.listen != old.listen || cfg.data_dir != old.data_dir {
-        tracing::warn!("`server.listen` and `data_dir` changes take effect at the next restart");
+    if cfg.listen != old.listen || cfg.data_dir != old.data_dir || cfg.limits != old.limits {
+        tracing::warn!(
+            "`server.listen`, `server.header_read_timeout`, `server.max_connections` and `data_dir` changes take effect at the next restart"
+        );
     }
     if let Some(r) = running.take() {
         r.stop(grace(&old)).await;

@@ -13,6 +13,7 @@ pub mod daemon;
 #[cfg(test)]
 mod fixtures;
 pub mod http;
+pub mod listener;
 pub mod metric;
 pub mod probe;
 pub mod relay;

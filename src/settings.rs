@@ -23,6 +23,9 @@ use crate::relay::config::{RawRelay, RelayConfig};
 
 /// Default listen address: loopback, so a fresh install exposes nothing.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+/// Default time a client has to send a request's headers.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Default history retention.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Default data directory (history, outbox, alert state).
@@ -79,6 +82,15 @@ pub struct RawServer {
     /// can reach the listener could otherwise make the daemon re-read its
     /// files and restart every probe. SIGHUP reloads either way.
     pub enable_lifecycle: Option<bool>,
+    /// Time a client has to send a request's headers, which is also the
+    /// longest a kept-alive connection may sit idle (default 10s; 100ms to
+    /// 5m): a slow or idle client cannot hold a connection.
+    #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
+    pub header_read_timeout: Option<Duration>,
+    /// Connections served at once (default 1024, or the descriptor limit
+    /// less 128 when that is lower; 1 to 65536); one more is closed at once.
+    pub max_connections: Option<usize>,
 }
 
 /// `history:` as written.
@@ -110,6 +122,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Whether `POST /-/reload` is served (`server.enable_lifecycle`).
     pub enable_lifecycle: bool,
+    /// The listener's connection limits.
+    pub limits: crate::listener::Limits,
     /// Where the history database lives.
     pub data_dir: PathBuf,
     /// How long observations are kept.
@@ -304,6 +318,25 @@ fn validate(source: Option<&Path>, raw: RawSettings, probes: Vec<(PathBuf, Entry
             message: "must be at least 1".into(),
         });
     }
+    let mut server_problem = |field: &str, message: String| {
+        problems.push(Problem {
+            file: file.clone(),
+            line: None,
+            column: None,
+            field: Some(format!("server.{field}")),
+            message,
+        })
+    };
+    if let Some(t) = raw.server.header_read_timeout
+        && let Err(e) = crate::config::value::check_bounds(t, Duration::from_millis(100), Duration::from_secs(300))
+    {
+        server_problem("header_read_timeout", e);
+    }
+    if let Some(n) = raw.server.max_connections
+        && !(1..=65536).contains(&n)
+    {
+        server_problem("max_connections", format!("{n} is out of range: must be between 1 and 65536"));
+    }
     // Sections that refer to probes are judged only when every probe is
     // valid; the rest of the problems are all reported together.
     let before_probes = problems.len();
@@ -384,6 +417,10 @@ fn validate(source: Option<&Path>, raw: RawSettings, probes: Vec<(PathBuf, Entry
         source: source.map(Path::to_path_buf),
         listen: raw.server.listen.unwrap_or(DEFAULT_LISTEN),
         enable_lifecycle: raw.server.enable_lifecycle.unwrap_or(false),
+        limits: crate::listener::Limits {
+            header_read_timeout: raw.server.header_read_timeout.unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
+            max_connections: raw.server.max_connections.unwrap_or_else(crate::listener::default_max_connections),
+        },
         data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
         retention: raw.history.retention.unwrap_or(DEFAULT_RETENTION),
         spread: raw.scheduler.spread.unwrap_or(true),
