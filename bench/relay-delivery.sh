@@ -5,16 +5,19 @@
 # webhook stand-in, which answers after 0 ms, then after 20 ms.
 # Alertmanager routes with `group_by: ['...']` and `group_wait: 0s` (one
 # notification per alert, at once); lookout has one `webhook` destination
-# with its default concurrency. Printed per run: alerts accepted, delivered,
-# and delivered per second (from the first delivery to the last).
+# with its default concurrency, or CONCURRENCY from the environment.
+# Printed per run: alerts accepted, delivered, and delivered per second
+# (from the first delivery to the last).
 set -euo pipefail
-USAGE="usage: bench/relay-delivery.sh [SECONDS]
+USAGE="usage: [CONCURRENCY=N] bench/relay-delivery.sh [SECONDS]
 Delivered alerts per second to a webhook stand-in (0 ms and 20 ms answers), lookout vs. Alertmanager.
+CONCURRENCY: lookout's webhook \`concurrency\` (default: the type's, 64).
 Needs target/release/lookout (or LOOKOUT_BIN), wrk, prometheus-alertmanager, curl, python3."
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_args 1 "$@"
 BURST="${SECONDS_ARG:-2}"
+[[ "${CONCURRENCY:-64}" =~ ^[1-9][0-9]*$ ]] || die "CONCURRENCY must be a positive whole number, not \`$CONCURRENCY\`"
 need wrk prometheus-alertmanager curl python3
 need_lookout
 AM="$(command -v prometheus-alertmanager)"
@@ -105,7 +108,7 @@ LPORT=$(free_port)
 round=0
 for delay in 0 20; do
   curl -sf "http://127.0.0.1:$SPORT/delay?ms=$delay" >/dev/null
-  echo "== stand-in answering after $delay ms; burst: wrk -t2 -c16 -d${BURST}s, one unique alert per request"
+  echo "== stand-in answering after $delay ms; burst: wrk -t2 -c16 -d${BURST}s, one unique alert per request; lookout's concurrency ${CONCURRENCY:-64}"
 
   round=$((round + 1))
   cat > "$WORK/am.yml" <<YAML
@@ -133,7 +136,7 @@ data_dir: $WORK/data$round
 probe_files: []
 alerts: {enabled: false}
 relay:
-  destinations: [{name: hook, type: webhook, url: "http://127.0.0.1:$SPORT/lookout$round"}]
+  destinations: [{name: hook, type: webhook, url: "http://127.0.0.1:$SPORT/lookout$round"${CONCURRENCY:+, concurrency: $CONCURRENCY}}]
 YAML
   "$LOOKOUT" run -c "$WORK/lookout.yaml" --log-level warn &
   LPID=$!; PIDS+=("$LPID")
