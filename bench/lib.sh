@@ -114,3 +114,40 @@ bench_cleanup() {
   rm -rf "$WORK"
 }
 trap bench_cleanup EXIT
+
+# write_wrk_scripts DIR: DIR/webhook.lua posts one unique Alertmanager
+# webhook payload per request to lookout's /webhook, DIR/am.lua one unique
+# alert per request to Alertmanager's /api/v2/alerts; wrk's script argument
+# (the round) keeps alerts unique across runs.
+write_wrk_scripts() {
+  local dir="$1"
+  # Both scripts send one unique alert per request, numbered by this prelude.
+  cat > "$dir/unique.lua" <<'LUA'
+-- Each wrk thread numbers its own alerts (in one Lua state per thread, so a
+-- file-level random number would be the same in both and half the
+-- requests would be duplicates).
+local threads = 0
+setup = function(thread) threads = threads + 1; thread:set("tid", threads) end
+-- The round (wrk's script argument) keeps alerts unique across rounds too.
+local round = "0"
+init = function(args) round = args[1] or "0" end
+local n = 0
+LUA
+  { cat "$dir/unique.lua"; cat <<'LUA'
+request = function()
+  n = n + 1
+  local g = string.format('{}:{alertname="Bench%s_%d_%d"}', round, tid, n)
+  local body = string.format('{"receiver":"lookout","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"Bench%s_%d_%d","severity":"critical"},"annotations":{"summary":"bench"},"startsAt":"2026-11-25T16:43:58Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":""}],"groupLabels":{"alertname":"Bench"},"commonLabels":{"severity":"critical"},"commonAnnotations":{},"externalURL":"","version":"4","groupKey":"%s","truncatedAlerts":0}', round, tid, n, g:gsub('"', '\\"'))
+  return wrk.format("POST", "/webhook", {["Content-Type"] = "application/json"}, body)
+end
+LUA
+  } > "$dir/webhook.lua"
+  { cat "$dir/unique.lua"; cat <<'LUA'
+request = function()
+  n = n + 1
+  local body = string.format('[{"labels":{"alertname":"Bench%s_%d_%d","severity":"critical"},"annotations":{"summary":"bench"}}]', round, tid, n)
+  return wrk.format("POST", "/api/v2/alerts", {["Content-Type"] = "application/json"}, body)
+end
+LUA
+  } > "$dir/am.lua"
+}

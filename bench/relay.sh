@@ -51,35 +51,7 @@ start_both() {
 }
 stop_both() { stop_pid "$AMPID"; stop_pid "$LPID"; }
 
-# Both scripts send one unique alert per request, numbered by this prelude.
-cat > "$WORK/unique.lua" <<'LUA'
--- Each wrk thread numbers its own alerts (in one Lua state per thread, so a
--- file-level random number would be the same in both and half the
--- requests would be duplicates).
-local threads = 0
-setup = function(thread) threads = threads + 1; thread:set("tid", threads) end
--- The round (wrk's script argument) keeps alerts unique across rounds too.
-local round = "0"
-init = function(args) round = args[1] or "0" end
-local n = 0
-LUA
-{ cat "$WORK/unique.lua"; cat <<'LUA'
-request = function()
-  n = n + 1
-  local g = string.format('{}:{alertname="Bench%s_%d_%d"}', round, tid, n)
-  local body = string.format('{"receiver":"lookout","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"Bench%s_%d_%d","severity":"critical"},"annotations":{"summary":"bench"},"startsAt":"2026-11-25T16:43:58Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"","fingerprint":""}],"groupLabels":{"alertname":"Bench"},"commonLabels":{"severity":"critical"},"commonAnnotations":{},"externalURL":"","version":"4","groupKey":"%s","truncatedAlerts":0}', round, tid, n, g:gsub('"', '\\"'))
-  return wrk.format("POST", "/webhook", {["Content-Type"] = "application/json"}, body)
-end
-LUA
-} > "$WORK/webhook.lua"
-{ cat "$WORK/unique.lua"; cat <<'LUA'
-request = function()
-  n = n + 1
-  local body = string.format('[{"labels":{"alertname":"Bench%s_%d_%d","severity":"critical"},"annotations":{"summary":"bench"}}]', round, tid, n)
-  return wrk.format("POST", "/api/v2/alerts", {["Content-Type"] = "application/json"}, body)
-end
-LUA
-} > "$WORK/am.lua"
+write_wrk_scripts "$WORK"
 # Three rounds, each Alertmanager then lookout, so that both see the same
 # moments of a shared, noisy machine; the median ratio is the figure.
 echo "== ingest (wrk -t2 -c16 -d10s, one unique alert per request, 3 rounds)"

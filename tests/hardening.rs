@@ -509,6 +509,18 @@ fn out_of_range_values_are_refused_by_name() {
             relay("  destinations:\n    - {name: s, type: webhook, url: \"http://h/\", retry: {initial_backoff: 1ns}}\n"),
             "initial_backoff",
         ),
+        (
+            relay("  destinations:\n    - {name: s, type: webhook, url: \"http://h/\", concurrency: 0}\n"),
+            "concurrency",
+        ),
+        (
+            relay("  destinations:\n    - {name: s, type: webhook, url: \"http://h/\", concurrency: 1025}\n"),
+            "concurrency",
+        ),
+        (
+            relay("  destinations:\n    - {name: s, type: webhook, url: \"http://h/\", burst: 0}\n"),
+            "burst",
+        ),
         (probe("every: 1ns"), "every"),
         (probe("every: 18446744073709551615s"), "every"),
         (probe("timeout: 1000000000000d"), "timeout"),

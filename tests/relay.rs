@@ -369,11 +369,18 @@ fn slack_bot_threads_a_group_and_updates_its_first_message() {
 
 /// A relay whose every notification goes to the webhook target alone,
 /// which takes `delay` to answer each.
-fn chain_only(delay: Duration) -> (SaaS, SmtpSink, Daemon) {
+/// Every Redis notification to the webhook `chain` only, which sends
+/// `concurrency` at once to a target answering after `delay`.
+fn chain_only(delay: Duration, concurrency: usize) -> (SaaS, SmtpSink, Daemon) {
     let saas = SaaS::start();
     let smtp = SmtpSink::start();
     saas.set_delay(delay);
-    let cfg = relay_config(&saas, &smtp, "").replace("destinations: [slack, pager, mail, chain]", "destinations: [chain]");
+    let cfg = relay_config(&saas, &smtp, "")
+        .replace("destinations: [slack, pager, mail, chain]", "destinations: [chain]")
+        .replace(
+            "      type: webhook\n",
+            &format!("      type: webhook\n      concurrency: {concurrency}\n"),
+        );
     let d = Daemon::start(&cfg);
     (saas, smtp, d)
 }
@@ -381,27 +388,7 @@ fn chain_only(delay: Duration) -> (SaaS, SmtpSink, Daemon) {
 /// Posts `n` notifications of distinct groups from four threads; returns
 /// the group keys answered 200.
 fn burst(port: u16, n: usize) -> Vec<String> {
-    let (k, v) = auth();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..4)
-            .map(|t| {
-                let v = v.clone();
-                s.spawn(move || {
-                    let mut ok = Vec::new();
-                    for i in (t..n).step_by(4) {
-                        let g = format!("{{}}:{{alertname=\"RedisBurst{i}\"}}");
-                        let p = am_payload(&g, "firing", &[("RedisBurst", &format!("i{i}"), "firing")]);
-                        match http_post(port, "/webhook", p.as_bytes(), &[(k, &v)]) {
-                            Some((200, _)) => ok.push(g),
-                            other => eprintln!("webhook {i} not accepted: {other:?}"),
-                        }
-                    }
-                    ok
-                })
-            })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
-    })
+    burst_from(port, 0, n)
 }
 
 /// Starts lookout again on the daemon's configuration and data directory.
@@ -428,7 +415,8 @@ fn delivered_groups(saas: &SaaS) -> HashMap<String, usize> {
 
 #[test]
 fn kill_9_mid_burst_loses_nothing() {
-    let (saas, _smtp, mut d) = chain_only(Duration::from_millis(20));
+    // Two at a time: slow enough for the kill to come mid-drain.
+    let (saas, _smtp, mut d) = chain_only(Duration::from_millis(20), 2);
     let (k, v) = auth();
     let n = 300;
     let accepted = burst(d.port, n);
@@ -461,8 +449,9 @@ fn kill_9_mid_burst_loses_nothing() {
 
 #[test]
 fn sigterm_mid_drain_finishes_deliveries_under_way_and_sends_none_twice() {
-    // Slow enough that the queue is still draining when the signal comes.
-    let (saas, _smtp, mut d) = chain_only(Duration::from_millis(50));
+    // Slow enough that the queue is still draining when the signal comes,
+    // with several deliveries in flight at that moment.
+    let (saas, _smtp, mut d) = chain_only(Duration::from_millis(50), 4);
     let data = d.dir.path().join("data");
     let n = 200;
     let accepted = burst(d.port, n);
@@ -926,4 +915,158 @@ fn email_tls_keys_are_checked_when_the_configuration_loads() {
             "{text}\n{e}"
         );
     }
+}
+
+/// The groups of what the webhook target received, in the order answered,
+/// with when.
+fn received_groups(saas: &SaaS) -> Vec<(String, String, std::time::Instant)> {
+    saas.received_on("/hook")
+        .into_iter()
+        .map(|r| {
+            let g = r.body["groupKey"].as_str().unwrap_or_default().to_string();
+            let st = r.body["status"].as_str().unwrap_or_default().to_string();
+            (g, st, r.at)
+        })
+        .collect()
+}
+
+#[test]
+fn a_groups_notifications_keep_their_order_while_hundreds_of_groups_are_in_flight() {
+    let delay = Duration::from_millis(20);
+    let (saas, _smtp, d) = chain_only(delay, 64);
+    let (k, v) = auth();
+    let g = "{}:{alertname=\"RedisOrder\"}";
+    // Firing, resolved, firing again (another alert, so not a duplicate),
+    // each queued among a hundred other groups: all three are waiting at
+    // once, with many groups before, between and after them.
+    let steps = [
+        am_payload(g, "firing", &[("RedisOrder", "a", "firing")]),
+        am_payload(g, "resolved", &[("RedisOrder", "a", "resolved")]),
+        am_payload(g, "firing", &[("RedisOrder", "b", "firing")]),
+    ];
+    let mut others = 0;
+    for p in &steps {
+        assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[(k, &v)]).unwrap().0, 200);
+        others += burst_from(d.port, others, 100).len();
+    }
+    assert_eq!(others, 300, "every webhook accepted");
+    wait_for("every notification delivered", Duration::from_secs(30), || {
+        (saas.received_on("/hook").len() == 303).then_some(())
+    });
+    let mine: Vec<_> = received_groups(&saas).into_iter().filter(|(k, _, _)| k == g).collect();
+    let order: Vec<&str> = mine.iter().map(|(_, s, _)| s.as_str()).collect();
+    assert_eq!(order, ["firing", "resolved", "firing"]);
+    let alerts: Vec<String> = saas
+        .received_on("/hook")
+        .iter()
+        .filter(|r| r.body["groupKey"] == g)
+        .map(|r| r.body["alerts"][0]["labels"]["instance"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(alerts, ["a", "a", "b"], "the third is the second firing");
+    // One at a time: each was sent only once the one before was answered,
+    // so answers are at least the target's delay apart.
+    for w in mine.windows(2) {
+        let gap = w[1].2 - w[0].2;
+        assert!(gap >= delay, "two of the group in flight at once ({gap:?} apart)");
+    }
+    assert!(saas.max_in_flight() > 1, "other groups went in parallel");
+    assert!(
+        saas.max_in_flight() <= 64,
+        "at most `concurrency` at once: {}",
+        saas.max_in_flight()
+    );
+    let got = delivered_groups(&saas);
+    assert!(got.iter().all(|(k, n)| *n == 1 || k == g), "none sent twice");
+}
+
+/// Posts `n` notifications of distinct groups numbered from `from`, from
+/// four threads; returns the group keys answered 200.
+fn burst_from(port: u16, from: usize, n: usize) -> Vec<String> {
+    let (k, v) = auth();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let v = v.clone();
+                s.spawn(move || {
+                    let mut ok = Vec::new();
+                    for i in (from + t..from + n).step_by(4) {
+                        let g = format!("{{}}:{{alertname=\"RedisBurst{i}\"}}");
+                        let p = am_payload(&g, "firing", &[("RedisBurst", &format!("i{i}"), "firing")]);
+                        match http_post(port, "/webhook", p.as_bytes(), &[(k, &v)]) {
+                            Some((200, _)) => ok.push(g),
+                            other => eprintln!("webhook {i} not accepted: {other:?}"),
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    })
+}
+
+#[test]
+fn throughput_scales_with_concurrency() {
+    // One at a time, 200 sends to a target answering after 20 ms take at
+    // least 4 s; 32 at a time, a fraction of a second.
+    let (saas, _smtp, d) = chain_only(Duration::from_millis(20), 32);
+    let n = 200;
+    let accepted = burst(d.port, n);
+    assert_eq!(accepted.len(), n, "every webhook accepted");
+    let ingested = std::time::Instant::now();
+    wait_for("every notification delivered", Duration::from_secs(30), || {
+        (saas.received_on("/hook").len() >= n).then_some(())
+    });
+    let took = ingested.elapsed();
+    let sent = answered(&saas, "/hook");
+    let span = sent[sent.len() - 1].at - sent[0].at;
+    assert!(took < Duration::from_secs(2), "the rest delivered {took:?} after the burst");
+    assert!(span < Duration::from_secs(2), "200 sends took {span:?}");
+    let most = saas.max_in_flight();
+    assert!((2..=32).contains(&most), "{most} in flight at most");
+    assert_eq!(delivered_groups(&saas).len(), n, "each once");
+    assert_eq!(d.metric("lookout_relay_in_flight", &[("destination", "chain")]), Some(0.0));
+}
+
+#[test]
+fn a_retry_after_pauses_the_whole_destination() {
+    let saas = SaaS::start();
+    let delay = Duration::from_millis(50);
+    saas.set_delay(delay);
+    let pause = Duration::from_secs(2);
+    saas.script_on("/hook", &[Answer::RateLimited(pause.as_secs())]);
+    let d = Daemon::start(&webhook_relay(&saas, "", "      concurrency: 4\n"));
+    // 100 groups, four at a time at 50 ms each: over a second of work, so
+    // plenty is still queued when the 429 comes back.
+    let mut accepted = 0;
+    for i in 0..100 {
+        let g = format!("{{}}:{{alertname=\"RedisPause{i}\"}}");
+        let p = am_payload(&g, "firing", &[("RedisPause", "a", "firing")]);
+        accepted += usize::from(http_post(d.port, "/webhook", p.as_bytes(), &[]).unwrap().0 == 200);
+    }
+    assert_eq!(accepted, 100);
+    wait_for("every notification delivered", Duration::from_secs(30), || {
+        (saas.received_on("/hook").len() == 100).then_some(())
+    });
+    let tried = answered(&saas, "/hook");
+    let limited = tried.iter().find(|a| a.status == 429).expect("a 429").at;
+    // Sends already on their way when the answer came are answered; after
+    // it, nothing goes out until Retry-After has passed.
+    let answer_landed = limited + delay + Duration::from_millis(100);
+    let during: Vec<Duration> = tried
+        .iter()
+        .filter(|a| a.at > answer_landed && a.at < limited + pause)
+        .map(|a| a.at - limited)
+        .collect();
+    assert!(during.is_empty(), "sent during the pause: {during:?}");
+    let after = tried.iter().filter(|a| a.at >= limited + pause).count();
+    assert!(after > 1, "the queue, not only the limited send, waited: {after} after the pause");
+    assert_eq!(tried.len(), 101, "the limited one retried once");
+    assert_eq!(
+        d.metric(
+            "lookout_relay_deliveries_total",
+            &[("destination", "chain"), ("outcome", "retry"), ("reason", "rate_limited")]
+        ),
+        Some(1.0)
+    );
 }

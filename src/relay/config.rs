@@ -161,6 +161,14 @@ pub const DELIVERY_TIMEOUT_RANGE: (Duration, Duration) = (Duration::from_millis(
 /// is dead-lettered (`max_age` defaults to 24h).
 pub const BACKOFF_RANGE: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(24 * 3600));
 
+/// Bounds of a destination's `concurrency`: at least one send; beyond
+/// 1024 in flight a destination holds more sockets and payloads than any
+/// receiver answers usefully.
+pub const CONCURRENCY_RANGE: std::ops::RangeInclusive<usize> = 1..=1024;
+/// Bounds of a destination's `burst`: one is a plain spacing; beyond 1000
+/// the limit no longer limits a storm.
+pub const BURST_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
+
 /// Bounds of `relay.max_body_bytes`: below 1 KiB no real notification
 /// fits; above 64 MiB one request could hold that much memory.
 pub const MAX_BODY_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=64 * 1024 * 1024;
@@ -342,7 +350,31 @@ fn read_destination(mut entry: Entry, file: &Path, seen: &[DestinationConfig], p
         max_backoff: retry.max_backoff.unwrap_or(defaults.max_backoff),
         max_age: d.max_age.unwrap_or(defaults.max_age),
         timeout: d.timeout.unwrap_or(defaults.timeout),
+        concurrency: d.concurrency.unwrap_or(defaults.concurrency),
+        burst: d.burst.unwrap_or(defaults.burst),
     };
+    if !CONCURRENCY_RANGE.contains(&delivery.concurrency) {
+        scope.error(
+            "concurrency",
+            format!(
+                "{} is out of range: must be between {} and {}",
+                delivery.concurrency,
+                CONCURRENCY_RANGE.start(),
+                CONCURRENCY_RANGE.end()
+            ),
+        );
+    }
+    if !BURST_RANGE.contains(&delivery.burst) {
+        scope.error(
+            "burst",
+            format!(
+                "{} is out of range: must be between {} and {}",
+                delivery.burst,
+                BURST_RANGE.start(),
+                BURST_RANGE.end()
+            ),
+        );
+    }
     if delivery.initial_backoff > delivery.max_backoff {
         scope.error("retry", "`initial_backoff` is longer than `max_backoff`");
     }

@@ -3,13 +3,14 @@
 //!
 //! `POST /webhook` answers 200 only once the notification is on disk in the
 //! outbox (so Alertmanager retries anything not yet safe); one worker per
-//! destination then delivers, retrying with backoff, honouring rate limits
-//! and `Retry-After`, and dead-letters what cannot be delivered.
+//! destination then delivers, up to `concurrency` groups at once and each
+//! group in order, retrying with backoff, honouring rate limits and
+//! `Retry-After`, and dead-letters what cannot be delivered.
 //!
 //! The workers run on the daemon's [`Tasks`]: at shutdown each finishes the
-//! delivery it has under way (bounded by its timeout) and writes the
-//! outcomes of its batch before it returns, so a stop neither loses a
-//! notification nor sends one twice.
+//! deliveries it has under way (bounded by its timeout) and writes their
+//! outcomes before it returns, so a stop neither loses a notification nor
+//! sends one twice.
 
 pub mod config;
 pub mod destination;

@@ -1,7 +1,8 @@
 //! Retry policy, written once for every destination: which failures are
 //! worth retrying (the destination reports, this table decides for HTTP),
 //! how long to wait (exponential backoff with jitter, `Retry-After`
-//! honoured), and the per-destination rate limit.
+//! honoured), and the per-destination rate limit: a token bucket
+//! (`governor`), shared by every send of the destination in flight.
 
 use std::time::Duration;
 
@@ -33,6 +34,9 @@ pub enum Reason {
     ClientError,
     /// A template failed to render.
     Template,
+    /// Still failing when older than `max_age`: given up, whatever the last
+    /// error was.
+    Expired,
 }
 
 impl Reason {
@@ -46,6 +50,7 @@ impl Reason {
             Reason::AuthError => "auth_error",
             Reason::ClientError => "client_error",
             Reason::Template => "template",
+            Reason::Expired => "expired",
         }
     }
 }
@@ -138,6 +143,17 @@ pub fn from_reqwest(e: &reqwest::Error) -> DeliveryError {
     DeliveryError::transient(reason, crate::http::describe(e))
 }
 
+/// A destination's rate limit: `rate_limit`'s spacing, with `burst` sends
+/// allowed at once after a quiet spell. `None` when unlimited: below the
+/// timer's 1 ms resolution a wait would only slow delivery down.
+pub fn limiter(min_interval: Duration, burst: u32) -> Option<governor::DefaultDirectRateLimiter> {
+    if min_interval < Duration::from_millis(1) {
+        return None;
+    }
+    let quota = governor::Quota::with_period(min_interval)?.allow_burst(std::num::NonZeroU32::new(burst.max(1))?);
+    Some(governor::RateLimiter::direct(quota))
+}
+
 /// `Retry-After`: delay-seconds or an HTTP date.
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
@@ -204,5 +220,13 @@ mod tests {
         assert!(backoff(20, i, m, None) <= m);
         assert_eq!(backoff(0, i, m, Some(Duration::from_secs(30))), Duration::from_secs(30));
         assert!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT").is_some());
+    }
+
+    #[test]
+    fn the_bucket_lets_a_burst_through_then_spaces_the_rest() {
+        assert!(limiter(Duration::ZERO, 5).is_none(), "unlimited");
+        let l = limiter(Duration::from_secs(60), 3).unwrap();
+        assert!((0..3).all(|_| l.check().is_ok()), "the burst at once");
+        assert!(l.check().is_err(), "then one a minute");
     }
 }

@@ -1,19 +1,36 @@
-//! One delivery loop per destination: take the oldest due delivery, wait
-//! for the rate limit, deliver within the timeout, then mark it done,
-//! schedule a retry (backoff with jitter, never before `Retry-After`) or
-//! dead-letter it (a permanent failure, or older than `max_age`). Each
-//! outcome is one event that logs and counts.
+//! One dispatcher per destination: claim due deliveries from the outbox in
+//! bounded batches, and send up to `concurrency` of them at once, each of a
+//! different group; then mark each done, schedule a retry (backoff with
+//! jitter, never before `Retry-After`) or dead-letter it (a permanent
+//! failure, or older than `max_age`). Each outcome is one event that logs
+//! and counts.
 //!
-//! Stopping: a worker takes no new delivery once told to stop, finishes the
-//! one under way (bounded by the destination's timeout), and waits for the
-//! outcomes of its batch to be on disk before it returns. Returning sooner
-//! would leave a delivered notification `pending`, to be sent again after
-//! the restart.
+//! Order: a group's notifications go out one after another. The outbox
+//! offers only the oldest pending delivery of each group, and a group is
+//! claimed from the moment its delivery is taken until its outcome is on
+//! disk, so its next notification is not even read before then; a retry
+//! scheduled for it holds the rest of the group back.
+//!
+//! Memory: what is held is at most `concurrency` deliveries in flight and a
+//! batch of as many waiting, whatever the backlog on disk.
+//!
+//! Rate: one token bucket per destination, taken before each send, holds
+//! across the sends in flight. A `Retry-After` pauses the whole destination:
+//! nothing more is sent to it until then, since the next send would only get
+//! the same answer.
+//!
+//! Stopping: a dispatcher starts no new delivery once told to stop, lets the
+//! ones in flight finish (each bounded by the destination's timeout), and
+//! waits for their outcomes to be on disk before it returns. Returning
+//! sooner would leave a delivered notification `pending`, to be sent again
+//! after the restart.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::destination::Delivery;
@@ -44,78 +61,163 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, OutboxError> 
     tokio::task::spawn_blocking(f).await?
 }
 
+/// Until when a destination said to wait (`Retry-After`), for every send.
+#[derive(Default)]
+struct Pause(Mutex<Option<Instant>>);
+
+impl Pause {
+    /// Pauses until `d` from now, unless already paused longer.
+    fn extend(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut p = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if p.is_none_or(|t| t < until) {
+            *p = Some(until);
+        }
+    }
+
+    /// What is left of the pause.
+    fn remaining(&self) -> Option<Duration> {
+        let p = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        p.and_then(|t| t.checked_duration_since(Instant::now())).filter(|d| !d.is_zero())
+    }
+}
+
+/// What a dispatcher holds: the groups it has claimed (waiting or in
+/// flight), the deliveries waiting, and those in flight by task.
+struct Claims {
+    groups: HashSet<String>,
+    waiting: VecDeque<Pending>,
+    flights: JoinSet<()>,
+    flying: HashMap<tokio::task::Id, String>,
+}
+
+impl Claims {
+    /// A delivery's outcome is on disk (or the task failed): its group may
+    /// be read again.
+    fn landed(&mut self, r: Result<tokio::task::Id, tokio::task::JoinError>, name: &str) {
+        let id = match r {
+            Ok(id) => id,
+            Err(e) => {
+                // The delivery stays pending and will be sent again: a duplicate, never a loss.
+                tracing::error!(destination = %name, error = %e, "A delivery task failed");
+                e.id()
+            }
+        };
+        if let Some(g) = self.flying.remove(&id) {
+            self.groups.remove(&g);
+        }
+    }
+}
+
 impl Worker {
     /// Runs until `stop`.
     pub async fn run(self, stop: CancellationToken) {
-        let mut last_send: Option<Instant> = None;
+        let me = Arc::new(self);
+        let concurrency = me.delivery.concurrency.max(1);
+        let limiter = retry::limiter(me.delivery.min_interval, me.delivery.burst);
+        let pause = Arc::new(Pause::default());
+        let in_flight = metrics::gauge!("lookout_relay_in_flight", "destination" => me.name.clone());
+        let mut c = Claims {
+            groups: HashSet::new(),
+            waiting: VecDeque::new(),
+            flights: JoinSet::new(),
+            flying: HashMap::new(),
+        };
         loop {
+            while let Some(r) = c.flights.try_join_next_with_id() {
+                c.landed(r.map(|(id, ())| id), &me.name);
+            }
+            in_flight.set(c.flights.len() as f64);
             if stop.is_cancelled() {
-                return;
+                break;
             }
-            let (ob, name) = (self.outbox.clone(), self.name.clone());
-            let batch = match blocking(move || ob.next_due(&name, 64)).await {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::error!(destination = %self.name, error = %e, "Cannot read the outbox");
-                    sleep_or_stop(&stop, &self.wake, Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            if batch.is_empty() {
-                let (ob, name) = (self.outbox.clone(), self.name.clone());
-                let wait = match blocking(move || ob.next_wakeup(&name)).await {
-                    Ok(Some(t)) => Duration::from_secs_f64((t - crate::probe::unix_now()).clamp(0.001, 1.0)),
-                    _ => Duration::from_secs(1),
-                };
-                sleep_or_stop(&stop, &self.wake, wait).await;
-                continue;
-            }
-            // One delivery per group per batch: a retry scheduled for a group
-            // must hold back its later notifications until the next batch.
-            let mut groups = std::collections::HashSet::new();
-            // Outcomes are written while the next delivery goes out; all of a
-            // batch's are on disk before the next batch is read, so nothing
-            // is taken twice.
-            let mut marks = tokio::task::JoinSet::new();
-            for p in batch {
-                // What is not yet sent stays pending for the next start.
-                if stop.is_cancelled() {
-                    break;
-                }
-                if !groups.insert(p.group_key.clone()) {
-                    continue;
-                }
-                // Below the timer's 1 ms resolution a sleep would only slow
-                // delivery down: such a limit is no limit.
-                if let Some(t) = last_send
-                    && self.delivery.min_interval >= Duration::from_millis(1)
-                {
-                    let since = t.elapsed();
-                    if since < self.delivery.min_interval {
-                        tokio::select! {
-                            _ = stop.cancelled() => break,
-                            _ = tokio::time::sleep(self.delivery.min_interval - since) => {}
+            if c.flights.len() < concurrency {
+                if c.waiting.is_empty() {
+                    // The claimed groups' oldest deliveries are still pending
+                    // and come first: ask for that many more than wanted.
+                    let (ob, name, limit) = (me.outbox.clone(), me.name.clone(), c.groups.len() + concurrency);
+                    match blocking(move || ob.next_due(&name, limit)).await {
+                        Ok(batch) => {
+                            for p in batch {
+                                if c.groups.insert(p.group_key.clone()) {
+                                    c.waiting.push_back(p);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(destination = %me.name, error = %e, "Cannot read the outbox");
+                            me.idle(&stop, &mut c, Some(Duration::from_secs(1))).await;
+                            continue;
                         }
                     }
                 }
-                last_send = Some(Instant::now());
-                let op = self.attempt(p).await;
-                let (outbox, name) = (self.outbox.clone(), self.name.clone());
-                marks.spawn(async move {
-                    if let Err(e) = outbox.mark(op.clone()).await {
-                        // The delivery stays pending and will be sent again: a duplicate, never a loss.
-                        tracing::error!(destination = %name, outcome = ?op, error = %e, "Cannot record the delivery outcome");
+                if let Some(p) = c.waiting.pop_front() {
+                    if !ready(&stop, limiter.as_ref(), &pause).await {
+                        // Not sent: it stays pending for the next start.
+                        break;
                     }
-                });
+                    let group = p.group_key.clone();
+                    let (w, pause) = (me.clone(), pause.clone());
+                    let task = c.flights.spawn(async move {
+                        let op = w.attempt(p, &pause).await;
+                        if let Err(e) = w.outbox.mark(op.clone()).await {
+                            // The delivery stays pending and will be sent again: a duplicate, never a loss.
+                            tracing::error!(destination = %w.name, outcome = ?op, error = %e, "Cannot record the delivery outcome");
+                        }
+                    });
+                    c.flying.insert(task.id(), group);
+                    continue;
+                }
             }
-            // Also when stopping: dropping the set would abort outcomes
-            // not yet written, and their deliveries would go out again.
-            while marks.join_next().await.is_some() {}
+            // Nothing to send now: wait for a send to land, new work, the
+            // next retry to come due, or the stop.
+            let due = if c.flights.len() < concurrency {
+                let (ob, name) = (me.outbox.clone(), me.name.clone());
+                match blocking(move || ob.next_wakeup(&name)).await {
+                    Ok(Some(t)) => Some(Duration::from_secs_f64((t - crate::probe::unix_now()).clamp(0.001, 1.0))),
+                    _ => Some(Duration::from_secs(1)),
+                }
+            } else {
+                None
+            };
+            // Due now only because a claimed group's delivery is pending:
+            // its landing is what to wait for.
+            let due = due.map(|d| {
+                if c.flights.is_empty() {
+                    d
+                } else {
+                    d.max(Duration::from_millis(50))
+                }
+            });
+            me.idle(&stop, &mut c, due).await;
+        }
+        // Also when stopping: dropping a send in flight would lose its
+        // outcome, and the delivery would go out again.
+        while let Some(r) = c.flights.join_next_with_id().await {
+            c.landed(r.map(|(id, ())| id), &me.name);
+            in_flight.set(c.flights.len() as f64);
+        }
+    }
+
+    /// Waits for one of the sends in flight to land, a wake-up, `wait`
+    /// (none: no timer) or the stop.
+    async fn idle(&self, stop: &CancellationToken, c: &mut Claims, wait: Option<Duration>) {
+        let sleep = async {
+            match wait {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = self.wake.notified() => {}
+            _ = sleep => {}
+            Some(r) = c.flights.join_next_with_id(), if !c.flights.is_empty() => c.landed(r.map(|(id, ())| id), &self.name),
         }
     }
 
     /// Delivers one notification; returns the outcome to record.
-    async fn attempt(&self, p: Pending) -> Mark {
+    async fn attempt(&self, p: Pending, pause: &Pause) -> Mark {
         let age = crate::probe::unix_now() - p.created;
         let started = Instant::now();
         let result = match Payload::parse(p.payload.as_bytes()) {
@@ -131,36 +233,44 @@ impl Worker {
                 deliver(self.destination.as_ref(), &self.delivery, &n).await
             }
         };
-        let outcome = match result {
+        let (mark, label, reason) = match result {
             Ok(()) => {
                 metrics::histogram!("lookout_relay_delivery_latency_seconds", "destination" => self.name.clone()).record(age.max(0.0));
                 tracing::debug!(destination = %self.name, id = p.id, attempts = p.attempts + 1, "Notification delivered");
-                (Mark::Done(p.id), "success")
+                (Mark::Done(p.id), "success", None)
             }
             Err(e) => {
-                let too_old = age > self.delivery.max_age.as_secs_f64();
-                if e.retry == Retry::No || too_old {
-                    let why = if too_old && e.retry == Retry::Yes {
-                        format!(
+                let expired = e.retry == Retry::Yes && age > self.delivery.max_age.as_secs_f64();
+                if e.retry == Retry::No || expired {
+                    let (why, reason) = if expired {
+                        let why = format!(
                             "older than max_age ({}); last error: {}",
                             humantime::format_duration(self.delivery.max_age),
                             e.message
-                        )
+                        );
+                        (why, Reason::Expired)
                     } else {
-                        e.message.clone()
+                        (e.message.clone(), e.reason)
                     };
-                    tracing::error!(destination = %self.name, id = p.id, group = %p.group_key, reason = e.reason.as_str(), error = %why, "Notification dead-lettered");
-                    (Mark::Dead(p.id, why), "dead")
+                    tracing::error!(destination = %self.name, id = p.id, group = %p.group_key, reason = reason.as_str(), error = %why, "Notification dead-lettered");
+                    (Mark::Dead(p.id, why), "dead", Some(reason))
                 } else {
+                    if let Some(r) = e.retry_after {
+                        // The destination, not this one send, is told to wait.
+                        pause.extend(r);
+                    }
                     let wait = retry::backoff(p.attempts, self.delivery.initial_backoff, self.delivery.max_backoff, e.retry_after);
                     let next = crate::probe::unix_now() + wait.as_secs_f64();
-                    tracing::warn!(destination = %self.name, id = p.id, attempt = p.attempts + 1, reason = e.reason.as_str(), error = %e.message, retry_in = ?wait, "Delivery failed; will retry");
-                    (Mark::Retry(p.id, next, e.message.clone()), "retry")
+                    tracing::warn!(destination = %self.name, id = p.id, attempt = p.attempts + 1, reason = e.reason.as_str(), error = %e.message, retry_in = ?wait, paused_for = ?e.retry_after, "Delivery failed; will retry");
+                    (Mark::Retry(p.id, next, e.message.clone()), "retry", Some(e.reason))
                 }
             }
         };
-        let (mark, label) = outcome;
-        metrics::counter!("lookout_relay_deliveries_total", "destination" => self.name.clone(), "outcome" => label).increment(1);
+        match reason {
+            None => metrics::counter!("lookout_relay_deliveries_total", "destination" => self.name.clone(), "outcome" => label).increment(1),
+            Some(r) => metrics::counter!("lookout_relay_deliveries_total", "destination" => self.name.clone(), "outcome" => label, "reason" => r.as_str())
+                .increment(1),
+        }
         metrics::histogram!("lookout_relay_attempt_duration_seconds", "destination" => self.name.clone())
             .record(started.elapsed().as_secs_f64());
         mark
@@ -182,11 +292,26 @@ pub async fn deliver(destination: &dyn Destination, delivery: &Delivery, n: &Not
     }
 }
 
-async fn sleep_or_stop(stop: &CancellationToken, wake: &Notify, d: Duration) {
-    tokio::select! {
-        _ = stop.cancelled() => {}
-        _ = wake.notified() => {}
-        _ = tokio::time::sleep(d) => {}
+/// Waits until a send may go out: no `Retry-After` pause, a token from the
+/// bucket. False when stopped first.
+async fn ready(stop: &CancellationToken, limiter: Option<&governor::DefaultDirectRateLimiter>, pause: &Pause) -> bool {
+    loop {
+        if let Some(d) = pause.remaining() {
+            tokio::select! {
+                _ = stop.cancelled() => return false,
+                _ = tokio::time::sleep(d) => {}
+            }
+        }
+        if let Some(l) = limiter {
+            tokio::select! {
+                _ = stop.cancelled() => return false,
+                _ = l.until_ready() => {}
+            }
+        }
+        // A pause that began while waiting for the token applies too.
+        if pause.remaining().is_none() {
+            return !stop.is_cancelled();
+        }
     }
 }
 
@@ -223,5 +348,19 @@ impl Periodic for Gauges {
         }
         let ob = self.outbox.clone();
         let _ = blocking(move || ob.prune(Duration::from_secs(7 * 24 * 3600))).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pause_only_grows() {
+        let p = Pause::default();
+        assert_eq!(p.remaining(), None);
+        p.extend(Duration::from_secs(30));
+        p.extend(Duration::from_secs(1));
+        assert!(p.remaining().is_some_and(|r| r > Duration::from_secs(20)), "the longer pause holds");
     }
 }

@@ -56,6 +56,8 @@ struct Inner {
     attempts: Vec<Attempt>,
     delay: Duration,
     next_ts: u64,
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
 /// A running stand-in.
@@ -144,6 +146,11 @@ impl SaaS {
         self.inner.lock().unwrap().delay = d;
     }
 
+    /// The most requests it was answering at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.inner.lock().unwrap().max_in_flight
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.inner.lock().unwrap().received.clone()
     }
@@ -159,6 +166,8 @@ async fn handle(State(st): State<Arc<Mutex<Inner>>>, uri: axum::http::Uri, heade
     let (answer, ts) = {
         let mut s = st.lock().unwrap();
         s.next_ts += 1;
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
         let own = s.scripts.get_mut(&path).and_then(VecDeque::pop_front);
         let answer = own.or_else(|| s.script.pop_front()).unwrap_or(Answer::Ok);
         (answer, s.next_ts)
@@ -171,11 +180,14 @@ async fn handle(State(st): State<Arc<Mutex<Inner>>>, uri: axum::http::Uri, heade
         });
     }
     let response = answer_with(&st, answer, &path, headers, &body, ts).await;
-    st.lock().unwrap().attempts.push(Attempt {
+    let mut s = st.lock().unwrap();
+    s.in_flight -= 1;
+    s.attempts.push(Attempt {
         path,
         status: response.status().as_u16(),
         at: arrived,
     });
+    drop(s);
     response
 }
 

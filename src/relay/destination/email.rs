@@ -33,6 +33,9 @@ pub const DELIVERY: super::Delivery = super::Delivery {
     max_backoff: std::time::Duration::from_secs(600),
     max_age: super::DEFAULT_MAX_AGE,
     timeout: std::time::Duration::from_secs(30),
+    // Concurrency: an SMTP relay limits connections per client; this many are pooled.
+    concurrency: 8,
+    burst: 1,
 };
 
 /// The parts an email is rendered from, with their defaults.
@@ -212,7 +215,8 @@ pub struct Email {
 }
 
 impl Email {
-    /// Builds the transport (connections are made per delivery, pooled).
+    /// Builds the transport (connections are made on demand and pooled, as
+    /// many as the destination's `concurrency`).
     pub fn new(cfg: &DestinationConfig, email: &EmailConfig) -> Result<Self, String> {
         let EmailConfig {
             host,
@@ -242,7 +246,10 @@ impl Email {
             SmtpTls::Starttls => builder.tls(Tls::Required(params()?)),
             SmtpTls::Tls => builder.tls(Tls::Wrapper(params()?)),
         };
-        let mut builder = builder.port(*port).timeout(Some(cfg.delivery.timeout));
+        // One pooled connection per delivery in flight: opening (and TLS
+        // negotiating) a connection per message is what makes SMTP slow.
+        let pool = lettre::transport::smtp::PoolConfig::new().max_size(u32::try_from(cfg.delivery.concurrency).unwrap_or(u32::MAX));
+        let mut builder = builder.port(*port).timeout(Some(cfg.delivery.timeout)).pool_config(pool);
         if let (Some(u), Some(p)) = (username, password) {
             builder = builder.credentials(Credentials::new(u.clone(), p.expose().to_string()));
         }

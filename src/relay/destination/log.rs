@@ -16,6 +16,9 @@ pub const DELIVERY: super::Delivery = super::Delivery {
     max_backoff: std::time::Duration::from_secs(60),
     max_age: super::DEFAULT_MAX_AGE,
     timeout: std::time::Duration::from_secs(5),
+    // Concurrency: a log line costs nothing to wait for.
+    concurrency: 16,
+    burst: 1,
 };
 /// The part a log line is rendered from, with its default.
 pub const TEMPLATES: &[(&str, &str)] = &[("text", SUBJECT)];

@@ -52,6 +52,13 @@ pub struct Delivery {
     pub max_age: Duration,
     /// Per-attempt timeout.
     pub timeout: Duration,
+    /// Most sends in flight at once (each of a different group): one send
+    /// at a time caps a destination at one over its answer time, 50/s for a
+    /// 20 ms receiver, far below an alert storm.
+    pub concurrency: usize,
+    /// Sends that may go out at once after a quiet spell before
+    /// `rate_limit`'s spacing applies (the token bucket's size).
+    pub burst: u32,
 }
 
 /// What a destination is, with its type's settings.
@@ -107,6 +114,13 @@ pub struct RawDestinationCommon {
     pub kind: String,
     /// Most sends per period (`1/s`, `30/m`, `unlimited`; default per type).
     pub rate_limit: Option<String>,
+    /// Sends allowed at once above `rate_limit` after a quiet spell, the
+    /// token bucket's size (default per type; 1 to 1000).
+    pub burst: Option<u32>,
+    /// Most deliveries in flight at once, each of a different group; a
+    /// group's notifications always go one after another, in order
+    /// (default per type; 1 to 1024).
+    pub concurrency: Option<usize>,
     /// Retry backoff.
     pub retry: Option<RawRetry>,
     /// A notification undelivered for this long is dead-lettered (default 24h).

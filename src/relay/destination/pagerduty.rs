@@ -38,6 +38,9 @@ pub const DELIVERY: super::Delivery = super::Delivery {
     max_backoff: std::time::Duration::from_secs(300),
     max_age: super::DEFAULT_MAX_AGE,
     timeout: std::time::Duration::from_secs(10),
+    // Concurrency: PagerDuty's API takes many connections; its rate limit, not the connection count, is what holds it back.
+    concurrency: 16,
+    burst: 1,
 };
 /// The part an event's summary is rendered from, with its default.
 pub const TEMPLATES: &[(&str, &str)] = &[("summary", SUBJECT)];

@@ -44,6 +44,9 @@ pub const DELIVERY: super::Delivery = super::Delivery {
     max_backoff: std::time::Duration::from_secs(300),
     max_age: super::DEFAULT_MAX_AGE,
     timeout: std::time::Duration::from_secs(10),
+    // Concurrency: Slack answers 429 to a burst, so a few in flight are enough to keep up with its rate.
+    concurrency: 4,
+    burst: 1,
 };
 
 /// The parts a Slack message is rendered from, with their defaults.

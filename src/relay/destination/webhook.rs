@@ -24,6 +24,9 @@ pub const DELIVERY: super::Delivery = super::Delivery {
     max_backoff: std::time::Duration::from_secs(300),
     max_age: super::DEFAULT_MAX_AGE,
     timeout: std::time::Duration::from_secs(10),
+    // Concurrency: the next hop is usually another relay, built for many requests at once.
+    concurrency: 64,
+    burst: 1,
 };
 
 /// The keys of a `type: webhook` destination, as written.
