@@ -47,6 +47,22 @@ use config::{CrossCheckConfig, Tolerance};
 /// How long after its scrape timestamp the exporter may have read Redis.
 const SCRAPE_SLACK: f64 = 1.0;
 
+/// Prometheus's clock is corrected for when it is off by more than this
+/// (seconds) beyond what the probe's own run can explain: NTP keeps honest
+/// clocks within milliseconds, so this is skew, not noise.
+const SKEW_MARGIN: f64 = 1.0;
+
+/// No Redis uses less: an empty redis-server 7.0.15 reports
+/// `used_memory:914664` (`used_memory_startup:876192`). 256 KiB leaves room
+/// for older and smaller builds and still catches a KiB figure for up to
+/// 256 MiB in use.
+const MIN_USED_MEMORY: f64 = 256.0 * 1024.0;
+
+/// No client's round trip to Redis is shorter, even over loopback: the
+/// fastest PING `redis-benchmark -c 1 -t ping` measured on a test machine
+/// took 16 µs (median 23–31 µs).
+const MIN_ROUND_TRIP: f64 = 5e-6;
+
 /// The verdict on one (metric, source).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -195,18 +211,23 @@ pub fn judged_metrics() -> [Metric; 9] {
 /// Judges every source against the reference readings (oldest first).
 pub fn judge(cfg: &CrossCheckConfig, reference: &[Observation], sources: &[Source<'_>], now: f64) -> Report {
     let refs: Vec<&Observation> = reference.iter().filter(|o| o.ok || !o.values.is_empty()).collect();
-    let latest_ref = reference.last();
+    let resets = resets(&refs);
+    let r = Reference {
+        latest: reference.last(),
+        resets,
+        refs,
+    };
     let mut entries = Vec::new();
     let mut dashboard = Vec::new();
     for src in sources {
-        let chosen = choose(src, &refs);
+        let chosen = choose(src, &r.refs);
         for m in judged_metrics() {
-            entries.push(judge_one(cfg, m, src, chosen, &refs, latest_ref, now));
+            entries.push(judge_one(cfg, m, src, chosen, &r, now));
         }
         if src.kind == "prometheus"
             && let Some(o) = chosen
         {
-            dashboard.push(judge_hit_rate(src.name, o, &refs));
+            dashboard.push(judge_hit_rate(src.name, o, &r.refs));
         }
     }
     let verdict = if entries.iter().any(|e| e.verdict == Verdict::Disagree) {
@@ -225,10 +246,101 @@ pub fn judge(cfg: &CrossCheckConfig, reference: &[Observation], sources: &[Sourc
     }
 }
 
+/// The reference's readings, and what a round learns from them once.
+struct Reference<'r> {
+    /// Readings with values, oldest first.
+    refs: Vec<&'r Observation>,
+    /// The newest reading, failed or not.
+    latest: Option<&'r Observation>,
+    /// Where the reference's counters fell, oldest first.
+    resets: Vec<Reset<'r>>,
+}
+
+/// The reference's keyspace counters fell between two consecutive readings:
+/// Redis restarted, or someone ran `CONFIG RESETSTAT` (counters to 0,
+/// `run_id` and uptime unchanged — checked against redis-server 7.0.15).
+/// Every lifetime counter and the lifetime hit ratio start again; a
+/// source's sample is only comparable with readings on the same side.
+struct Reset<'r> {
+    /// The last reading before the fall.
+    before: &'r Observation,
+    /// The first reading after it.
+    after: &'r Observation,
+    /// A new `run_id` or a lower uptime: a restart, not a statistics reset.
+    restart: bool,
+}
+
+impl Reset<'_> {
+    /// What happened, for a person.
+    fn describe(&self) -> &'static str {
+        if self.restart {
+            "Redis restarted (run_id changed or uptime fell)"
+        } else {
+            "Redis's statistics were reset (counters fell with run_id and uptime unchanged: CONFIG RESETSTAT)"
+        }
+    }
+}
+
+/// The falls of the reference's counters (`keyspace_hits`,
+/// `keyspace_misses`) and its restarts, between consecutive readings.
+fn resets<'r>(refs: &[&'r Observation]) -> Vec<Reset<'r>> {
+    let counters = [Metric::KeyspaceHits, Metric::KeyspaceMisses];
+    let seq: Vec<&'r Observation> = refs
+        .iter()
+        .filter(|o| o.facts.run_id.is_some() || counters.iter().any(|m| o.values.contains_key(m)))
+        .copied()
+        .collect();
+    seq.windows(2)
+        .filter_map(|w| {
+            let (p, q) = (w[0], w[1]);
+            let restart = matches!((&p.facts.run_id, &q.facts.run_id), (Some(x), Some(y)) if x != y)
+                || matches!((p.facts.uptime_seconds, q.facts.uptime_seconds), (Some(x), Some(y)) if y < x);
+            let fell = counters
+                .iter()
+                .any(|m| matches!((p.values.get(m), q.values.get(m)), (Some(x), Some(y)) if y < x));
+            (restart || fell).then_some(Reset {
+                before: p,
+                after: q,
+                restart,
+            })
+        })
+        .collect()
+}
+
+/// Where a sample taken in `[a, b]` lies relative to the first reset it does
+/// not follow: `Some((reset, true))` wholly before it, `Some((reset, false))`
+/// possibly on either side, `None` after every reset.
+fn reset_around<'x, 'r>(resets: &'x [Reset<'r>], a: f64, b: f64) -> Option<(&'x Reset<'r>, bool)> {
+    resets
+        .iter()
+        .find(|r| a < r.after.timestamp + r.after.duration_seconds)
+        .map(|r| (r, b <= r.before.timestamp))
+}
+
+/// How far ahead of lookout's clock Prometheus's is (negative: behind), when
+/// it is off by more than the probe's own run can explain and a second.
+///
+/// Prometheus stamps samples with its own clock; compared with lookout's
+/// readings as they are, a clock 10 s behind makes every honest counter look
+/// 10 s ahead of the reference — a disagreement that is not there.
+fn clock_offset(kind: &str, o: &Observation) -> Option<f64> {
+    if kind != "prometheus" {
+        return None;
+    }
+    let off = o.facts.evaluated_at? - (o.timestamp + o.duration_seconds / 2.0);
+    (off.abs() > o.duration_seconds / 2.0 + SKEW_MARGIN).then_some(off)
+}
+
+/// When a Prometheus source sampled `m`, on lookout's clock.
+fn sample_time(kind: &str, o: &Observation, m: Metric) -> Option<f64> {
+    let t = o.sample_times.get(&m).copied().or(o.facts.scrape_timestamp)?;
+    Some(t - clock_offset(kind, o).unwrap_or(0.0))
+}
+
 /// The interval in which a source read Redis.
 fn sample_window(kind: &str, o: &Observation, m: Metric) -> (f64, f64) {
     if kind == "prometheus" {
-        let t = o.sample_times.get(&m).copied().or(o.facts.scrape_timestamp).unwrap_or(o.timestamp);
+        let t = sample_time(kind, o, m).unwrap_or(o.timestamp);
         if m == Metric::LatencySeconds {
             // A rate over the last minute.
             return (t - 60.0, t);
@@ -277,15 +389,87 @@ fn ago(now: f64, t: f64) -> String {
     humantime::format_duration(std::time::Duration::from_secs((now - t).max(0.0) as u64)).to_string()
 }
 
-fn judge_one(
-    cfg: &CrossCheckConfig,
-    m: Metric,
-    src: &Source<'_>,
-    chosen: Option<&Observation>,
-    refs: &[&Observation],
-    latest_ref: Option<&Observation>,
-    now: f64,
-) -> Entry {
+/// A bound every honest reading of `m` keeps whatever the reference says,
+/// from Redis's own invariants: `(bound, why)` when `v` breaks it.
+///
+/// Each was checked against redis-server 7.0.15 (see the README's
+/// cross-check section). Deliberately absent, because Redis does not
+/// guarantee them: `used_memory ≤ used_memory_rss` (RSS can be lower after
+/// pages are swapped out), `used_memory ≤ maxmemory` (`CONFIG SET maxmemory 1`
+/// is accepted with 900 KB in use), `connected_clients ≤ maxclients`
+/// (lowering `maxclients` keeps the clients already connected: 3 > 1 seen),
+/// `mem_fragmentation_ratio ≥ 1` (below 1 when swapped).
+fn implausible(m: Metric, v: f64, server_side: bool, o: &Observation, hit_ratio_tol: f64) -> Option<(String, String)> {
+    let whole = v.fract() == 0.0;
+    let fail = |bound: &str, why: String| Some((bound.to_string(), why));
+    match m {
+        Metric::KeyspaceHits | Metric::KeyspaceMisses if v < 0.0 || !whole => fail(
+            "a whole number ≥ 0",
+            format!("{m} {} is not a count: a counter is a whole number, never negative", fmt_num(v)),
+        ),
+        Metric::HitRatio if !(0.0..=1.0).contains(&v) => fail(
+            "[0, 1]",
+            format!("hit_ratio {} is outside [0, 1]: a ratio of lookups, not a percentage", fmt_num(v)),
+        ),
+        Metric::HitRatio => {
+            let own = Metric::hit_ratio(
+                o.values.get(&Metric::KeyspaceHits).copied()?,
+                o.values.get(&Metric::KeyspaceMisses).copied()?,
+            )?;
+            ((v - own).abs() > hit_ratio_tol).then(|| {
+                (
+                    format!("hits / (hits + misses) of the same sample ± {}", fmt_num(hit_ratio_tol)),
+                    format!(
+                        "hit_ratio {} does not follow from the source's own counters ({}): not the lifetime ratio",
+                        fmt_num(v),
+                        fmt_num(own)
+                    ),
+                )
+            })
+        }
+        Metric::ConnectedClients if v < 1.0 || !whole => fail(
+            "a whole number ≥ 1",
+            format!(
+                "connected_clients {} is impossible: the connection that read INFO is itself a client",
+                fmt_num(v)
+            ),
+        ),
+        Metric::Maxclients if v < 1.0 || !whole => fail(
+            "a whole number ≥ 1",
+            format!("maxclients {} is impossible: Redis refuses a limit below 1", fmt_num(v)),
+        ),
+        Metric::UsedMemoryBytes if v < MIN_USED_MEMORY || !whole => fail(
+            "a whole number of bytes ≥ 262144",
+            format!(
+                "used_memory {} is below what an empty Redis uses (≥ 256 KiB; 893 KiB measured): KiB instead of bytes?",
+                fmt_num(v)
+            ),
+        ),
+        Metric::MaxmemoryBytes if v < 0.0 || !whole => fail(
+            "a whole number of bytes ≥ 0",
+            format!("maxmemory {} is not a number of bytes", fmt_num(v)),
+        ),
+        Metric::MemFragmentationRatio if v <= 0.0 => fail(
+            "> 0",
+            format!(
+                "mem_fragmentation_ratio {} is impossible: a running Redis has resident memory",
+                fmt_num(v)
+            ),
+        ),
+        Metric::LatencySeconds if v <= 0.0 => fail("> 0", format!("latency {} s is impossible: every command takes time", fmt_num(v))),
+        Metric::LatencySeconds if !server_side && v < MIN_ROUND_TRIP => fail(
+            "≥ 5e-6 s",
+            format!(
+                "latency {} s is below any network round trip to Redis (≥ 5 µs; 16 µs is the fastest loopback PING measured): seconds written as milliseconds?",
+                fmt_num(v)
+            ),
+        ),
+        _ => None,
+    }
+}
+
+fn judge_one(cfg: &CrossCheckConfig, m: Metric, src: &Source<'_>, chosen: Option<&Observation>, r: &Reference<'_>, now: f64) -> Entry {
+    let refs = &r.refs[..];
     let mut e = Entry {
         metric: m.as_str().to_string(),
         source: src.name.to_string(),
@@ -321,20 +505,19 @@ fn judge_one(
         e.reason = format!("last observation {} ago", ago(now, o.timestamp));
         return e;
     }
-    if src.kind == "prometheus" {
-        let t = o.sample_times.get(&m).copied().or(o.facts.scrape_timestamp);
-        if let Some(t) = t
-            && m != Metric::LatencySeconds
-            && o.timestamp - t > cfg.max_staleness.as_secs_f64()
-        {
-            e.verdict = Verdict::Stale;
-            e.reason = format!(
-                "Prometheus's sample is {} old (max {})",
-                ago(o.timestamp, t),
-                humantime::format_duration(cfg.max_staleness)
-            );
-            return e;
-        }
+    let offset = clock_offset(src.kind, o);
+    if src.kind == "prometheus"
+        && let Some(t) = sample_time(src.kind, o, m)
+        && m != Metric::LatencySeconds
+        && o.timestamp - t > cfg.max_staleness.as_secs_f64()
+    {
+        e.verdict = Verdict::Stale;
+        e.reason = format!(
+            "Prometheus's sample is {} old (max {}): is the exporter stalled or the scrape failing?",
+            ago(o.timestamp, t),
+            humantime::format_duration(cfg.max_staleness)
+        );
+        return e;
     }
     let Some(v) = e.value else {
         e.verdict = Verdict::Missing;
@@ -348,13 +531,20 @@ fn judge_one(
         };
         return e;
     };
-    match latest_ref {
-        Some(r) if !r.ok && r.values.is_empty() => {
+    // A value no Redis can have is wrong whatever the reference says.
+    if let Some((bound, why)) = implausible(m, v, src.kind == "prometheus", o, cfg.tolerance(Metric::HitRatio).abs) {
+        e.verdict = Verdict::Disagree;
+        e.bound = Some(bound);
+        e.reason = why;
+        return e;
+    }
+    match r.latest {
+        Some(l) if !l.ok && l.values.is_empty() => {
             e.verdict = Verdict::SourceDown;
             e.reason = format!(
                 "reference `{}` is failing: {}",
                 cfg.reference,
-                r.error.as_deref().unwrap_or("unknown error")
+                l.error.as_deref().unwrap_or("unknown error")
             );
             return e;
         }
@@ -366,19 +556,43 @@ fn judge_one(
         _ => {}
     }
     let (a, b) = sample_window(src.kind, o, m);
-    let (before, after) = bracket(refs, m, a, b);
-    let tol = cfg.tolerance(m);
-    if m == Metric::HitRatio
-        && let (Some(b), Some(a)) = (before, after)
-        && b.facts.run_id.is_some()
-        && b.facts.run_id != a.facts.run_id
-    {
-        e.verdict = Verdict::Reset;
-        e.reason = "Redis restarted between the reference readings around this sample: the lifetime ratio restarted".into();
+    let lifetime = matches!(m, Metric::KeyspaceHits | Metric::KeyspaceMisses | Metric::HitRatio);
+    if lifetime && let Some((reset, wholly_before)) = reset_around(&r.resets, a, b) {
+        e.reference_value = reset.after.values.get(&m).copied();
+        if wholly_before && src.kind == "prometheus" {
+            // Prometheus lags by a scrape: its sample is from the old
+            // lifetime, not wrong, and the next scrape will be comparable.
+            e.verdict = Verdict::Stale;
+            e.reason = format!(
+                "Prometheus's sample predates the reset: {}; waiting for a scrape after it",
+                reset.describe()
+            );
+        } else {
+            e.verdict = Verdict::Reset;
+            e.reason = format!(
+                "{} {} this sample: lifetime counters (and the hit ratio) started again",
+                reset.describe(),
+                if wholly_before { "after" } else { "around" }
+            );
+        }
         return e;
     }
+    let (before, after) = bracket(refs, m, a, b);
+    let tol = cfg.tolerance(m);
     match m {
-        Metric::KeyspaceHits | Metric::KeyspaceMisses => counter(&mut e, v, before, after, tol),
+        Metric::KeyspaceHits | Metric::KeyspaceMisses => {
+            // The source's own previous sample, when it is higher and no
+            // reset lies between: the series went backwards by itself.
+            let earlier = src
+                .history
+                .iter()
+                .rev()
+                .filter(|x| x.timestamp < o.timestamp)
+                .find_map(|x| Some((x, *x.values.get(&m)?)))
+                .filter(|(x, p)| *p > v && reset_around(&r.resets, sample_window(src.kind, x, m).0, f64::INFINITY).is_none())
+                .map(|(_, p)| p);
+            counter(&mut e, v, before, after, tol, earlier)
+        }
         Metric::LatencySeconds => {
             // Like the reference's, the source's figure is the median of its
             // readings of the last minute: one slow request in a web worker is
@@ -398,6 +612,15 @@ fn judge_one(
         Metric::Maxclients | Metric::MaxmemoryBytes => equal(&mut e, v, before, after, refs),
         _ => within(&mut e, v, before, after, refs, tol, m, (a + b) / 2.0),
     }
+    if let Some(off) = offset
+        && e.verdict != Verdict::Disagree
+    {
+        e.reason.push_str(&format!(
+            " (Prometheus's clock is {:.1} s {} lookout's; its sample times were corrected)",
+            off.abs(),
+            if off < 0.0 { "behind" } else { "ahead of" }
+        ));
+    }
     e
 }
 
@@ -408,18 +631,19 @@ fn nearest<'r>(refs: &[&'r Observation], m: Metric, t: f64) -> Option<&'r Observ
         .copied()
 }
 
-fn counter(e: &mut Entry, v: f64, before: Option<&Observation>, after: Option<&Observation>, tol: Tolerance) {
+/// The counter rule. `earlier`: the source's own previous sample of the
+/// counter when it was higher and Redis did not reset in between — a series
+/// going backwards by itself, the mark of two instances behind one series.
+fn counter(e: &mut Entry, v: f64, before: Option<&Observation>, after: Option<&Observation>, tol: Tolerance, earlier: Option<f64>) {
     let m: Metric = e.metric.parse().unwrap_or(Metric::KeyspaceHits);
-    if let (Some(b), Some(a)) = (before, after)
-        && b.facts.run_id.is_some()
-        && a.facts.run_id.is_some()
-        && b.facts.run_id != a.facts.run_id
-    {
-        e.verdict = Verdict::Reset;
-        e.reference_value = a.values.get(&m).copied();
-        e.reason = "Redis restarted between the reference readings around this sample (run_id changed): counters reset".into();
-        return;
-    }
+    let mixed = earlier
+        .map(|p| {
+            format!(
+                "; it went back from the source's own previous sample {} while Redis's did not: two instances behind one series (relabelling?)",
+                fmt_num(p)
+            )
+        })
+        .unwrap_or_default();
     let lo = before.and_then(|o| o.values.get(&m)).copied();
     let hi = after.and_then(|o| o.values.get(&m)).copied();
     let slack = tol.abs + tol.rel * hi.or(lo).unwrap_or(0.0);
@@ -449,7 +673,7 @@ fn counter(e: &mut Entry, v: f64, before: Option<&Observation>, after: Option<&O
             } else {
                 e.verdict = Verdict::Disagree;
                 e.reason = format!(
-                    "{} is below the reference's earlier reading {} (frozen or wrong counter?)",
+                    "{} is below the reference's earlier reading {} (frozen or wrong counter?{mixed})",
                     fmt_num(v),
                     fmt_num(l)
                 );
@@ -460,7 +684,7 @@ fn counter(e: &mut Entry, v: f64, before: Option<&Observation>, after: Option<&O
             e.deviation = Some(v - h);
             e.verdict = Verdict::Disagree;
             e.reason = format!(
-                "{} is above the reference's later reading {} (another Redis or database?)",
+                "{} is above the reference's later reading {} (another Redis or database?{mixed})",
                 fmt_num(v),
                 fmt_num(h)
             );
@@ -588,21 +812,33 @@ fn latency(e: &mut Entry, v: f64, refs: &[&Observation], a: f64, b: f64, tol: To
     let ratio = if r > 0.0 { v / r } else { f64::INFINITY };
     e.deviation = Some(ratio);
     let f = tol.factor.max(1.0);
-    // Two sub-millisecond figures a few ms apart are both fast: the factor
-    // only applies beyond the absolute slack (a scheduling hiccup in a web
-    // worker is not a disagreement).
-    let close = (v - r).abs() <= tol.abs;
-    let ok = if server_side {
-        e.bound = Some(format!("ratio ≤ {}", fmt_num(f)));
-        ratio <= f || close
+    // Two sub-millisecond figures a few ms apart are both fast: beyond the
+    // factor, the absolute slack still allows a scheduling hiccup in a web
+    // worker. It widens the bound upwards only: nothing makes a round trip
+    // through an application much faster than lookout's own.
+    let close_above = v >= r && v - r <= tol.abs;
+    if !server_side && ratio < 1.0 / f {
+        e.verdict = Verdict::Disagree;
+        e.bound = Some(format!("ratio ≥ 1/{}", fmt_num(f)));
+        e.reason = format!(
+            "latency {} s is below what a round trip through the application can take (reference {} s, so at least {} s: 1/{} of it); seconds written as milliseconds?",
+            fmt_num(v),
+            fmt_num(r),
+            fmt_num(r / f),
+            fmt_num(f)
+        );
+        return;
+    }
+    let ok = ratio <= f || close_above;
+    e.bound = Some(if server_side {
+        format!("ratio ≤ {}, or at most {} ms above", fmt_num(f), fmt_num(tol.abs * 1000.0))
     } else {
-        e.bound = Some(format!(
-            "ratio within [1/{0}, {0}] or within {1} ms",
+        format!(
+            "ratio within [1/{0}, {0}], or at most {1} ms above",
             fmt_num(f),
             fmt_num(tol.abs * 1000.0)
-        ));
-        (ratio <= f && ratio >= 1.0 / f) || close
-    };
+        )
+    });
     if ok {
         e.verdict = Verdict::Agree;
         e.reason = if server_side {
@@ -614,6 +850,14 @@ fn latency(e: &mut Entry, v: f64, refs: &[&Observation], a: f64, b: f64, tol: To
         e.verdict = Verdict::Disagree;
         e.reason = format!("{:.1}× the reference's median round trip of {:.3} ms", ratio, r * 1000.0);
     }
+}
+
+/// How much a counter grew over consecutive readings, as Prometheus's
+/// `rate()` counts it: a fall is a reset (restart or `CONFIG RESETSTAT`)
+/// after which the counter grew from 0 to its new value.
+fn increase(readings: &[&Observation], m: Metric) -> f64 {
+    let vals: Vec<f64> = readings.iter().filter_map(|o| o.values.get(&m)).copied().collect();
+    vals.windows(2).map(|w| if w[1] >= w[0] { w[1] - w[0] } else { w[1] }).sum()
 }
 
 /// The 5-minute windowed hit rate Prometheus computes (what the dashboard
@@ -629,15 +873,17 @@ fn judge_hit_rate(source: &str, o: &Observation, refs: &[&Observation]) -> Entry
         bound: None,
         reason: String::new(),
     };
-    let t = o.facts.scrape_timestamp.unwrap_or(o.timestamp);
+    let t = sample_time("prometheus", o, Metric::KeyspaceHits).unwrap_or(o.timestamp);
     let end = nearest(refs, Metric::KeyspaceHits, t);
     let start = nearest(refs, Metric::KeyspaceHits, t - 300.0).filter(|s| (s.timestamp - (t - 300.0)).abs() < 60.0);
     let rate = match (start, end) {
-        (Some(s), Some(en)) if s.facts.run_id == en.facts.run_id => {
-            let dh = en.values[&Metric::KeyspaceHits] - s.values[&Metric::KeyspaceHits];
-            let dm = en.values.get(&Metric::KeyspaceMisses).copied().unwrap_or(0.0)
-                - s.values.get(&Metric::KeyspaceMisses).copied().unwrap_or(0.0);
-            Metric::hit_ratio(dh, dm)
+        (Some(s), Some(en)) => {
+            let span: Vec<&Observation> = refs
+                .iter()
+                .filter(|o| o.timestamp >= s.timestamp && o.timestamp <= en.timestamp)
+                .copied()
+                .collect();
+            Metric::hit_ratio(increase(&span, Metric::KeyspaceHits), increase(&span, Metric::KeyspaceMisses))
         }
         _ => None,
     };
