@@ -21,6 +21,8 @@
 //! made on the spot ([`run_now`]). Stored rounds are judged over a window in
 //! [`history`].
 
+#[cfg(test)]
+mod catalogue;
 pub mod config;
 pub mod feed;
 
