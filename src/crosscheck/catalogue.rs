@@ -42,7 +42,8 @@ impl World {
     /// What INFO says at `t`, in canonical units.
     fn values(&self, t: f64) -> BTreeMap<Metric, f64> {
         let (hits, misses) = match self.origin(t) {
-            Some(o) => ((10.0 * (t - o)).floor(), (2.0 * (t - o)).floor()),
+            // After a reset the traffic misses more: the lifetime ratio moves.
+            Some(o) => ((10.0 * (t - o)).floor(), (8.0 * (t - o)).floor()),
             None => (5000.0 + 10.0 * (t - 100.0), 1000.0 + 2.0 * (t - 100.0)),
         };
         let mut v: BTreeMap<Metric, f64> = [
@@ -361,6 +362,16 @@ fn fault_statistics_reset_is_a_reset_then_agrees() {
         expect(&r, m, Verdict::Stale, "predates the reset");
     }
     others_agree(&r, &lifetime);
+    // Scraped just before the reset, between the readings around it: its
+    // lifetime hit ratio is the old one, the reference's after it the new
+    // one — a reset, where a plain bracket would see a disagreement.
+    let r = round(w, "prometheus", vec![w.prometheus("faulty", 147.0, 153.0)]);
+    for m in lifetime {
+        expect(&r, m, Verdict::Reset, "statistics were reset");
+    }
+    // Scraped after it: judged again, and agrees.
+    let r = round(w, "prometheus", vec![w.prometheus("faulty", 151.0, 153.0)]);
+    others_agree(&r, &[]);
 }
 
 #[test]
@@ -511,8 +522,9 @@ fn dashboard_rate_counts_a_statistics_reset_as_prometheus_does() {
         .collect();
     reference.splice(0..0, early);
     let mut p = w.prometheus("prometheus", 155.0, 156.0);
-    // Every lookup of the window: 10 hits and 2 misses a second, reset or not.
-    p.facts.hit_rate_5m = Some(10.0 / 12.0);
+    // Every lookup of the window [-145, 155]: 10 hits a second, 2 misses a
+    // second before the reset at 147.5 and 8 after it.
+    p.facts.hit_rate_5m = Some(3000.0 / (3000.0 + 2.0 * 292.5 + 8.0 * 7.5));
     let r = alone("prometheus", &reference, &[p]);
     assert_eq!(r.dashboard[0].verdict, Verdict::Agree, "{:#?}", r.dashboard);
     assert!(r.entries.iter().all(|e| e.verdict != Verdict::Disagree), "{r:#?}");
