@@ -161,11 +161,11 @@ fn round(world: World, kind: &str, faulty: Vec<Observation>) -> Report {
     report
 }
 
-/// One round judging a single Prometheus source, without the honest ones.
-fn alone(name: &str, reference: &[Observation], history: &[Observation]) -> Report {
+/// One round judging a single source, without the honest ones.
+fn alone(kind: &str, name: &str, reference: &[Observation], history: &[Observation]) -> Report {
     let src = [Source {
         name,
-        kind: "prometheus",
+        kind,
         history,
         max_age: 60.0,
     }];
@@ -375,6 +375,32 @@ fn fault_statistics_reset_is_a_reset_then_agrees() {
 }
 
 #[test]
+fn few_lookups_after_a_reset_let_the_lifetime_ratio_swing_honestly() {
+    let w = World {
+        resetstat_at: Some(147.5),
+        ..World::default()
+    };
+    let mut reference = w.reference();
+    // A trickle of lookups since the reset: 1 hit (ratio 1), then 3 hits and
+    // a miss (0.75) five seconds later.
+    for (i, (hits, misses)) in [(10, (1.0, 0.0)), (11, (3.0, 1.0)), (12, (5.0, 1.0))] {
+        let v = &mut reference[i].values;
+        v.insert(Metric::KeyspaceHits, hits);
+        v.insert(Metric::KeyspaceMisses, misses);
+        v.insert(Metric::HitRatio, hits / (hits + misses));
+    }
+    // Sampled between them, after the first miss and before the next hits:
+    // 0.5, outside both readings' ratios, and honest.
+    let mut o = w.endpoint("faulty", 152.0);
+    o.values.insert(Metric::KeyspaceHits, 1.0);
+    o.values.insert(Metric::KeyspaceMisses, 1.0);
+    o.values.insert(Metric::HitRatio, 0.5);
+    let r = alone("http_health", "faulty", &reference, &[o]);
+    expect(&r, Metric::HitRatio, Verdict::Agree, "within tolerance");
+    assert_eq!(entry(&r, Metric::HitRatio).bound.as_deref(), Some("[0.4900, 1]"));
+}
+
+#[test]
 fn fault_redis_restart_is_a_reset() {
     let w = World {
         restart_at: Some(147.5),
@@ -487,7 +513,7 @@ fn fault_prometheus_clock_skew_is_corrected_not_a_disagreement() {
         // 20 s behind would make honest counters look ahead of Redis.
         if skew == -20.0 {
             o.facts.evaluated_at = None;
-            let r = alone("faulty", &w.reference(), &[o]);
+            let r = alone("prometheus", "faulty", &w.reference(), &[o]);
             assert_eq!(entry(&r, Metric::KeyspaceHits).verdict, Verdict::Disagree, "uncorrected skew");
         }
     }
@@ -525,7 +551,7 @@ fn dashboard_rate_counts_a_statistics_reset_as_prometheus_does() {
     // Every lookup of the window [-145, 155]: 10 hits a second, 2 misses a
     // second before the reset at 147.5 and 8 after it.
     p.facts.hit_rate_5m = Some(3000.0 / (3000.0 + 2.0 * 292.5 + 8.0 * 7.5));
-    let r = alone("prometheus", &reference, &[p]);
+    let r = alone("prometheus", "prometheus", &reference, &[p]);
     assert_eq!(r.dashboard[0].verdict, Verdict::Agree, "{:#?}", r.dashboard);
     assert!(r.entries.iter().all(|e| e.verdict != Verdict::Disagree), "{r:#?}");
 }

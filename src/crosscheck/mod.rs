@@ -726,11 +726,20 @@ fn within(
         e.reason = "the reference did not report it".into();
         return;
     }
-    let lo_ref = vals.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi_ref = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut lo_ref = vals.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut hi_ref = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if m == Metric::HitRatio
+        && let Some((l, h)) = ratio_span(before, after)
+    {
+        lo_ref = lo_ref.min(l);
+        hi_ref = hi_ref.max(h);
+    }
     let slack = tol.abs.max(tol.rel * hi_ref.abs());
     // Every canonical metric is non-negative.
-    let (lo, hi) = ((lo_ref - slack).max(0.0), hi_ref + slack);
+    let (lo, mut hi) = ((lo_ref - slack).max(0.0), hi_ref + slack);
+    if m == Metric::HitRatio {
+        hi = hi.min(1.0);
+    }
     let nearest_val = if (v - lo_ref).abs() < (v - hi_ref).abs() { lo_ref } else { hi_ref };
     e.reference_value = Some(nearest_val);
     e.bound = Some(format!("[{}, {}]", fmt_num(lo), fmt_num(hi)));
@@ -760,6 +769,21 @@ fn within(
             fmt_num(nearest_val)
         );
     }
+}
+
+/// Every lifetime hit ratio a sample taken between two readings can have:
+/// its hits and misses lie between the readings' (no reset in between), so
+/// the ratio lies in `[h0 / (h0 + m1), h1 / (h1 + m0)]`. With few lookups —
+/// just after a start or a statistics reset — that is wide, and a ratio
+/// outside both readings' is honest; with many it closes on them.
+fn ratio_span(before: Option<&Observation>, after: Option<&Observation>) -> Option<(f64, f64)> {
+    let get = |o: Option<&Observation>, m| o.and_then(|o| o.values.get(&m)).copied();
+    let (h0, m0) = (get(before, Metric::KeyspaceHits)?, get(before, Metric::KeyspaceMisses)?);
+    let (h1, m1) = (get(after, Metric::KeyspaceHits)?, get(after, Metric::KeyspaceMisses)?);
+    if h1 < h0 || m1 < m0 {
+        return None;
+    }
+    Some((Metric::hit_ratio(h0, m1)?, Metric::hit_ratio(h1, m0)?))
 }
 
 fn equal(e: &mut Entry, v: f64, before: Option<&Observation>, after: Option<&Observation>, refs: &[&Observation]) {
