@@ -221,3 +221,105 @@ fn honest_sources_agree_and_every_lie_is_caught() {
     );
     assert_eq!(out.status.code(), Some(1), "the window saw disagreements");
 }
+
+/// What the operators themselves do and what exporters do to them, against
+/// the real servers: `CONFIG RESETSTAT` (counters to 0, no restart) is a
+/// `reset` — Prometheus's sample from before it `stale` — and a stalled
+/// exporter (`SIGSTOP`) is `stale`; in no round does an honest source
+/// disagree, and once each source is sampled afresh all agree again.
+#[test]
+fn a_statistics_reset_and_a_stalled_exporter_never_cry_wolf() {
+    let redis = Redis::start(&[]);
+    let _traffic = Traffic::start(&redis.url());
+    let exporter = Exporter::start(&redis.url());
+    let prom = Prometheus::start(&[("redis_a", format!("127.0.0.1:{}", exporter.port))]);
+    let django = PyEndpoint::start("django", &redis.url(), None);
+    let probe = |name: &str, body: String| format!("  - name: {name}\n{body}    every: 1s\n    timeout: 2s\n");
+    let mut cfg = String::from(
+        "server:\n  listen: {listen}\ndata_dir: {data_dir}\nprobe_files: []\ncrosscheck:\n  every: 1s\n  max_staleness: 5s\nprobes:\n",
+    );
+    cfg.push_str(&probe("redis", format!("    kind: redis\n    url: {}\n", redis.url())));
+    cfg.push_str(&probe("django", format!("    kind: http_health\n    url: {}\n", django.url())));
+    cfg.push_str(&probe(
+        "prometheus",
+        format!(
+            "    kind: prometheus\n    url: {}\n    selector: '{{job=\"redis_a\"}}'\n",
+            prom.url()
+        ),
+    ));
+    let d = Daemon::start(&cfg);
+
+    // Watches the rounds judged after `since` (Unix seconds) until `done`
+    // holds, at most `secs`; with `strict`, every round seen must be free
+    // of disagreement. Returns every (source, metric, verdict) seen.
+    let watch = |what: &str, since: f64, secs: u64, strict: bool, done: &dyn Fn(&HashMap<(String, String), String>) -> bool| {
+        let mut seen = std::collections::HashSet::new();
+        let mut last = serde_json::Value::Null;
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within {secs}s; last round: {last:#}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+            let Some(r) = http_get(d.port, "/report?format=json").and_then(|(s, b)| (s == 200).then_some(b)) else {
+                continue;
+            };
+            let Ok(r) = serde_json::from_str::<serde_json::Value>(&r) else {
+                continue;
+            };
+            if r["timestamp"].as_f64().is_none_or(|t| t <= since) {
+                continue;
+            }
+            let v = verdicts(&r);
+            if strict && let Some(((src, m), _)) = v.iter().find(|(_, verdict)| *verdict == "disagree") {
+                let e = r["entries"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|e| e["source"] == *src && e["metric"] == *m).cloned());
+                panic!("{what}: an honest source disagrees: {}", e.unwrap_or_default());
+            }
+            seen.extend(v.iter().map(|((s, m), verdict)| (s.clone(), m.clone(), verdict.clone())));
+            last = r;
+            if done(&v) {
+                return seen;
+            }
+        }
+    };
+    let all = |want: &'static str, sources: &'static [&'static str]| {
+        move |v: &HashMap<(String, String), String>| {
+            sources
+                .iter()
+                .all(|s| v.iter().filter(|((src, _), verdict)| src == s && *verdict == want).count() == METRICS)
+        }
+    };
+    let both: &'static [&'static str] = &["django", "prometheus"];
+    let now = || lookout::probe::unix_now();
+    watch("honest sources agree", 0.0, 90, false, &all("agree", both));
+
+    let hits = redis.info_field("keyspace_hits").unwrap_or(0.0);
+    let out = redis.cli(&["CONFIG", "RESETSTAT"]);
+    let reset_at = now();
+    assert!(out.contains("OK"), "{out}");
+    assert!(redis.info_field("keyspace_hits").is_some_and(|h| h < hits), "counters fell");
+    // Every round from the reset on, until every source has been sampled
+    // well after it.
+    let seen = watch("agreement after the statistics reset", reset_at, 60, true, &|v| {
+        all("agree", both)(v) && now() > reset_at + 6.0
+    });
+    let lifetime = ["keyspace_hits", "keyspace_misses", "hit_ratio"];
+    assert!(
+        seen.iter()
+            .any(|(s, m, verdict)| s == "django" && lifetime.contains(&m.as_str()) && verdict == "reset")
+            || seen
+                .iter()
+                .any(|(s, m, verdict)| s == "prometheus" && lifetime.contains(&m.as_str()) && (verdict == "reset" || verdict == "stale")),
+        "the reset was recognised in some round: {seen:?}"
+    );
+
+    support::send_signal(exporter.pid(), libc::SIGSTOP);
+    watch("Prometheus stale while its exporter is stalled", now(), 60, true, &|v| {
+        all("stale", &["prometheus"])(v) && all("agree", &["django"])(v)
+    });
+    support::send_signal(exporter.pid(), libc::SIGCONT);
+    watch("agreement once the exporter resumes", now(), 60, true, &all("agree", both));
+}

@@ -317,6 +317,11 @@ impl Exporter {
     pub fn stop(&mut self) {
         self.proc.kill();
     }
+
+    /// Its process, to stall it (`SIGSTOP`) and resume it (`SIGCONT`).
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
 }
 
 /// A Prometheus scraping the given targets every second.
