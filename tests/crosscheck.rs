@@ -14,7 +14,10 @@ use support::{Daemon, Exporter, Prometheus, PyEndpoint, Redis, Traffic, http_get
 /// Canonical metrics: a report has one entry per metric and source.
 const METRICS: usize = 9;
 
-fn verdicts(report: &serde_json::Value) -> HashMap<(String, String), String> {
+/// Each entry's verdict by (source, metric).
+type Verdicts = HashMap<(String, String), String>;
+
+fn verdicts(report: &serde_json::Value) -> Verdicts {
     report["entries"]
         .as_array()
         .map(|a| {
@@ -252,7 +255,7 @@ fn a_statistics_reset_and_a_stalled_exporter_never_cry_wolf() {
     // Watches the rounds judged after `since` (Unix seconds) until `done`
     // holds, at most `secs`; with `strict`, every round seen must be free
     // of disagreement. Returns every (source, metric, verdict) seen.
-    let watch = |what: &str, since: f64, secs: u64, strict: bool, done: &dyn Fn(&HashMap<(String, String), String>) -> bool| {
+    let watch = |what: &str, since: f64, secs: u64, strict: bool, done: &dyn Fn(&Verdicts) -> bool| {
         let mut seen = std::collections::HashSet::new();
         let mut last = serde_json::Value::Null;
         let deadline = std::time::Instant::now() + Duration::from_secs(secs);
@@ -286,7 +289,7 @@ fn a_statistics_reset_and_a_stalled_exporter_never_cry_wolf() {
         }
     };
     let all = |want: &'static str, sources: &'static [&'static str]| {
-        move |v: &HashMap<(String, String), String>| {
+        move |v: &Verdicts| {
             sources
                 .iter()
                 .all(|s| v.iter().filter(|((src, _), verdict)| src == s && *verdict == want).count() == METRICS)

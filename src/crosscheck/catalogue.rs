@@ -172,7 +172,7 @@ fn alone(kind: &str, name: &str, reference: &[Observation], history: &[Observati
     judge(&cfg(), reference, &src, NOW)
 }
 
-fn entry<'a>(r: &'a Report, m: Metric) -> &'a Entry {
+fn entry(r: &Report, m: Metric) -> &Entry {
     r.entries
         .iter()
         .find(|e| e.metric == m.as_str() && e.source == "faulty")
