@@ -427,7 +427,13 @@ fn fault_clients_from_the_replication_section_disagrees() {
         Verdict::Disagree,
         "the connection that read INFO is itself a client",
     );
-    assert_eq!(entry(&r, Metric::ConnectedClients).bound.as_deref(), Some("a whole number ≥ 1"));
+    let e = entry(&r, Metric::ConnectedClients);
+    assert_eq!(e.bound.as_deref(), Some("a whole number ≥ 1"));
+    assert_eq!(
+        (e.deviation, e.reference_value),
+        (Some(-1.0), Some(5.0)),
+        "distance to the bound, and the reference's reading"
+    );
     others_agree(&r, &[Metric::ConnectedClients]);
 }
 

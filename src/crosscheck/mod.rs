@@ -401,16 +401,36 @@ fn ago(now: f64, t: f64) -> String {
 /// is accepted with 900 KB in use), `connected_clients ≤ maxclients`
 /// (lowering `maxclients` keeps the clients already connected: 3 > 1 seen),
 /// `mem_fragmentation_ratio ≥ 1` (below 1 when swapped).
-fn implausible(m: Metric, v: f64, server_side: bool, o: &Observation, hit_ratio_tol: f64) -> Option<(String, String)> {
+/// A value that breaks one of [`implausible`]'s bounds.
+struct Implausible {
+    /// The bound, for the entry's `bound`.
+    bound: String,
+    /// How far outside it.
+    deviation: f64,
+    /// Why no Redis can have the value, for a person.
+    why: String,
+}
+
+fn implausible(m: Metric, v: f64, server_side: bool, o: &Observation, hit_ratio_tol: f64) -> Option<Implausible> {
     let whole = v.fract() == 0.0;
-    let fail = |bound: &str, why: String| Some((bound.to_string(), why));
+    let fail = |bound: &str, deviation: f64, why: String| {
+        Some(Implausible {
+            bound: bound.to_string(),
+            deviation,
+            why,
+        })
+    };
+    // Below a whole-number floor: how far below; above it: the fraction.
+    let floor = |limit: f64| if v < limit { v - limit } else { v - v.round() };
     match m {
         Metric::KeyspaceHits | Metric::KeyspaceMisses if v < 0.0 || !whole => fail(
             "a whole number ≥ 0",
+            floor(0.0),
             format!("{m} {} is not a count: a counter is a whole number, never negative", fmt_num(v)),
         ),
         Metric::HitRatio if !(0.0..=1.0).contains(&v) => fail(
             "[0, 1]",
+            if v > 1.0 { v - 1.0 } else { v },
             format!("hit_ratio {} is outside [0, 1]: a ratio of lookups, not a percentage", fmt_num(v)),
         ),
         Metric::HitRatio => {
@@ -418,19 +438,19 @@ fn implausible(m: Metric, v: f64, server_side: bool, o: &Observation, hit_ratio_
                 o.values.get(&Metric::KeyspaceHits).copied()?,
                 o.values.get(&Metric::KeyspaceMisses).copied()?,
             )?;
-            ((v - own).abs() > hit_ratio_tol).then(|| {
-                (
-                    format!("hits / (hits + misses) of the same sample ± {}", fmt_num(hit_ratio_tol)),
-                    format!(
-                        "hit_ratio {} does not follow from the source's own counters ({}): not the lifetime ratio",
-                        fmt_num(v),
-                        fmt_num(own)
-                    ),
-                )
+            ((v - own).abs() > hit_ratio_tol).then(|| Implausible {
+                bound: format!("hits / (hits + misses) of the same sample ± {}", fmt_num(hit_ratio_tol)),
+                deviation: v - own,
+                why: format!(
+                    "hit_ratio {} does not follow from the source's own counters ({}): not the lifetime ratio",
+                    fmt_num(v),
+                    fmt_num(own)
+                ),
             })
         }
         Metric::ConnectedClients if v < 1.0 || !whole => fail(
             "a whole number ≥ 1",
+            floor(1.0),
             format!(
                 "connected_clients {} is impossible: the connection that read INFO is itself a client",
                 fmt_num(v)
@@ -438,10 +458,12 @@ fn implausible(m: Metric, v: f64, server_side: bool, o: &Observation, hit_ratio_
         ),
         Metric::Maxclients if v < 1.0 || !whole => fail(
             "a whole number ≥ 1",
+            floor(1.0),
             format!("maxclients {} is impossible: Redis refuses a limit below 1", fmt_num(v)),
         ),
         Metric::UsedMemoryBytes if v < MIN_USED_MEMORY || !whole => fail(
             "a whole number of bytes ≥ 262144",
+            floor(MIN_USED_MEMORY),
             format!(
                 "used_memory {} is below what an empty Redis uses (≥ 256 KiB; 893 KiB measured): KiB instead of bytes?",
                 fmt_num(v)
@@ -449,18 +471,25 @@ fn implausible(m: Metric, v: f64, server_side: bool, o: &Observation, hit_ratio_
         ),
         Metric::MaxmemoryBytes if v < 0.0 || !whole => fail(
             "a whole number of bytes ≥ 0",
+            floor(0.0),
             format!("maxmemory {} is not a number of bytes", fmt_num(v)),
         ),
         Metric::MemFragmentationRatio if v <= 0.0 => fail(
             "> 0",
+            v,
             format!(
                 "mem_fragmentation_ratio {} is impossible: a running Redis has resident memory",
                 fmt_num(v)
             ),
         ),
-        Metric::LatencySeconds if v <= 0.0 => fail("> 0", format!("latency {} s is impossible: every command takes time", fmt_num(v))),
+        Metric::LatencySeconds if v <= 0.0 => fail(
+            "> 0",
+            v,
+            format!("latency {} s is impossible: every command takes time", fmt_num(v)),
+        ),
         Metric::LatencySeconds if !server_side && v < MIN_ROUND_TRIP => fail(
             "≥ 5e-6 s",
+            v - MIN_ROUND_TRIP,
             format!(
                 "latency {} s is below any network round trip to Redis (≥ 5 µs; 16 µs is the fastest loopback PING measured): seconds written as milliseconds?",
                 fmt_num(v)
@@ -534,10 +563,12 @@ fn judge_one(cfg: &CrossCheckConfig, m: Metric, src: &Source<'_>, chosen: Option
         return e;
     };
     // A value no Redis can have is wrong whatever the reference says.
-    if let Some((bound, why)) = implausible(m, v, src.kind == "prometheus", o, cfg.tolerance(Metric::HitRatio).abs) {
+    if let Some(bad) = implausible(m, v, src.kind == "prometheus", o, cfg.tolerance(Metric::HitRatio).abs) {
         e.verdict = Verdict::Disagree;
-        e.bound = Some(bound);
-        e.reason = why;
+        e.reference_value = nearest(refs, m, o.timestamp).and_then(|r| r.values.get(&m)).copied();
+        e.deviation = Some(bad.deviation);
+        e.bound = Some(bad.bound);
+        e.reason = bad.why;
         return e;
     }
     match r.latest {
