@@ -54,6 +54,7 @@ fn honest_sources_agree_and_every_lie_is_caught() {
     let frozen = PyEndpoint::start("django", &redis.url(), Some("frozen_counters"));
     let kib = PyEndpoint::start("fastapi", &redis.url(), Some("memory_kib"));
     let elsewhere = PyEndpoint::start("django", &other.url(), None);
+    let secs = PyEndpoint::start("fastapi", &redis.url(), Some("latency_seconds"));
 
     let probe = |name: &str, body: String| format!("  - name: {name}\n{body}    every: 1s\n    timeout: 2s\n");
     let http = |url: String| format!("    kind: http_health\n    url: {url}\n");
@@ -68,6 +69,7 @@ fn honest_sources_agree_and_every_lie_is_caught() {
     cfg.push_str(&probe("frozen", http(frozen.url())));
     cfg.push_str(&probe("kib", http(kib.url())));
     cfg.push_str(&probe("elsewhere", http(elsewhere.url())));
+    cfg.push_str(&probe("secs", http(secs.url())));
     cfg.push_str(&probe("prom_wrong_selector", promq("redis_b")));
     cfg.push_str(&probe("prom_target_down", promq("redis_c")));
     let d = Daemon::start(&cfg);
@@ -108,6 +110,7 @@ fn honest_sources_agree_and_every_lie_is_caught() {
             && v.get(&("kib".into(), "used_memory_bytes".into())).map(String::as_str) == Some("disagree")
             && v.get(&("kib".into(), "maxmemory_bytes".into())).map(String::as_str) == Some("disagree")
             && v.get(&("elsewhere".into(), "keyspace_hits".into())).map(String::as_str) == Some("disagree")
+            && v.get(&("secs".into(), "latency_seconds".into())).map(String::as_str) == Some("disagree")
             && v.get(&("prom_wrong_selector".into(), "keyspace_hits".into())).map(String::as_str) == Some("disagree")
             && all_nine("prom_target_down", "stale");
         if honest_agree && caught {
@@ -126,6 +129,15 @@ fn honest_sources_agree_and_every_lie_is_caught() {
         assert!(!e[k].is_null(), "entry has `{k}`: {e}");
     }
     assert!(e["deviation"].as_f64().unwrap() < 0.0);
+    // Latency in seconds under `latency_ms`: caught by the lower bound, with
+    // nothing else of that endpoint in doubt.
+    for e in last["entries"].as_array().unwrap().iter().filter(|e| e["source"] == "secs") {
+        if e["metric"] == "latency_seconds" {
+            assert!(e["reason"].as_str().unwrap().contains("below"), "{e}");
+        } else {
+            assert_eq!(e["verdict"], "agree", "{e}");
+        }
+    }
 
     // Metrics.
     assert_eq!(
