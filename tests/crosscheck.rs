@@ -338,3 +338,74 @@ fn a_statistics_reset_and_a_stalled_exporter_never_cry_wolf() {
     support::send_signal(exporter.pid(), libc::SIGCONT);
     watch("agreement once the exporter resumes", now(), 60, true, &all("agree", both));
 }
+
+/// A relabelling mistake, as Prometheus really makes it: one job scraping
+/// two exporters with `instance` rewritten to one value keeps both targets
+/// and writes them into one series, whose value then alternates between
+/// the two Redis (seen: `redis_keyspace_misses_total{instance="redis"}`
+/// 50, 0, 0, 50, 0 on queries 0.7 s apart). The mixed source is caught —
+/// a probe in phase with the scrapes may only ever see the other Redis, so
+/// the reason's "two instances" hint is not required — and the honest ones
+/// never disagree.
+#[test]
+fn relabelling_that_mixes_two_instances_is_caught() {
+    let redis = Redis::start(&[]);
+    let other = Redis::start(&[]);
+    let _traffic = Traffic::start(&redis.url());
+    for _ in 0..3 {
+        other.cli(&["GET", "absent"]);
+    }
+    let exporter = Exporter::start(&redis.url());
+    let other_exporter = Exporter::start(&other.url());
+    let mixed = format!(
+        "  - job_name: mixed\n    static_configs:\n      - targets: ['127.0.0.1:{}', '127.0.0.1:{}']\n    relabel_configs:\n      - target_label: instance\n        replacement: redis\n",
+        exporter.port, other_exporter.port
+    );
+    let prom = Prometheus::start_with_scrape_configs(&[("redis_a", format!("127.0.0.1:{}", exporter.port))], &mixed);
+    let django = PyEndpoint::start("django", &redis.url(), None);
+    let probe = |name: &str, body: String| format!("  - name: {name}\n{body}    every: 1s\n    timeout: 2s\n");
+    let promq = |job: &str| format!("    kind: prometheus\n    url: {}\n    selector: '{{job=\"{job}\"}}'\n", prom.url());
+    let mut cfg = String::from(
+        "server:\n  listen: {listen}\ndata_dir: {data_dir}\nprobe_files: []\ncrosscheck:\n  every: 1s\n  max_staleness: 5s\nprobes:\n",
+    );
+    cfg.push_str(&probe("redis", format!("    kind: redis\n    url: {}\n", redis.url())));
+    cfg.push_str(&probe("django", format!("    kind: http_health\n    url: {}\n", django.url())));
+    cfg.push_str(&probe("prometheus", promq("redis_a")));
+    // Out of phase with the 1 s scrapes, to see both instances.
+    cfg.push_str(&format!("  - name: mixed\n{}    every: 700ms\n    timeout: 2s\n", promq("mixed")));
+    let d = Daemon::start(&cfg);
+
+    let honest = ["django", "prometheus"];
+    let mut settled = false;
+    let mut last = serde_json::Value::Null;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mixed series was not caught in 90s; last round: {last:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let Some((200, body)) = http_get(d.port, "/report?format=json") else {
+            continue;
+        };
+        let Ok(r) = serde_json::from_str::<serde_json::Value>(&body) else {
+            continue;
+        };
+        let v = verdicts(&r);
+        let agree = |s: &str| v.iter().filter(|((src, _), verdict)| src == s && *verdict == "agree").count() == METRICS;
+        // Once the honest sources have agreed, they must never disagree.
+        settled |= honest.iter().all(|s| agree(s));
+        if settled
+            && let Some(((s, m), _)) = v
+                .iter()
+                .find(|((s, _), verdict)| honest.contains(&s.as_str()) && *verdict == "disagree")
+        {
+            panic!("honest {s}/{m} disagrees: {r:#}");
+        }
+        let caught = v.get(&("mixed".into(), "keyspace_hits".into())).map(String::as_str) == Some("disagree");
+        last = r;
+        if settled && caught {
+            break;
+        }
+    }
+}

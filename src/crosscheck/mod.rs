@@ -619,11 +619,11 @@ fn judge_one(cfg: &CrossCheckConfig, m: Metric, src: &Source<'_>, chosen: Option
             let earlier = src
                 .history
                 .iter()
-                .rev()
                 .filter(|x| x.timestamp < o.timestamp)
-                .find_map(|x| Some((x, *x.values.get(&m)?)))
-                .filter(|(x, p)| *p > v && reset_around(&r.resets, sample_window(src.kind, x, m).0, f64::INFINITY).is_none())
-                .map(|(_, p)| p);
+                .filter(|x| reset_around(&r.resets, sample_window(src.kind, x, m).0, f64::INFINITY).is_none())
+                .filter_map(|x| x.values.get(&m).copied())
+                .reduce(f64::max)
+                .filter(|p| *p > v);
             counter(&mut e, v, before, after, tol, earlier)
         }
         Metric::LatencySeconds => {
@@ -664,15 +664,16 @@ fn nearest<'r>(refs: &[&'r Observation], m: Metric, t: f64) -> Option<&'r Observ
         .copied()
 }
 
-/// The counter rule. `earlier`: the source's own previous sample of the
-/// counter when it was higher and Redis did not reset in between — a series
-/// going backwards by itself, the mark of two instances behind one series.
+/// The counter rule. `earlier`: the highest of the source's own earlier
+/// samples of the counter when above this one and Redis did not reset since
+/// — a series going backwards by itself, the mark of two instances behind
+/// one series.
 fn counter(e: &mut Entry, v: f64, before: Option<&Observation>, after: Option<&Observation>, tol: Tolerance, earlier: Option<f64>) {
     let m: Metric = e.metric.parse().unwrap_or(Metric::KeyspaceHits);
     let mixed = earlier
         .map(|p| {
             format!(
-                "; it went back from the source's own previous sample {} while Redis's did not: two instances behind one series (relabelling?)",
+                "; it went back from the source's own earlier sample {} while Redis's did not: two instances behind one series (relabelling?)",
                 fmt_num(p)
             )
         })
