@@ -6,15 +6,22 @@
 //! rules compare a source's sample with the reference readings taken just
 //! before and just after it:
 //!
+//! - every value must first be plausible: within bounds that follow from
+//!   Redis's own invariants whatever the reference says;
 //! - counters (`keyspace_hits`, `keyspace_misses`) only grow, so a sample
-//!   must lie between the reference readings that bracket it; a different
-//!   `run_id` across the bracket is a restart (`reset`), not a mismatch;
-//! - gauges and ratios must lie within a tolerance of the bracket;
+//!   must lie between the reference readings that bracket it; when the
+//!   reference's counters fall — a restart or `CONFIG RESETSTAT` — a sample
+//!   not taken after the fall is a `reset` (Prometheus's, from before it,
+//!   `stale`), not a mismatch;
+//! - gauges and ratios must lie within a tolerance of the bracket (the
+//!   lifetime hit ratio, of every ratio the bracket's counters allow);
 //! - configuration values (`maxclients`, `maxmemory_bytes`) must be equal;
 //! - latencies are different instruments (a client's round trip through a
 //!   web framework, Redis's own command time), so they are compared within a
 //!   factor — and Prometheus's mean command time, measured inside Redis, only
-//!   from above.
+//!   from above;
+//! - Prometheus's sample times are on its own clock: when it is off
+//!   lookout's, they are corrected before bracketing.
 //!
 //! The engine is a pure function of the observations ([`judge`]); the
 //! daemon feeds it from its probes ([`feed`]), `lookout report` from runs
