@@ -339,14 +339,14 @@ fn a_statistics_reset_and_a_stalled_exporter_never_cry_wolf() {
     watch("agreement once the exporter resumes", now(), 60, true, &all("agree", both));
 }
 
-/// A relabelling mistake, as Prometheus really makes it: one job scraping
-/// two exporters with `instance` rewritten to one value keeps both targets
-/// and writes them into one series, whose value then alternates between
-/// the two Redis (seen: `redis_keyspace_misses_total{instance="redis"}`
-/// 50, 0, 0, 50, 0 on queries 0.7 s apart). The mixed source is caught —
-/// a probe in phase with the scrapes may only ever see the other Redis, so
-/// the reason's "two instances" hint is not required — and the honest ones
-/// never disagree.
+/// A relabelling mistake, as Prometheus really makes it: targets of two
+/// exporters with `job` and `instance` rewritten to the same values are all
+/// kept and write into one series, whose value then alternates between the
+/// two Redis (seen with one job of two targets:
+/// `redis_keyspace_misses_total{instance="redis"}` 50, 0, 0, 50, 0 on
+/// queries 0.7 s apart). The mixed source is caught — a probe in phase with
+/// the scrapes may only ever see the other Redis, so the reason's "two
+/// instances" hint is not required — and the honest ones never disagree.
 #[test]
 fn relabelling_that_mixes_two_instances_is_caught() {
     let redis = Redis::start(&[]);
@@ -357,8 +357,15 @@ fn relabelling_that_mixes_two_instances_is_caught() {
     }
     let exporter = Exporter::start(&redis.url());
     let other_exporter = Exporter::start(&other.url());
+    // Two jobs relabelled into one `job` and `instance`. (One job with both
+    // targets mixes them too, but when the two scrapes fall at nearly the
+    // same offset of the interval — it is hashed from the target — the same
+    // one always lands last and the series only ever shows that Redis.
+    // Different intervals make the newest sample alternate whatever the
+    // offsets.)
+    let relabel = "    relabel_configs:\n      - target_label: instance\n        replacement: redis\n      - target_label: job\n        replacement: mixed\n";
     let mixed = format!(
-        "  - job_name: mixed\n    static_configs:\n      - targets: ['127.0.0.1:{}', '127.0.0.1:{}']\n    relabel_configs:\n      - target_label: instance\n        replacement: redis\n",
+        "  - job_name: mixed\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n{relabel}  - job_name: mixed_too\n    scrape_interval: 1300ms\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n{relabel}",
         exporter.port, other_exporter.port
     );
     let prom = Prometheus::start_with_scrape_configs(&[("redis_a", format!("127.0.0.1:{}", exporter.port))], &mixed);
