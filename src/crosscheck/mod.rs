@@ -399,7 +399,7 @@ fn ago(now: f64, t: f64) -> String {
 }
 
 /// A bound every honest reading of `m` keeps whatever the reference says,
-/// from Redis's own invariants: `(bound, why)` when `v` breaks it.
+/// from Redis's own invariants: what is wrong when `v` breaks it.
 ///
 /// Each was checked against redis-server 7.0.15 (see the README's
 /// cross-check section). Deliberately absent, because Redis does not
