@@ -14,7 +14,10 @@ use support::{Daemon, Exporter, Prometheus, PyEndpoint, Redis, Traffic, http_get
 /// Canonical metrics: a report has one entry per metric and source.
 const METRICS: usize = 9;
 
-fn verdicts(report: &serde_json::Value) -> HashMap<(String, String), String> {
+/// Each entry's verdict by (source, metric).
+type Verdicts = HashMap<(String, String), String>;
+
+fn verdicts(report: &serde_json::Value) -> Verdicts {
     report["entries"]
         .as_array()
         .map(|a| {
@@ -51,6 +54,7 @@ fn honest_sources_agree_and_every_lie_is_caught() {
     let frozen = PyEndpoint::start("django", &redis.url(), Some("frozen_counters"));
     let kib = PyEndpoint::start("fastapi", &redis.url(), Some("memory_kib"));
     let elsewhere = PyEndpoint::start("django", &other.url(), None);
+    let secs = PyEndpoint::start("fastapi", &redis.url(), Some("latency_seconds"));
 
     let probe = |name: &str, body: String| format!("  - name: {name}\n{body}    every: 1s\n    timeout: 2s\n");
     let http = |url: String| format!("    kind: http_health\n    url: {url}\n");
@@ -65,6 +69,7 @@ fn honest_sources_agree_and_every_lie_is_caught() {
     cfg.push_str(&probe("frozen", http(frozen.url())));
     cfg.push_str(&probe("kib", http(kib.url())));
     cfg.push_str(&probe("elsewhere", http(elsewhere.url())));
+    cfg.push_str(&probe("secs", http(secs.url())));
     cfg.push_str(&probe("prom_wrong_selector", promq("redis_b")));
     cfg.push_str(&probe("prom_target_down", promq("redis_c")));
     let d = Daemon::start(&cfg);
@@ -105,6 +110,7 @@ fn honest_sources_agree_and_every_lie_is_caught() {
             && v.get(&("kib".into(), "used_memory_bytes".into())).map(String::as_str) == Some("disagree")
             && v.get(&("kib".into(), "maxmemory_bytes".into())).map(String::as_str) == Some("disagree")
             && v.get(&("elsewhere".into(), "keyspace_hits".into())).map(String::as_str) == Some("disagree")
+            && v.get(&("secs".into(), "latency_seconds".into())).map(String::as_str) == Some("disagree")
             && v.get(&("prom_wrong_selector".into(), "keyspace_hits".into())).map(String::as_str) == Some("disagree")
             && all_nine("prom_target_down", "stale");
         if honest_agree && caught {
@@ -123,6 +129,15 @@ fn honest_sources_agree_and_every_lie_is_caught() {
         assert!(!e[k].is_null(), "entry has `{k}`: {e}");
     }
     assert!(e["deviation"].as_f64().unwrap() < 0.0);
+    // Latency in seconds under `latency_ms`: caught by the lower bound, with
+    // nothing else of that endpoint in doubt.
+    for e in last["entries"].as_array().unwrap().iter().filter(|e| e["source"] == "secs") {
+        if e["metric"] == "latency_seconds" {
+            assert!(e["reason"].as_str().unwrap().contains("below"), "{e}");
+        } else {
+            assert_eq!(e["verdict"], "agree", "{e}");
+        }
+    }
 
     // Metrics.
     assert_eq!(
@@ -220,4 +235,184 @@ fn honest_sources_agree_and_every_lie_is_caught() {
             .any(|a| a["probe"] == "redis" && a["ratio"] == 1.0)
     );
     assert_eq!(out.status.code(), Some(1), "the window saw disagreements");
+}
+
+/// What the operators themselves do and what exporters do to them, against
+/// the real servers: `CONFIG RESETSTAT` (counters to 0, no restart) is a
+/// `reset` — Prometheus's sample from before it `stale` — and a stalled
+/// exporter (`SIGSTOP`) is `stale`; in no round does an honest source
+/// disagree, and once each source is sampled afresh all agree again.
+#[test]
+fn a_statistics_reset_and_a_stalled_exporter_never_cry_wolf() {
+    let redis = Redis::start(&[]);
+    let _traffic = Traffic::start(&redis.url());
+    let exporter = Exporter::start(&redis.url());
+    let prom = Prometheus::start(&[("redis_a", format!("127.0.0.1:{}", exporter.port))]);
+    let django = PyEndpoint::start("django", &redis.url(), None);
+    let probe = |name: &str, body: String| format!("  - name: {name}\n{body}    every: 1s\n    timeout: 2s\n");
+    let mut cfg = String::from(
+        "server:\n  listen: {listen}\ndata_dir: {data_dir}\nprobe_files: []\ncrosscheck:\n  every: 1s\n  max_staleness: 5s\nprobes:\n",
+    );
+    cfg.push_str(&probe("redis", format!("    kind: redis\n    url: {}\n", redis.url())));
+    cfg.push_str(&probe("django", format!("    kind: http_health\n    url: {}\n", django.url())));
+    cfg.push_str(&probe(
+        "prometheus",
+        format!(
+            "    kind: prometheus\n    url: {}\n    selector: '{{job=\"redis_a\"}}'\n",
+            prom.url()
+        ),
+    ));
+    let d = Daemon::start(&cfg);
+
+    // Watches the rounds judged after `since` (Unix seconds) until `done`
+    // holds, at most `secs`; with `strict`, every round seen must be free
+    // of disagreement. Returns every (source, metric, verdict) seen.
+    let watch = |what: &str, since: f64, secs: u64, strict: bool, done: &dyn Fn(&Verdicts) -> bool| {
+        let mut seen = std::collections::HashSet::new();
+        let mut last = serde_json::Value::Null;
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within {secs}s; last round: {last:#}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+            let Some(r) = http_get(d.port, "/report?format=json").and_then(|(s, b)| (s == 200).then_some(b)) else {
+                continue;
+            };
+            let Ok(r) = serde_json::from_str::<serde_json::Value>(&r) else {
+                continue;
+            };
+            if r["timestamp"].as_f64().is_none_or(|t| t <= since) {
+                continue;
+            }
+            let v = verdicts(&r);
+            if strict && let Some(((src, m), _)) = v.iter().find(|(_, verdict)| *verdict == "disagree") {
+                let e = r["entries"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|e| e["source"] == *src && e["metric"] == *m).cloned());
+                panic!("{what}: an honest source disagrees: {}", e.unwrap_or_default());
+            }
+            seen.extend(v.iter().map(|((s, m), verdict)| (s.clone(), m.clone(), verdict.clone())));
+            last = r;
+            if done(&v) {
+                return seen;
+            }
+        }
+    };
+    let all = |want: &'static str, sources: &'static [&'static str]| {
+        move |v: &Verdicts| {
+            sources
+                .iter()
+                .all(|s| v.iter().filter(|((src, _), verdict)| src == s && *verdict == want).count() == METRICS)
+        }
+    };
+    let both: &'static [&'static str] = &["django", "prometheus"];
+    let now = || lookout::probe::unix_now();
+    watch("honest sources agree", 0.0, 90, false, &all("agree", both));
+
+    let hits = redis.info_field("keyspace_hits").unwrap_or(0.0);
+    let out = redis.cli(&["CONFIG", "RESETSTAT"]);
+    let reset_at = now();
+    assert!(out.contains("OK"), "{out}");
+    assert!(redis.info_field("keyspace_hits").is_some_and(|h| h < hits), "counters fell");
+    // Every round from the reset on, until every source has been sampled
+    // well after it.
+    let seen = watch("agreement after the statistics reset", reset_at, 60, true, &|v| {
+        all("agree", both)(v) && now() > reset_at + 6.0
+    });
+    let lifetime = ["keyspace_hits", "keyspace_misses", "hit_ratio"];
+    assert!(
+        seen.iter()
+            .any(|(s, m, verdict)| s == "django" && lifetime.contains(&m.as_str()) && verdict == "reset")
+            || seen
+                .iter()
+                .any(|(s, m, verdict)| s == "prometheus" && lifetime.contains(&m.as_str()) && (verdict == "reset" || verdict == "stale")),
+        "the reset was recognised in some round: {seen:?}"
+    );
+
+    support::send_signal(exporter.pid(), libc::SIGSTOP);
+    watch("Prometheus stale while its exporter is stalled", now(), 60, true, &|v| {
+        all("stale", &["prometheus"])(v) && all("agree", &["django"])(v)
+    });
+    support::send_signal(exporter.pid(), libc::SIGCONT);
+    watch("agreement once the exporter resumes", now(), 60, true, &all("agree", both));
+}
+
+/// A relabelling mistake, as Prometheus really makes it: targets of two
+/// exporters with `job` and `instance` rewritten to the same values are all
+/// kept and write into one series, whose value then alternates between the
+/// two Redis (seen with one job of two targets:
+/// `redis_keyspace_misses_total{instance="redis"}` 50, 0, 0, 50, 0 on
+/// queries 0.7 s apart). The mixed source is caught — a probe in phase with
+/// the scrapes may only ever see the other Redis, so the reason's "two
+/// instances" hint is not required — and the honest ones never disagree.
+#[test]
+fn relabelling_that_mixes_two_instances_is_caught() {
+    let redis = Redis::start(&[]);
+    let other = Redis::start(&[]);
+    let _traffic = Traffic::start(&redis.url());
+    for _ in 0..3 {
+        other.cli(&["GET", "absent"]);
+    }
+    let exporter = Exporter::start(&redis.url());
+    let other_exporter = Exporter::start(&other.url());
+    // Two jobs relabelled into one `job` and `instance`. (One job with both
+    // targets mixes them too, but when the two scrapes fall at nearly the
+    // same offset of the interval — it is hashed from the target — the same
+    // one always lands last and the series only ever shows that Redis.
+    // Different intervals make the newest sample alternate whatever the
+    // offsets.)
+    let relabel = "    relabel_configs:\n      - target_label: instance\n        replacement: redis\n      - target_label: job\n        replacement: mixed\n";
+    let mixed = format!(
+        "  - job_name: mixed\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n{relabel}  - job_name: mixed_too\n    scrape_interval: 1300ms\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n{relabel}",
+        exporter.port, other_exporter.port
+    );
+    let prom = Prometheus::start_with_scrape_configs(&[("redis_a", format!("127.0.0.1:{}", exporter.port))], &mixed);
+    let django = PyEndpoint::start("django", &redis.url(), None);
+    let probe = |name: &str, body: String| format!("  - name: {name}\n{body}    every: 1s\n    timeout: 2s\n");
+    let promq = |job: &str| format!("    kind: prometheus\n    url: {}\n    selector: '{{job=\"{job}\"}}'\n", prom.url());
+    let mut cfg = String::from(
+        "server:\n  listen: {listen}\ndata_dir: {data_dir}\nprobe_files: []\ncrosscheck:\n  every: 1s\n  max_staleness: 5s\nprobes:\n",
+    );
+    cfg.push_str(&probe("redis", format!("    kind: redis\n    url: {}\n", redis.url())));
+    cfg.push_str(&probe("django", format!("    kind: http_health\n    url: {}\n", django.url())));
+    cfg.push_str(&probe("prometheus", promq("redis_a")));
+    // Out of phase with the 1 s scrapes, to see both instances.
+    cfg.push_str(&format!("  - name: mixed\n{}    every: 700ms\n    timeout: 2s\n", promq("mixed")));
+    let d = Daemon::start(&cfg);
+
+    let honest = ["django", "prometheus"];
+    let mut settled = false;
+    let mut last = serde_json::Value::Null;
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mixed series was not caught in 90s; last round: {last:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let Some((200, body)) = http_get(d.port, "/report?format=json") else {
+            continue;
+        };
+        let Ok(r) = serde_json::from_str::<serde_json::Value>(&body) else {
+            continue;
+        };
+        let v = verdicts(&r);
+        let agree = |s: &str| v.iter().filter(|((src, _), verdict)| src == s && *verdict == "agree").count() == METRICS;
+        // Once the honest sources have agreed, they must never disagree.
+        settled |= honest.iter().all(|s| agree(s));
+        if settled
+            && let Some(((s, m), _)) = v
+                .iter()
+                .find(|((s, _), verdict)| honest.contains(&s.as_str()) && *verdict == "disagree")
+        {
+            panic!("honest {s}/{m} disagrees: {r:#}");
+        }
+        let caught = v.get(&("mixed".into(), "keyspace_hits".into())).map(String::as_str) == Some("disagree");
+        last = r;
+        if settled && caught {
+            break;
+        }
+    }
 }

@@ -49,6 +49,15 @@ async fn reads_exporter_series_and_tells_a_down_target() {
     let now = probe::unix_now();
     assert!(now - scrape < 5.0 && now >= scrape - 1.0, "scrape time {scrape} vs now {now}");
     assert_eq!(o.sample_times[&Metric::KeyspaceHits], scrape);
+    // Prometheus's clock when it evaluated the queries: here, the same
+    // machine's, within the probe's run.
+    let evaluated = o.facts.evaluated_at.expect("the evaluation time is recorded");
+    assert!(
+        evaluated >= o.timestamp - 0.01 && evaluated <= o.timestamp + o.duration_seconds + 0.01,
+        "evaluated at {evaluated}, probe ran from {} for {} s",
+        o.timestamp,
+        o.duration_seconds
+    );
 
     // A wrong selector is an upstream failure with a reason, not a panic.
     let wrong = build(&format!(

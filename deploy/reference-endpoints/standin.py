@@ -10,6 +10,7 @@ Prometheus catches it. A comma-separated list of:
   frozen_counters  hits and misses (and so hit_ratio) stay at the first values
                    ever read, forever
   memory_kib       used_memory and maxmemory in KiB instead of bytes
+  latency_seconds  latency_ms in seconds (1000 times too small)
 
 Pointing one backend at the wrong Redis needs no knob: give it another
 instance's REDIS_URL. (Another database of the same instance would not do:
@@ -24,7 +25,7 @@ import threading
 import redis_health
 
 LIE_ENV = "LOOKOUT_REF_LIE"
-LIES = ("frozen_counters", "memory_kib")
+LIES = ("frozen_counters", "memory_kib", "latency_seconds")
 
 
 def arg_parser(description: str, default_port: int) -> argparse.ArgumentParser:
@@ -70,6 +71,8 @@ def install_lies(environ=os.environ) -> list:
         if "memory_kib" in lies:
             figures["used_memory"] //= 1024
             figures["maxmemory"] //= 1024
+        if "latency_seconds" in lies:
+            figures["latency_ms"] /= 1000.0
         return status, body
 
     redis_health.collect = lying_collect

@@ -6,21 +6,30 @@
 //! rules compare a source's sample with the reference readings taken just
 //! before and just after it:
 //!
+//! - every value must first be plausible: within bounds that follow from
+//!   Redis's own invariants whatever the reference says;
 //! - counters (`keyspace_hits`, `keyspace_misses`) only grow, so a sample
-//!   must lie between the reference readings that bracket it; a different
-//!   `run_id` across the bracket is a restart (`reset`), not a mismatch;
-//! - gauges and ratios must lie within a tolerance of the bracket;
+//!   must lie between the reference readings that bracket it; when the
+//!   reference's counters fall — a restart or `CONFIG RESETSTAT` — a sample
+//!   not taken after the fall is a `reset` (Prometheus's, from before it,
+//!   `stale`), not a mismatch;
+//! - gauges and ratios must lie within a tolerance of the bracket (the
+//!   lifetime hit ratio, of every ratio the bracket's counters allow);
 //! - configuration values (`maxclients`, `maxmemory_bytes`) must be equal;
 //! - latencies are different instruments (a client's round trip through a
 //!   web framework, Redis's own command time), so they are compared within a
 //!   factor — and Prometheus's mean command time, measured inside Redis, only
-//!   from above.
+//!   from above;
+//! - Prometheus's sample times are on its own clock: when it is off
+//!   lookout's, they are corrected before bracketing.
 //!
 //! The engine is a pure function of the observations ([`judge`]); the
 //! daemon feeds it from its probes ([`feed`]), `lookout report` from runs
 //! made on the spot ([`run_now`]). Stored rounds are judged over a window in
 //! [`history`].
 
+#[cfg(test)]
+mod catalogue;
 pub mod config;
 pub mod feed;
 
@@ -46,6 +55,22 @@ use config::{CrossCheckConfig, Tolerance};
 
 /// How long after its scrape timestamp the exporter may have read Redis.
 const SCRAPE_SLACK: f64 = 1.0;
+
+/// Prometheus's clock is corrected for when it is off by more than this
+/// (seconds) beyond what the probe's own run can explain: NTP keeps honest
+/// clocks within milliseconds, so this is skew, not noise.
+const SKEW_MARGIN: f64 = 1.0;
+
+/// No Redis uses less: an empty redis-server 7.0.15 reports
+/// `used_memory:914664` (`used_memory_startup:876192`). 256 KiB leaves room
+/// for older and smaller builds and still catches a KiB figure for up to
+/// 256 MiB in use.
+const MIN_USED_MEMORY: f64 = 256.0 * 1024.0;
+
+/// No client's round trip to Redis is shorter, even over loopback: the
+/// fastest PING `redis-benchmark -c 1 -t ping` measured on a test machine
+/// took 16 µs (median 23–31 µs).
+const MIN_ROUND_TRIP: f64 = 5e-6;
 
 /// The verdict on one (metric, source).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -195,18 +220,23 @@ pub fn judged_metrics() -> [Metric; 9] {
 /// Judges every source against the reference readings (oldest first).
 pub fn judge(cfg: &CrossCheckConfig, reference: &[Observation], sources: &[Source<'_>], now: f64) -> Report {
     let refs: Vec<&Observation> = reference.iter().filter(|o| o.ok || !o.values.is_empty()).collect();
-    let latest_ref = reference.last();
+    let resets = resets(&refs);
+    let r = Reference {
+        latest: reference.last(),
+        resets,
+        refs,
+    };
     let mut entries = Vec::new();
     let mut dashboard = Vec::new();
     for src in sources {
-        let chosen = choose(src, &refs);
+        let chosen = choose(src, &r.refs);
         for m in judged_metrics() {
-            entries.push(judge_one(cfg, m, src, chosen, &refs, latest_ref, now));
+            entries.push(judge_one(cfg, m, src, chosen, &r, now));
         }
         if src.kind == "prometheus"
             && let Some(o) = chosen
         {
-            dashboard.push(judge_hit_rate(src.name, o, &refs));
+            dashboard.push(judge_hit_rate(src.name, o, &r.refs));
         }
     }
     let verdict = if entries.iter().any(|e| e.verdict == Verdict::Disagree) {
@@ -225,10 +255,101 @@ pub fn judge(cfg: &CrossCheckConfig, reference: &[Observation], sources: &[Sourc
     }
 }
 
+/// The reference's readings, and what a round learns from them once.
+struct Reference<'r> {
+    /// Readings with values, oldest first.
+    refs: Vec<&'r Observation>,
+    /// The newest reading, failed or not.
+    latest: Option<&'r Observation>,
+    /// Where the reference's counters fell, oldest first.
+    resets: Vec<Reset<'r>>,
+}
+
+/// The reference's keyspace counters fell between two consecutive readings:
+/// Redis restarted, or someone ran `CONFIG RESETSTAT` (counters to 0,
+/// `run_id` and uptime unchanged — checked against redis-server 7.0.15).
+/// Every lifetime counter and the lifetime hit ratio start again; a
+/// source's sample is only comparable with readings on the same side.
+struct Reset<'r> {
+    /// The last reading before the fall.
+    before: &'r Observation,
+    /// The first reading after it.
+    after: &'r Observation,
+    /// A new `run_id` or a lower uptime: a restart, not a statistics reset.
+    restart: bool,
+}
+
+impl Reset<'_> {
+    /// What happened, for a person.
+    fn describe(&self) -> &'static str {
+        if self.restart {
+            "Redis restarted (run_id changed or uptime fell)"
+        } else {
+            "Redis's statistics were reset (counters fell with run_id and uptime unchanged: CONFIG RESETSTAT)"
+        }
+    }
+}
+
+/// The falls of the reference's counters (`keyspace_hits`,
+/// `keyspace_misses`) and its restarts, between consecutive readings.
+fn resets<'r>(refs: &[&'r Observation]) -> Vec<Reset<'r>> {
+    let counters = [Metric::KeyspaceHits, Metric::KeyspaceMisses];
+    let seq: Vec<&'r Observation> = refs
+        .iter()
+        .filter(|o| o.facts.run_id.is_some() || counters.iter().any(|m| o.values.contains_key(m)))
+        .copied()
+        .collect();
+    seq.windows(2)
+        .filter_map(|w| {
+            let (p, q) = (w[0], w[1]);
+            let restart = matches!((&p.facts.run_id, &q.facts.run_id), (Some(x), Some(y)) if x != y)
+                || matches!((p.facts.uptime_seconds, q.facts.uptime_seconds), (Some(x), Some(y)) if y < x);
+            let fell = counters
+                .iter()
+                .any(|m| matches!((p.values.get(m), q.values.get(m)), (Some(x), Some(y)) if y < x));
+            (restart || fell).then_some(Reset {
+                before: p,
+                after: q,
+                restart,
+            })
+        })
+        .collect()
+}
+
+/// Where a sample taken in `[a, b]` lies relative to the first reset it does
+/// not follow: `Some((reset, true))` wholly before it, `Some((reset, false))`
+/// possibly on either side, `None` after every reset.
+fn reset_around<'x, 'r>(resets: &'x [Reset<'r>], a: f64, b: f64) -> Option<(&'x Reset<'r>, bool)> {
+    resets
+        .iter()
+        .find(|r| a < r.after.timestamp + r.after.duration_seconds)
+        .map(|r| (r, b <= r.before.timestamp))
+}
+
+/// How far ahead of lookout's clock Prometheus's is (negative: behind), when
+/// it is off by more than the probe's own run can explain and a second.
+///
+/// Prometheus stamps samples with its own clock; compared with lookout's
+/// readings as they are, a clock 10 s behind makes every honest counter look
+/// 10 s ahead of the reference — a disagreement that is not there.
+fn clock_offset(kind: &str, o: &Observation) -> Option<f64> {
+    if kind != "prometheus" {
+        return None;
+    }
+    let off = o.facts.evaluated_at? - (o.timestamp + o.duration_seconds / 2.0);
+    (off.abs() > o.duration_seconds / 2.0 + SKEW_MARGIN).then_some(off)
+}
+
+/// When a Prometheus source sampled `m`, on lookout's clock.
+fn sample_time(kind: &str, o: &Observation, m: Metric) -> Option<f64> {
+    let t = o.sample_times.get(&m).copied().or(o.facts.scrape_timestamp)?;
+    Some(t - clock_offset(kind, o).unwrap_or(0.0))
+}
+
 /// The interval in which a source read Redis.
 fn sample_window(kind: &str, o: &Observation, m: Metric) -> (f64, f64) {
     if kind == "prometheus" {
-        let t = o.sample_times.get(&m).copied().or(o.facts.scrape_timestamp).unwrap_or(o.timestamp);
+        let t = sample_time(kind, o, m).unwrap_or(o.timestamp);
         if m == Metric::LatencySeconds {
             // A rate over the last minute.
             return (t - 60.0, t);
@@ -277,15 +398,116 @@ fn ago(now: f64, t: f64) -> String {
     humantime::format_duration(std::time::Duration::from_secs((now - t).max(0.0) as u64)).to_string()
 }
 
-fn judge_one(
-    cfg: &CrossCheckConfig,
-    m: Metric,
-    src: &Source<'_>,
-    chosen: Option<&Observation>,
-    refs: &[&Observation],
-    latest_ref: Option<&Observation>,
-    now: f64,
-) -> Entry {
+/// A bound every honest reading of `m` keeps whatever the reference says,
+/// from Redis's own invariants: what is wrong when `v` breaks it.
+///
+/// Each was checked against redis-server 7.0.15 (see the README's
+/// cross-check section). Deliberately absent, because Redis does not
+/// guarantee them: `used_memory ≤ used_memory_rss` (RSS can be lower after
+/// pages are swapped out), `used_memory ≤ maxmemory` (`CONFIG SET maxmemory 1`
+/// is accepted with 900 KB in use), `connected_clients ≤ maxclients`
+/// (lowering `maxclients` keeps the clients already connected: 3 > 1 seen),
+/// `mem_fragmentation_ratio ≥ 1` (below 1 when swapped).
+/// A value that breaks one of [`implausible`]'s bounds.
+struct Implausible {
+    /// The bound, for the entry's `bound`.
+    bound: String,
+    /// How far outside it.
+    deviation: f64,
+    /// Why no Redis can have the value, for a person.
+    why: String,
+}
+
+fn implausible(m: Metric, v: f64, server_side: bool, o: &Observation, hit_ratio_tol: f64) -> Option<Implausible> {
+    let whole = v.fract() == 0.0;
+    let fail = |bound: &str, deviation: f64, why: String| {
+        Some(Implausible {
+            bound: bound.to_string(),
+            deviation,
+            why,
+        })
+    };
+    // Below a whole-number floor: how far below; above it: the fraction.
+    let floor = |limit: f64| if v < limit { v - limit } else { v - v.round() };
+    match m {
+        Metric::KeyspaceHits | Metric::KeyspaceMisses if v < 0.0 || !whole => fail(
+            "a whole number ≥ 0",
+            floor(0.0),
+            format!("{m} {} is not a count: a counter is a whole number, never negative", fmt_num(v)),
+        ),
+        Metric::HitRatio if !(0.0..=1.0).contains(&v) => fail(
+            "[0, 1]",
+            if v > 1.0 { v - 1.0 } else { v },
+            format!("hit_ratio {} is outside [0, 1]: a ratio of lookups, not a percentage", fmt_num(v)),
+        ),
+        Metric::HitRatio => {
+            let own = Metric::hit_ratio(
+                o.values.get(&Metric::KeyspaceHits).copied()?,
+                o.values.get(&Metric::KeyspaceMisses).copied()?,
+            )?;
+            ((v - own).abs() > hit_ratio_tol).then(|| Implausible {
+                bound: format!("hits / (hits + misses) of the same sample ± {}", fmt_num(hit_ratio_tol)),
+                deviation: v - own,
+                why: format!(
+                    "hit_ratio {} does not follow from the source's own counters ({}): not the lifetime ratio",
+                    fmt_num(v),
+                    fmt_num(own)
+                ),
+            })
+        }
+        Metric::ConnectedClients if v < 1.0 || !whole => fail(
+            "a whole number ≥ 1",
+            floor(1.0),
+            format!(
+                "connected_clients {} is impossible: the connection that read INFO is itself a client",
+                fmt_num(v)
+            ),
+        ),
+        Metric::Maxclients if v < 1.0 || !whole => fail(
+            "a whole number ≥ 1",
+            floor(1.0),
+            format!("maxclients {} is impossible: Redis refuses a limit below 1", fmt_num(v)),
+        ),
+        Metric::UsedMemoryBytes if v < MIN_USED_MEMORY || !whole => fail(
+            "a whole number of bytes ≥ 262144",
+            floor(MIN_USED_MEMORY),
+            format!(
+                "used_memory {} is below what an empty Redis uses (≥ 256 KiB; 893 KiB measured): KiB instead of bytes?",
+                fmt_num(v)
+            ),
+        ),
+        Metric::MaxmemoryBytes if v < 0.0 || !whole => fail(
+            "a whole number of bytes ≥ 0",
+            floor(0.0),
+            format!("maxmemory {} is not a number of bytes", fmt_num(v)),
+        ),
+        Metric::MemFragmentationRatio if v <= 0.0 => fail(
+            "> 0",
+            v,
+            format!(
+                "mem_fragmentation_ratio {} is impossible: a running Redis has resident memory",
+                fmt_num(v)
+            ),
+        ),
+        Metric::LatencySeconds if v <= 0.0 => fail(
+            "> 0",
+            v,
+            format!("latency {} s is impossible: every command takes time", fmt_num(v)),
+        ),
+        Metric::LatencySeconds if !server_side && v < MIN_ROUND_TRIP => fail(
+            "≥ 5e-6 s",
+            v - MIN_ROUND_TRIP,
+            format!(
+                "latency {} s is below any network round trip to Redis (≥ 5 µs; 16 µs is the fastest loopback PING measured): seconds written as milliseconds?",
+                fmt_num(v)
+            ),
+        ),
+        _ => None,
+    }
+}
+
+fn judge_one(cfg: &CrossCheckConfig, m: Metric, src: &Source<'_>, chosen: Option<&Observation>, r: &Reference<'_>, now: f64) -> Entry {
+    let refs = &r.refs[..];
     let mut e = Entry {
         metric: m.as_str().to_string(),
         source: src.name.to_string(),
@@ -321,20 +543,19 @@ fn judge_one(
         e.reason = format!("last observation {} ago", ago(now, o.timestamp));
         return e;
     }
-    if src.kind == "prometheus" {
-        let t = o.sample_times.get(&m).copied().or(o.facts.scrape_timestamp);
-        if let Some(t) = t
-            && m != Metric::LatencySeconds
-            && o.timestamp - t > cfg.max_staleness.as_secs_f64()
-        {
-            e.verdict = Verdict::Stale;
-            e.reason = format!(
-                "Prometheus's sample is {} old (max {})",
-                ago(o.timestamp, t),
-                humantime::format_duration(cfg.max_staleness)
-            );
-            return e;
-        }
+    let offset = clock_offset(src.kind, o);
+    if src.kind == "prometheus"
+        && let Some(t) = sample_time(src.kind, o, m)
+        && m != Metric::LatencySeconds
+        && o.timestamp - t > cfg.max_staleness.as_secs_f64()
+    {
+        e.verdict = Verdict::Stale;
+        e.reason = format!(
+            "Prometheus's sample is {} old (max {}): is the exporter stalled or the scrape failing?",
+            ago(o.timestamp, t),
+            humantime::format_duration(cfg.max_staleness)
+        );
+        return e;
     }
     let Some(v) = e.value else {
         e.verdict = Verdict::Missing;
@@ -348,13 +569,22 @@ fn judge_one(
         };
         return e;
     };
-    match latest_ref {
-        Some(r) if !r.ok && r.values.is_empty() => {
+    // A value no Redis can have is wrong whatever the reference says.
+    if let Some(bad) = implausible(m, v, src.kind == "prometheus", o, cfg.tolerance(Metric::HitRatio).abs) {
+        e.verdict = Verdict::Disagree;
+        e.reference_value = nearest(refs, m, o.timestamp).and_then(|r| r.values.get(&m)).copied();
+        e.deviation = Some(bad.deviation);
+        e.bound = Some(bad.bound);
+        e.reason = bad.why;
+        return e;
+    }
+    match r.latest {
+        Some(l) if !l.ok && l.values.is_empty() => {
             e.verdict = Verdict::SourceDown;
             e.reason = format!(
                 "reference `{}` is failing: {}",
                 cfg.reference,
-                r.error.as_deref().unwrap_or("unknown error")
+                l.error.as_deref().unwrap_or("unknown error")
             );
             return e;
         }
@@ -366,19 +596,43 @@ fn judge_one(
         _ => {}
     }
     let (a, b) = sample_window(src.kind, o, m);
-    let (before, after) = bracket(refs, m, a, b);
-    let tol = cfg.tolerance(m);
-    if m == Metric::HitRatio
-        && let (Some(b), Some(a)) = (before, after)
-        && b.facts.run_id.is_some()
-        && b.facts.run_id != a.facts.run_id
-    {
-        e.verdict = Verdict::Reset;
-        e.reason = "Redis restarted between the reference readings around this sample: the lifetime ratio restarted".into();
+    let lifetime = matches!(m, Metric::KeyspaceHits | Metric::KeyspaceMisses | Metric::HitRatio);
+    if lifetime && let Some((reset, wholly_before)) = reset_around(&r.resets, a, b) {
+        e.reference_value = reset.after.values.get(&m).copied();
+        if wholly_before && src.kind == "prometheus" {
+            // Prometheus lags by a scrape: its sample is from the old
+            // lifetime, not wrong, and the next scrape will be comparable.
+            e.verdict = Verdict::Stale;
+            e.reason = format!(
+                "Prometheus's sample predates the reset: {}; waiting for a scrape after it",
+                reset.describe()
+            );
+        } else {
+            e.verdict = Verdict::Reset;
+            e.reason = format!(
+                "{} {} this sample: lifetime counters (and the hit ratio) started again",
+                reset.describe(),
+                if wholly_before { "after" } else { "around" }
+            );
+        }
         return e;
     }
+    let (before, after) = bracket(refs, m, a, b);
+    let tol = cfg.tolerance(m);
     match m {
-        Metric::KeyspaceHits | Metric::KeyspaceMisses => counter(&mut e, v, before, after, tol),
+        Metric::KeyspaceHits | Metric::KeyspaceMisses => {
+            // The source's own previous sample, when it is higher and no
+            // reset lies between: the series went backwards by itself.
+            let earlier = src
+                .history
+                .iter()
+                .filter(|x| x.timestamp < o.timestamp)
+                .filter(|x| reset_around(&r.resets, sample_window(src.kind, x, m).0, f64::INFINITY).is_none())
+                .filter_map(|x| x.values.get(&m).copied())
+                .reduce(f64::max)
+                .filter(|p| *p > v);
+            counter(&mut e, v, before, after, tol, earlier)
+        }
         Metric::LatencySeconds => {
             // Like the reference's, the source's figure is the median of its
             // readings of the last minute: one slow request in a web worker is
@@ -398,6 +652,15 @@ fn judge_one(
         Metric::Maxclients | Metric::MaxmemoryBytes => equal(&mut e, v, before, after, refs),
         _ => within(&mut e, v, before, after, refs, tol, m, (a + b) / 2.0),
     }
+    if let Some(off) = offset
+        && e.verdict != Verdict::Disagree
+    {
+        e.reason.push_str(&format!(
+            " (Prometheus's clock is {:.1} s {} lookout's; its sample times were corrected)",
+            off.abs(),
+            if off < 0.0 { "behind" } else { "ahead of" }
+        ));
+    }
     e
 }
 
@@ -408,18 +671,20 @@ fn nearest<'r>(refs: &[&'r Observation], m: Metric, t: f64) -> Option<&'r Observ
         .copied()
 }
 
-fn counter(e: &mut Entry, v: f64, before: Option<&Observation>, after: Option<&Observation>, tol: Tolerance) {
+/// The counter rule. `earlier`: the highest of the source's own earlier
+/// samples of the counter when above this one and Redis did not reset since
+/// — a series going backwards by itself, the mark of two instances behind
+/// one series.
+fn counter(e: &mut Entry, v: f64, before: Option<&Observation>, after: Option<&Observation>, tol: Tolerance, earlier: Option<f64>) {
     let m: Metric = e.metric.parse().unwrap_or(Metric::KeyspaceHits);
-    if let (Some(b), Some(a)) = (before, after)
-        && b.facts.run_id.is_some()
-        && a.facts.run_id.is_some()
-        && b.facts.run_id != a.facts.run_id
-    {
-        e.verdict = Verdict::Reset;
-        e.reference_value = a.values.get(&m).copied();
-        e.reason = "Redis restarted between the reference readings around this sample (run_id changed): counters reset".into();
-        return;
-    }
+    let mixed = earlier
+        .map(|p| {
+            format!(
+                "; it went back from the source's own earlier sample {} while Redis's did not: two instances behind one series (relabelling?)",
+                fmt_num(p)
+            )
+        })
+        .unwrap_or_default();
     let lo = before.and_then(|o| o.values.get(&m)).copied();
     let hi = after.and_then(|o| o.values.get(&m)).copied();
     let slack = tol.abs + tol.rel * hi.or(lo).unwrap_or(0.0);
@@ -449,7 +714,7 @@ fn counter(e: &mut Entry, v: f64, before: Option<&Observation>, after: Option<&O
             } else {
                 e.verdict = Verdict::Disagree;
                 e.reason = format!(
-                    "{} is below the reference's earlier reading {} (frozen or wrong counter?)",
+                    "{} is below the reference's earlier reading {} (frozen or wrong counter?{mixed})",
                     fmt_num(v),
                     fmt_num(l)
                 );
@@ -460,7 +725,7 @@ fn counter(e: &mut Entry, v: f64, before: Option<&Observation>, after: Option<&O
             e.deviation = Some(v - h);
             e.verdict = Verdict::Disagree;
             e.reason = format!(
-                "{} is above the reference's later reading {} (another Redis or database?)",
+                "{} is above the reference's later reading {} (another Redis or database?{mixed})",
                 fmt_num(v),
                 fmt_num(h)
             );
@@ -500,11 +765,20 @@ fn within(
         e.reason = "the reference did not report it".into();
         return;
     }
-    let lo_ref = vals.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi_ref = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut lo_ref = vals.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut hi_ref = vals.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if m == Metric::HitRatio
+        && let Some((l, h)) = ratio_span(before, after)
+    {
+        lo_ref = lo_ref.min(l);
+        hi_ref = hi_ref.max(h);
+    }
     let slack = tol.abs.max(tol.rel * hi_ref.abs());
     // Every canonical metric is non-negative.
-    let (lo, hi) = ((lo_ref - slack).max(0.0), hi_ref + slack);
+    let (lo, mut hi) = ((lo_ref - slack).max(0.0), hi_ref + slack);
+    if m == Metric::HitRatio {
+        hi = hi.min(1.0);
+    }
     let nearest_val = if (v - lo_ref).abs() < (v - hi_ref).abs() { lo_ref } else { hi_ref };
     e.reference_value = Some(nearest_val);
     e.bound = Some(format!("[{}, {}]", fmt_num(lo), fmt_num(hi)));
@@ -534,6 +808,21 @@ fn within(
             fmt_num(nearest_val)
         );
     }
+}
+
+/// Every lifetime hit ratio a sample taken between two readings can have:
+/// its hits and misses lie between the readings' (no reset in between), so
+/// the ratio lies in `[h0 / (h0 + m1), h1 / (h1 + m0)]`. With few lookups —
+/// just after a start or a statistics reset — that is wide, and a ratio
+/// outside both readings' is honest; with many it closes on them.
+fn ratio_span(before: Option<&Observation>, after: Option<&Observation>) -> Option<(f64, f64)> {
+    let get = |o: Option<&Observation>, m| o.and_then(|o| o.values.get(&m)).copied();
+    let (h0, m0) = (get(before, Metric::KeyspaceHits)?, get(before, Metric::KeyspaceMisses)?);
+    let (h1, m1) = (get(after, Metric::KeyspaceHits)?, get(after, Metric::KeyspaceMisses)?);
+    if h1 < h0 || m1 < m0 {
+        return None;
+    }
+    Some((Metric::hit_ratio(h0, m1)?, Metric::hit_ratio(h1, m0)?))
 }
 
 fn equal(e: &mut Entry, v: f64, before: Option<&Observation>, after: Option<&Observation>, refs: &[&Observation]) {
@@ -588,21 +877,33 @@ fn latency(e: &mut Entry, v: f64, refs: &[&Observation], a: f64, b: f64, tol: To
     let ratio = if r > 0.0 { v / r } else { f64::INFINITY };
     e.deviation = Some(ratio);
     let f = tol.factor.max(1.0);
-    // Two sub-millisecond figures a few ms apart are both fast: the factor
-    // only applies beyond the absolute slack (a scheduling hiccup in a web
-    // worker is not a disagreement).
-    let close = (v - r).abs() <= tol.abs;
-    let ok = if server_side {
-        e.bound = Some(format!("ratio ≤ {}", fmt_num(f)));
-        ratio <= f || close
+    // Two sub-millisecond figures a few ms apart are both fast: beyond the
+    // factor, the absolute slack still allows a scheduling hiccup in a web
+    // worker. It widens the bound upwards only: nothing makes a round trip
+    // through an application much faster than lookout's own.
+    let close_above = v >= r && v - r <= tol.abs;
+    if !server_side && ratio < 1.0 / f {
+        e.verdict = Verdict::Disagree;
+        e.bound = Some(format!("ratio ≥ 1/{}", fmt_num(f)));
+        e.reason = format!(
+            "latency {} s is below what a round trip through the application can take (reference {} s, so at least {} s: 1/{} of it); seconds written as milliseconds?",
+            fmt_num(v),
+            fmt_num(r),
+            fmt_num(r / f),
+            fmt_num(f)
+        );
+        return;
+    }
+    let ok = ratio <= f || close_above;
+    e.bound = Some(if server_side {
+        format!("ratio ≤ {}, or at most {} ms above", fmt_num(f), fmt_num(tol.abs * 1000.0))
     } else {
-        e.bound = Some(format!(
-            "ratio within [1/{0}, {0}] or within {1} ms",
+        format!(
+            "ratio within [1/{0}, {0}], or at most {1} ms above",
             fmt_num(f),
             fmt_num(tol.abs * 1000.0)
-        ));
-        (ratio <= f && ratio >= 1.0 / f) || close
-    };
+        )
+    });
     if ok {
         e.verdict = Verdict::Agree;
         e.reason = if server_side {
@@ -614,6 +915,14 @@ fn latency(e: &mut Entry, v: f64, refs: &[&Observation], a: f64, b: f64, tol: To
         e.verdict = Verdict::Disagree;
         e.reason = format!("{:.1}× the reference's median round trip of {:.3} ms", ratio, r * 1000.0);
     }
+}
+
+/// How much a counter grew over consecutive readings, as Prometheus's
+/// `rate()` counts it: a fall is a reset (restart or `CONFIG RESETSTAT`)
+/// after which the counter grew from 0 to its new value.
+fn increase(readings: &[&Observation], m: Metric) -> f64 {
+    let vals: Vec<f64> = readings.iter().filter_map(|o| o.values.get(&m)).copied().collect();
+    vals.windows(2).map(|w| if w[1] >= w[0] { w[1] - w[0] } else { w[1] }).sum()
 }
 
 /// The 5-minute windowed hit rate Prometheus computes (what the dashboard
@@ -629,15 +938,17 @@ fn judge_hit_rate(source: &str, o: &Observation, refs: &[&Observation]) -> Entry
         bound: None,
         reason: String::new(),
     };
-    let t = o.facts.scrape_timestamp.unwrap_or(o.timestamp);
+    let t = sample_time("prometheus", o, Metric::KeyspaceHits).unwrap_or(o.timestamp);
     let end = nearest(refs, Metric::KeyspaceHits, t);
     let start = nearest(refs, Metric::KeyspaceHits, t - 300.0).filter(|s| (s.timestamp - (t - 300.0)).abs() < 60.0);
     let rate = match (start, end) {
-        (Some(s), Some(en)) if s.facts.run_id == en.facts.run_id => {
-            let dh = en.values[&Metric::KeyspaceHits] - s.values[&Metric::KeyspaceHits];
-            let dm = en.values.get(&Metric::KeyspaceMisses).copied().unwrap_or(0.0)
-                - s.values.get(&Metric::KeyspaceMisses).copied().unwrap_or(0.0);
-            Metric::hit_ratio(dh, dm)
+        (Some(s), Some(en)) => {
+            let span: Vec<&Observation> = refs
+                .iter()
+                .filter(|o| o.timestamp >= s.timestamp && o.timestamp <= en.timestamp)
+                .copied()
+                .collect();
+            Metric::hit_ratio(increase(&span, Metric::KeyspaceHits), increase(&span, Metric::KeyspaceMisses))
         }
         _ => None,
     };

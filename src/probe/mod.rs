@@ -202,6 +202,11 @@ pub struct Facts {
     /// Prometheus: time of the exporter's last scrape, Unix seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scrape_timestamp: Option<f64>,
+    /// Prometheus: its own clock when it evaluated the probe's queries, Unix
+    /// seconds. Its sample timestamps are on that clock; the cross-check
+    /// compares it with lookout's to correct them for clock skew.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluated_at: Option<f64>,
     /// Prometheus: the hit rate over the last 5 minutes, as a dashboard panel
     /// computes it (`rate()` of hits over hits + misses).
     #[serde(default, skip_serializing_if = "Option::is_none")]

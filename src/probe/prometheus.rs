@@ -253,6 +253,8 @@ impl Probe for PrometheusProbe {
 
         let mut reading = Reading::default();
         let up = up?;
+        // An instant query without `time` is evaluated at Prometheus's "now".
+        reading.facts.evaluated_at = up.map(|(t, _)| t);
         reading.facts.target_up = up.map(|(_, v)| v == 1.0);
         reading.facts.redis_up = redis_up?.map(|(_, v)| v == 1.0);
         reading.facts.scrape_timestamp = scrape?.map(|(_, v)| v);

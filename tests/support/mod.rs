@@ -317,6 +317,11 @@ impl Exporter {
     pub fn stop(&mut self) {
         self.proc.kill();
     }
+
+    /// Its process, to stall it (`SIGSTOP`) and resume it (`SIGCONT`).
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
 }
 
 /// A Prometheus scraping the given targets every second.
@@ -332,9 +337,19 @@ impl Prometheus {
         Prometheus::start_with(jobs, "", &[])
     }
 
+    /// `jobs` as in [`Prometheus::start`], then `more`: further entries of
+    /// `scrape_configs:` as written (relabelling, several targets).
+    pub fn start_with_scrape_configs(jobs: &[(&str, String)], more: &str) -> Prometheus {
+        Prometheus::start_with_text(jobs, "", more, &[])
+    }
+
     /// `head`: configuration before `scrape_configs:` (rule files,
     /// alerting); `flags`: extra command-line flags.
     fn start_with(jobs: &[(&str, String)], head: &str, flags: &[&str]) -> Prometheus {
+        Prometheus::start_with_text(jobs, head, "", flags)
+    }
+
+    fn start_with_text(jobs: &[(&str, String)], head: &str, more: &str, flags: &[&str]) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{head}scrape_configs:\n");
         for (job, target) in jobs {
@@ -342,6 +357,7 @@ impl Prometheus {
                 "  - job_name: {job}\n    static_configs:\n      - targets: ['{target}']\n"
             ));
         }
+        cfg.push_str(more);
         let cfg_path = dir.path().join("prometheus.yml");
         std::fs::write(&cfg_path, cfg).unwrap();
         let (port, proc) = start_on_free_port(
