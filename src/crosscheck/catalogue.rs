@@ -561,3 +561,101 @@ fn dashboard_rate_counts_a_statistics_reset_as_prometheus_does() {
     assert_eq!(r.dashboard[0].verdict, Verdict::Agree, "{:#?}", r.dashboard);
     assert!(r.entries.iter().all(|e| e.verdict != Verdict::Disagree), "{r:#?}");
 }
+
+#[test]
+fn a_metric_the_source_does_not_report_is_missing() {
+    let w = honest();
+    let mut o = w.endpoint("faulty", 152.0);
+    o.values.remove(&Metric::Maxclients);
+    let r = round(w, "http_health", vec![o]);
+    expect(&r, Metric::Maxclients, Verdict::Missing, "");
+    others_agree(&r, &[Metric::Maxclients]);
+    assert_eq!(r.verdict, Overall::Incomplete, "{r:#?}");
+}
+
+#[test]
+fn a_failing_source_is_source_down_not_disagree() {
+    let w = honest();
+    let mut o = w.endpoint("faulty", 152.0);
+    o.ok = false;
+    o.error = Some("HTTP 503: Redis timeout".into());
+    o.values.clear();
+    let r = round(w, "http_health", vec![o]);
+    for m in Metric::ALL {
+        expect(&r, m, Verdict::SourceDown, "");
+    }
+}
+
+#[test]
+fn uptime_falling_with_the_same_run_id_is_a_reset() {
+    // A restart that kept its run_id (a managed Redis restored in place):
+    // the reference's uptime falling is the signal.
+    let w = World {
+        restart_at: Some(147.5),
+        ..World::default()
+    };
+    let mut reference = w.reference();
+    for o in &mut reference {
+        o.facts.run_id = Some("a".into());
+    }
+    let before = [w.endpoint("faulty", 146.0)];
+    let r = alone("http_health", "faulty", &reference, &before);
+    for m in [Metric::KeyspaceHits, Metric::KeyspaceMisses, Metric::HitRatio] {
+        expect(&r, m, Verdict::Reset, "");
+    }
+}
+
+#[test]
+fn tolerances_from_the_configuration_are_the_bounds_applied() {
+    let w = honest();
+    let mut o = w.endpoint("faulty", 152.0);
+    // 20 more clients than the reference: outside the default (5, 10 %),
+    // inside a configured 25.
+    let clients = o.values[&Metric::ConnectedClients] + 20.0;
+    o.values.insert(Metric::ConnectedClients, clients);
+    let r = round(w, "http_health", vec![o.clone()]);
+    expect(&r, Metric::ConnectedClients, Verdict::Disagree, "");
+    let mut cfg = cfg();
+    cfg.tolerances.insert(
+        Metric::ConnectedClients,
+        crate::crosscheck::config::Tolerance {
+            abs: 25.0,
+            rel: 0.0,
+            factor: 0.0,
+        },
+    );
+    let history = [o];
+    let src = [Source {
+        name: "faulty",
+        kind: "http_health",
+        history: &history,
+        max_age: 60.0,
+    }];
+    let r = judge(&cfg, &w.reference(), &src, NOW);
+    expect(&r, Metric::ConnectedClients, Verdict::Agree, "");
+}
+
+#[test]
+fn a_dashboard_rate_that_is_not_the_windowed_rate_disagrees() {
+    let w = honest();
+    let mut reference = w.reference();
+    let early: Vec<Observation> = (0..60)
+        .map(|i| {
+            let t = -200.0 + 5.0 * i as f64;
+            let mut o = observation("redis", t);
+            o.values = w.values(t);
+            o.facts.run_id = Some("a".into());
+            o.facts.uptime_seconds = Some(w.uptime(t));
+            o
+        })
+        .collect();
+    reference.splice(0..0, early);
+    // Steady traffic: 10 hits and 2 misses a second, so the 5m rate is 10/12.
+    let mut p = w.prometheus("prometheus", 155.0, 156.0);
+    p.facts.hit_rate_5m = Some(10.0 / 12.0);
+    let r = alone("prometheus", "prometheus", &reference, std::slice::from_ref(&p));
+    assert_eq!(r.dashboard[0].verdict, Verdict::Agree, "{:#?}", r.dashboard);
+    p.facts.hit_rate_5m = Some(0.5);
+    let r = alone("prometheus", "prometheus", &reference, &[p]);
+    assert_eq!(r.dashboard[0].verdict, Verdict::Disagree, "{:#?}", r.dashboard);
+}
