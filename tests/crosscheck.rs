@@ -202,6 +202,30 @@ fn honest_sources_agree_and_every_lie_is_caught() {
     let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(r["verdict"], "agree");
     assert_eq!(r["entries"].as_array().unwrap().len(), 3 * METRICS);
+    // Without a daemon's history (a CI job, a change ticket): the round
+    // waits for a Prometheus scrape newer than its first reading of Redis,
+    // and agrees.
+    let lone = tempfile::tempdir().unwrap();
+    let lone_cfg = dir.path().join("lone.yaml");
+    std::fs::write(
+        &lone_cfg,
+        std::fs::read_to_string(&honest_cfg).unwrap().replacen(
+            &d.dir.path().join("data").display().to_string(),
+            &lone.path().display().to_string(),
+            1,
+        ),
+    )
+    .unwrap();
+    let out = lookout()
+        .args(["report", "--format", "json", "--wait", "10s", "-c"])
+        .arg(&lone_cfg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r["verdict"], "agree", "{stdout}");
+    assert!(!lone.path().join("history.db").exists(), "a one-shot round stores nothing");
     for (fmt, needle) in [
         ("text", "Cross-check AGREE"),
         ("markdown", "| `keyspace_hits` |"),

@@ -29,6 +29,11 @@ pub struct ReportArgs {
     /// Summarise this much stored history (e.g. `1h`, `24h`, `7d`) instead of running a round.
     #[arg(long, value_parser = parse_window, value_name = "DURATION")]
     window: Option<Duration>,
+    /// How long a round may wait for Prometheus to scrape after its first
+    /// reading of Redis, so the sample can be judged (default: a 15 s
+    /// scrape interval and the probe's timeout).
+    #[arg(long, value_parser = parse_window, value_name = "DURATION")]
+    wait: Option<Duration>,
 }
 
 impl ReportArgs {
@@ -37,7 +42,7 @@ impl ReportArgs {
     pub fn execute(self, cfg: &Config) -> ExitCode {
         let rendered = match self.window {
             Some(w) => window(cfg, w, self.format),
-            None => round(cfg, self.format),
+            None => round(cfg, self.format, self.wait),
         };
         match rendered {
             Ok((text, verdict)) => print_out(&text, verdict),
@@ -64,7 +69,7 @@ fn window(cfg: &Config, w: Duration, format: Format) -> Result<(String, u8), Exi
 }
 
 /// One round run now, rendered, with its verdict's exit status.
-fn round(cfg: &Config, format: Format) -> Result<(String, u8), ExitCode> {
-    let r = block_on(crate::crosscheck::run_now(cfg))?.map_err(|e| fail(INCOMPLETE, e))?;
+fn round(cfg: &Config, format: Format, wait: Option<Duration>) -> Result<(String, u8), ExitCode> {
+    let r = block_on(crate::crosscheck::run_now(cfg, wait))?.map_err(|e| fail(INCOMPLETE, e))?;
     Ok((render(&Doc::Round(&r), format), r.verdict.exit_code()))
 }

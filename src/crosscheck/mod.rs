@@ -991,12 +991,26 @@ pub fn record_metrics(r: &Report) {
     metrics::gauge!("lookout_crosscheck_last_round_timestamp_seconds").set(r.timestamp);
 }
 
+/// Prometheus's default scrape interval, which a one-shot round waits for at
+/// most (plus the probe's timeout) unless told otherwise.
+const DEFAULT_SCRAPE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
+/// How often a one-shot round asks Prometheus again for a newer scrape.
+const SCRAPE_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Whether a Prometheus reading holds a scrape taken after `t` (lookout's
+/// clock, Prometheus's skew taken out) for every counter it reports.
+fn scraped_after(kind: &str, o: &Observation, t: f64) -> bool {
+    o.ok && [Metric::KeyspaceHits, Metric::KeyspaceMisses]
+        .iter()
+        .all(|m| sample_time(kind, o, *m).is_some_and(|s| s > t))
+}
+
 /// One round now, for `lookout report`: the reference is read, then every
 /// source at once, then the reference again, so each source's sample is
 /// bracketed. Readings the daemon stored in the last minutes (same
 /// `data_dir`) are added, so a Prometheus sample taken before this command
 /// started can be bracketed too.
-pub async fn run_now(cfg: &impl Setup) -> anyhow::Result<Report> {
+pub async fn run_now(cfg: &impl Setup, wait: Option<std::time::Duration>) -> anyhow::Result<Report> {
     use crate::probe;
     let cc = cfg.crosscheck().ok_or_else(|| {
         anyhow::anyhow!(
@@ -1023,8 +1037,27 @@ pub async fn run_now(cfg: &impl Setup) -> anyhow::Result<Report> {
         Ok(stored) => refs.extend(stored.unwrap_or_default()),
         Err(e) => tracing::debug!(error = %e, "Stored reference readings not used"),
     }
-    refs.push(probe::run(&reference).await);
-    let observed = futures::future::join_all(sources.iter().map(probe::run)).await;
+    // The bracket: a reading of Redis, the sources, a reading after. A
+    // Prometheus sample is only judged against readings around it, so a
+    // Prometheus source is read again until it holds a scrape newer than the
+    // first reading (or `wait` passes: then it is `stale`, with the reason).
+    let first = probe::run(&reference).await;
+    let after = first.timestamp + first.duration_seconds;
+    refs.push(first);
+    let slowest = sources.iter().map(|h| h.config.timeout).max().unwrap_or_default();
+    let deadline = std::time::Instant::now() + wait.unwrap_or(DEFAULT_SCRAPE_INTERVAL + slowest);
+    let observed = futures::future::join_all(sources.iter().map(|h| async move {
+        let mut o = probe::run(h).await;
+        while h.config.spec.kind() == "prometheus"
+            && !scraped_after(h.config.spec.kind(), &o, after)
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(SCRAPE_POLL).await;
+            o = probe::run(h).await;
+        }
+        o
+    }))
+    .await;
     refs.push(probe::run(&reference).await);
     refs.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
     let inputs: Vec<(String, String, Vec<Observation>, f64)> = sources
