@@ -13,6 +13,7 @@
 
 pub mod check;
 pub mod config;
+pub mod redis;
 pub mod relay;
 pub mod report;
 pub mod run;
@@ -109,6 +110,11 @@ enum Command {
         #[command(subcommand)]
         command: relay::RelayCommand,
     },
+    /// Redis runbooks: `flush`, the controlled cache flush.
+    Redis {
+        #[command(subcommand)]
+        command: redis::RedisCommand,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -130,6 +136,7 @@ impl Cli {
             Command::Check(args) => with_config(&src, |cfg| args.execute(cfg)),
             Command::Report(args) => with_config(&src, |cfg| args.execute(cfg)),
             Command::Relay { command } => with_config(&src, |cfg| command.execute(cfg)),
+            Command::Redis { command } => command.execute(&src),
             Command::Config {
                 command: config::ConfigCommand::Schema,
             } => config::schema(),
