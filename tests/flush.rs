@@ -220,3 +220,29 @@ fn sigint_stops_with_130_and_a_rerun_finishes() {
     assert_eq!(count(&r, "p:*"), 0);
     assert_eq!(dbsize(&r), 1_000);
 }
+
+/// Above `REMEMBER_KEYS` the command deletes without the survey's keys:
+/// SCAN pipelined with UNLINK, the same loop, driven here directly.
+#[tokio::test]
+async fn without_the_surveyed_keys_execute_scans_for_them() {
+    use lookout::runbook::flush::{self, Plan, Rate};
+    let r = populated(3_000, 3_000, &[]);
+    let client = redis::Client::open(r.url()).expect("a valid URL");
+    let mut conn = flush::connect(&client, "test", Duration::from_secs(5)).await.expect("connects");
+    let guard = flush::connect(&client, "test", Duration::from_secs(5)).await.expect("connects");
+    let plan = Plan {
+        pattern: "p:*".into(),
+        scan_count: 100,
+        rate: Rate::Unlimited,
+        max_latency: Duration::from_secs(1),
+        expected: 3_000,
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut ticks = 0;
+    let out = flush::execute(&mut conn, guard, &plan, None, &stop, |_| ticks += 1).await;
+    assert!(out.stopped.is_none(), "{:?}", out.stopped);
+    assert_eq!(out.deleted, 3_000);
+    assert!(ticks > 1, "progress after each batch");
+    assert_eq!(count(&r, "p:*"), 0);
+    assert_eq!(dbsize(&r), 3_000);
+}

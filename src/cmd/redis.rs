@@ -69,8 +69,8 @@ pub struct FlushArgs {
     /// How long the snapshot may take.
     #[arg(long, default_value = "10m", value_parser = humantime::parse_duration, value_name = "DURATION")]
     snapshot_timeout: Duration,
-    /// SCAN's COUNT: keys looked at per call.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000), value_name = "N")]
+    /// SCAN's COUNT: keys looked at per call (each call holds Redis up to a microsecond a key).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000), value_name = "N")]
     scan_count: u32,
     /// Matching keys shown by the dry run.
     #[arg(long, default_value_t = 10, value_name = "N")]
@@ -168,7 +168,7 @@ impl FlushArgs {
         };
 
         // 1. Validate the risk.
-        let survey = match flush::survey(&mut conn, &self.pattern, self.scan_count, self.sample).await {
+        let mut survey = match flush::survey(&mut conn, &self.pattern, self.scan_count, self.sample, self.execute).await {
             Ok(s) => s,
             Err(e) => return fail(1, e),
         };
@@ -249,7 +249,8 @@ impl FlushArgs {
             expected: survey.matched,
         };
         let mut printer = Printer::new(self.max_latency);
-        let outcome = flush::execute(&mut conn, guard_conn, &plan, &stop, |t| printer.show(t)).await;
+        let known = survey.keys.take();
+        let outcome = flush::execute(&mut conn, guard_conn, &plan, known, &stop, |t| printer.show(t)).await;
         printer.finish();
 
         // 4. Warm, only once every matching key is gone.
