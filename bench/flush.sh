@@ -2,7 +2,7 @@
 # `lookout redis flush --rate unlimited` side by side with the operations
 # guide's one-liner (`redis-cli --scan --pattern 'p*' | xargs redis-cli del`):
 # KEYS matching keys among TOTAL on a local redis-server, refilled before
-# each run. For each: the wall time, and the round trip a concurrent client
+# each run. For each (and for the idle server, as a baseline): the wall time, and the round trip a concurrent client
 # sees meanwhile (one PING every 10 ms on its own connection, as
 # `redis-cli --latency` samples; p50/p99/max). The goal: lookout no slower
 # than the pipe, with that client's p99 under 2 ms.
@@ -84,6 +84,9 @@ flush() {
 
 echo "$KEYS matching keys among $((2 * KEYS)), 16-byte values; a concurrent client PINGs every 10 ms"
 fill
+# The same client with nothing else running: what this machine's own load
+# adds to every figure below.
+measure "idle (no flush)" sleep 3
 measure "redis-cli --scan | xargs del" pipe
 fill
 measure "lookout redis flush (unlimited)" flush

@@ -318,10 +318,13 @@ impl FlushArgs {
 
 /// Step 1's answer on stdout: the count, the memory, a sample.
 fn print_survey(display: &str, pattern: &str, s: &Survey) {
-    let memory = s
-        .estimated_bytes()
-        .map(|b| format!("about {} (MEMORY USAGE of {} keys, extrapolated)", flush::bytes(b), s.memory_keys))
-        .unwrap_or_else(|| "memory unknown (MEMORY USAGE unavailable)".into());
+    let memory = if s.matched == 0 {
+        "nothing to free".to_string()
+    } else {
+        s.estimated_bytes()
+            .map(|b| format!("about {} (MEMORY USAGE of {} keys, extrapolated)", flush::bytes(b), s.memory_keys))
+            .unwrap_or_else(|| "memory unknown (MEMORY USAGE unavailable)".into())
+    };
     println!("{display}: {} of {} keys match `{pattern}`, {memory}", s.matched, s.total);
     if !s.sample.is_empty() {
         println!("sample:");
@@ -406,7 +409,7 @@ impl Printer {
                 t.expected,
                 t.rate(),
                 t.eta()
-                    .map(|d| humantime::format_duration(Duration::from_secs(d.as_secs())).to_string())
+                    .map(|d| humantime::format_duration(d).to_string())
                     .unwrap_or_else(|| "-".into())
             ),
         };

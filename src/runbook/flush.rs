@@ -406,11 +406,12 @@ impl Tick {
         if s > 0.0 { self.deleted as f64 / s } else { 0.0 }
     }
 
-    /// Time left at the rate so far, while keys remain.
+    /// Time left at the rate so far, while keys remain, in whole seconds
+    /// rounded up (a flush about to end says 1s, not 0s).
     pub fn eta(&self) -> Option<Duration> {
         let r = self.rate();
         let left = self.expected.saturating_sub(self.deleted);
-        (r > 0.0 && left > 0).then(|| Duration::from_secs_f64(left as f64 / r))
+        (r > 0.0 && left > 0).then(|| Duration::from_secs((left as f64 / r).ceil() as u64))
     }
 }
 
@@ -617,11 +618,12 @@ pub async fn execute(
             scanned = next == 0;
         }
         if !take.is_empty() {
-            progress(&tick(deleted, None));
             if let Rate::PerSecond(r) = plan.rate {
                 let due = budget_from + Duration::from_secs_f64(budget_deleted as f64 / f64::from(r));
                 tokio::time::sleep_until(due.into()).await;
             }
+            // After the wait: the rate shown is the rate kept.
+            progress(&tick(deleted, None));
         }
     };
     let elapsed = start.elapsed();
