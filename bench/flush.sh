@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # `lookout redis flush --rate unlimited` side by side with the operations
 # guide's one-liner (`redis-cli --scan --pattern 'p*' | xargs redis-cli del`):
-# KEYS matching keys among TOTAL on a local redis-server, refilled before
-# each run. For each (and for the idle server, as a baseline): the wall time, and the round trip a concurrent client
-# sees meanwhile (one PING every 10 ms on its own connection, as
-# `redis-cli --latency` samples; p50/p99/max). The goal: lookout no slower
-# than the pipe, with that client's p99 under 2 ms.
+# KEYS matching keys among twice as many on a local redis-server, refilled
+# before each run. For each (and for the idle server, as a baseline): the
+# wall time, and the round trip a concurrent client sees meanwhile (one PING
+# every 10 ms on its own connection, as `redis-cli --latency` samples;
+# p50/p99/max). The goal: lookout no slower than the pipe, with that
+# client's p99 under 2 ms.
 set -euo pipefail
 USAGE="usage: bench/flush.sh [KEYS]   (default 1000000 matching keys among twice as many)
 Wall time and a concurrent client's PING p50/p99/max: redis-cli --scan | xargs redis-cli del
