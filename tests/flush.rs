@@ -67,7 +67,25 @@ fn dry_run_counts_and_deletes_nothing() {
     assert!(text.contains("dry run: nothing deleted"), "{text}");
     assert!(text.contains("MEMORY USAGE of 200 keys"), "{text}");
     assert!(text.contains("  p:"), "a sample of keys: {text}");
+    assert!(!text.contains("no configuration file"), "--url needs no configuration: {text}");
     assert_eq!(dbsize(&r), 10_000);
+}
+
+#[test]
+fn without_url_the_configured_probe_and_redis_env_name_the_redis() {
+    let r = populated(300, 700, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = lookout();
+    c.args(["redis", "flush", "--match", "q:*", "--db", "0"])
+        .env("REDIS_PORT", r.port.to_string())
+        .current_dir(dir.path())
+        .stdin(Stdio::null());
+    let (out, text) = run(c);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("redis://127.0.0.1:{}/0: 700 of 1000 keys match `q:*`", r.port)),
+        "{text}"
+    );
 }
 
 #[test]

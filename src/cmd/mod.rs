@@ -130,17 +130,20 @@ impl Cli {
             return fail(EXIT_USAGE, e);
         }
         crate::http::install_crypto_provider();
-        let src = source(self.global.config);
+        // Looked for only by the commands that read it: `redis flush --url`
+        // needs none, and would only print that none was found.
+        let config = self.global.config;
+        let src = move || source(config);
         match self.command {
-            Command::Run => run::execute(src),
-            Command::Check(args) => with_config(&src, |cfg| args.execute(cfg)),
-            Command::Report(args) => with_config(&src, |cfg| args.execute(cfg)),
-            Command::Relay { command } => with_config(&src, |cfg| command.execute(cfg)),
-            Command::Redis { command } => command.execute(&src),
+            Command::Run => run::execute(src()),
+            Command::Check(args) => with_config(&src(), |cfg| args.execute(cfg)),
+            Command::Report(args) => with_config(&src(), |cfg| args.execute(cfg)),
+            Command::Relay { command } => with_config(&src(), |cfg| command.execute(cfg)),
+            Command::Redis { command } => command.execute(src),
             Command::Config {
                 command: config::ConfigCommand::Schema,
             } => config::schema(),
-            Command::Config { command } => with_config(&src, |cfg| command.execute(cfg)),
+            Command::Config { command } => with_config(&src(), |cfg| command.execute(cfg)),
         }
     }
 }

@@ -86,13 +86,13 @@ pub struct FlushArgs {
 impl RedisCommand {
     /// Runs the subcommand; the configuration is read only when no `--url`
     /// names the Redis, so an unrelated problem in it does not block a flush.
-    pub fn execute(self, src: &ConfigSource) -> ExitCode {
+    pub fn execute(self, src: impl FnOnce() -> ConfigSource) -> ExitCode {
         match self {
             RedisCommand::Flush(args) => {
                 if args.url.is_some() {
                     args.execute(None)
                 } else {
-                    with_config(src, |cfg| match pick_probe(cfg, args.probe.as_deref()) {
+                    with_config(&src(), |cfg| match pick_probe(cfg, args.probe.as_deref()) {
                         Ok(url) => args.execute(Some(url)),
                         Err(e) => fail(1, e),
                     })
