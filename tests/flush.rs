@@ -264,3 +264,43 @@ async fn without_the_surveyed_keys_execute_scans_for_them() {
     assert_eq!(count(&r, "p:*"), 0);
     assert_eq!(dbsize(&r), 3_000);
 }
+
+#[test]
+fn the_latency_guard_pauses_while_redis_is_slow() {
+    let r = populated(3_000, 100, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("flush.md");
+    let mut c = flush(
+        &r,
+        &[
+            "--match",
+            "p:*",
+            "--execute",
+            "--yes",
+            "--no-snapshot",
+            "--rate",
+            "2000/s",
+            "--record",
+        ],
+    );
+    c.arg(&record).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = c.spawn().expect("lookout starts");
+    wait_for("some keys deleted", Duration::from_secs(20), || {
+        (count(&r, "p:*") < 2_800).then_some(())
+    });
+    // Redis busy for 1.5 s: the guard's PING goes unanswered for longer
+    // than its 1 s limit, and the round trip after it is still slow.
+    r.cli(&["DEBUG", "SLEEP", "1.5"]);
+    let out = child.wait_with_output().expect("lookout exits");
+    let text = describe(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("flush: paused: round trip"), "{text}");
+    assert_eq!(count(&r, "p:*"), 0, "{text}");
+    let md = std::fs::read_to_string(&record).unwrap();
+    let pauses = md
+        .lines()
+        .find_map(|l| l.strip_prefix("| latency pauses | "))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(pauses.is_some_and(|n| n >= 1), "{md}");
+}
