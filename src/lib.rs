@@ -18,6 +18,7 @@ pub mod metric;
 pub mod probe;
 pub mod relay;
 pub mod report;
+pub mod runbook;
 pub mod schedule;
 pub mod server;
 pub mod settings;

@@ -13,6 +13,7 @@
 
 pub mod check;
 pub mod config;
+pub mod redis;
 pub mod relay;
 pub mod report;
 pub mod run;
@@ -109,6 +110,11 @@ enum Command {
         #[command(subcommand)]
         command: relay::RelayCommand,
     },
+    /// Redis runbooks: `flush`, the controlled cache flush.
+    Redis {
+        #[command(subcommand)]
+        command: redis::RedisCommand,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -124,16 +130,20 @@ impl Cli {
             return fail(EXIT_USAGE, e);
         }
         crate::http::install_crypto_provider();
-        let src = source(self.global.config);
+        // Looked for only by the commands that read it: `redis flush --url`
+        // needs none, and would only print that none was found.
+        let config = self.global.config;
+        let src = move || source(config);
         match self.command {
-            Command::Run => run::execute(src),
-            Command::Check(args) => with_config(&src, |cfg| args.execute(cfg)),
-            Command::Report(args) => with_config(&src, |cfg| args.execute(cfg)),
-            Command::Relay { command } => with_config(&src, |cfg| command.execute(cfg)),
+            Command::Run => run::execute(src()),
+            Command::Check(args) => with_config(&src(), |cfg| args.execute(cfg)),
+            Command::Report(args) => with_config(&src(), |cfg| args.execute(cfg)),
+            Command::Relay { command } => with_config(&src(), |cfg| command.execute(cfg)),
+            Command::Redis { command } => command.execute(src),
             Command::Config {
                 command: config::ConfigCommand::Schema,
             } => config::schema(),
-            Command::Config { command } => with_config(&src, |cfg| command.execute(cfg)),
+            Command::Config { command } => with_config(&src(), |cfg| command.execute(cfg)),
         }
     }
 }

@@ -1,0 +1,429 @@
+//! `lookout redis flush`: the controlled cache flush of
+//! deploy/runbooks/redis-controlled-flush.md as one command. The steps are
+//! in [`crate::runbook::flush`]; this module adds what only a command line
+//! has: which Redis (`--url`, else the configured `redis` probe and its
+//! `REDIS_*` convention), the dry run by default, the count typed back,
+//! progress on stderr, Ctrl-C, the record file and the exit status.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+
+use super::{EXIT_USAGE, block_on, fail, with_config};
+use crate::config::{Secret, redact_url, redact_urls_in};
+use crate::daemon::ConfigSource;
+use crate::probe::ProbeSpec;
+use crate::runbook::flush::{self, Hits, Plan, Rate, Record, Stopped, Survey, Tick};
+
+/// Exit status after SIGINT/SIGTERM (128 + SIGINT, as a shell reports it).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// How long connecting and each command may take before it is an error.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `lookout redis …`.
+#[derive(Debug, Subcommand)]
+pub enum RedisCommand {
+    /// Delete the keys matching a pattern, the controlled way: dry run by
+    /// default; with --execute, a snapshot first, then SCAN + UNLINK in paced
+    /// batches, paused while Redis is slow; a Markdown record at the end.
+    /// Exit 0 done (or dry run), 1 failed, 64 usage, 130 interrupted.
+    Flush(FlushArgs),
+}
+
+/// `lookout redis flush`'s flags.
+#[derive(Debug, Args)]
+pub struct FlushArgs {
+    /// The keys to delete, as a SCAN MATCH glob (`views.cache.*`).
+    #[arg(long = "match", value_name = "PATTERN")]
+    pattern: String,
+    /// Logical database [default: the URL's, else 0].
+    #[arg(long, value_name = "N")]
+    db: Option<u32>,
+    /// The Redis [default: the configured `redis` probe's, which follows REDIS_URL / REDIS_HOST…].
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// Which configured `redis` probe names the Redis, when there are several [default: the first].
+    #[arg(long, value_name = "NAME", conflicts_with = "url")]
+    probe: Option<String>,
+    /// Delete; without it, only count and show what would be deleted.
+    #[arg(long)]
+    execute: bool,
+    /// With --execute: do not ask for the count to be typed back (for scripts).
+    #[arg(long)]
+    yes: bool,
+    /// Go on without a snapshot first.
+    #[arg(long)]
+    no_snapshot: bool,
+    /// Most keys deleted a second: `5000/s`, or `unlimited`.
+    #[arg(long, default_value = "5000/s", value_name = "N/s")]
+    rate: Rate,
+    /// Pause while Redis's round trip (PING) is above this.
+    #[arg(long, default_value = "5ms", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    max_latency: Duration,
+    /// How long the snapshot may take.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    snapshot_timeout: Duration,
+    /// SCAN's COUNT: keys looked at per call (each call holds Redis up to a microsecond a key).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000), value_name = "N")]
+    scan_count: u32,
+    /// Matching keys shown by the dry run.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    sample: usize,
+    /// A URL to GET after the flush, to warm the cache (repeatable).
+    #[arg(long = "warm", value_name = "URL")]
+    warm: Vec<String>,
+    /// Where the Markdown record goes [default: flush-<timestamp>.md here].
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+}
+
+impl RedisCommand {
+    /// Runs the subcommand; the configuration is read only when no `--url`
+    /// names the Redis, so an unrelated problem in it does not block a flush.
+    pub fn execute(self, src: impl FnOnce() -> ConfigSource) -> ExitCode {
+        match self {
+            RedisCommand::Flush(args) => {
+                if args.url.is_some() {
+                    args.execute(None)
+                } else {
+                    with_config(&src(), |cfg| match pick_probe(cfg, args.probe.as_deref()) {
+                        Ok(url) => args.execute(Some(url)),
+                        Err(e) => fail(1, e),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// The URL of the configured `redis` probe named `name` (the first without).
+fn pick_probe(cfg: &crate::settings::Config, name: Option<&str>) -> Result<Secret, String> {
+    cfg.probes
+        .iter()
+        .filter(|p| name.is_none_or(|n| p.name == n))
+        .find_map(|p| match &p.spec {
+            ProbeSpec::Redis(r) => Some(r.url.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| match name {
+            Some(n) => format!("no `redis` probe named `{n}` in the configuration; give --url"),
+            None => "no `redis` probe in the configuration; give --url".into(),
+        })
+}
+
+/// `url` with its database set to `db`.
+fn with_db(url: &str, db: Option<u32>) -> Result<String, String> {
+    let mut u = url::Url::parse(url).map_err(|_| "invalid Redis URL".to_string())?;
+    if !matches!(u.scheme(), "redis" | "rediss") || u.host_str().is_none_or(str::is_empty) {
+        return Err("invalid Redis URL: expected redis://[user:password@]host[:port][/db]".into());
+    }
+    if let Some(db) = db {
+        u.set_path(&format!("/{db}"));
+    }
+    Ok(u.to_string())
+}
+
+impl FlushArgs {
+    fn execute(self, configured: Option<Secret>) -> ExitCode {
+        let raw = match (&self.url, configured) {
+            (Some(u), _) => Secret::new(u.clone()),
+            (None, Some(u)) => u,
+            (None, None) => return fail(EXIT_USAGE, "no Redis: give --url"),
+        };
+        let url = match with_db(raw.expose(), self.db) {
+            Ok(u) => Secret::new(u),
+            Err(e) => return fail(EXIT_USAGE, format_args!("{e} ({})", redact_url(raw.expose()))),
+        };
+        let display = redact_url(url.expose());
+        if self.execute && !self.yes && !std::io::stdin().is_terminal() {
+            return fail(
+                EXIT_USAGE,
+                "--execute without a terminal needs --yes: there is nobody to type the count back",
+            );
+        }
+        if self.pattern.is_empty() {
+            return fail(EXIT_USAGE, "--match needs a pattern (`*` for every key)");
+        }
+        let client = match redis::Client::open(url.expose()) {
+            Ok(c) => c,
+            Err(e) => return fail(EXIT_USAGE, format_args!("{display}: {}", redact_urls_in(&e.to_string()))),
+        };
+        match block_on(self.run(client, display)) {
+            Ok(code) => code,
+            Err(code) => code,
+        }
+    }
+
+    async fn run(self, client: redis::Client, display: String) -> ExitCode {
+        let started = chrono::Utc::now();
+        let mut conn = match flush::connect(&client, &display, REDIS_TIMEOUT).await {
+            Ok(c) => c,
+            Err(e) => return fail(1, e),
+        };
+
+        // 1. Validate the risk.
+        let mut survey = match flush::survey(&mut conn, &self.pattern, self.scan_count, self.sample, self.execute).await {
+            Ok(s) => s,
+            Err(e) => return fail(1, e),
+        };
+        print_survey(&display, &self.pattern, &survey);
+        if !self.execute {
+            println!("dry run: nothing deleted; add --execute to delete them");
+            return ExitCode::SUCCESS;
+        }
+        if survey.matched == 0 {
+            println!("nothing to delete");
+            return ExitCode::SUCCESS;
+        }
+        if !self.yes && !confirm(survey.matched) {
+            return fail(1, "not confirmed: nothing deleted");
+        }
+
+        // The record's file is created before anything changes, so a
+        // flush never ends without the place to say what it did.
+        let record_path = self
+            .record
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("flush-{}.md", started.format("%Y%m%dT%H%M%SZ"))));
+        let mut record_file = match std::fs::OpenOptions::new().write(true).create_new(true).open(&record_path) {
+            Ok(f) => f,
+            Err(e) => {
+                return fail(
+                    1,
+                    format_args!("cannot create the record {}: {e}; nothing deleted", record_path.display()),
+                );
+            }
+        };
+
+        // From here on Ctrl-C stops between batches instead of killing.
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_signal_watch(stop.clone());
+        let hits_before = Hits::read(&mut conn).await.ok();
+
+        // 2. Snapshot.
+        let snapshot = if self.no_snapshot {
+            None
+        } else {
+            eprintln!(
+                "snapshot: starting (wait up to {})",
+                humantime::format_duration(self.snapshot_timeout)
+            );
+            match flush::snapshot(&mut conn, self.snapshot_timeout, &stop).await {
+                Ok(s) => {
+                    eprintln!("snapshot: {} done in {:.1}s", s.kind, s.took.as_secs_f64());
+                    Some(s)
+                }
+                Err(Stopped::Interrupted) => {
+                    let _ = std::fs::remove_file(&record_path);
+                    return fail(EXIT_INTERRUPTED, "interrupted during the snapshot: nothing deleted");
+                }
+                Err(Stopped::Failed(e)) => {
+                    let _ = std::fs::remove_file(&record_path);
+                    return fail(
+                        1,
+                        format_args!("snapshot failed: {e}; nothing deleted (--no-snapshot to go on without one)"),
+                    );
+                }
+            }
+        };
+
+        // 3. Execute.
+        let guard_conn = match flush::connect(&client, &display, REDIS_TIMEOUT).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_file(&record_path);
+                return fail(1, format_args!("{e}; nothing deleted"));
+            }
+        };
+        let plan = Plan {
+            pattern: self.pattern.clone(),
+            scan_count: self.scan_count,
+            rate: self.rate,
+            max_latency: self.max_latency,
+            expected: survey.matched,
+        };
+        let mut printer = Printer::new(self.max_latency);
+        let known = survey.keys.take();
+        let outcome = flush::execute(&mut conn, guard_conn, &plan, known, &stop, |t| printer.show(t)).await;
+        printer.finish();
+
+        // 4. Warm, only once every matching key is gone.
+        let warmed = if outcome.stopped.is_none() && !self.warm.is_empty() {
+            let w = flush::warm(&self.warm, REDIS_TIMEOUT).await;
+            for x in &w {
+                match &x.result {
+                    Ok(s) => eprintln!("warm: {} → {s}", x.url),
+                    Err(e) => eprintln!("warm: {} → failed: {e}", x.url),
+                }
+            }
+            w
+        } else {
+            Vec::new()
+        };
+        let hits_after = Hits::read(&mut conn).await.ok();
+
+        // 5. Communicate.
+        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let record = Record {
+            target: &display,
+            pattern: &self.pattern,
+            user: &user,
+            started,
+            finished: chrono::Utc::now(),
+            survey: &survey,
+            snapshot: snapshot.as_ref().ok_or("skipped (--no-snapshot)"),
+            rate: self.rate,
+            max_latency: self.max_latency,
+            outcome: &outcome,
+            hits_before,
+            hits_after,
+            warmed: &warmed,
+        };
+        let text = record.render();
+        let written = record_file.write_all(text.as_bytes()).and_then(|()| record_file.flush());
+        match &written {
+            Ok(()) => println!("record: {}", record_path.display()),
+            Err(e) => {
+                eprintln!("lookout: cannot write the record {}: {e}; here it is:", record_path.display());
+                print!("{text}");
+            }
+        }
+        println!(
+            "{}: {} keys deleted in {:.1}s; latency p50 {:.2}ms p99 {:.2}ms max {:.2}ms",
+            record.status(),
+            outcome.deleted,
+            outcome.elapsed.as_secs_f64(),
+            outcome.latency.p50.as_secs_f64() * 1000.0,
+            outcome.latency.p99.as_secs_f64() * 1000.0,
+            outcome.latency.max.as_secs_f64() * 1000.0,
+        );
+        match &outcome.stopped {
+            Some(Stopped::Interrupted) => fail(
+                EXIT_INTERRUPTED,
+                format_args!("interrupted after {} keys; run the same command again to continue", outcome.deleted),
+            ),
+            Some(Stopped::Failed(e)) => fail(1, format_args!("{e} ({} keys deleted)", outcome.deleted)),
+            None if written.is_err() => ExitCode::FAILURE,
+            None if warmed.iter().any(|w| !w.ok()) => fail(1, "flushed, but warming failed"),
+            None => ExitCode::SUCCESS,
+        }
+    }
+}
+
+/// Step 1's answer on stdout: the count, the memory, a sample.
+fn print_survey(display: &str, pattern: &str, s: &Survey) {
+    let memory = if s.matched == 0 {
+        "nothing to free".to_string()
+    } else {
+        s.estimated_bytes()
+            .map(|b| format!("about {} (MEMORY USAGE of {} keys, extrapolated)", flush::bytes(b), s.memory_keys))
+            .unwrap_or_else(|| "memory unknown (MEMORY USAGE unavailable)".into())
+    };
+    println!("{display}: {} of {} keys match `{pattern}`, {memory}", s.matched, s.total);
+    if !s.sample.is_empty() {
+        println!("sample:");
+        for k in &s.sample {
+            println!("  {k}");
+        }
+    }
+}
+
+/// Asks for the count on the terminal; true when typed back exactly.
+fn confirm(matched: u64) -> bool {
+    eprint!("This deletes {matched} keys. Type {matched} to go on: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        return false;
+    }
+    line.trim().replace([',', '_'], "") == matched.to_string()
+}
+
+/// Sets `stop` on SIGINT or SIGTERM. A second signal is not special: the
+/// batch in flight is short, and killing mid-batch gains nothing.
+fn spawn_signal_watch(stop: Arc<AtomicBool>) {
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+}
+
+/// Progress on stderr: one line redrawn in place on a terminal, a plain
+/// line a second otherwise (logs and CI keep every line).
+struct Printer {
+    tty: bool,
+    last: Option<Instant>,
+    max_latency: Duration,
+    drawn: bool,
+}
+
+impl Printer {
+    fn new(max_latency: Duration) -> Self {
+        Printer {
+            tty: std::io::stderr().is_terminal(),
+            last: None,
+            max_latency,
+            drawn: false,
+        }
+    }
+
+    fn show(&mut self, t: &Tick) {
+        let every = if self.tty {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(1)
+        };
+        let paused = t.paused_at.is_some();
+        if !paused && self.last.is_some_and(|l| l.elapsed() < every) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let line = match t.paused_at {
+            Some(rtt) => format!(
+                "flush: paused: round trip {:.2}ms > {:.2}ms; {}/{} keys deleted",
+                rtt.as_secs_f64() * 1000.0,
+                self.max_latency.as_secs_f64() * 1000.0,
+                t.deleted,
+                t.expected
+            ),
+            None => format!(
+                "flush: {}/{} keys deleted, {:.0} keys/s, ETA {}",
+                t.deleted,
+                t.expected,
+                t.rate(),
+                t.eta()
+                    .map(|d| humantime::format_duration(d).to_string())
+                    .unwrap_or_else(|| "-".into())
+            ),
+        };
+        if self.tty {
+            eprint!("\r\x1b[2K{line}");
+            self.drawn = true;
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn finish(&mut self) {
+        if self.drawn {
+            eprintln!();
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! The operations guide's runbooks as code: the steps an operator would
+//! type, in the same order, with the checks a tired person skips. Kept out
+//! of `cmd` so that the daemon can run them too one day; the command line
+//! only adds flags, confirmation and output.
+
+pub mod flush;

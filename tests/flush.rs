@@ -1,0 +1,306 @@
+//! `lookout redis flush` against a real redis-server per test: the dry run
+//! deletes nothing, `--execute` deletes exactly the matching keys, the
+//! snapshot really happens (and a failed one stops everything), the rate cap
+//! holds, the record has the numbers, and Ctrl-C stops with 130 and a re-run
+//! finishes.
+
+mod support;
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Redis, lookout, send_signal, wait_for};
+
+/// A Redis with `DEBUG POPULATE` allowed, holding `matching` keys `p:N` and
+/// `other` keys `q:N`.
+fn populated(matching: u64, other: u64, extra: &[&str]) -> Redis {
+    let mut args = vec!["--enable-debug-command", "yes"];
+    args.extend_from_slice(extra);
+    let r = Redis::start(&args);
+    for (n, prefix) in [(matching, "p"), (other, "q")] {
+        if n > 0 {
+            let out = r.cli(&["DEBUG", "POPULATE", &n.to_string(), prefix, "16"]);
+            assert!(out.contains("OK"), "DEBUG POPULATE: {out}");
+        }
+    }
+    assert_eq!(dbsize(&r), matching + other);
+    r
+}
+
+fn dbsize(r: &Redis) -> u64 {
+    r.cli(&["DBSIZE"]).trim().parse().expect("DBSIZE is a number")
+}
+
+/// Keys matching `pattern`, counted with SCAN through redis-cli.
+fn count(r: &Redis, pattern: &str) -> u64 {
+    r.cli(&["--scan", "--pattern", pattern]).lines().filter(|l| !l.is_empty()).count() as u64
+}
+
+fn flush(r: &Redis, args: &[&str]) -> Command {
+    let mut c = lookout();
+    c.args(["redis", "flush", "--url", &r.url()]).args(args).stdin(Stdio::null());
+    c
+}
+
+fn run(mut c: Command) -> (Output, String) {
+    let out = c.output().expect("lookout runs");
+    let text = describe(&out);
+    (out, text)
+}
+
+/// Exit status, stdout and stderr, for assertions' messages and matching.
+fn describe(out: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn dry_run_counts_and_deletes_nothing() {
+    let r = populated(5_000, 5_000, &[]);
+    let (out, text) = run(flush(&r, &["--match", "p:*"]));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("5000 of 10000 keys match `p:*`"), "{text}");
+    assert!(text.contains("dry run: nothing deleted"), "{text}");
+    assert!(text.contains("MEMORY USAGE of 200 keys"), "{text}");
+    assert!(text.contains("  p:"), "a sample of keys: {text}");
+    assert!(!text.contains("no configuration file"), "--url needs no configuration: {text}");
+    assert_eq!(dbsize(&r), 10_000);
+}
+
+#[test]
+fn without_url_the_configured_probe_and_redis_env_name_the_redis() {
+    let r = populated(300, 700, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = lookout();
+    c.args(["redis", "flush", "--match", "q:*", "--db", "0"])
+        .env("REDIS_PORT", r.port.to_string())
+        .current_dir(dir.path())
+        .stdin(Stdio::null());
+    let (out, text) = run(c);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("redis://127.0.0.1:{}/0: 700 of 1000 keys match `q:*`", r.port)),
+        "{text}"
+    );
+}
+
+#[test]
+fn execute_without_a_terminal_needs_yes() {
+    let r = populated(100, 100, &[]);
+    let (out, text) = run(flush(&r, &["--match", "p:*", "--execute", "--no-snapshot"]));
+    assert_eq!(out.status.code(), Some(64), "{text}");
+    assert!(text.contains("--yes"), "{text}");
+    assert_eq!(dbsize(&r), 200);
+}
+
+#[test]
+fn execute_deletes_exactly_the_matching_keys_and_records_it() {
+    let r = populated(5_000, 5_000, &["--requirepass", "s3cr3t-pw"]);
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("flush.md");
+    let url = format!("redis://:s3cr3t-pw@127.0.0.1:{}", r.port);
+    let mut c = lookout();
+    c.args([
+        "redis",
+        "flush",
+        "--url",
+        &url,
+        "--match",
+        "p:*",
+        "--execute",
+        "--yes",
+        "--no-snapshot",
+    ])
+    .args(["--rate", "unlimited", "--record"])
+    .arg(&record)
+    .stdin(Stdio::null());
+    let (out, text) = run(c);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(count(&r, "p:*"), 0, "{text}");
+    assert_eq!(count(&r, "q:*"), 5_000, "{text}");
+    assert_eq!(dbsize(&r), 5_000);
+    let md = std::fs::read_to_string(&record).expect("the record is written");
+    assert!(text.contains(&format!("record: {}", record.display())), "{text}");
+    for want in [
+        "# Redis controlled flush: done",
+        "| keys matched | 5000 of 10000 in the database |",
+        "| keys deleted | 5000 |",
+        "| pattern | `p:*` |",
+        "| snapshot | skipped (--no-snapshot) |",
+        "latency during the flush | p50 ",
+        "hit rate before",
+    ] {
+        assert!(md.contains(want), "record lacks `{want}`:\n{md}");
+    }
+    assert!(
+        !text.contains("s3cr3t-pw") && !md.contains("s3cr3t-pw"),
+        "password leaked:\n{text}\n{md}"
+    );
+}
+
+#[test]
+fn snapshot_is_taken_before_deleting() {
+    let r = populated(1_000, 1_000, &[]);
+    let before: i64 = r.cli(&["LASTSAVE"]).trim().parse().unwrap();
+    // LASTSAVE has one-second resolution: start in a later second than the last save.
+    wait_for("the clock to pass LASTSAVE", Duration::from_secs(3), || {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?;
+        (now.as_secs() as i64 > before).then_some(())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("flush.md");
+    let mut c = flush(&r, &["--match", "p:*", "--execute", "--yes", "--record"]);
+    c.arg(&record);
+    let (out, text) = run(c);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let after: i64 = r.cli(&["LASTSAVE"]).trim().parse().unwrap();
+    assert!(after > before, "LASTSAVE moved: {before} → {after}\n{text}");
+    assert!(r.dir.path().join("dump.rdb").is_file(), "the RDB file is in Redis's dir");
+    assert_eq!(count(&r, "p:*"), 0, "{text}");
+    let md = std::fs::read_to_string(&record).unwrap();
+    assert!(md.contains("| snapshot | RDB (BGSAVE) completed at "), "{md}");
+}
+
+#[test]
+fn a_failed_snapshot_deletes_nothing() {
+    // Redis's `dir` removed under it: BGSAVE's child cannot create its file
+    // (a read-only directory would not do: the tests may run as root).
+    let gone = tempfile::tempdir().unwrap();
+    let gone_path = gone.path().to_path_buf();
+    let r = populated(1_000, 1_000, &["--dir", &gone_path.display().to_string()]);
+    drop(gone);
+    assert!(!gone_path.exists());
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("flush.md");
+    let mut c = flush(
+        &r,
+        &["--match", "p:*", "--execute", "--yes", "--snapshot-timeout", "20s", "--record"],
+    );
+    c.arg(&record);
+    let (out, text) = run(c);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("snapshot failed"), "{text}");
+    assert!(text.contains("--no-snapshot"), "{text}");
+    assert_eq!(dbsize(&r), 2_000, "nothing deleted");
+    assert!(!record.exists(), "no record of a flush that did not happen");
+}
+
+#[test]
+fn the_rate_cap_holds() {
+    let r = populated(2_000, 500, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = flush(&r, &["--match", "p:*", "--execute", "--yes", "--no-snapshot", "--rate", "1000/s"]);
+    c.current_dir(dir.path());
+    let t0 = Instant::now();
+    let (out, text) = run(c);
+    let took = t0.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(count(&r, "p:*"), 0, "{text}");
+    assert_eq!(dbsize(&r), 500);
+    assert!(took >= Duration::from_millis(1_800), "2000 keys at 1000/s took {took:?}\n{text}");
+    assert!(text.contains("keys/s"), "progress lines: {text}");
+}
+
+#[test]
+fn sigint_stops_with_130_and_a_rerun_finishes() {
+    let r = populated(5_000, 1_000, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = flush(&r, &["--match", "p:*", "--execute", "--yes", "--no-snapshot", "--rate", "1000/s"]);
+    c.current_dir(dir.path()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = c.spawn().expect("lookout starts");
+    wait_for("some keys deleted", Duration::from_secs(20), || {
+        (count(&r, "p:*") < 4_500).then_some(())
+    });
+    send_signal(child.id(), libc::SIGINT);
+    let out = child.wait_with_output().expect("lookout exits");
+    let text = describe(&out);
+    assert_eq!(out.status.code(), Some(130), "{text}");
+    assert!(text.contains("interrupted after"), "{text}");
+    let left = count(&r, "p:*");
+    assert!(left > 0 && left < 5_000, "stopped part way: {left} left\n{text}");
+    let records: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert_eq!(records.len(), 1, "one record in the working directory");
+    let md = std::fs::read_to_string(records[0].path()).unwrap();
+    assert!(md.contains("# Redis controlled flush: interrupted"), "{md}");
+
+    let mut again = flush(
+        &r,
+        &["--match", "p:*", "--execute", "--yes", "--no-snapshot", "--rate", "unlimited"],
+    );
+    again.arg("--record").arg(dir.path().join("again.md"));
+    let (out, text) = run(again);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains(&format!("{left} of")), "the re-run finds what was left: {text}");
+    assert_eq!(count(&r, "p:*"), 0);
+    assert_eq!(dbsize(&r), 1_000);
+}
+
+/// Above `REMEMBER_KEYS` the command deletes without the survey's keys:
+/// SCAN pipelined with UNLINK, the same loop, driven here directly.
+#[tokio::test]
+async fn without_the_surveyed_keys_execute_scans_for_them() {
+    use lookout::runbook::flush::{self, Plan, Rate};
+    let r = populated(3_000, 3_000, &[]);
+    let client = redis::Client::open(r.url()).expect("a valid URL");
+    let mut conn = flush::connect(&client, "test", Duration::from_secs(5)).await.expect("connects");
+    let guard = flush::connect(&client, "test", Duration::from_secs(5)).await.expect("connects");
+    let plan = Plan {
+        pattern: "p:*".into(),
+        scan_count: 100,
+        rate: Rate::Unlimited,
+        max_latency: Duration::from_secs(1),
+        expected: 3_000,
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut ticks = 0;
+    let out = flush::execute(&mut conn, guard, &plan, None, &stop, |_| ticks += 1).await;
+    assert!(out.stopped.is_none(), "{:?}", out.stopped);
+    assert_eq!(out.deleted, 3_000);
+    assert!(ticks > 1, "progress after each batch");
+    assert_eq!(count(&r, "p:*"), 0);
+    assert_eq!(dbsize(&r), 3_000);
+}
+
+#[test]
+fn the_latency_guard_pauses_while_redis_is_slow() {
+    let r = populated(3_000, 100, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("flush.md");
+    let mut c = flush(
+        &r,
+        &[
+            "--match",
+            "p:*",
+            "--execute",
+            "--yes",
+            "--no-snapshot",
+            "--rate",
+            "2000/s",
+            "--record",
+        ],
+    );
+    c.arg(&record).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = c.spawn().expect("lookout starts");
+    wait_for("some keys deleted", Duration::from_secs(20), || {
+        (count(&r, "p:*") < 2_800).then_some(())
+    });
+    // Redis busy for 1.5 s: the guard's PING goes unanswered for longer
+    // than its 1 s limit, and the round trip after it is still slow.
+    r.cli(&["DEBUG", "SLEEP", "1.5"]);
+    let out = child.wait_with_output().expect("lookout exits");
+    let text = describe(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("flush: paused: round trip"), "{text}");
+    assert_eq!(count(&r, "p:*"), 0, "{text}");
+    let md = std::fs::read_to_string(&record).unwrap();
+    let pauses = md
+        .lines()
+        .find_map(|l| l.strip_prefix("| latency pauses | "))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse::<u32>().ok());
+    assert!(pauses.is_some_and(|n| n >= 1), "{md}");
+}
