@@ -196,6 +196,24 @@ fn others_agree(r: &Report, except: &[Metric]) {
     }
 }
 
+/// The reference's readings with five minutes of history before them, so a
+/// dashboard's 5-minute window is covered.
+fn with_five_minutes_before(w: World) -> Vec<Observation> {
+    let mut reference = w.reference();
+    let early: Vec<Observation> = (0..60)
+        .map(|i| {
+            let t = -200.0 + 5.0 * i as f64;
+            let mut o = observation("redis", t);
+            o.values = w.values(t);
+            o.facts.run_id = Some("a".into());
+            o.facts.uptime_seconds = Some(w.uptime(t));
+            o
+        })
+        .collect();
+    reference.splice(0..0, early);
+    reference
+}
+
 fn honest() -> World {
     World::default()
 }
@@ -541,18 +559,7 @@ fn dashboard_rate_counts_a_statistics_reset_as_prometheus_does() {
         resetstat_at: Some(147.5),
         ..World::default()
     };
-    let mut reference = w.reference();
-    // Five minutes of history before, so the 5m window is covered.
-    let early: Vec<Observation> = (0..60)
-        .map(|i| {
-            let t = -200.0 + 5.0 * i as f64;
-            let mut o = observation("redis", t);
-            o.values = w.values(t);
-            o.facts.run_id = Some("a".into());
-            o
-        })
-        .collect();
-    reference.splice(0..0, early);
+    let reference = with_five_minutes_before(w);
     let mut p = w.prometheus("prometheus", 155.0, 156.0);
     // Every lookup of the window [-145, 155]: 10 hits a second, 2 misses a
     // second before the reset at 147.5 and 8 after it.
@@ -638,18 +645,7 @@ fn tolerances_from_the_configuration_are_the_bounds_applied() {
 #[test]
 fn a_dashboard_rate_that_is_not_the_windowed_rate_disagrees() {
     let w = honest();
-    let mut reference = w.reference();
-    let early: Vec<Observation> = (0..60)
-        .map(|i| {
-            let t = -200.0 + 5.0 * i as f64;
-            let mut o = observation("redis", t);
-            o.values = w.values(t);
-            o.facts.run_id = Some("a".into());
-            o.facts.uptime_seconds = Some(w.uptime(t));
-            o
-        })
-        .collect();
-    reference.splice(0..0, early);
+    let reference = with_five_minutes_before(w);
     // Steady traffic: 10 hits and 2 misses a second, so the 5m rate is 10/12.
     let mut p = w.prometheus("prometheus", 155.0, 156.0);
     p.facts.hit_rate_5m = Some(10.0 / 12.0);
