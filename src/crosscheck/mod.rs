@@ -1000,7 +1000,7 @@ const SCRAPE_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 /// Whether a Prometheus reading holds a scrape taken after `t` (lookout's
 /// clock, Prometheus's skew taken out) for every counter it reports.
 fn scraped_after(kind: &str, o: &Observation, t: f64) -> bool {
-    o.ok && [Metric::KeyspaceHits, Metric::KeyspaceMisses]
+    [Metric::KeyspaceHits, Metric::KeyspaceMisses]
         .iter()
         .all(|m| sample_time(kind, o, *m).is_some_and(|s| s > t))
 }
@@ -1048,7 +1048,10 @@ pub async fn run_now(cfg: &impl Setup, wait: Option<std::time::Duration>) -> any
     let deadline = std::time::Instant::now() + wait.unwrap_or(DEFAULT_SCRAPE_INTERVAL + slowest);
     let observed = futures::future::join_all(sources.iter().map(|h| async move {
         let mut o = probe::run(h).await;
+        // Only an answering Prometheus is waited for: a failing one is judged
+        // as it is (`source_down`), at once.
         while h.config.spec.kind() == "prometheus"
+            && o.ok
             && !scraped_after(h.config.spec.kind(), &o, after)
             && std::time::Instant::now() < deadline
         {
