@@ -130,8 +130,9 @@ impl Relay {
     /// Validates, routes and durably stores a webhook body.
     pub async fn ingest(&self, body: &[u8]) -> Result<Accepted, IngestError> {
         let p = Envelope::parse(body).map_err(|e| IngestError::BadRequest(e.0))?;
-        // Valid JSON is valid UTF-8.
-        let raw = String::from_utf8_lossy(body).into_owned();
+        // The strict walk in `Envelope::parse` has checked every string, so
+        // the body is valid UTF-8: stored and forwarded byte for byte.
+        let raw = String::from_utf8(body.to_vec()).map_err(|_| IngestError::BadRequest("the body is not valid UTF-8".into()))?;
         self.store(raw, p.group_key.to_string(), p.dedup_key(), &p.common_labels).await
     }
 

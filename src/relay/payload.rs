@@ -190,9 +190,59 @@ struct EnvelopeAlert<'a> {
     fingerprint: Cow<'a, str>,
 }
 
+/// A walk over every value of a JSON document that keeps nothing but checks
+/// what building a [`serde_json::Value`] checks: numbers in range (`1e99999`
+/// is not), strings valid (no lone surrogate `"\ud800"`, valid UTF-8), nesting
+/// within serde_json's limit. [`Envelope`] skips the keys it does not know
+/// without reading them; the delivery's full [`Payload`] parse reads them, so
+/// without this walk a body could be answered 200 and then fail at every
+/// destination. It allocates nothing for plain strings, so intake stays cheap.
+struct Strict;
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Strict, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Strict;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
+                Ok(Strict)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
+                Ok(Strict)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
+                Ok(Strict)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Strict, E> {
+                Ok(Strict)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
+                Ok(Strict)
+            }
+            fn visit_unit<E>(self) -> Result<Strict, E> {
+                Ok(Strict)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Strict, A::Error> {
+                while a.next_element::<Strict>()?.is_some() {}
+                Ok(Strict)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Strict, A::Error> {
+                while a.next_entry::<Strict, Strict>()?.is_some() {}
+                Ok(Strict)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 impl<'a> Envelope<'a> {
     /// Parses and validates a request body: the rules every payload obeys.
+    /// Whatever passes is what [`Payload::parse`] accepts at delivery.
     pub fn parse(body: &'a [u8]) -> Result<Envelope<'a>, PayloadError> {
+        serde_json::from_slice::<Strict>(body).map_err(json_error)?;
         let p: Envelope = serde_json::from_slice(body).map_err(json_error)?;
         if p.version != "4" {
             return Err(PayloadError(format!(
@@ -292,6 +342,85 @@ mod tests {
     use super::*;
 
     const AM_025: &str = r#"{"receiver":"multi","status":"firing","alerts":[{"status":"firing","labels":{"alertname":"ProbeDown","instance":"https://example.com","job":"synthetic","severity":"critical"},"annotations":{"summary":"Probe failed for https://example.com"},"startsAt":"2026-11-25T16:43:58Z","endsAt":"0001-01-01T00:00:00Z","generatorURL":"http://prom:9090/graph?g0.expr=probe_success+%3D%3D+0","fingerprint":"eca922e1ff7962e3"}],"groupLabels":{"alertname":"ProbeDown"},"commonLabels":{"alertname":"ProbeDown","job":"synthetic","severity":"critical"},"commonAnnotations":{},"externalURL":"http://am.example:19093","version":"4","groupKey":"{}:{alertname=\"ProbeDown\"}","truncatedAlerts":0}"#;
+
+    /// A random JSON-ish fragment: mostly valid values, with the edge cases
+    /// where a skipping parser and a building one part ways (huge exponents,
+    /// lone surrogates, deep nesting, invalid UTF-8, control characters).
+    fn fragment(rng: &mut impl rand::Rng, depth: u32) -> Vec<u8> {
+        const LEAVES: &[&[u8]] = &[
+            b"0",
+            b"-0",
+            b"1.5e308",
+            b"1e309",
+            b"1e99999",
+            b"-1e99999",
+            b"123456789012345678901234567890",
+            b"true",
+            b"null",
+            b"\"ok\"",
+            b"\"\\ud83d\\ude00\"",
+            b"\"\\ud800\"",
+            b"\"\\udc00x\"",
+            b"\"\\u0000\"",
+            b"\"tab\there\"",
+            b"\"\xff\xfe\"",
+            b"\"\xc3\xa9\"",
+            b"01",
+            b"1.",
+            b"\"\\x\"",
+        ];
+        match rng.random_range(0..10) {
+            0..=5 => LEAVES[rng.random_range(0..LEAVES.len())].to_vec(),
+            6 | 7 if depth < 8 => {
+                let n = rng.random_range(0..4);
+                let items: Vec<Vec<u8>> = (0..n).map(|_| fragment(rng, depth + 1)).collect();
+                [b"[".to_vec(), items.join(&b","[..]), b"]".to_vec()].concat()
+            }
+            8 if depth < 8 => {
+                let n = rng.random_range(0..3);
+                let items: Vec<Vec<u8>> = (0..n)
+                    .map(|i| [format!("\"k{i}\":").into_bytes(), fragment(rng, depth + 1)].concat())
+                    .collect();
+                [b"{".to_vec(), items.join(&b","[..]), b"}".to_vec()].concat()
+            }
+            _ => {
+                // Nesting around serde_json's limit of 128.
+                let d = rng.random_range(100..200);
+                [vec![b'['; d], b"1".to_vec(), vec![b']'; d]].concat()
+            }
+        }
+    }
+
+    /// Whatever intake accepts, delivery parses, and the other way round, for
+    /// a valid payload with an unknown key of arbitrary value (seeded, so a
+    /// failure reproduces).
+    #[test]
+    fn intake_accepts_exactly_what_delivery_parses() {
+        use rand::SeedableRng;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x100c0);
+        let (mut accepted, mut refused) = (0, 0);
+        for _ in 0..5000 {
+            let extra = fragment(&mut rng, 0);
+            let body = [
+                b"{\"notification_reason\":".to_vec(),
+                extra,
+                b",".to_vec(),
+                AM_025.as_bytes()[1..].to_vec(),
+            ]
+            .concat();
+            let intake = Envelope::parse(&body).is_ok();
+            let delivery = serde_json::from_slice::<Payload>(&body).is_ok();
+            assert_eq!(
+                intake,
+                delivery,
+                "intake {intake}, delivery {delivery}: {}",
+                String::from_utf8_lossy(&body)
+            );
+            if intake { accepted += 1 } else { refused += 1 }
+        }
+        // Both sides of the property were exercised.
+        assert!(accepted > 500 && refused > 500, "{accepted} accepted, {refused} refused");
+    }
 
     #[test]
     fn alertmanager_payloads_old_and_new() {
