@@ -57,6 +57,20 @@ impl FromStr for Matcher {
     }
 }
 
+impl std::fmt::Display for Matcher {
+    /// As written in configuration, the value quoted: `severity="critical"`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let op = match self.op {
+            Op::Eq => "=",
+            Op::Ne => "!=",
+            Op::Re => "=~",
+            Op::NotRe => "!~",
+        };
+        let quoted = serde_json::to_string(&self.value).map_err(|_| std::fmt::Error)?;
+        write!(f, "{}{op}{quoted}", self.name)
+    }
+}
+
 impl Matcher {
     /// Whether the labels satisfy the matcher (a missing label is "").
     pub fn matches(&self, labels: &std::collections::BTreeMap<String, String>) -> bool {

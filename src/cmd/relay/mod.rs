@@ -1,8 +1,9 @@
 //! `lookout relay …`: the relay's operator commands, run beside the daemon
-//! on the same data directory: the dead-letter list ([`dlq`]) and test
-//! notifications ([`send_test`]).
+//! on the same data directory: the dead-letter list ([`dlq`]), test
+//! notifications ([`send_test`]) and the route table ([`routes`]).
 
 pub mod dlq;
+pub mod routes;
 pub mod send_test;
 
 use std::process::ExitCode;
@@ -24,6 +25,11 @@ pub enum RelayCommand {
     },
     /// Send a test notification to one destination now, to prove it works.
     SendTest(send_test::SendTestArgs),
+    /// The route table, and which destinations given labels reach.
+    Routes {
+        #[command(subcommand)]
+        command: routes::RoutesCommand,
+    },
 }
 
 impl RelayCommand {
@@ -40,6 +46,7 @@ impl RelayCommand {
         match self {
             RelayCommand::Dlq { command } => command.execute(&relay),
             RelayCommand::SendTest(args) => args.execute(&relay),
+            RelayCommand::Routes { command } => command.execute(&relay),
         }
     }
 }
