@@ -128,6 +128,10 @@ fn describe() {
         "Outbox writes that failed (the webhook was answered 503)."
     );
     describe_counter!(
+        "lookout_relay_lease_lost_total",
+        "Delivery outcomes not recorded because the claim's lease ran out first and another replica took the delivery over (it may be sent twice)."
+    );
+    describe_counter!(
         "lookout_relay_deliveries_total",
         "Delivery attempts by destination and outcome (success, retry, dead); failures by reason (network, timeout, rate_limited, server_error, auth_error, client_error, template, expired)."
     );

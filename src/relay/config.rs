@@ -47,6 +47,32 @@ pub struct RawRelay {
     #[serde(default)]
     #[schemars(schema_with = "destination::schema_list")]
     pub destinations: Vec<Entry>,
+    /// Where accepted notifications wait for delivery (default: the SQLite
+    /// outbox in `data_dir`, for one process). A PostgreSQL database here
+    /// lets several lookout replicas share one queue.
+    pub store: Option<RawStore>,
+}
+
+/// `relay.store:` as written.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// PostgreSQL URL, `postgres://user:password@host:5432/database`
+    /// (libpq's URL form; a secret: shown redacted everywhere).
+    pub url: Option<Secret>,
+    /// File holding the URL (a Kubernetes Secret mounted as a file).
+    pub url_file: Option<PathBuf>,
+    /// Connections to PostgreSQL kept by this replica (default 8; 2 to 256).
+    pub pool_size: Option<usize>,
+    /// How long a replica holds the deliveries it claimed before another
+    /// may take them over (default 30s; 1s to 1h): the longest a crashed
+    /// replica's claims wait.
+    #[serde(default, deserialize_with = "opt_duration")]
+    #[schemars(with = "Option<String>")]
+    pub lease: Option<Duration>,
+    /// This replica's name on the status page, in `/metrics` and in its
+    /// claims (default: the host name, which Kubernetes sets to the pod's).
+    pub replica: Option<String>,
 }
 
 /// `relay.auth:` as written.
@@ -101,6 +127,126 @@ pub struct RelayConfig {
     pub routes: Vec<Route>,
     /// Destinations by name, in configuration order.
     pub destinations: Vec<DestinationConfig>,
+    /// The shared PostgreSQL store; `None`: the SQLite outbox in `data_dir`.
+    pub store: Option<StoreConfig>,
+}
+
+/// `relay.store:` after validation.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The PostgreSQL URL (with its password: never shown).
+    pub url: Secret,
+    /// Connections kept.
+    pub pool_size: usize,
+    /// How long a claim holds.
+    pub lease: Duration,
+    /// This replica's name.
+    pub replica: String,
+}
+
+/// Connections kept to PostgreSQL by default: the intake writers, the
+/// workers' claims and the lease keeper each take one at a time.
+pub const DEFAULT_POOL_SIZE: usize = 8;
+/// Bounds of `relay.store.pool_size`: intake and delivery need one each at
+/// least; beyond 256 a replica holds more backends than PostgreSQL's
+/// default `max_connections` (100) allows.
+pub const POOL_SIZE_RANGE: std::ops::RangeInclusive<usize> = 2..=256;
+/// A claim's lease by default: longer than any delivery's default timeout
+/// (10s), so a slow send is not taken over while it is still under way.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// Bounds of `relay.store.lease`: below 1s a lease expires between the
+/// claim and the send; above 1h a crashed replica's notifications wait
+/// longer than anyone would accept for a page.
+pub const LEASE_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
+
+/// Reads `relay.store:`; problems are located at its keys.
+fn read_store(raw: RawStore, problems: &mut Vec<Problem>, file: &Path) -> Option<StoreConfig> {
+    let before = problems.len();
+    let mut bad = |field: &str, message: String| {
+        problems.push(Problem {
+            file: file.to_path_buf(),
+            line: None,
+            column: None,
+            field: Some(format!("relay.store.{field}")),
+            message,
+        })
+    };
+    let url = match read_secret(&raw.url, &raw.url_file, "url") {
+        Ok(Some(u)) => Some(u),
+        Ok(None) => {
+            bad(
+                "url",
+                "required: the PostgreSQL URL (`postgres://user@host:5432/db`), or `url_file`".into(),
+            );
+            None
+        }
+        Err(e) => {
+            bad("url", e);
+            None
+        }
+    };
+    if let Some(u) = &url
+        && let Err(e) = check_postgres_url(u.expose().trim())
+    {
+        bad("url", e);
+    }
+    let pool_size = raw.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
+    if !POOL_SIZE_RANGE.contains(&pool_size) {
+        bad(
+            "pool_size",
+            format!(
+                "{pool_size} is out of range: must be between {} and {}",
+                POOL_SIZE_RANGE.start(),
+                POOL_SIZE_RANGE.end()
+            ),
+        );
+    }
+    let lease = raw.lease.unwrap_or(DEFAULT_LEASE);
+    if let Err(e) = check_bounds(lease, LEASE_RANGE.0, LEASE_RANGE.1) {
+        bad("lease", e);
+    }
+    let replica = raw.replica.unwrap_or_else(hostname);
+    if replica.is_empty() || replica.len() > 63 || !replica.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        bad(
+            "replica",
+            format!("`{replica}` is not a replica name: 1 to 63 letters, digits, `-`, `_` or `.`"),
+        );
+    }
+    if problems.len() > before {
+        return None;
+    }
+    Some(StoreConfig {
+        url: Secret::new(url?.expose().trim()),
+        pool_size,
+        lease,
+        replica,
+    })
+}
+
+/// This machine's host name (a pod's name under Kubernetes), the default
+/// replica name; `lookout` when it cannot be read.
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at most
+    // that many bytes and the result is cut at the first NUL below.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    match std::str::from_utf8(&buf[..end]) {
+        Ok(h) if rc == 0 && !h.is_empty() => h.chars().take(63).collect(),
+        _ => "lookout".into(),
+    }
+}
+
+/// Checks that `url` is a PostgreSQL URL the driver accepts. The message
+/// never repeats the URL or the driver's words about it: either may hold
+/// the password.
+fn check_postgres_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err("must be a `postgres://` URL (`postgres://user:password@host:5432/database`)".into());
+    }
+    url.parse::<tokio_postgres::Config>()
+        .map(|_| ())
+        .map_err(|_| "not a valid PostgreSQL URL (libpq's form: `postgres://user:password@host:5432/database?option=value`)".into())
 }
 
 /// Authentication of `POST /webhook`.
@@ -295,6 +441,7 @@ pub fn build(file: &Path, raw: RawRelay, problems: &mut Vec<Problem>) -> Option<
             ),
         );
     }
+    let store = raw.store.and_then(|s| read_store(s, problems, file));
     if problems.len() > before {
         return None;
     }
@@ -304,6 +451,7 @@ pub fn build(file: &Path, raw: RawRelay, problems: &mut Vec<Problem>) -> Option<
         auth,
         routes,
         destinations,
+        store,
     })
 }
 

@@ -18,6 +18,7 @@ pub mod outbox;
 pub mod payload;
 pub mod retry;
 pub mod route;
+pub mod store;
 pub mod template;
 pub mod worker;
 
@@ -28,15 +29,15 @@ use tokio::sync::Notify;
 
 use crate::task::Tasks;
 use config::{Auth, RelayConfig};
-use outbox::{Accepted, NewNotification, Outbox, OutboxError};
+use outbox::{Accepted, NewNotification, OUTBOX_FILE, OutboxError};
 use payload::{Envelope, Payload};
 
 /// The running relay.
 pub struct Relay {
     /// Its configuration.
     pub config: RelayConfig,
-    /// The outbox.
-    pub outbox: Arc<Outbox>,
+    /// Where notifications wait: the SQLite outbox or the shared PostgreSQL store.
+    pub store: Arc<dyn store::RelayStore>,
     wake: HashMap<String, Arc<Notify>>,
 }
 
@@ -54,7 +55,7 @@ pub enum IngestError {
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    /// The outbox did not open.
+    /// The store did not open.
     #[error(transparent)]
     Outbox(#[from] OutboxError),
     /// A destination could not be built from its configuration.
@@ -68,19 +69,16 @@ pub enum RelayError {
 }
 
 impl Relay {
-    /// Opens the outbox (on the blocking pool) and starts one worker per
-    /// destination, and the queue gauges, on `tasks`.
+    /// Opens the store (`relay.store`, else the outbox in `data_dir`) and
+    /// starts one worker per destination, and the queue gauges, on `tasks`.
     pub async fn start(config: RelayConfig, data_dir: &std::path::Path, tasks: &Tasks) -> Result<Arc<Relay>, RelayError> {
-        let (dir, window) = (data_dir.to_path_buf(), config.dedup_window);
-        let outbox = Arc::new(
-            tokio::task::spawn_blocking(move || Outbox::open(&dir, window))
-                .await
-                .map_err(OutboxError::from)??,
-        );
+        let store = store::open(&config, data_dir).await?;
+        tracing::info!(store = %store.describe(), "Relay store open");
+        let local = data_dir.join(OUTBOX_FILE);
         let mut wake = HashMap::new();
         let mut workers = Vec::new();
         for d in &config.destinations {
-            let dest = destination::build(d, outbox.clone()).map_err(|message| RelayError::Destination {
+            let dest = destination::build(d, &local).map_err(|message| RelayError::Destination {
                 name: d.name.clone(),
                 message,
             })?;
@@ -91,16 +89,16 @@ impl Relay {
                 kind: d.kind.type_name(),
                 delivery: d.delivery.clone(),
                 destination: dest,
-                outbox: outbox.clone(),
+                store: store.clone(),
                 wake: n,
             });
         }
         for w in workers {
             tasks.spawn(w.run(tasks.stopping()));
         }
-        let relay = Arc::new(Relay { config, outbox, wake });
+        let relay = Arc::new(Relay { config, store, wake });
         tasks.every(worker::Gauges {
-            outbox: relay.outbox.clone(),
+            store: relay.store.clone(),
             names: relay.config.destinations.iter().map(|d| d.name.clone()).collect(),
         });
         Ok(relay)
@@ -161,7 +159,7 @@ impl Relay {
             dedup,
             destinations: destinations.clone(),
         };
-        let outcome = self.outbox.ingest(n).await?;
+        let outcome = self.store.ingest(n).await?;
         if outcome == Accepted::Stored {
             for d in &destinations {
                 if let Some(w) = self.wake.get(d) {

@@ -33,6 +33,11 @@ use tokio::sync::oneshot;
 /// Name of the outbox file inside `data_dir`.
 pub const OUTBOX_FILE: &str = "outbox.db";
 
+/// The outbox file's layout, in `PRAGMA user_version`. Files written
+/// before it was kept read 0 and have the same tables; a file from a newer
+/// lookout is refused rather than written in a layout this one does not know.
+pub const SCHEMA_VERSION: i64 = 1;
+
 /// Most requests committed in one transaction.
 const MAX_BATCH: usize = 512;
 
@@ -82,6 +87,26 @@ pub enum OutboxError {
     /// A call on the blocking pool panicked or was cancelled.
     #[error("outbox task did not complete: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The file was written by a newer lookout.
+    #[error("outbox {}: written by a newer lookout (layout {found}; this one knows up to {supported}); upgrade lookout or move the file away", path.display())]
+    Newer {
+        /// The outbox file.
+        path: PathBuf,
+        /// The layout found.
+        found: i64,
+        /// The newest layout this build knows.
+        supported: i64,
+    },
+    /// The PostgreSQL store failed (down, unreachable, refused): with the
+    /// store named by its redacted URL, and URLs in the driver's words
+    /// redacted too.
+    #[error("relay store {store}: {message}")]
+    Postgres {
+        /// The store's URL, redacted.
+        store: String,
+        /// What PostgreSQL or the pool said.
+        message: String,
+    },
 }
 
 /// What happened to an accepted notification.
@@ -240,11 +265,25 @@ pub struct Outbox {
     path: PathBuf,
 }
 
-fn open_conn(path: &Path, synchronous: &str) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", synchronous)?;
+fn open_conn(path: &Path, synchronous: &str) -> Result<Connection, OutboxError> {
+    let err = |source| OutboxError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(err)?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(err)?;
+    // Judged before anything is created or dropped: a newer layout is left
+    // exactly as it is.
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(err)?;
+    if found > SCHEMA_VERSION {
+        return Err(OutboxError::Newer {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    conn.pragma_update(None, "synchronous", synchronous).map_err(err)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS notifications (
             id INTEGER PRIMARY KEY,
@@ -271,7 +310,11 @@ fn open_conn(path: &Path, synchronous: &str) -> rusqlite::Result<Connection> {
         -- next delivery does not sort the whole queue.
         CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries(destination, state, id);
         CREATE INDEX IF NOT EXISTS deliveries_group ON deliveries(destination, group_key, state, id);",
-    )?;
+    )
+    .map_err(err)?;
+    if found < SCHEMA_VERSION {
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(err)?;
+    }
     Ok(conn)
 }
 
@@ -293,10 +336,10 @@ impl Outbox {
             path: path.clone(),
             source,
         };
-        let writer = open_conn(&path, "FULL").map_err(err)?;
+        let writer = open_conn(&path, "FULL")?;
         let mut recent = Recent::new(dedup_window);
         recent.load(&writer).map_err(err)?;
-        let conn = open_conn(&path, "NORMAL").map_err(err)?;
+        let conn = open_conn(&path, "NORMAL")?;
         let (tx, rx) = mpsc::sync_channel::<WriterCmd>(4096);
         let p = path.clone();
         std::thread::Builder::new()
@@ -611,6 +654,24 @@ mod tests {
         let (out, stored) = store_batch(&mut conn, &batch, &Recent::new(window), now()).unwrap();
         assert_eq!(out, vec![Some(Accepted::Stored), Some(Accepted::Duplicate)]);
         assert_eq!(stored, HashSet::from([Recent::key(&b)]));
+    }
+
+    #[test]
+    fn a_file_from_a_newer_lookout_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(Outbox::open(dir.path(), Duration::ZERO).unwrap());
+        let path = dir.path().join(OUTBOX_FILE);
+        let c = Connection::open(&path).unwrap();
+        let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION, "a new file is stamped");
+        c.execute_batch("PRAGMA user_version = 99; CREATE INDEX later ON deliveries(state);")
+            .unwrap();
+        drop(c);
+        let e = Outbox::open(dir.path(), Duration::ZERO).err().expect("refused");
+        assert!(e.to_string().contains("newer lookout"), "{e}");
+        let c = Connection::open(&path).unwrap();
+        let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v, 99, "left as it was");
     }
 
     #[test]

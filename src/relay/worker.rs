@@ -35,9 +35,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::destination::Delivery;
 use super::destination::{Destination, Notification};
-use super::outbox::{Mark, Outbox, OutboxError, Pending};
+use super::outbox::{Mark, Pending};
 use super::payload::Payload;
 use super::retry::{self, DeliveryError, Reason, Retry};
+use super::store::RelayStore;
 use crate::task::Periodic;
 
 /// A destination's worker.
@@ -50,15 +51,10 @@ pub struct Worker {
     pub delivery: Delivery,
     /// The destination.
     pub destination: Arc<dyn Destination>,
-    /// The outbox.
-    pub outbox: Arc<Outbox>,
+    /// Where the deliveries wait.
+    pub store: Arc<dyn RelayStore>,
     /// Signalled when something new is queued.
     pub wake: Arc<Notify>,
-}
-
-/// Runs an outbox read on the blocking pool: it waits on SQLite.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, OutboxError> + Send + 'static) -> Result<T, OutboxError> {
-    tokio::task::spawn_blocking(f).await?
 }
 
 /// Until when a destination said to wait (`Retry-After`), for every send.
@@ -135,8 +131,7 @@ impl Worker {
                 if c.waiting.is_empty() {
                     // The claimed groups' oldest deliveries are still pending
                     // and come first: ask for that many more than wanted.
-                    let (ob, name, limit) = (me.outbox.clone(), me.name.clone(), c.groups.len() + concurrency);
-                    match blocking(move || ob.next_due(&name, limit)).await {
+                    match me.store.next_due(&me.name, c.groups.len() + concurrency).await {
                         Ok(batch) => {
                             for p in batch {
                                 if c.groups.insert(p.group_key.clone()) {
@@ -160,7 +155,7 @@ impl Worker {
                     let (w, pause) = (me.clone(), pause.clone());
                     let task = c.flights.spawn(async move {
                         let op = w.attempt(p, &pause).await;
-                        if let Err(e) = w.outbox.mark(op.clone()).await {
+                        if let Err(e) = w.store.mark(op.clone()).await {
                             // The delivery stays pending and will be sent again: a duplicate, never a loss.
                             tracing::error!(destination = %w.name, outcome = ?op, error = %e, "Cannot record the delivery outcome");
                         }
@@ -172,8 +167,7 @@ impl Worker {
             // Nothing to send now: wait for a send to land, new work, the
             // next retry to come due, or the stop.
             let due = if c.flights.len() < concurrency {
-                let (ob, name) = (me.outbox.clone(), me.name.clone());
-                match blocking(move || ob.next_wakeup(&name)).await {
+                match me.store.next_wakeup(&me.name).await {
                     Ok(Some(t)) => Some(Duration::from_secs_f64((t - crate::probe::unix_now()).clamp(0.001, 1.0))),
                     _ => Some(Duration::from_secs(1)),
                 }
@@ -318,8 +312,8 @@ async fn ready(stop: &CancellationToken, limiter: Option<&governor::DefaultDirec
 /// Publishes queue depth and the oldest pending age per destination every
 /// two seconds, and prunes what was delivered more than a week ago.
 pub struct Gauges {
-    /// The outbox.
-    pub outbox: Arc<Outbox>,
+    /// Where the deliveries wait.
+    pub store: Arc<dyn RelayStore>,
     /// Every destination, so an empty queue reads 0 rather than vanishing.
     pub names: Vec<String>,
 }
@@ -334,8 +328,7 @@ impl Periodic for Gauges {
     }
 
     async fn tick(&mut self) {
-        let ob = self.outbox.clone();
-        let Ok(q) = blocking(move || ob.queue()).await else { return };
+        let Ok(q) = self.store.queue().await else { return };
         let now = crate::probe::unix_now();
         for n in &self.names {
             let (depth, oldest) = q
@@ -346,8 +339,7 @@ impl Periodic for Gauges {
             metrics::gauge!("lookout_relay_queue_depth", "destination" => n.clone()).set(depth);
             metrics::gauge!("lookout_relay_oldest_pending_age_seconds", "destination" => n.clone()).set(oldest);
         }
-        let ob = self.outbox.clone();
-        let _ = blocking(move || ob.prune(Duration::from_secs(7 * 24 * 3600))).await;
+        let _ = self.store.prune(Duration::from_secs(7 * 24 * 3600)).await;
     }
 }
 

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod health;
+pub mod postgres;
 pub mod saas;
 
 use std::net::TcpListener;

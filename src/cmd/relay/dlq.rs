@@ -9,7 +9,8 @@ use clap::{Args, Subcommand};
 
 use super::Context;
 use crate::cmd::{Format, existing, fail, json, print_out};
-use crate::relay::outbox::{Dead, OUTBOX_FILE, Outbox};
+use crate::relay::outbox::{Dead, OUTBOX_FILE};
+use crate::relay::store::RelayStore;
 
 /// `lookout relay dlq …`.
 #[derive(Debug, Subcommand)]
@@ -40,29 +41,42 @@ pub struct Selection {
 }
 
 impl DlqCommand {
-    /// Runs it on the daemon's outbox; exit 0, 1 on an error (an id that is
-    /// not in the dead-letter list is one: nothing is changed), 66 when the
-    /// `data_dir` holds no outbox.
+    /// Runs it on the daemon's store (the outbox in `data_dir`, or the
+    /// shared PostgreSQL store of `relay.store`); exit 0, 1 on an error (an
+    /// id that is not in the dead-letter list is one: nothing is changed),
+    /// 66 when the `data_dir` holds no outbox.
     pub fn execute(self, relay: &Context<'_>) -> ExitCode {
-        if let Err(status) = existing(relay.data_dir, OUTBOX_FILE, "outbox") {
+        if relay.config.store.is_none()
+            && let Err(status) = existing(relay.data_dir, OUTBOX_FILE, "outbox")
+        {
             return status;
         }
-        let outbox = match relay.outbox() {
-            Ok(o) => o,
-            Err(e) => return fail(1, e),
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => return fail(1, format!("cannot start the runtime: {e}")),
         };
-        let result = match self {
-            DlqCommand::List { format } => outbox.dlq().map_err(|e| e.to_string()).and_then(|list| match format {
-                Format::Json => json(&list),
-                Format::Text => Ok(table(&list)),
-            }),
-            DlqCommand::Retry(sel) => selected(&outbox, &sel)
-                .and_then(|ids| outbox.dlq_retry(&ids).map_err(|e| e.to_string()))
-                .map(|n| format!("{n} deliveries queued again\n")),
-            DlqCommand::Drop(sel) => selected(&outbox, &sel)
-                .and_then(|ids| outbox.dlq_drop(&ids).map_err(|e| e.to_string()))
-                .map(|n| format!("{n} deliveries dropped\n")),
-        };
+        let result = rt.block_on(async {
+            let store = crate::relay::store::open(relay.config, relay.data_dir)
+                .await
+                .map_err(|e| e.to_string())?;
+            let store = store.as_ref();
+            match self {
+                DlqCommand::List { format } => store.dlq().await.map_err(|e| e.to_string()).and_then(|list| match format {
+                    Format::Json => json(&list),
+                    Format::Text => Ok(table(&list)),
+                }),
+                DlqCommand::Retry(sel) => {
+                    let ids = selected(store, &sel).await?;
+                    let n = store.dlq_retry(&ids).await.map_err(|e| e.to_string())?;
+                    Ok(format!("{n} deliveries queued again\n"))
+                }
+                DlqCommand::Drop(sel) => {
+                    let ids = selected(store, &sel).await?;
+                    let n = store.dlq_drop(&ids).await.map_err(|e| e.to_string())?;
+                    Ok(format!("{n} deliveries dropped\n"))
+                }
+            }
+        });
         match result {
             Ok(text) => print_out(&text, 0),
             Err(e) => fail(1, e),
@@ -73,11 +87,11 @@ impl DlqCommand {
 /// The ids to act on (empty for `--all`, as the outbox takes it), once each
 /// given id is known to be dead-lettered: an id that is not (a typo, or
 /// already retried) is an error naming it, and nothing is changed.
-fn selected(outbox: &Outbox, sel: &Selection) -> Result<Vec<i64>, String> {
+async fn selected(store: &dyn RelayStore, sel: &Selection) -> Result<Vec<i64>, String> {
     if sel.all {
         return Ok(Vec::new());
     }
-    let dead: HashSet<i64> = outbox.dlq().map_err(|e| e.to_string())?.iter().map(|d| d.id).collect();
+    let dead: HashSet<i64> = store.dlq().await.map_err(|e| e.to_string())?.iter().map(|d| d.id).collect();
     let unknown: Vec<String> = sel.ids.iter().filter(|id| !dead.contains(id)).map(i64::to_string).collect();
     if unknown.is_empty() {
         Ok(sel.ids.clone())

@@ -12,7 +12,6 @@ use clap::Subcommand;
 
 use super::fail;
 use crate::relay::config::RelayConfig;
-use crate::relay::outbox::{Outbox, OutboxError};
 use crate::settings::Config;
 
 /// `lookout relay …`.
@@ -57,12 +56,4 @@ pub struct Context<'a> {
     pub data_dir: &'a std::path::Path,
     /// The relay's configuration.
     pub config: &'a RelayConfig,
-}
-
-impl Context<'_> {
-    /// Opens the daemon's outbox (the same file, so a running daemon sees
-    /// what a command changed).
-    pub fn outbox(&self) -> Result<Outbox, OutboxError> {
-        Outbox::open(self.data_dir, self.config.dedup_window)
-    }
 }

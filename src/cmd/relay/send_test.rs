@@ -6,7 +6,6 @@
 //! the same timeout and the same verdict a real notification would get.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::Args;
 
@@ -45,7 +44,7 @@ impl SendTestArgs {
 /// Builds the destination as the daemon does (with the outbox, where a
 /// Slack bot keeps its threads) and delivers the test notification once.
 async fn send(relay: &Context<'_>, d: &DestinationConfig) -> Result<(), String> {
-    let dest = destination::build(d, Arc::new(relay.outbox().map_err(|e| e.to_string())?))?;
+    let dest = destination::build(d, &relay.data_dir.join(crate::relay::outbox::OUTBOX_FILE))?;
     let p = crate::relay::template::test_notification();
     let raw = serde_json::to_string(&p).map_err(|e| e.to_string())?;
     let n = Notification { payload: &p, raw: &raw };

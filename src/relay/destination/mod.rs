@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::outbox::Outbox;
 use super::payload::Payload;
 use super::retry::DeliveryError;
 use crate::config::entry::{Entry, Scope, fields_of};
@@ -199,13 +198,15 @@ pub trait Destination: Send + Sync {
 }
 
 /// Builds a destination (no network until the first delivery).
-pub fn build(cfg: &DestinationConfig, outbox: Arc<Outbox>) -> Result<Arc<dyn Destination>, String> {
+/// `local_file` is the SQLite file in `data_dir` where a destination keeps
+/// state of its own (Slack's threads).
+pub fn build(cfg: &DestinationConfig, local_file: &std::path::Path) -> Result<Arc<dyn Destination>, String> {
     Ok(match &cfg.kind {
         DestinationKind::Log => Arc::new(log::Log::new(cfg)?),
         DestinationKind::Webhook(w) => Arc::new(webhook::Webhook::new(cfg, w)?),
         DestinationKind::Pagerduty(p) => Arc::new(pagerduty::PagerDuty::new(cfg, p)?),
         DestinationKind::Email(e) => Arc::new(email::Email::new(cfg, e)?),
-        DestinationKind::Slack(s) => Arc::new(slack::Slack::new(cfg, s, outbox)?),
+        DestinationKind::Slack(s) => Arc::new(slack::Slack::new(cfg, s, local_file)?),
     })
 }
 

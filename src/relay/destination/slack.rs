@@ -21,7 +21,6 @@ use crate::config::Secret;
 use crate::config::entry::Scope;
 use crate::config::value::{parse_http_url, read_secret};
 use crate::relay::destination::DestinationConfig;
-use crate::relay::outbox::Outbox;
 use crate::relay::retry::{DeliveryError, Reason, check_status};
 use crate::relay::template::{SUBJECT, Templates};
 
@@ -141,7 +140,7 @@ pub struct Slack {
 
 impl Slack {
     /// Builds the client (no request is made).
-    pub fn new(cfg: &DestinationConfig, slack: &SlackConfig, outbox: Arc<Outbox>) -> Result<Self, String> {
+    pub fn new(cfg: &DestinationConfig, slack: &SlackConfig, local_file: &Path) -> Result<Self, String> {
         let SlackConfig {
             webhook_url,
             bot_token,
@@ -177,7 +176,7 @@ impl Slack {
             client: SlackClient::new(connector),
             webhook,
             bot,
-            threads: Threads::beside(&outbox),
+            threads: Threads::beside(local_file),
             templates: Templates::compile(TYPE, TEMPLATES, &cfg.templates)?,
         })
     }
@@ -291,9 +290,9 @@ struct Threads {
 }
 
 impl Threads {
-    fn beside(outbox: &Outbox) -> Threads {
+    fn beside(file: &Path) -> Threads {
         Threads {
-            path: outbox.path().to_path_buf(),
+            path: file.to_path_buf(),
             conn: Arc::default(),
         }
     }
@@ -444,7 +443,7 @@ mod tests {
     #[tokio::test]
     async fn threads_written_by_the_outbox_of_old_are_found_set_and_cleared() {
         let dir = tempfile::tempdir().unwrap();
-        let outbox = Outbox::open(dir.path(), std::time::Duration::ZERO).unwrap();
+        let outbox = crate::relay::outbox::Outbox::open(dir.path(), std::time::Duration::ZERO).unwrap();
         // The table as the outbox used to create and fill it.
         let old = Connection::open(outbox.path()).unwrap();
         old.execute_batch(
@@ -452,7 +451,7 @@ mod tests {
              INSERT INTO threads VALUES ('bot', 'g1', 'C1', '1700000000.000001');",
         )
         .unwrap();
-        let threads = Threads::beside(&outbox);
+        let threads = Threads::beside(outbox.path());
         let thread = |g: &'static str| threads.get("bot", g);
         assert_eq!(thread("g1").await.unwrap(), Some(("C1".into(), "1700000000.000001".into())));
         assert_eq!(thread("g2").await.unwrap(), None);

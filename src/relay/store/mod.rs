@@ -1,0 +1,82 @@
+//! Where accepted notifications wait: one trait, two stores.
+//!
+//! [`RelayStore`] is the outbox's set of operations, async: intake stores a
+//! notification durably before the webhook is answered 200, the workers
+//! take due deliveries and record their outcomes, operators list and act on
+//! the dead-letter list, housekeeping prunes. Two implementations:
+//!
+//! - [`sqlite`]: the embedded outbox in `data_dir` ([`super::outbox`]), for
+//!   one process: nothing to run, and gone with the node's disk.
+//! - [`postgres`]: a PostgreSQL database shared by several replicas. Any
+//!   replica accepts a webhook; deliveries are claimed with a lease, so a
+//!   replica that dies mid-delivery has its claims taken over once the
+//!   lease runs out.
+//!
+//! Both keep the same promises, proved by one test suite run against each
+//! (`tests/relay_store.rs`): nothing answered 200 is lost across a reopen;
+//! one copy within the de-duplication window is stored; a group's
+//! deliveries are offered one at a time, oldest first; dead letters are
+//! listed, retried and dropped; delivered rows are pruned.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::config::RelayConfig;
+pub use super::outbox::{Accepted, Dead, Mark, NewNotification, OutboxError, Pending};
+
+/// The relay's durable queue.
+///
+/// Claims: a delivery returned by [`RelayStore::next_due`] is the caller's
+/// until its outcome is recorded with [`RelayStore::mark`]. The SQLite store
+/// has one process and offers a claimed group's delivery again (its worker
+/// remembers what it holds); the PostgreSQL store leases it to this
+/// replica, and offers it to no one until the lease runs out.
+#[async_trait::async_trait]
+pub trait RelayStore: Send + Sync {
+    /// Which store this is, for logs and the status page (no secret).
+    fn describe(&self) -> String;
+
+    /// Stores a notification durably; resolves once it is committed.
+    async fn ingest(&self, n: NewNotification) -> Result<Accepted, OutboxError>;
+
+    /// Up to `limit` due deliveries of `destination`, oldest first, each the
+    /// oldest pending of its group (so a group's firing and resolved go in
+    /// order).
+    async fn next_due(&self, destination: &str, limit: usize) -> Result<Vec<Pending>, OutboxError>;
+
+    /// When the next pending delivery of `destination` may be taken, Unix
+    /// seconds.
+    async fn next_wakeup(&self, destination: &str) -> Result<Option<f64>, OutboxError>;
+
+    /// Records a delivery's outcome.
+    async fn mark(&self, op: Mark) -> Result<(), OutboxError>;
+
+    /// Pending deliveries and the receipt time of the oldest, per destination.
+    async fn queue(&self) -> Result<Vec<(String, i64, Option<f64>)>, OutboxError>;
+
+    /// The dead-letter list.
+    async fn dlq(&self) -> Result<Vec<Dead>, OutboxError>;
+
+    /// Puts dead deliveries (all when `ids` is empty) back in the queue, due
+    /// now, their age restarted; returns how many.
+    async fn dlq_retry(&self, ids: &[i64]) -> Result<usize, OutboxError>;
+
+    /// Removes dead deliveries (all when `ids` is empty); returns how many.
+    async fn dlq_drop(&self, ids: &[i64]) -> Result<usize, OutboxError>;
+
+    /// Deletes what was delivered or dropped more than `age` ago.
+    async fn prune(&self, age: Duration) -> Result<usize, OutboxError>;
+}
+
+/// Opens the configured store: PostgreSQL when `relay.store` is set, else
+/// the SQLite outbox under `data_dir`.
+pub async fn open(config: &RelayConfig, data_dir: &Path) -> Result<Arc<dyn RelayStore>, OutboxError> {
+    match &config.store {
+        Some(s) => Ok(Arc::new(postgres::Postgres::open(s, config.dedup_window).await?)),
+        None => Ok(Arc::new(sqlite::Sqlite::open(data_dir, config.dedup_window).await?)),
+    }
+}
