@@ -33,6 +33,7 @@ PACKAGES=(
   redis-server redis-tools prometheus prometheus-redis-exporter
   prometheus-alertmanager chromium sqlite3
   openssl                       # test certificates (TLS stand-ins)
+  postgresql                    # the relay's shared store (tests/postgres.sh)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -75,6 +76,26 @@ done
 # The reference health endpoints (Django, FastAPI) run from a venv that the
 # local stack's script keeps in .stack/venv.
 deploy/local/stack.sh venv
+
+# --------------------------------------------------------- PostgreSQL --
+
+# The relay store's tests need a PostgreSQL: the one on 127.0.0.1:5432 when
+# it answers (trust authentication, database `test`), else a private one
+# started here and stopped on exit. The tests never skip for want of one.
+if [ -z "${LOOKOUT_TEST_POSTGRES_URL:-}" ]; then
+  if psql "postgres://postgres@127.0.0.1:5432/test" -Atqc 'SELECT 1' >/dev/null 2>&1; then
+    export LOOKOUT_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:5432/test"
+  else
+    mkdir -p "$ROOT/.stack"
+    PG_DIR="$(mktemp -d "$ROOT/.stack/postgres.XXXXXX")"
+    trap 'bash "$ROOT/tests/postgres.sh" stop "$PG_DIR"; rm -rf "$PG_DIR"' EXIT
+    say "no PostgreSQL on 127.0.0.1:5432: starting one in $PG_DIR"
+    LOOKOUT_TEST_POSTGRES_URL="$(bash tests/postgres.sh start "$PG_DIR" "${LOOKOUT_TEST_POSTGRES_PORT:-54329}")" ||
+      die "cannot start a PostgreSQL for the tests (see above)"
+    export LOOKOUT_TEST_POSTGRES_URL
+  fi
+fi
+say "PostgreSQL for the tests: $LOOKOUT_TEST_POSTGRES_URL"
 
 # -------------------------------------------------------------- steps --
 
