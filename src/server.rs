@@ -37,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "lookout is healthy\n" }))
         .route("/-/ready", get(ready))
+        .route("/-/ready/relay", get(relay_ready))
         .route(
             "/-/reload",
             post(move |state: State<AppState>, headers: HeaderMap| reload(state, headers, last_reload.clone())),
@@ -142,6 +143,17 @@ async fn ready(State(s): State<AppState>) -> Response {
             "lookout is not ready: the first round of probes has not completed\n",
         )
             .into_response()
+    }
+}
+
+/// `GET /-/ready/relay`: the relay takes webhooks (its store opened before
+/// the listener did), whether or not the probes have run: a readiness
+/// check for the webhook path that does not hold intake back while the
+/// probes warm up. 404 when the relay is off.
+async fn relay_ready(State(s): State<AppState>) -> Response {
+    match &s.relay {
+        Some(r) => (StatusCode::OK, format!("lookout relay is ready ({})\n", r.store.describe())).into_response(),
+        None => (StatusCode::NOT_FOUND, "the relay is disabled\n").into_response(),
     }
 }
 
@@ -311,5 +323,7 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
             Vec::new()
         }
     };
-    Html(status_page(&shape(&cfg, &latest, report.as_deref(), &history, until)))
+    let mut page = shape(&cfg, &latest, report.as_deref(), &history, until);
+    page.replica = s.relay.as_ref().and_then(|r| r.replica());
+    Html(status_page(&page))
 }

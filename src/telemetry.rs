@@ -136,6 +136,10 @@ fn describe() {
         "Delivery attempts by destination and outcome (success, retry, dead); failures by reason (network, timeout, rate_limited, server_error, auth_error, client_error, template, expired)."
     );
     describe_gauge!("lookout_relay_in_flight", "Deliveries under way to the destination.");
+    describe_gauge!(
+        "lookout_relay_leader",
+        "With a shared PostgreSQL store: 1 while this replica (label) leads, and sends the synthetic alerts' fallback; 0 otherwise."
+    );
     describe_histogram!(
         "lookout_relay_attempt_duration_seconds",
         metrics::Unit::Seconds,

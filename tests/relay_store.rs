@@ -247,6 +247,9 @@ async fn a_live_lease_holds_and_an_expired_one_is_taken_over() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(taken[0].id, mine[0].id, "the same delivery, in order");
+    // Given back, a claim is offered again at once.
+    b.release(&[taken[0].id]).await.unwrap();
+    assert_eq!(b.next_due("x", 10).await.unwrap()[0].id, taken[0].id);
     b.mark(Mark::Done(taken[0].id)).await.unwrap();
     assert!(b.next_due("x", 10).await.unwrap()[0].payload.contains("\"n\":\"2\""));
 }
@@ -295,7 +298,10 @@ async fn a_schema_from_a_newer_lookout_is_refused() {
     let place = Place::postgres();
     drop(place.open(WINDOW).await);
     let Place::Postgres(db) = &place else { unreachable!() };
-    assert_eq!(db.count("SELECT version::bigint FROM lookout_schema WHERE component = 'relay'"), 1);
+    assert_eq!(
+        db.count("SELECT version::bigint FROM lookout_schema WHERE component = 'relay'"),
+        i64::from(lookout::relay::store::postgres::SCHEMA_VERSION)
+    );
     db.execute("UPDATE lookout_schema SET version = 99").unwrap();
     let e = Postgres::open(&store(&db.url, "a", SHORT), WINDOW).await.err().expect("refused");
     assert!(e.to_string().contains("newer lookout"), "{e}");

@@ -30,7 +30,14 @@ impl Fallback {
 
     /// Hands one notification to the relay; true when it was accepted
     /// (stored for delivery: the relay's own retries take it from there).
+    /// A replica that does not lead sends nothing and answers false: the
+    /// leader sends it, and should this replica become the leader before
+    /// the alert is over, it sends it then (a page late rather than none).
     pub async fn notify(&self, i: &Instance, status: Status) -> bool {
+        if !self.relay.leads() {
+            metrics::counter!("lookout_alert_notifications_total", "via" => "relay", "outcome" => "follower").increment(1);
+            return false;
+        }
         let p = webhook_payload(i, status);
         let raw = match serde_json::to_string(&p) {
             Ok(raw) => raw,

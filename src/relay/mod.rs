@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod destination;
+pub mod leader;
 pub mod outbox;
 pub mod payload;
 pub mod retry;
@@ -38,6 +39,9 @@ pub struct Relay {
     pub config: RelayConfig,
     /// Where notifications wait: the SQLite outbox or the shared PostgreSQL store.
     pub store: Arc<dyn store::RelayStore>,
+    /// The fallback leadership, with a shared store; `None`: this process
+    /// is the only one, and leads.
+    pub leader: Option<Arc<leader::Leader>>,
     wake: HashMap<String, Arc<Notify>>,
 }
 
@@ -96,12 +100,34 @@ impl Relay {
         for w in workers {
             tasks.spawn(w.run(tasks.stopping()));
         }
-        let relay = Arc::new(Relay { config, store, wake });
+        let leader = config.store.as_ref().map(|s| {
+            let l = Arc::new(leader::Leader::new(&s.replica));
+            let (run, cfg, stop) = (l.clone(), s.clone(), tasks.stopping());
+            tasks.spawn(async move { run.run(cfg, stop).await });
+            l
+        });
+        let relay = Arc::new(Relay {
+            config,
+            store,
+            leader,
+            wake,
+        });
         tasks.every(worker::Gauges {
             store: relay.store.clone(),
             names: relay.config.destinations.iter().map(|d| d.name.clone()).collect(),
         });
         Ok(relay)
+    }
+
+    /// Whether this replica sends the synthetic alerts' fallback: the only
+    /// process, or the leader of several.
+    pub fn leads(&self) -> bool {
+        self.leader.as_ref().is_none_or(|l| l.leads())
+    }
+
+    /// This replica's name and who leads, with a shared store.
+    pub fn replica(&self) -> Option<(String, Option<String>)> {
+        self.leader.as_ref().map(|l| (l.replica.clone(), l.current()))
     }
 
     /// Checks the request's credentials, in constant time.

@@ -191,6 +191,13 @@ impl Worker {
             c.landed(r.map(|(id, ())| id), &me.name);
             in_flight.set(c.flights.len() as f64);
         }
+        // Claimed but not sent: given back, for another replica to take now.
+        let unsent: Vec<i64> = c.waiting.iter().map(|p| p.id).collect();
+        if !unsent.is_empty()
+            && let Err(e) = me.store.release(&unsent).await
+        {
+            tracing::warn!(destination = %me.name, error = %e, "Cannot give back unsent claims; they are taken over when their leases end");
+        }
     }
 
     /// Waits for one of the sends in flight to land, a wake-up, `wait`

@@ -321,9 +321,15 @@ pub fn status_page(s: &Status<'_>) -> String {
     body.push_str(&banner(overall.0, &overall.1));
     let _ = write!(
         body,
-        "<p class=\"muted\">{} probes · version {} · updated {} · refreshes every 15 s</p>",
+        "<p class=\"muted\">{} probes · version {}{} · updated {} · refreshes every 15 s</p>",
         s.probes.len(),
         xml(s.version),
+        match &s.replica {
+            None => String::new(),
+            Some((me, Some(leader))) if me == leader => format!(" · replica {} (leads)", xml(me)),
+            Some((me, Some(leader))) => format!(" · replica {} · leader {}", xml(me), xml(leader)),
+            Some((me, None)) => format!(" · replica {} · leader unknown", xml(me)),
+        },
         time(s.until)
     );
     body.push_str("<h2>Probes</h2><table id=\"probes\"><thead><tr><th>Probe</th><th>Kind</th><th>Schedule</th><th>State</th><th>Last run</th><th>Duration</th><th>Error</th></tr></thead><tbody>");

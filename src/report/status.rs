@@ -58,6 +58,9 @@ pub struct Status<'a> {
     pub until: f64,
     /// lookout's version.
     pub version: &'a str,
+    /// With replicas on a shared store: this replica's name, and who leads
+    /// the synthetic alerts' fallback (`None`: not known yet).
+    pub replica: Option<(String, Option<String>)>,
 }
 
 /// Shapes the page. `history` holds the readings of the last
@@ -102,6 +105,7 @@ pub fn shape<'a>(
         since: history.first().map(|o| o.timestamp.max(window_start)).unwrap_or(window_start),
         until,
         version: env!("CARGO_PKG_VERSION"),
+        replica: None,
     }
 }
 

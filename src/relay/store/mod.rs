@@ -70,6 +70,14 @@ pub trait RelayStore: Send + Sync {
 
     /// Deletes what was delivered or dropped more than `age` ago.
     async fn prune(&self, age: Duration) -> Result<usize, OutboxError>;
+
+    /// Gives back claims that will not be sent (a worker stopping with
+    /// deliveries still waiting), so that another replica need not wait for
+    /// their leases. Nothing to give back in a store without leases.
+    async fn release(&self, ids: &[i64]) -> Result<(), OutboxError> {
+        let _ = ids;
+        Ok(())
+    }
 }
 
 /// Opens the configured store: PostgreSQL when `relay.store` is set, else

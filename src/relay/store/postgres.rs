@@ -49,7 +49,7 @@ use crate::config::secret::redact_url;
 use crate::relay::config::StoreConfig;
 
 /// The schema's version, kept in `lookout_schema` under [`COMPONENT`].
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 /// The relay's row in `lookout_schema`.
 const COMPONENT: &str = "relay";
 /// Advisory lock key held while the schema is created or migrated, so
@@ -101,6 +101,16 @@ CREATE TABLE relay_dedup (
 );
 ";
 
+/// Version 2: who leads the synthetic alerts' fallback (see
+/// [`crate::relay::leader`]), one row.
+const SCHEMA_V2: &str = "
+CREATE TABLE relay_leader (
+    id integer PRIMARY KEY,
+    replica text NOT NULL,
+    seen double precision NOT NULL
+);
+";
+
 /// The server's clock, in Unix seconds (for leases).
 const SERVER_NOW: &str = "extract(epoch from clock_timestamp())::double precision";
 
@@ -140,22 +150,7 @@ impl Inner {
     }
 
     fn pg(&self, e: tokio_postgres::Error) -> OutboxError {
-        // The driver's Display says only "db error"; the server's words are
-        // in the DbError.
-        match e.as_db_error() {
-            Some(db) => self.err(format!("{}: {}", db.severity(), db.message())),
-            None => {
-                // The cause (a refused connection, a type mismatch) is the
-                // error's source; its Display alone says only what failed.
-                let mut text = e.to_string();
-                let mut cause = std::error::Error::source(&e);
-                while let Some(c) = cause {
-                    text = format!("{text}: {c}");
-                    cause = c.source();
-                }
-                self.err(text)
-            }
-        }
+        self.err(describe(&e))
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client, OutboxError> {
@@ -164,6 +159,25 @@ impl Inner {
             other => self.err(format!("no connection: {other}")),
         })
     }
+}
+
+/// The driver's error in words, URLs redacted. Its Display says only
+/// "db error" or what failed: the server's words are in the DbError, and
+/// the cause (a refused connection, a type mismatch) in its source.
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    let text = match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text = format!("{text}: {c}");
+                cause = c.source();
+            }
+            text
+        }
+    };
+    crate::config::secret::redact_urls_in(&text)
 }
 
 impl Postgres {
@@ -259,6 +273,9 @@ async fn migrate(inner: &Inner) -> Result<(), OutboxError> {
     }
     if found < 1 {
         tx.batch_execute(SCHEMA_V1).await.map_err(|e| inner.pg(e))?;
+    }
+    if found < 2 {
+        tx.batch_execute(SCHEMA_V2).await.map_err(|e| inner.pg(e))?;
     }
     tx.execute(
         "INSERT INTO lookout_schema (component, version) VALUES ($1, $2) ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
@@ -592,6 +609,23 @@ impl RelayStore for Postgres {
             "UPDATE relay_deliveries SET state = 'dropped' WHERE state = 'dead' AND $2::double precision IS NOT NULL",
         )
         .await
+    }
+
+    async fn release(&self, ids: &[i64]) -> Result<(), OutboxError> {
+        let i = &self.inner;
+        i.client()
+            .await?
+            .execute(
+                "UPDATE relay_deliveries SET lease_owner = NULL, lease_until = NULL WHERE id = ANY($1) AND lease_owner = $2 AND state = 'pending'",
+                &[&ids, &i.owner],
+            )
+            .await
+            .map_err(|e| i.pg(e))?;
+        let mut held = i.held.lock().unwrap_or_else(|p| p.into_inner());
+        for id in ids {
+            held.remove(id);
+        }
+        Ok(())
     }
 
     async fn prune(&self, age: Duration) -> Result<usize, OutboxError> {
