@@ -103,3 +103,65 @@ impl Drop for TestDb {
         let _ = admin(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
     }
 }
+
+/// A PostgreSQL server of a test's own (tests/postgres.sh: Debian's
+/// binaries, initdb + pg_ctl in a temporary directory), for a test that
+/// stops it: the shared one must stay up for the others.
+pub struct Private {
+    dir: tempfile::TempDir,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+}
+
+fn script(args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new("bash")
+        .arg(super::root().join("tests/postgres.sh"))
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+impl Private {
+    /// Starts one on a free port; panics with its log when it cannot.
+    pub fn start() -> Private {
+        let dir = tempfile::tempdir().unwrap();
+        // The server may run as `postgres` (when the tests run as root): it
+        // must reach its directory.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let port = super::free_port();
+        let p = Private { dir, port };
+        p.up();
+        p
+    }
+
+    fn path(&self) -> String {
+        self.dir.path().join("pg").display().to_string()
+    }
+
+    /// Starts it (again), on the same port and data.
+    pub fn up(&self) {
+        script(&["start", &self.path(), &self.port.to_string()]).unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
+    }
+
+    /// Stops it (fast shutdown: sessions are cut).
+    pub fn down(&self) {
+        script(&["stop", &self.path()]).unwrap_or_else(|e| panic!("cannot stop PostgreSQL: {e}"));
+    }
+
+    /// The URL of its database `test`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/test", self.port)
+    }
+}
+
+impl Drop for Private {
+    fn drop(&mut self) {
+        let _ = script(&["stop", &self.path()]);
+    }
+}

@@ -1,0 +1,176 @@
+//! Several lookout replicas on one PostgreSQL database, as real processes:
+//! `kill -9` of one in the middle of a burst loses nothing answered 200;
+//! PostgreSQL stopped and started again means 503 while it is down and
+//! recovery without a restart; the fallback leader killed means another
+//! leads within one lease.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use support::postgres::{Private, TestDb};
+use support::saas::SaaS;
+use support::{Daemon, am_payload, http_post, wait_for};
+
+/// A replica of the relay on the store at `url`, delivering every
+/// notification to the webhook stand-in, `concurrency` at a time.
+fn replica_config(url: &str, name: &str, lease: &str, saas: &SaaS, concurrency: usize) -> String {
+    format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nrelay:\n  store:\n    url: {url}\n    lease: {lease}\n    replica: {name}\n    pool_size: 6\n  destinations:\n    - name: chain\n      type: webhook\n      url: {}\n      concurrency: {concurrency}\n      retry: {{initial_backoff: 200ms, max_backoff: 1s}}\n",
+        saas.url("/hook")
+    )
+}
+
+fn payload(i: usize) -> (String, String) {
+    let g = format!("{{}}:{{alertname=\"RedisBurst{i}\"}}");
+    let p = am_payload(&g, "firing", &[("RedisBurst", &format!("i{i}"), "firing")]);
+    (g, p)
+}
+
+/// How many times the stand-in received each group.
+fn delivered(saas: &SaaS) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for r in saas.received_on("/hook") {
+        if let Some(g) = r.body["groupKey"].as_str() {
+            *seen.entry(g.to_string()).or_default() += 1;
+        }
+    }
+    seen
+}
+
+#[test]
+fn kill_9_of_one_replica_mid_burst_loses_nothing_answered_200() {
+    let db = TestDb::create();
+    let saas = SaaS::start();
+    // Slow enough that the kill comes while deliveries are under way.
+    saas.set_delay(Duration::from_millis(20));
+    let concurrency = 2;
+    let mut replicas: Vec<Daemon> = (0..3)
+        .map(|i| Daemon::start(&replica_config(&db.url, &format!("r{i}"), "2s", &saas, concurrency)))
+        .collect();
+    let ports: Vec<u16> = replicas.iter().map(|d| d.port).collect();
+    let n = 600;
+    let victim = replicas[0].proc.pid();
+    // The test's own round-robin client, four threads; replica 0 is killed
+    // a third of the way through (what it had not answered is not counted:
+    // Alertmanager would send it again).
+    let accepted: Vec<String> = std::thread::scope(|s| {
+        let killer = s.spawn(|| {
+            wait_for("a third of the burst delivered", Duration::from_secs(30), || {
+                (saas.received_on("/hook").len() >= n / 6).then_some(())
+            });
+            support::send_signal(victim, libc::SIGKILL);
+        });
+        let clients: Vec<_> = (0..4)
+            .map(|t| {
+                let ports = ports.clone();
+                s.spawn(move || {
+                    let mut ok = Vec::new();
+                    for i in (t..n).step_by(4) {
+                        let (g, p) = payload(i);
+                        if let Some((200, _)) = http_post(ports[i % 3], "/webhook", p.as_bytes(), &[]) {
+                            ok.push(g);
+                        }
+                    }
+                    ok
+                })
+            })
+            .collect();
+        killer.join().unwrap();
+        clients.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    replicas[0].proc.kill();
+    assert!(accepted.len() > n / 2, "most accepted: {}", accepted.len());
+    let started = Instant::now();
+    wait_for("every notification answered 200 delivered", Duration::from_secs(60), || {
+        let got = delivered(&saas);
+        accepted.iter().all(|g| got.contains_key(g)).then_some(())
+    });
+    let got = delivered(&saas);
+    let twice: usize = got.values().map(|c| c - 1).sum();
+    eprintln!(
+        "{} answered 200, all delivered {:.1}s after the burst; {twice} delivered twice (in flight at the kill: at most {concurrency})",
+        accepted.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(twice <= concurrency, "duplicates at most the sends in flight at the kill: {twice}");
+    let unique: HashSet<&String> = accepted.iter().collect();
+    assert_eq!(unique.len(), accepted.len());
+}
+
+#[test]
+fn postgres_down_is_503_and_every_replica_recovers_without_a_restart() {
+    let pg = Private::start();
+    let saas = SaaS::start();
+    let replicas: Vec<Daemon> = (0..2)
+        .map(|i| Daemon::start(&replica_config(&pg.url(), &format!("r{i}"), "2s", &saas, 4)))
+        .collect();
+    let post = |d: &Daemon, i: usize| http_post(d.port, "/webhook", payload(i).1.as_bytes(), &[]).map(|(s, _)| s);
+    let mut accepted = Vec::new();
+    for (i, d) in replicas.iter().enumerate() {
+        assert_eq!(post(d, i), Some(200));
+        accepted.push(payload(i).0);
+    }
+    pg.down();
+    for (i, d) in replicas.iter().enumerate() {
+        let started = Instant::now();
+        assert_eq!(post(d, 100 + i), Some(503), "down: Alertmanager is told to retry");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "answered in time: {:?}",
+            started.elapsed()
+        );
+    }
+    pg.up();
+    for (i, d) in replicas.iter().enumerate() {
+        let status = wait_for("intake to recover", Duration::from_secs(20), || {
+            let s = post(d, 200 + i)?;
+            (s == 200).then_some(s)
+        });
+        assert_eq!(status, 200);
+        accepted.push(payload(200 + i).0);
+    }
+    wait_for("everything answered 200 delivered", Duration::from_secs(30), || {
+        let got = delivered(&saas);
+        accepted.iter().all(|g| got.contains_key(g)).then_some(())
+    });
+    assert!(!delivered(&saas).contains_key(&payload(100).0), "a 503 stored nothing");
+}
+
+fn leader_of(d: &Daemon, name: &str) -> Option<f64> {
+    d.metric("lookout_relay_leader", &[("replica", name)])
+}
+
+#[test]
+fn the_fallback_leader_killed_another_leads_within_one_lease() {
+    let db = TestDb::create();
+    let saas = SaaS::start();
+    let lease = Duration::from_secs(3);
+    let mut replicas: Vec<Daemon> = (0..3)
+        .map(|i| Daemon::start(&replica_config(&db.url, &format!("r{i}"), "3s", &saas, 1)))
+        .collect();
+    let leader = wait_for("one leader", Duration::from_secs(10), || {
+        let leading: Vec<usize> = (0..3).filter(|&i| leader_of(&replicas[i], &format!("r{i}")) == Some(1.0)).collect();
+        (leading.len() == 1).then(|| leading[0])
+    });
+    let page = support::http_get(replicas[(leader + 1) % 3].port, "/").unwrap().1;
+    assert!(page.contains(&format!("leader r{leader}")), "the status page names the leader");
+    replicas[leader].proc.kill();
+    let killed = Instant::now();
+    let next = wait_for("another leader", lease * 2, || {
+        (0..3)
+            .filter(|&i| i != leader)
+            .find(|&i| leader_of(&replicas[i], &format!("r{i}")) == Some(1.0))
+    });
+    let took = killed.elapsed();
+    eprintln!(
+        "r{next} leads {:.2}s after r{leader} was killed (lease {lease:?})",
+        took.as_secs_f64()
+    );
+    assert!(took <= lease, "within one lease: {took:?}");
+    let others = (0..3).filter(|&i| i != leader && i != next);
+    for i in others {
+        assert_eq!(leader_of(&replicas[i], &format!("r{i}")), Some(0.0), "one leader");
+    }
+}
