@@ -208,6 +208,17 @@ kube_validate() {
 }
 check "kubernetes-validate --strict deploy/kubernetes/*.yaml" kube_validate
 check "kubernetes: kustomization, probes, non-root, resources, secretKeyRef" "${CHECKS[@]}" kustomization
+kube_validate_replicas() {
+  local -a files=()
+  local f
+  for f in deploy/kubernetes/replicas/*.yaml; do
+    [[ "$(basename "$f")" == kustomization.yaml ]] || files+=("$f")
+  done
+  "$TOOLS/bin/kubernetes-validate" --strict --quiet "${files[@]}"
+}
+check "kubernetes-validate --strict deploy/kubernetes/replicas/*.yaml" kube_validate_replicas
+check "kubernetes replicas: three, RollingUpdate, PodDisruptionBudget, readiness /-/ready/relay, PostgreSQL URL from the Secret" \
+  "${CHECKS[@]}" kustomization-replicas
 
 # The most recently built binary: a stale release build must not judge
 # configuration written for the current code.
@@ -236,6 +247,14 @@ if [[ -n "$LOOKOUT_BIN" ]]; then
     "${CHECKS[@]}" configmap-lookout "$WORK/lookout.yaml" && "$LOOKOUT_BIN" config check -c "$WORK/lookout.yaml"
   }
   check "lookout config check of the Kubernetes ConfigMap's lookout.yaml" configmap_check
+  # The PostgreSQL URL is a mounted secret in production; a stand-in file here.
+  export LOOKOUT_POSTGRES_URL_FILE="$WORK/postgres-url"
+  echo "postgres://lookout:validate@postgres:5432/lookout" >"$LOOKOUT_POSTGRES_URL_FILE"
+  check "lookout config check deploy/lookout/lookout-replicas.yaml" "$LOOKOUT_BIN" config check -c deploy/lookout/lookout-replicas.yaml
+  configmap_replicas_check() {
+    "${CHECKS[@]}" configmap-lookout-replicas "$WORK/lookout-replicas.yaml" && "$LOOKOUT_BIN" config check -c "$WORK/lookout-replicas.yaml"
+  }
+  check "lookout config check of the Kubernetes replicas ConfigMap's lookout.yaml" configmap_replicas_check
 else
   fail_setup "lookout config check of deploy/lookout/lookout.yaml and the ConfigMap" \
     "no lookout binary and cargo build failed (output above); set LOOKOUT_BIN to a built one"

@@ -13,6 +13,8 @@ silently. Needs PyYAML (validate.sh provides it).
     validate_checks.py dockerfile
     validate_checks.py kustomization
     validate_checks.py configmap-lookout OUT
+    validate_checks.py kustomization-replicas
+    validate_checks.py configmap-lookout-replicas OUT
 """
 
 from __future__ import annotations
@@ -112,6 +114,12 @@ def env_of(svc: dict) -> dict[str, str]:
     return {k: "" if v is None else str(v) for k, v in env.items()}
 
 
+# The production file's optional profile: replicas of lookout on a shared
+# PostgreSQL, and that PostgreSQL.
+REPLICAS_PROFILE = "replicas"
+REPLICAS_SERVICES = {"postgres", "lookout-a", "lookout-b"}
+
+
 def check_compose(path: str, flavour: str) -> int:
     p = Problems()
     base = os.path.dirname(os.path.abspath(path))
@@ -154,6 +162,9 @@ def check_compose(path: str, flavour: str) -> int:
                 p.add(f"{name}: secret `{sname}` is not declared under top-level secrets")
         # Credentials come from the environment, never literally from here.
         for key, value in env_of(svc).items():
+            # A `*_FILE` naming a mounted secret is where a credential is, not one.
+            if key.endswith("_FILE") and value.startswith("/run/secrets/"):
+                continue
             if re.search(r"PASSWORD|TOKEN|SECRET|_KEY$|AUTH", key) and value and not value.startswith("${"):
                 p.add(f"{name}: {key} has a literal value; take it from the environment (${{{key}:-}})")
         profiles = svc.get("profiles") or []
@@ -162,8 +173,8 @@ def check_compose(path: str, flavour: str) -> int:
                 p.add("redis: must run without a profile in the dev file (the backends need it)")
             if name != "redis" and MONITORING_PROFILE not in profiles:
                 p.add(f"{name}: not behind the `{MONITORING_PROFILE}` profile")
-        elif profiles:
-            p.add(f"{name}: production file has profiles {profiles}; every service should start")
+        elif profiles and not (profiles == [REPLICAS_PROFILE] and name in REPLICAS_SERVICES):
+            p.add(f"{name}: production file has profiles {profiles}; every service should start (only {sorted(REPLICAS_SERVICES)} may be behind `{REPLICAS_PROFILE}`)")
 
     for sname, sdef in top_secrets.items():
         f = (sdef or {}).get("file")
@@ -511,18 +522,23 @@ def check_dockerfile() -> int:
     return p.finish()
 
 
-def check_kustomization() -> int:
-    p = Problems()
-    kdir = os.path.join(DEPLOY, "kubernetes")
+def check_listed(p: Problems, kdir: str, prefix: str = "") -> None:
+    """Every manifest in `kdir` is in its kustomization, and nothing more."""
     k = load_yaml(os.path.join(kdir, "kustomization.yaml"))
     listed = set(k.get("resources", []))
     for r in listed:
         if not os.path.isfile(os.path.join(kdir, r)):
-            p.add(f"kustomization lists {r}, which does not exist")
+            p.add(f"{prefix}kustomization lists {r}, which does not exist")
     for f in glob.glob(os.path.join(kdir, "*.yaml")):
         name = os.path.basename(f)
         if name != "kustomization.yaml" and name not in listed:
-            p.add(f"{name} is not listed in kustomization.yaml")
+            p.add(f"{prefix}{name} is not listed in kustomization.yaml")
+
+
+def check_kustomization() -> int:
+    p = Problems()
+    kdir = os.path.join(DEPLOY, "kubernetes")
+    check_listed(p, kdir)
     dep = load_yaml(os.path.join(kdir, "deployment.yaml"))
     spec = dep["spec"]["template"]["spec"]
     c = spec["containers"][0]
@@ -544,8 +560,49 @@ def check_kustomization() -> int:
     return p.finish()
 
 
-def extract_configmap_lookout(out: str) -> int:
-    cm = load_yaml(os.path.join(DEPLOY, "kubernetes", "configmap.yaml"))
+def check_kustomization_replicas() -> int:
+    """deploy/kubernetes/replicas: three replicas on PostgreSQL that no
+    single pod's loss stops."""
+    p = Problems()
+    kdir = os.path.join(DEPLOY, "kubernetes", "replicas")
+    check_listed(p, kdir, "replicas/")
+    docs = [d for f in glob.glob(os.path.join(kdir, "*.yaml")) for d in yaml.safe_load_all(open(f)) if d]
+    kinds = {d.get("kind"): d for d in docs}
+    if "Secret" in kinds:
+        p.add("replicas: a Secret manifest is committed; create it with kubectl (README.md)")
+    dep = kinds.get("Deployment")
+    if not dep:
+        return p.add("replicas: no Deployment") or p.finish()
+    if (dep["spec"].get("replicas") or 1) < 3:
+        p.add("replicas: the Deployment runs fewer than three replicas")
+    if (dep["spec"].get("strategy") or {}).get("type") == "Recreate":
+        p.add("replicas: Recreate stops every replica at once; use RollingUpdate")
+    spec = dep["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    if (c.get("readinessProbe") or {}).get("httpGet", {}).get("path") != "/-/ready/relay":
+        p.add("replicas: readiness must be /-/ready/relay (webhook intake is not held back by probes warming up)")
+    if (c.get("livenessProbe") or {}).get("httpGet", {}).get("path") != "/-/healthy":
+        p.add("replicas: liveness probe is not /-/healthy")
+    if not (spec.get("securityContext") or {}).get("runAsNonRoot"):
+        p.add("replicas: pod securityContext lacks runAsNonRoot")
+    keys = {i.get("key") for v in spec.get("volumes", []) for i in ((v.get("secret") or {}).get("items") or [])}
+    if "postgres-url" not in keys:
+        p.add("replicas: the PostgreSQL URL must come from the Secret's postgres-url key, as a file")
+    labels = dep["spec"]["selector"]["matchLabels"]
+    pdb = kinds.get("PodDisruptionBudget")
+    if not pdb:
+        p.add("replicas: no PodDisruptionBudget")
+    elif pdb["spec"].get("selector", {}).get("matchLabels") != labels:
+        p.add("replicas: the PodDisruptionBudget does not select the Deployment's pods")
+    cm = kinds.get("ConfigMap") or {}
+    text = (cm.get("data") or {}).get("lookout.yaml", "")
+    if "store:" not in text or "url_file:" not in text:
+        p.add("replicas: the ConfigMap's lookout.yaml has no relay.store with url_file")
+    return p.finish()
+
+
+def extract_configmap_lookout(out: str, sub: str = "") -> int:
+    cm = load_yaml(os.path.join(DEPLOY, "kubernetes", sub, "configmap.yaml"))
     text = (cm.get("data") or {}).get("lookout.yaml")
     if not text:
         print("configmap.yaml has no data.lookout.yaml")
@@ -571,6 +628,8 @@ def main(argv: list[str]) -> int:
         "dockerfile": check_dockerfile,
         "kustomization": check_kustomization,
         "configmap-lookout": lambda: extract_configmap_lookout(args[0]),
+        "kustomization-replicas": check_kustomization_replicas,
+        "configmap-lookout-replicas": lambda: extract_configmap_lookout(args[0], "replicas"),
     }
     if cmd not in table:
         print(f"unknown check {cmd}\n{__doc__}")

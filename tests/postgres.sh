@@ -14,11 +14,11 @@ say() { printf 'tests/postgres.sh: %s\n' "$*" >&2; }
 
 bindir() {
   local d
-  d="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)"
-  [ -n "$d" ] && [ -x "$d/initdb" ] || {
+  d="$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n1)"
+  if [ -z "$d" ] || [ ! -x "$d/initdb" ]; then
     say "no PostgreSQL server binaries under /usr/lib/postgresql: install Debian's postgresql package"
     exit 1
-  }
+  fi
   printf '%s' "$d"
 }
 
@@ -53,10 +53,14 @@ start)
   printf 'postgres://postgres@127.0.0.1:%s/test\n' "$port"
   ;;
 stop)
-  [ -f "$dir/data/postmaster.pid" ] && as_pg "$BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null || true
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    as_pg "$BIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
+  fi
   ;;
 kill)
-  [ -f "$dir/data/postmaster.pid" ] && kill -9 "$(head -n1 "$dir/data/postmaster.pid")" || true
+  if [ -f "$dir/data/postmaster.pid" ]; then
+    kill -9 "$(head -n1 "$dir/data/postmaster.pid")"
+  fi
   ;;
 *)
   say "usage: $0 start DIR PORT | stop DIR | kill DIR"
