@@ -151,3 +151,34 @@ end
 LUA
   } > "$dir/am.lua"
 }
+
+# The webhook stand-in (bench/webhook-standin.py) on port SPORT, as the
+# delivery benches read it.
+
+# count PATH: "requests alerts first last" received on PATH.
+count() { curl -sf "http://127.0.0.1:$SPORT/count?path=$1"; }
+
+# settle PATH EXPECTED: waits until PATH has received EXPECTED alerts, or
+# nothing more for 5 s, or 120 s in all; prints the count line.
+settle() {
+  local path="$1" want="$2" last="" same=0 line
+  for _ in $(seq 1 1200); do
+    line=$(count "$path")
+    [[ "$(awk '{print $2}' <<<"$line")" -ge "$want" ]] && break
+    if [[ "$line" == "$last" ]]; then same=$((same + 1)); else same=0; last="$line"; fi
+    ((same < 50)) || break
+    sleep 0.1
+  done
+  count "$path"
+}
+
+# report WHO ACCEPTED LINE
+report() {
+  python3 - "$@" <<'PY'
+import sys
+who, accepted, (req, alerts, first, last) = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
+alerts, span = int(alerts), float(last) - float(first)
+rate = alerts / span if span > 0 else 0.0
+print(f"  {who}: {accepted} alerts accepted, {alerts} delivered in {req} notifications over {span:.2f} s: {rate:.0f} delivered/s")
+PY
+}

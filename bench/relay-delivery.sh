@@ -24,84 +24,11 @@ AM="$(command -v prometheus-alertmanager)"
 write_wrk_scripts "$WORK"
 
 # The stand-in: answers every POST 200 after DELAY ms, counts requests and
-# alerts per path; GET /count?path=P prints "requests alerts first last".
-cat > "$WORK/standin.py" <<'PY'
-import asyncio, json, sys, time
-port = int(sys.argv[1])
-delay = 0.0
-counts = {}
-async def handle(r, w):
-    global delay
-    try:
-        while True:
-            line = await r.readline()
-            if not line:
-                return
-            method, target, _ = line.decode().split(" ", 2)
-            length = 0
-            while True:
-                h = await r.readline()
-                if h in (b"\r\n", b"\n", b""):
-                    break
-                k, _, v = h.decode().partition(":")
-                if k.strip().lower() == "content-length":
-                    length = int(v)
-            body = await r.readexactly(length) if length else b""
-            if method == "GET":
-                path, _, q = target.partition("?")
-                if path == "/delay":
-                    delay = float(q.split("=")[1]) / 1000
-                    out = b"ok"
-                else:
-                    c = counts.get(q.split("=")[1], [0, 0, 0.0, 0.0])
-                    out = ("%d %d %f %f" % tuple(c)).encode()
-            else:
-                if delay:
-                    await asyncio.sleep(delay)
-                alerts = len(json.loads(body).get("alerts", []))
-                now = time.time()
-                c = counts.setdefault(target, [0, 0, now, now])
-                c[0] += 1; c[1] += alerts; c[3] = now
-                out = b""
-            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(out), out))
-            await w.drain()
-    except (ConnectionError, asyncio.IncompleteReadError):
-        pass
-async def main():
-    s = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
-    await s.serve_forever()
-asyncio.run(main())
-PY
+# alerts per path (bench/webhook-standin.py).
 SPORT=$(free_port)
-python3 "$WORK/standin.py" "$SPORT" &
+python3 "$ROOT/bench/webhook-standin.py" "$SPORT" &
 PIDS+=($!)
 wait_until 10 "the stand-in on port $SPORT" curl -sf "http://127.0.0.1:$SPORT/count?path=/none"
-count() { curl -sf "http://127.0.0.1:$SPORT/count?path=$1"; }
-
-# settle PATH EXPECTED: waits until PATH has received EXPECTED alerts, or
-# nothing more for 5 s, or 120 s in all; prints the count line.
-settle() {
-  local path="$1" want="$2" last="" same=0 line
-  for _ in $(seq 1 1200); do
-    line=$(count "$path")
-    [[ "$(awk '{print $2}' <<<"$line")" -ge "$want" ]] && break
-    if [[ "$line" == "$last" ]]; then same=$((same + 1)); else same=0; last="$line"; fi
-    ((same < 50)) || break
-    sleep 0.1
-  done
-  count "$path"
-}
-
-# report WHO ACCEPTED LINE
-report() {
-  python3 - "$@" <<'PY'
-import sys
-who, accepted, (req, alerts, first, last) = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
-alerts, span = int(alerts), float(last) - float(first)
-rate = alerts / span if span > 0 else 0.0
-print(f"  {who}: {accepted} alerts accepted, {alerts} delivered in {req} notifications over {span:.2f} s: {rate:.0f} delivered/s")
-PY
-}
 
 AMPORT=$(free_port)
 LPORT=$(free_port)
