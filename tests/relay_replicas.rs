@@ -2,7 +2,8 @@
 //! `kill -9` of one in the middle of a burst loses nothing answered 200;
 //! PostgreSQL stopped and started again means 503 while it is down and
 //! recovery without a restart; the fallback leader killed means another
-//! leads within one lease.
+//! leads within one lease; an Alertmanager HA pair sending each
+//! notification to a different replica has it delivered once.
 
 mod support;
 
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use support::postgres::{Private, TestDb};
 use support::saas::SaaS;
-use support::{Daemon, am_payload, http_post, wait_for};
+use support::{Alertmanager, Daemon, am_payload, http_post, wait_for};
 
 /// A replica of the relay on the store at `url`, delivering every
 /// notification to the webhook stand-in, `concurrency` at a time.
@@ -173,4 +174,65 @@ fn the_fallback_leader_killed_another_leads_within_one_lease() {
     for i in others {
         assert_eq!(leader_of(&replicas[i], &format!("r{i}")), Some(0.0), "one leader");
     }
+}
+
+#[test]
+fn an_alertmanager_ha_pair_sending_to_two_replicas_is_delivered_once() {
+    let db = TestDb::create();
+    let saas = SaaS::start();
+    let replicas: Vec<Daemon> = (0..2)
+        .map(|i| Daemon::start(&replica_config(&db.url, &format!("r{i}"), "2s", &saas, 4)))
+        .collect();
+    // A real HA pair, clustered on loopback. With no peer timeout the
+    // second does not wait for the first's notification log: both send
+    // every notification, each to its own replica, the case the store's
+    // de-duplication is for.
+    let am_config = |port: u16| {
+        format!(
+            "route:\n  receiver: lookout\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1h\n  repeat_interval: 24h\nreceivers:\n  - name: lookout\n    webhook_configs:\n      - url: http://127.0.0.1:{port}/webhook\n        send_resolved: false\n"
+        )
+    };
+    let gossip = support::free_port();
+    let first = Alertmanager::start_with(
+        &am_config(replicas[0].port),
+        &[
+            &format!("--cluster.listen-address=127.0.0.1:{gossip}"),
+            "--cluster.peer-timeout=0s",
+            "--cluster.settle-timeout=1s",
+        ],
+    );
+    let second = Alertmanager::start_with(
+        &am_config(replicas[1].port),
+        &[
+            &format!("--cluster.listen-address=127.0.0.1:{}", support::free_port()),
+            &format!("--cluster.peer=127.0.0.1:{gossip}"),
+            "--cluster.peer-timeout=0s",
+            "--cluster.settle-timeout=1s",
+        ],
+    );
+    // What Prometheus does: the same alert to both.
+    let alert = r#"[{"labels":{"alertname":"RedisDown","instance":"redis:6379","severity":"critical"},"annotations":{"summary":"down"},"startsAt":"2026-11-30T10:00:00Z"}]"#;
+    for am in [&first, &second] {
+        let (status, body) = http_post(am.port, "/api/v2/alerts", alert.as_bytes(), &[("Content-Type", "application/json")]).unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let received = |d: &Daemon| d.metric("lookout_relay_received_total", &[]).unwrap_or(0.0);
+    wait_for("both Alertmanagers to send it", Duration::from_secs(30), || {
+        (received(&replicas[0]) >= 1.0 && received(&replicas[1]) >= 1.0).then_some(())
+    });
+    let duplicates = || -> f64 {
+        replicas
+            .iter()
+            .map(|d| d.metric("lookout_relay_duplicates_total", &[]).unwrap_or(0.0))
+            .sum()
+    };
+    wait_for("the second copy known as one", Duration::from_secs(10), || {
+        (duplicates() == 1.0).then_some(())
+    });
+    // One stored, so one delivery is all there will ever be.
+    assert_eq!(db.count("SELECT COUNT(*) FROM relay_notifications"), 1);
+    wait_for("its delivery", Duration::from_secs(10), || {
+        (!saas.received_on("/hook").is_empty()).then_some(())
+    });
+    assert_eq!(saas.received_on("/hook").len(), 1, "one delivery of the pair's two copies");
 }
