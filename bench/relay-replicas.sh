@@ -92,6 +92,10 @@ for round in 1 2 3; do
   A=$RPID
   start_replica b "$P2" "$url" "$NOWHERE"
   B=$RPID
+  commits() { rows "$url" "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"; }
+  c0=$(commits)
+  ticks() { awk '{s += $14 + $15} END {print s}' "/proc/$A/stat" "/proc/$B/stat"; }
+  cpu0=$(ticks)
   timeout 60 wrk -t1 -c8 -d10s -s "$WORK/webhook.lua" "http://127.0.0.1:$P1" -- "a$round" > "$WORK/wrk-a.out" &
   WA=$!
   timeout 60 wrk -t1 -c8 -d10s -s "$WORK/webhook.lua" "http://127.0.0.1:$P2" -- "b$round" > "$WORK/wrk-b.out"
@@ -100,10 +104,14 @@ for round in 1 2 3; do
   rb=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk-b.out")
   refused=$(cat "$WORK/wrk-a.out" "$WORK/wrk-b.out" | awk '/Non-2xx/ {n += $5} END {print n + 0}')
   stored=$(rows "$url" "SELECT count(*) FROM relay_notifications")
+  # Transactions of the whole database (the workers' and gauges' too), so
+  # rows per commit is a floor; CPU of both replicas, in seconds.
+  per_commit=$(python3 -c "print(f'{$stored / max(1, $(commits) - $c0):.1f}')")
+  cpu=$(python3 -c "print(f'{($(ticks) - $cpu0) / $(getconf CLK_TCK):.1f}')")
   lk_rate=$(python3 -c "print(f'{float(\"$ra\") + float(\"$rb\"):.0f}')")
   ratio=$(python3 -c "print(f'{(float(\"$ra\") + float(\"$rb\"))/float(\"$am_rate\"):.2f}')")
   ratios+=("$ratio")
-  echo "round $round: alertmanager $am_rate alerts/s (memory only); replicas $ra + $rb = $lk_rate webhooks/s (each committed to PostgreSQL before 200; not 200: $refused; stored $stored); ratio $ratio"
+  echo "round $round: alertmanager $am_rate alerts/s (memory only); replicas $ra + $rb = $lk_rate webhooks/s (each committed to PostgreSQL before 200; not 200: $refused; stored $stored, $per_commit rows per commit, replicas' CPU ${cpu}s of 10s); ratio $ratio; load $(cut -d' ' -f1 /proc/loadavg)"
   stop_pid "$A"
   stop_pid "$B"
 done
