@@ -750,12 +750,6 @@ pub struct Alertmanager {
 
 impl Alertmanager {
     pub fn start(config: &str) -> Alertmanager {
-        Alertmanager::start_with(config, &["--cluster.listen-address="])
-    }
-
-    /// As [`Alertmanager::start`], with these command-line arguments
-    /// instead of the one that turns clustering off.
-    pub fn start_with(config: &str, args: &[&str]) -> Alertmanager {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("alertmanager.yml");
         std::fs::write(&cfg, config).unwrap();
@@ -767,7 +761,7 @@ impl Alertmanager {
                 cmd.arg(format!("--config.file={}", cfg.display()))
                     .arg(format!("--storage.path={}", dir.path().join("data").display()))
                     .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                    .args(args)
+                    .arg("--cluster.listen-address=")
                     .arg("--log.level=debug")
                     .stdout(Stdio::null())
                     .stderr(std::fs::File::create(dir.path().join("alertmanager.log")).unwrap());
