@@ -48,7 +48,7 @@ fn kill_9_of_one_replica_mid_burst_loses_nothing_answered_200() {
     saas.set_delay(Duration::from_millis(20));
     let concurrency = 2;
     let mut replicas: Vec<Daemon> = (0..3)
-        .map(|i| Daemon::start(&replica_config(&db.url, &format!("r{i}"), "2s", &saas, concurrency)))
+        .map(|i| Daemon::start(&replica_config(&db.url, &format!("r{i}"), "3s", &saas, concurrency)))
         .collect();
     let ports: Vec<u16> = replicas.iter().map(|d| d.port).collect();
     let n = 600;

@@ -217,7 +217,7 @@ async fn delivered_rows_are_pruned(place: Place) {
 
 // The store several replicas share.
 
-const SHORT: Duration = Duration::from_secs(1);
+const SHORT: Duration = Duration::from_secs(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_lease_holds_and_an_expired_one_is_taken_over() {
