@@ -13,6 +13,7 @@
 
 pub mod check;
 pub mod config;
+pub mod doctor;
 pub mod redis;
 pub mod relay;
 pub mod report;
@@ -115,6 +116,10 @@ enum Command {
         #[command(subcommand)]
         command: redis::RedisCommand,
     },
+    /// The troubleshooting checklist: Prometheus, the exporter, the alert
+    /// rules, Alertmanager, clocks, lookout's own stores and Grafana, each
+    /// ✔/✘/? with the fix; exit 0 all passed, 1 a check failed, 2 could not tell.
+    Doctor(doctor::DoctorArgs),
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -140,6 +145,7 @@ impl Cli {
             Command::Report(args) => with_config(&src(), |cfg| args.execute(cfg)),
             Command::Relay { command } => with_config(&src(), |cfg| command.execute(cfg)),
             Command::Redis { command } => command.execute(src),
+            Command::Doctor(args) => with_config(&src(), |cfg| args.execute(cfg)),
             Command::Config {
                 command: config::ConfigCommand::Schema,
             } => config::schema(),
