@@ -154,7 +154,7 @@ pub struct Inputs<'a> {
 /// Runs every check, in the checklist's order.
 pub async fn run(inputs: &Inputs<'_>) -> Vec<Check> {
     let mut out = Vec::new();
-    let prom = prometheus_api(inputs);
+    let prom = prometheus_api(inputs.probes, inputs.prometheus);
     let prom_time = match &prom {
         None => {
             out.push(Check::skipped(
@@ -327,10 +327,10 @@ pub struct Sample {
 
 /// The Prometheus lookout queries: the top-level one, else the first
 /// `kind: prometheus` probe's.
-pub fn prometheus_api(inputs: &Inputs<'_>) -> Option<Api> {
-    let (url, timeout) = match inputs.prometheus {
+pub fn prometheus_api(probes: &[ProbeConfig], top: Option<&Endpoint>) -> Option<Api> {
+    let (url, timeout) = match top {
         Some(e) => (e.url.clone(), e.timeout),
-        None => inputs.probes.iter().find_map(|p| match &p.spec {
+        None => probes.iter().find_map(|p| match &p.spec {
             ProbeSpec::Prometheus(s) => Some((s.url.clone(), p.timeout)),
             _ => None,
         })?,

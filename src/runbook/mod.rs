@@ -6,3 +6,4 @@
 pub mod doctor;
 pub mod flush;
 pub mod grafana;
+pub mod verify;
