@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use support::{Alertmanager, Proc, Prometheus, Redis, http_get, lookout, require, start_on_free_port};
@@ -54,6 +54,8 @@ fn prometheus(jobs: &[(&str, String)], rules: &[&str], am: &str) -> Prometheus {
 struct Grafana {
     port: u16,
     moved: Arc<AtomicBool>,
+    /// Seconds added to the `Date` header: a stale clock.
+    skew: Arc<AtomicI64>,
 }
 
 impl Grafana {
@@ -62,6 +64,8 @@ impl Grafana {
         let port = listener.local_addr().unwrap().port();
         let moved = Arc::new(AtomicBool::new(false));
         let m = moved.clone();
+        let skew = Arc::new(AtomicI64::new(0));
+        let k = skew.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut s) = stream else { continue };
@@ -99,14 +103,15 @@ impl Grafana {
                 } else {
                     (404, r#"{"message":"Not found"}"#.to_string())
                 };
+                let date = (chrono::Utc::now() + chrono::Duration::seconds(k.load(Ordering::SeqCst))).format("%a, %d %b %Y %H:%M:%S GMT");
                 let _ = write!(
                     s,
-                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status} X\r\nDate: {date}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
             }
         });
-        Grafana { port, moved }
+        Grafana { port, moved, skew }
     }
 }
 
@@ -114,7 +119,12 @@ impl Grafana {
 fn doctor(dir: &std::path::Path, config: &str) -> (i32, Vec<serde_json::Value>) {
     let path = dir.join("lookout.yaml");
     std::fs::write(&path, config).unwrap();
-    let out = lookout().args(["doctor", "--format", "json", "-c"]).arg(&path).output().unwrap();
+    let out = lookout()
+        .current_dir(dir)
+        .args(["doctor", "--format", "json", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let checks: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
     (out.status.code().unwrap_or(-1), checks)
 }
@@ -178,6 +188,11 @@ fn an_honest_stack_passes_and_each_fault_is_named_by_its_check() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("grafana-token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        "services:\n  redis:\n    image: redis:7\n  prometheus:\n    image: prom/prometheus\n    profiles: [cache-monitoring]\n",
+    )
+    .unwrap();
 
     let config = |prom_url: &str, job: &str| {
         format!(
@@ -213,6 +228,7 @@ fn an_honest_stack_passes_and_each_fault_is_named_by_its_check() {
         "alertmanager.routes_critical",
         "alertmanager.lookout_webhook",
         "clock.skew",
+        "compose.profile",
         "grafana.datasource",
         "grafana.dashboard",
     ] {
@@ -220,7 +236,12 @@ fn an_honest_stack_passes_and_each_fault_is_named_by_its_check() {
     }
     // The text form is the checklist, and no secret is in either form.
     let path = dir.path().join("lookout.yaml");
-    let text = lookout().args(["doctor", "-c"]).arg(&path).output().unwrap();
+    let text = lookout()
+        .current_dir(dir.path())
+        .args(["doctor", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&text.stdout).into_owned();
     println!("{text}");
     assert!(text.contains("✔ exporter.redis"), "{text}");
@@ -270,6 +291,23 @@ fn an_honest_stack_passes_and_each_fault_is_named_by_its_check() {
     assert_eq!(status_of(&checks, "grafana.datasource"), Some("pass"));
     grafana.moved.store(false, Ordering::SeqCst);
 
+    // Grafana's clock two minutes behind: clock.skew names it.
+    grafana.skew.store(-120, Ordering::SeqCst);
+    let (code, checks) = until(dir.path(), &honest, "clock.skew", "fail");
+    assert_eq!(code, 1);
+    let c = checks.iter().find(|c| c["name"] == "clock.skew").unwrap();
+    assert!(c["found"].as_str().unwrap().contains("Grafana -120s"), "{c}");
+    grafana.skew.store(0, Ordering::SeqCst);
+
+    // Prometheus not running, with the monitoring services behind the
+    // compose profile: both say so.
+    let dead = format!("http://127.0.0.1:{}", support::free_port());
+    let (code, checks) = until(dir.path(), &config(&dead, "redis"), "compose.profile", "fail");
+    assert_eq!(code, 1);
+    assert_eq!(status_of(&checks, "prometheus.reachable"), Some("fail"));
+    let c = checks.iter().find(|c| c["name"] == "compose.profile").unwrap();
+    assert!(c["fix"].as_str().unwrap().contains("--profile cache-monitoring"), "{c}");
+
     // Alertmanager stopped.
     let mut am = am;
     am.stop();
@@ -277,4 +315,77 @@ fn an_honest_stack_passes_and_each_fault_is_named_by_its_check() {
     assert_eq!(code, 1);
     assert_eq!(status_of(&checks, "alertmanager.routes_critical"), Some("unknown"));
     assert_eq!(status_of(&checks, "exporter.redis"), Some("pass"));
+}
+
+/// A server answering every request with 400: a destination that refuses
+/// every notification for good.
+fn refusing_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut reader = BufReader::new(s.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = std::io::Read::read_exact(&mut reader, &mut body);
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 11\r\nConnection: close\r\n\r\nbad request");
+        }
+    });
+    port
+}
+
+#[test]
+fn lookouts_own_state_dead_letters_history_and_a_rejected_reload() {
+    let redis = Redis::start(&[]);
+    let refusing = refusing_server();
+    let config = format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - name: cache\n    kind: redis\n    url: {}\n    every: 1s\nrelay:\n  destinations:\n    - name: chain\n      type: webhook\n      url: http://127.0.0.1:{refusing}/hook\n",
+        redis.url()
+    );
+    let d = support::Daemon::start(&config);
+    let body = support::am_payload("{}:{alertname=\"RedisDown\"}", "firing", &[("RedisDown", "cache:6379", "firing")]);
+    let (status, _) = support::http_request(d.port, "POST", "/webhook", &body).expect("the relay answers");
+    assert_eq!(status, 200);
+    // doctor reads its own copy: the daemon's file is made invalid below.
+    let copy = d.dir.path().join("doctor.yaml");
+    std::fs::copy(&d.config, &copy).unwrap();
+    let run = || {
+        let out = lookout()
+            .current_dir(d.dir.path())
+            .args(["doctor", "--format", "json", "-c"])
+            .arg(&copy)
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Vec<serde_json::Value>>(&out.stdout).unwrap_or_default()
+    };
+    let checks = wait_for_opt(Duration::from_secs(20), || {
+        let c = run();
+        (status_of(&c, "lookout.dead_letters") == Some("fail") && status_of(&c, "lookout.history") == Some("pass")).then_some(c)
+    })
+    .unwrap_or_else(|| panic!("no dead letter seen: {:#?}", run()));
+    let c = checks.iter().find(|c| c["name"] == "lookout.dead_letters").unwrap();
+    assert!(c["found"].as_str().unwrap().starts_with("1 "), "{c}");
+    assert!(c["fix"].as_str().unwrap().contains("lookout relay dlq"), "{c}");
+    assert_eq!(status_of(&checks, "lookout.outbox"), Some("pass"));
+    assert_eq!(status_of(&checks, "lookout.config_reload"), Some("pass"));
+    assert_eq!(status_of(&checks, "prometheus.reachable"), Some("skipped"));
+
+    // A reload the daemon rejects: it runs the old configuration, and says so.
+    let good = std::fs::read_to_string(&d.config).unwrap();
+    std::fs::write(&d.config, good.replace("every: 1s", "every: soon")).unwrap();
+    support::send_signal(d.proc.pid(), libc::SIGHUP);
+    wait_for_opt(Duration::from_secs(20), || {
+        (status_of(&run(), "lookout.config_reload") == Some("fail")).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the rejected reload was not seen: {:#?}", run()));
 }

@@ -24,7 +24,8 @@ impl DoctorArgs {
     /// Runs every check; exit 0 all passed, 1 one failed, 2 none failed but
     /// one could not tell.
     pub fn execute(self, cfg: &Config) -> ExitCode {
-        let checks = match block_on(async { doctor::run(&inputs(cfg)).await }) {
+        let workdir = std::env::current_dir().unwrap_or_default();
+        let checks = match block_on(async { doctor::run(&inputs(cfg, &workdir)).await }) {
             Ok(c) => c,
             Err(status) => return status,
         };
@@ -39,8 +40,9 @@ impl DoctorArgs {
     }
 }
 
-/// What the checks read of the configuration.
-pub fn inputs(cfg: &Config) -> Inputs<'_> {
+/// What the checks read of the configuration, and where compose files are
+/// looked for.
+pub fn inputs<'a>(cfg: &'a Config, workdir: &'a std::path::Path) -> Inputs<'a> {
     Inputs {
         probes: &cfg.probes,
         reference: cfg.crosscheck.as_ref().map(|c| c.reference.as_str()),
@@ -51,5 +53,6 @@ pub fn inputs(cfg: &Config) -> Inputs<'_> {
         data_dir: &cfg.data_dir,
         dedup_window: cfg.relay.as_ref().map(|r| r.dedup_window).unwrap_or_default(),
         grafana: cfg.grafana.as_ref(),
+        workdir,
     }
 }

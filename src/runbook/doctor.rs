@@ -149,6 +149,8 @@ pub struct Inputs<'a> {
     pub dedup_window: Duration,
     /// Grafana, when configured.
     pub grafana: Option<&'a GrafanaConfig>,
+    /// Where compose files are looked for (the working directory).
+    pub workdir: &'a Path,
 }
 
 /// Runs every check, in the checklist's order.
@@ -201,20 +203,26 @@ pub async fn run(inputs: &Inputs<'_>) -> Vec<Check> {
         }
     }
     out.extend(alertmanager(inputs, prom.as_ref().filter(|_| up)).await);
-    out.push(clocks(prom_time, &redis));
-    out.extend(own_state(inputs).await);
+    let mut grafana_checks = Vec::new();
+    let mut grafana_skew = None;
     match inputs.grafana {
-        None => out.push(Check::skipped("grafana", "no `grafana:` section")),
+        None => grafana_checks.push(Check::skipped("grafana", "no `grafana:` section")),
         Some(g) => {
-            let (ds, dash) = grafana::check(g).await;
-            for (name, f) in [("grafana.datasource", ds), ("grafana.dashboard", dash)] {
-                out.push(match f {
+            let o = grafana::check(g).await;
+            grafana_skew = o.skew;
+            for (name, f) in [("grafana.datasource", o.datasource), ("grafana.dashboard", o.dashboard)] {
+                grafana_checks.push(match f {
                     Ok(found) => Check::pass(name, found),
                     Err((found, fix)) => Check::fail(name, found, fix),
                 });
             }
         }
     }
+    out.push(clocks(prom_time, &redis, grafana_skew));
+    out.push(compose(inputs.workdir, up));
+    out.extend(own_state(inputs).await);
+    out.push(reload(inputs.listen).await);
+    out.extend(grafana_checks);
     out
 }
 
@@ -927,13 +935,19 @@ fn matches(route: &serde_json::Value, labels: &BTreeMap<String, String>) -> bool
     eq && rx && ms
 }
 
-/// Prometheus's and Redis's clocks against lookout's.
-fn clocks(prom_time: Option<f64>, redis: &Result<RedisFacts, String>) -> Check {
+/// Prometheus's, Redis's and Grafana's clocks against lookout's.
+/// Grafana's is read from its `Date` header, whole seconds: it is allowed
+/// a second more.
+fn clocks(prom_time: Option<f64>, redis: &Result<RedisFacts, String>, grafana: Option<f64>) -> Check {
     const NAME: &str = "clock.skew";
     let now = unix_now();
     let mut parts = Vec::new();
     let mut worst: f64 = 0.0;
     let mut unknown = Vec::new();
+    if let Some(g) = grafana {
+        worst = worst.max((g.abs() - 1.0).max(0.0));
+        parts.push(format!("Grafana {g:+.0}s"));
+    }
     match prom_time {
         // The query's evaluation time was read a moment ago: the time since
         // is well under the margin.
@@ -963,6 +977,113 @@ fn clocks(prom_time: Option<f64>, redis: &Result<RedisFacts, String>) -> Check {
         Check::unknown(NAME, format!("{found}; {why}").trim_end_matches("; ").to_string())
     } else {
         Check::pass(NAME, found)
+    }
+}
+
+/// The profile the compose examples put the monitoring services behind.
+pub const MONITORING_PROFILE: &str = "cache-monitoring";
+
+/// A compose file in the working directory that puts the monitoring
+/// services behind [`MONITORING_PROFILE`]: `docker compose up` without
+/// `--profile` starts Redis alone, the commonest cause of "No data" on a
+/// development machine.
+fn compose(dir: &Path, prometheus_up: bool) -> Check {
+    const NAME: &str = "compose.profile";
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains("compose") && (n.ends_with(".yml") || n.ends_with(".yaml")))
+        })
+        .collect();
+    files.sort();
+    for f in files {
+        let Ok(text) = std::fs::read_to_string(&f) else { continue };
+        let Ok(doc) = serde_saphyr::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let behind: Vec<String> = doc["services"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(_, s)| s["profiles"].as_array().is_some_and(|p| p.iter().any(|x| x == MONITORING_PROFILE)))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if behind.is_empty() {
+            continue;
+        }
+        let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("").to_string();
+        return if prometheus_up {
+            Check::pass(
+                NAME,
+                format!(
+                    "{name} puts {} behind the `{MONITORING_PROFILE}` profile, and Prometheus answers",
+                    behind.join(", ")
+                ),
+            )
+        } else {
+            Check::fail(
+                NAME,
+                format!(
+                    "{name} puts {} behind the `{MONITORING_PROFILE}` profile, and Prometheus does not answer: they were started without it",
+                    behind.join(", ")
+                ),
+                format!("docker compose -f {name} --profile {MONITORING_PROFILE} up -d"),
+            )
+        };
+    }
+    Check::skipped(
+        NAME,
+        format!("no compose file with a `{MONITORING_PROFILE}` profile in {}", dir.display()),
+    )
+}
+
+/// The daemon's last configuration reload, from its own `/metrics` at the
+/// configured listen address.
+async fn reload(listen: SocketAddr) -> Check {
+    const NAME: &str = "lookout.config_reload";
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let Ok(base) = url::Url::parse(&format!("http://{addr}/")) else {
+        return Check::unknown(NAME, format!("cannot make a URL of {addr}"));
+    };
+    let Ok(api) = Api::new(&base, Duration::from_secs(2)) else {
+        return Check::unknown(NAME, "cannot build an HTTP client");
+    };
+    let text = match api.get("metrics", &[]).await {
+        Ok((200, serde_json::Value::String(t))) => t,
+        _ => return Check::skipped(NAME, format!("no daemon answers at {addr} (not running on this host?)")),
+    };
+    let value = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    match value("lookout_config_last_reload_successful") {
+        Some(1.0) => {
+            let at = value("lookout_config_last_reload_success_timestamp_seconds")
+                .map(|t| {
+                    format!(
+                        ", last at {}",
+                        humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs_f64(t.max(0.0)))
+                    )
+                })
+                .unwrap_or_default();
+            Check::pass(NAME, format!("the daemon at {addr} runs its configuration file as loaded{at}"))
+        }
+        Some(_) => Check::fail(
+            NAME,
+            format!("the daemon at {addr} rejected its last reload: it still runs the configuration before it"),
+            "run `lookout config check` on the file, fix what it names, then reload (SIGHUP)",
+        ),
+        None => Check::unknown(NAME, format!("{addr}/metrics has no lookout_config_last_reload_successful")),
     }
 }
 

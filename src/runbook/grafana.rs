@@ -102,10 +102,23 @@ pub fn build(file: &Path, raw: RawGrafana, problems: &mut Vec<Problem>) -> Optio
 /// What the two Grafana checks found: `Ok(found)` or `Err((found, fix))`.
 pub type Finding = Result<String, (String, String)>;
 
+/// What the Grafana checks found.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The Prometheus datasource's health.
+    pub datasource: Finding,
+    /// The dashboard in its folder.
+    pub dashboard: Finding,
+    /// Grafana's clock (its `Date` header, whole seconds) minus lookout's.
+    pub skew: Option<f64>,
+}
+
 /// A Grafana API client with the token.
 struct Api<'a> {
     cfg: &'a GrafanaConfig,
     client: reqwest::Client,
+    /// The skew read from the last response's `Date` header.
+    skew: std::sync::Mutex<Option<f64>>,
 }
 
 impl Api<'_> {
@@ -122,22 +135,48 @@ impl Api<'_> {
             .await
             .map_err(|e| crate::http::describe(&e))?;
         let status = resp.status().as_u16();
+        let date = resp
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|d| d.to_str().ok())
+            .and_then(|d| chrono::DateTime::parse_from_rfc2822(d).ok());
+        if let Some(d) = date {
+            // The header has whole seconds: compare with the middle of the
+            // second lookout was in.
+            let now = crate::probe::unix_now();
+            *self.skew.lock().unwrap_or_else(|p| p.into_inner()) = Some(d.timestamp() as f64 + 0.5 - now);
+        }
         let body = resp.json::<serde_json::Value>().await.unwrap_or(serde_json::Value::Null);
         Ok((status, body))
     }
 }
 
-/// Runs both checks: (datasource, dashboard).
-pub async fn check(cfg: &GrafanaConfig) -> (Finding, Finding) {
+/// Runs both checks, and reads Grafana's clock on the way.
+pub async fn check(cfg: &GrafanaConfig) -> Outcome {
     let client = match crate::http::client_builder(cfg.timeout).build() {
         Ok(c) => c,
         Err(e) => {
             let f = Err((format!("cannot build an HTTP client: {e}"), String::new()));
-            return (f.clone(), f);
+            return Outcome {
+                datasource: f.clone(),
+                dashboard: f,
+                skew: None,
+            };
         }
     };
-    let api = Api { cfg, client };
-    (datasource(&api).await, dashboard(&api).await)
+    let api = Api {
+        cfg,
+        client,
+        skew: std::sync::Mutex::new(None),
+    };
+    let datasource = datasource(&api).await;
+    let dashboard = dashboard(&api).await;
+    let skew = *api.skew.lock().unwrap_or_else(|p| p.into_inner());
+    Outcome {
+        datasource,
+        dashboard,
+        skew,
+    }
 }
 
 /// How a 401/403 reads, the same for both checks.
