@@ -81,6 +81,11 @@ pub struct FlushArgs {
     /// Where the Markdown record goes [default: flush-<timestamp>.md here].
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// After the flush, follow the hit rate's recovery this long (`5m`),
+    /// then run `lookout verify --after flush` (with the configuration);
+    /// both go into the record.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    watch: Option<Duration>,
 }
 
 impl RedisCommand {
@@ -90,10 +95,10 @@ impl RedisCommand {
         match self {
             RedisCommand::Flush(args) => {
                 if args.url.is_some() {
-                    args.execute(None)
+                    args.execute(None, None)
                 } else {
                     with_config(&src(), |cfg| match pick_probe(cfg, args.probe.as_deref()) {
-                        Ok(url) => args.execute(Some(url)),
+                        Ok(url) => args.execute(Some(url), Some(cfg)),
                         Err(e) => fail(1, e),
                     })
                 }
@@ -130,7 +135,7 @@ fn with_db(url: &str, db: Option<u32>) -> Result<String, String> {
 }
 
 impl FlushArgs {
-    fn execute(self, configured: Option<Secret>) -> ExitCode {
+    fn execute(self, configured: Option<Secret>, cfg: Option<&crate::settings::Config>) -> ExitCode {
         let raw = match (&self.url, configured) {
             (Some(u), _) => Secret::new(u.clone()),
             (None, Some(u)) => u,
@@ -154,13 +159,13 @@ impl FlushArgs {
             Ok(c) => c,
             Err(e) => return fail(EXIT_USAGE, format_args!("{display}: {}", redact_urls_in(&e.to_string()))),
         };
-        match block_on(self.run(client, display)) {
+        match block_on(self.run(client, display, cfg)) {
             Ok(code) => code,
             Err(code) => code,
         }
     }
 
-    async fn run(self, client: redis::Client, display: String) -> ExitCode {
+    async fn run(self, client: redis::Client, display: String, cfg: Option<&crate::settings::Config>) -> ExitCode {
         let started = chrono::Utc::now();
         let mut conn = match flush::connect(&client, &display, REDIS_TIMEOUT).await {
             Ok(c) => c,
@@ -303,6 +308,11 @@ impl FlushArgs {
             outcome.latency.p99.as_secs_f64() * 1000.0,
             outcome.latency.max.as_secs_f64() * 1000.0,
         );
+        // 6. Watch the recovery, then verify.
+        let verified = match self.watch.filter(|_| outcome.stopped.is_none() && written.is_ok()) {
+            Some(d) => follow(&mut conn, hits_before, d, &stop, cfg, &mut record_file).await,
+            None => true,
+        };
         match &outcome.stopped {
             Some(Stopped::Interrupted) => fail(
                 EXIT_INTERRUPTED,
@@ -311,9 +321,78 @@ impl FlushArgs {
             Some(Stopped::Failed(e)) => fail(1, format_args!("{e} ({} keys deleted)", outcome.deleted)),
             None if written.is_err() => ExitCode::FAILURE,
             None if warmed.iter().any(|w| !w.ok()) => fail(1, "flushed, but warming failed"),
+            None if !verified => fail(1, "flushed, but `lookout verify --after flush` failed"),
             None => ExitCode::SUCCESS,
         }
     }
+}
+
+/// Step 6: the hit rate every interval for `duration` (progress on
+/// stderr), then `lookout verify --after flush` when the configuration is
+/// at hand; both appended to the record. False only when verify failed.
+async fn follow(
+    conn: &mut redis::aio::MultiplexedConnection,
+    before: Option<Hits>,
+    duration: Duration,
+    stop: &AtomicBool,
+    cfg: Option<&crate::settings::Config>,
+    record: &mut std::fs::File,
+) -> bool {
+    use crate::runbook::recovery;
+    let baseline = before.and_then(Hits::ratio);
+    eprintln!(
+        "watch: the hit rate every {} for {} (before the flush: {})",
+        humantime::format_duration(recovery::interval(duration)),
+        humantime::format_duration(duration),
+        baseline
+            .map(|r| format!("{:.1} %", r * 100.0))
+            .unwrap_or_else(|| "no lookups".into())
+    );
+    let watched = recovery::watch(conn, baseline, duration, stop, |p, _| {
+        eprintln!(
+            "watch: +{:.0}s hit rate {} over {} lookups",
+            p.after.as_secs_f64(),
+            p.ratio.map(|r| format!("{:.1} %", r * 100.0)).unwrap_or_else(|| "n/a".into()),
+            p.lookups
+        );
+    })
+    .await;
+    let mut section = match watched {
+        Ok(r) => {
+            println!("{}", r.summary());
+            r.render()
+        }
+        Err(e) => {
+            eprintln!("lookout: watch stopped: {e}");
+            format!("\n## Hit rate after the flush\n\nnot watched: {e}\n")
+        }
+    };
+    let mut ok = true;
+    match cfg {
+        Some(cfg) if !stop.load(Ordering::SeqCst) => {
+            let o = crate::runbook::verify::run(
+                cfg,
+                cfg.prometheus.as_ref(),
+                Some(crate::runbook::verify::After::Flush),
+                Duration::from_secs(120),
+            )
+            .await;
+            print!("{}", super::verify::render(&o, super::verify::VerifyFormat::Text));
+            section.push('\n');
+            section.push_str(&super::verify::render(&o, super::verify::VerifyFormat::Markdown));
+            ok = o.exit_code() != 1;
+        }
+        Some(_) => section.push_str("\nverify: not run (interrupted)\n"),
+        None => {
+            eprintln!("verify: not run: the Redis was given by --url; run `lookout verify --after flush` with the configuration");
+            section.push_str("\nverify: not run (the Redis was given by --url, without the configuration)\n");
+        }
+    }
+    if let Err(e) = record.write_all(section.as_bytes()).and_then(|()| record.flush()) {
+        eprintln!("lookout: cannot add the watch to the record: {e}; here it is:");
+        print!("{section}");
+    }
+    ok
 }
 
 /// Step 1's answer on stdout: the count, the memory, a sample.

@@ -6,4 +6,5 @@
 pub mod doctor;
 pub mod flush;
 pub mod grafana;
+pub mod recovery;
 pub mod verify;
