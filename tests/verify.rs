@@ -23,7 +23,7 @@ fn verify(config: &std::path::Path, args: &[&str]) -> (i32, String, Duration) {
 
 #[test]
 fn an_honest_stack_passes_and_a_lying_endpoint_fails() {
-    let redis = Redis::start(&["--maxmemory", "256mb"]);
+    let redis = Redis::start(&["--maxmemory", "256mb", "--maxclients", "40"]);
     let _traffic = Traffic::start(&redis.url());
     let exporter = Exporter::start(&redis.url());
     let rules = support::root().join("deploy/prometheus/alerts/redis.rules.yml");
@@ -96,6 +96,28 @@ fn an_honest_stack_passes_and_a_lying_endpoint_fails() {
     let (code, out, _) = verify(&lying, &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("Verify FAILED") && out.contains("used_memory_bytes/web"), "{out}");
+
+    // Clients near maxclients: RedisConnectionExhaustion is pending (its
+    // `for: 5m` has not passed), and verify fails on the rule.
+    let held: Vec<redis::Connection> = (0..34)
+        .map(|_| redis::Client::open(redis.url()).unwrap().get_connection().unwrap())
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let out = loop {
+        let (code, out, _) = verify(&honest, &["--format", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let pending = v["cases"].as_array().into_iter().flatten().any(|c| {
+            c["name"] == "RedisConnectionExhaustion" && c["status"] == "fail" && c["detail"].as_str().unwrap_or("").starts_with("pending")
+        });
+        if pending {
+            assert_eq!(code, 1, "{out}");
+            break out;
+        }
+        assert!(Instant::now() < deadline, "the rule never went pending: {out}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(out.contains("127.0.0.1"), "the alert's instance is named: {out}");
+    drop(held);
 
     // `--after failover` is not offered.
     let (code, _, _) = verify(&honest, &["--after", "failover"]);
