@@ -118,3 +118,31 @@ fn the_watch_follows_the_recovery_and_the_record_keeps_it() {
     stop.store(true, Ordering::SeqCst);
     traffic.join().unwrap();
 }
+
+/// On a terminal (a pty made by util-linux `script`) the progress is an
+/// indicatif bar; off a terminal it stays plain lines (tests/flush.rs).
+#[test]
+fn a_terminal_gets_a_progress_bar() {
+    let redis = Redis::start(&[]);
+    let mut conn = redis::Client::open(redis.url()).unwrap().get_connection().unwrap();
+    let mut pipe = redis::pipe();
+    for i in 0..3000 {
+        pipe.cmd("SET").arg(format!("bar:{i}")).arg("x").ignore();
+    }
+    let _: () = pipe.query(&mut conn).unwrap();
+    let command = format!(
+        "{} redis flush --url {} --match 'bar:*' --execute --yes --no-snapshot --rate 2000/s",
+        env!("CARGO_BIN_EXE_lookout"),
+        redis.url()
+    );
+    let out = std::process::Command::new(support::require("script"))
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("LOOKOUT_CONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("flush [") && text.contains("keys/s, ETA"), "no bar drawn: {text:?}");
+    assert!(text.contains("3000/3000 keys"), "the bar ends full: {text:?}");
+    assert!(!text.contains("flush: 0/3000 keys deleted"), "plain lines on a terminal: {text:?}");
+}

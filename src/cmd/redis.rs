@@ -253,7 +253,7 @@ impl FlushArgs {
             max_latency: self.max_latency,
             expected: survey.matched,
         };
-        let mut printer = Printer::new(self.max_latency);
+        let mut printer = Printer::new(self.max_latency, survey.matched);
         let known = survey.keys.take();
         let outcome = flush::execute(&mut conn, guard_conn, &plan, known, &stop, |t| printer.show(t)).await;
         printer.finish();
@@ -444,65 +444,74 @@ fn spawn_signal_watch(stop: Arc<AtomicBool>) {
     });
 }
 
-/// Progress on stderr: one line redrawn in place on a terminal, a plain
-/// line a second otherwise (logs and CI keep every line).
+/// Progress on stderr: an `indicatif` bar on a terminal (keys deleted of
+/// those counted, keys/s, ETA, or why it is paused), a plain line a second
+/// otherwise, so logs and CI keep every line and no escape codes.
 struct Printer {
-    tty: bool,
+    bar: Option<indicatif::ProgressBar>,
     last: Option<Instant>,
     max_latency: Duration,
-    drawn: bool,
 }
 
+/// The bar's layout: a spinner shows it is alive while paused.
+const BAR_TEMPLATE: &str = "{spinner} flush [{bar:30}] {pos}/{len} keys, {msg}";
+
 impl Printer {
-    fn new(max_latency: Duration) -> Self {
+    fn new(max_latency: Duration, expected: u64) -> Self {
+        // indicatif draws on stderr and hides itself when it is not a
+        // terminal; asked first so that the plain lines take over then.
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(expected);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(BAR_TEMPLATE) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
         Printer {
-            tty: std::io::stderr().is_terminal(),
+            bar,
             last: None,
             max_latency,
-            drawn: false,
         }
     }
 
     fn show(&mut self, t: &Tick) {
-        let every = if self.tty {
-            Duration::from_millis(100)
-        } else {
-            Duration::from_secs(1)
-        };
-        let paused = t.paused_at.is_some();
-        if !paused && self.last.is_some_and(|l| l.elapsed() < every) {
-            return;
-        }
-        self.last = Some(Instant::now());
-        let line = match t.paused_at {
+        let state = match t.paused_at {
             Some(rtt) => format!(
-                "flush: paused: round trip {:.2}ms > {:.2}ms; {}/{} keys deleted",
+                "paused: round trip {:.2}ms > {:.2}ms",
                 rtt.as_secs_f64() * 1000.0,
-                self.max_latency.as_secs_f64() * 1000.0,
-                t.deleted,
-                t.expected
+                self.max_latency.as_secs_f64() * 1000.0
             ),
             None => format!(
-                "flush: {}/{} keys deleted, {:.0} keys/s, ETA {}",
-                t.deleted,
-                t.expected,
+                "{:.0} keys/s, ETA {}",
                 t.rate(),
                 t.eta()
                     .map(|d| humantime::format_duration(d).to_string())
                     .unwrap_or_else(|| "-".into())
             ),
         };
-        if self.tty {
-            eprint!("\r\x1b[2K{line}");
-            self.drawn = true;
-        } else {
-            eprintln!("{line}");
+        if let Some(bar) = &self.bar {
+            // indicatif limits its own redraws; every tick may update it.
+            bar.set_length(t.expected.max(t.deleted));
+            bar.set_position(t.deleted);
+            bar.set_message(state);
+            return;
         }
+        let paused = t.paused_at.is_some();
+        if !paused && self.last.is_some_and(|l| l.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let line = match t.paused_at {
+            Some(_) => format!("flush: {state}; {}/{} keys deleted", t.deleted, t.expected),
+            None => format!("flush: {}/{} keys deleted, {state}", t.deleted, t.expected),
+        };
+        eprintln!("{line}");
     }
 
     fn finish(&mut self) {
-        if self.drawn {
-            eprintln!();
+        if let Some(bar) = &self.bar {
+            bar.finish();
         }
     }
 }
