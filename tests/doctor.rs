@@ -236,12 +236,14 @@ fn an_honest_stack_passes_and_each_fault_is_named_by_its_check() {
     }
     // The text form is the checklist, and no secret is in either form.
     let path = dir.path().join("lookout.yaml");
+    let started = std::time::Instant::now();
     let text = lookout()
         .current_dir(dir.path())
         .args(["doctor", "-c"])
         .arg(&path)
         .output()
         .unwrap();
+    println!("honest doctor took {:?}", started.elapsed());
     let text = String::from_utf8_lossy(&text.stdout).into_owned();
     println!("{text}");
     assert!(text.contains("✔ exporter.redis"), "{text}");

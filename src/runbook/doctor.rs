@@ -198,7 +198,11 @@ pub async fn run(inputs: &Inputs<'_>) -> Vec<Check> {
         Some(api) => out.extend(rules(api, prom_time.unwrap_or_else(unix_now)).await),
         None => {
             for r in GUIDE_RULES {
-                out.push(Check::unknown(&format!("rule.{r}"), "Prometheus did not answer"));
+                let name = format!("rule.{r}");
+                out.push(match prom {
+                    Some(_) => Check::unknown(&name, "Prometheus did not answer"),
+                    None => Check::skipped(&name, "no Prometheus configured"),
+                });
             }
         }
     }
@@ -218,7 +222,7 @@ pub async fn run(inputs: &Inputs<'_>) -> Vec<Check> {
             }
         }
     }
-    out.push(clocks(prom_time, &redis, grafana_skew));
+    out.push(clocks(prom_time, prom.is_some(), &redis, grafana_skew));
     out.push(compose(inputs.workdir, up));
     out.extend(own_state(inputs).await);
     out.push(reload(inputs.listen).await);
@@ -937,13 +941,14 @@ fn matches(route: &serde_json::Value, labels: &BTreeMap<String, String>) -> bool
 
 /// Prometheus's, Redis's and Grafana's clocks against lookout's.
 /// Grafana's is read from its `Date` header, whole seconds: it is allowed
-/// a second more.
-fn clocks(prom_time: Option<f64>, redis: &Result<RedisFacts, String>, grafana: Option<f64>) -> Check {
+/// a second more. A clock that could not be read makes the check "could
+/// not tell", unless another is already off.
+fn clocks(prom_time: Option<f64>, configured: bool, redis: &Result<RedisFacts, String>, grafana: Option<f64>) -> Check {
     const NAME: &str = "clock.skew";
     let now = unix_now();
     let mut parts = Vec::new();
+    let mut missing = Vec::new();
     let mut worst: f64 = 0.0;
-    let mut unknown = Vec::new();
     if let Some(g) = grafana {
         worst = worst.max((g.abs() - 1.0).max(0.0));
         parts.push(format!("Grafana {g:+.0}s"));
@@ -956,25 +961,28 @@ fn clocks(prom_time: Option<f64>, redis: &Result<RedisFacts, String>, grafana: O
             worst = worst.max(skew.abs());
             parts.push(format!("Prometheus {skew:+.3}s"));
         }
-        None => unknown.push("Prometheus did not answer"),
+        None if configured => missing.push("Prometheus did not answer".to_string()),
+        None => {}
     }
     match redis {
         Ok(r) => {
             worst = worst.max(r.skew.abs());
             parts.push(format!("Redis {:+.3}s", r.skew));
         }
-        Err(_) => unknown.push("Redis could not be read"),
+        Err(e) => missing.push(format!("Redis could not be read: {e}")),
     }
-    let found = if parts.is_empty() {
-        unknown.join("; ")
+    let mut found = if parts.is_empty() {
+        String::from("no clock to compare")
     } else {
         format!("against lookout's clock: {}", parts.join(", "))
     };
+    if !missing.is_empty() {
+        found = format!("{found}; {}", missing.join("; "));
+    }
     if worst > MAX_SKEW {
         Check::fail(NAME, found, "synchronise the clocks (chrony or systemd-timesyncd on every host)")
-    } else if parts.is_empty() || (!unknown.is_empty() && redis.is_err()) {
-        let why = redis.as_ref().err().cloned().unwrap_or_default();
-        Check::unknown(NAME, format!("{found}; {why}").trim_end_matches("; ").to_string())
+    } else if !missing.is_empty() || parts.is_empty() {
+        Check::unknown(NAME, found)
     } else {
         Check::pass(NAME, found)
     }
