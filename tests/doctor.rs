@@ -19,6 +19,7 @@ use support::{Alertmanager, Proc, Prometheus, Redis, http_get, lookout, require,
 
 const PASSWORD: &str = "s3cret-pw";
 const TOKEN: &str = "glsa_doctor_test_token";
+const PROM_PASSWORD: &str = "prom-url-pw";
 
 /// redis_exporter reading `redis` with `password` (none when empty).
 fn exporter(redis: &Redis, password: &str) -> (u16, Proc) {
@@ -206,7 +207,9 @@ fn an_honest_stack_passes_and_each_fault_is_named_by_its_check() {
     };
 
     // Honest: every check passes or does not apply; exit 0.
-    let honest = config(&prom.url(), "redis");
+    // Credentials in Prometheus's URL (Prometheus without a web config
+    // ignores them) must not be printed.
+    let honest = config(&format!("http://doctor:{PROM_PASSWORD}@127.0.0.1:{}", prom.port), "redis");
     let (code, checks) = wait_for_opt(Duration::from_secs(40), || {
         let (code, checks) = doctor(dir.path(), &honest);
         (code == 0).then_some((code, checks))
@@ -247,7 +250,10 @@ fn an_honest_stack_passes_and_each_fault_is_named_by_its_check() {
     let text = String::from_utf8_lossy(&text.stdout).into_owned();
     println!("{text}");
     assert!(text.contains("✔ exporter.redis"), "{text}");
-    assert!(!text.contains(PASSWORD) && !text.contains(TOKEN), "a secret in the output: {text}");
+    for secret in [PASSWORD, TOKEN, PROM_PASSWORD] {
+        assert!(!text.contains(secret), "a secret in the output: {text}");
+    }
+    assert!(text.contains("Prometheus at http://***:***@127.0.0.1"), "{text}");
 
     // The exporter has the wrong password: exporter.redis says so, with the
     // exporter's own message, and asks for the password.

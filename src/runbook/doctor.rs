@@ -358,7 +358,11 @@ async fn reachable(api: &Api) -> (Check, Option<f64>) {
     match api.get("-/ready", &[]).await {
         Err(e) => {
             return (
-                Check::fail(NAME, format!("Prometheus at {} did not answer: {e}", api.base), fix),
+                Check::fail(
+                    NAME,
+                    format!("Prometheus at {} did not answer: {e}", crate::config::redact_url(api.base.as_str())),
+                    fix,
+                ),
                 None,
             );
         }
@@ -366,7 +370,10 @@ async fn reachable(api: &Api) -> (Check, Option<f64>) {
             return (
                 Check::fail(
                     NAME,
-                    format!("Prometheus at {} is not ready (HTTP {s})", api.base),
+                    format!(
+                        "Prometheus at {} is not ready (HTTP {s})",
+                        crate::config::redact_url(api.base.as_str())
+                    ),
                     "wait for it to finish starting (replaying its WAL), or read its log",
                 ),
                 None,
@@ -376,7 +383,13 @@ async fn reachable(api: &Api) -> (Check, Option<f64>) {
     }
     match api.query("time()").await {
         Ok(s) if !s.is_empty() => (
-            Check::pass(NAME, format!("Prometheus at {} is ready and answers queries", api.base)),
+            Check::pass(
+                NAME,
+                format!(
+                    "Prometheus at {} is ready and answers queries",
+                    crate::config::redact_url(api.base.as_str())
+                ),
+            ),
             Some(s[0].value),
         ),
         Ok(_) => (Check::fail(NAME, "time() returned nothing", fix), None),
@@ -784,6 +797,7 @@ async fn alertmanager(inputs: &Inputs<'_>, prom: Option<&Api>) -> Vec<Check> {
         )];
     };
     let after = |why: &str| ["alertmanager.routes_critical", "alertmanager.lookout_webhook"].map(|n| Check::unknown(n, why.to_string()));
+    let shown = crate::config::redact_url(url.as_str());
     let api = match Api::new(&url, timeout.min(TIMEOUT)) {
         Ok(a) => a,
         Err(e) => return vec![Check::unknown("alertmanager.reachable", e)],
@@ -793,7 +807,7 @@ async fn alertmanager(inputs: &Inputs<'_>, prom: Option<&Api>) -> Vec<Check> {
         Ok((s, _)) => {
             let mut v = vec![Check::fail(
                 "alertmanager.reachable",
-                format!("Alertmanager at {url} answered HTTP {s}"),
+                format!("Alertmanager at {shown} answered HTTP {s}"),
                 "check the Alertmanager URL (it must be the API's base, not a path under it)",
             )];
             v.extend(after("Alertmanager did not answer"));
@@ -802,7 +816,7 @@ async fn alertmanager(inputs: &Inputs<'_>, prom: Option<&Api>) -> Vec<Check> {
         Err(e) => {
             let mut v = vec![Check::fail(
                 "alertmanager.reachable",
-                format!("Alertmanager at {url} did not answer: {e}"),
+                format!("Alertmanager at {shown} did not answer: {e}"),
                 "start Alertmanager, or correct `alertmanager.url` (or Prometheus's alerting.alertmanagers)",
             )];
             v.extend(after("Alertmanager did not answer"));
@@ -812,7 +826,7 @@ async fn alertmanager(inputs: &Inputs<'_>, prom: Option<&Api>) -> Vec<Check> {
     let mut out = vec![Check::pass(
         "alertmanager.reachable",
         format!(
-            "Alertmanager {} at {url} answers",
+            "Alertmanager {} at {shown} answers",
             status["versionInfo"]["version"].as_str().unwrap_or("")
         ),
     )];
