@@ -270,3 +270,42 @@ async fn dashboard(api: &Api<'_>) -> Finding {
         None => Err((format!("no dashboard titled “{want}”"), fix)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(token_file: Option<PathBuf>) -> RawGrafana {
+        RawGrafana {
+            url: url::Url::parse("http://grafana:3000").unwrap(),
+            token: None,
+            token_file,
+            timeout: None,
+            datasource_uid: None,
+            dashboard: None,
+            folder: None,
+        }
+    }
+
+    #[test]
+    fn a_section_without_a_token_is_refused_at_its_field() {
+        let mut problems = Vec::new();
+        assert!(build(Path::new("lookout.yaml"), raw(None), &mut problems).is_none());
+        assert_eq!(problems[0].field.as_deref(), Some("grafana.token_file"));
+    }
+
+    #[test]
+    fn the_token_is_read_from_its_file_and_the_defaults_are_the_guides() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("token");
+        std::fs::write(&f, "glsa_x\n").unwrap();
+        let mut problems = Vec::new();
+        let g = build(Path::new("lookout.yaml"), raw(Some(f)), &mut problems).unwrap();
+        assert!(problems.is_empty());
+        assert_eq!(g.token.expose(), "glsa_x");
+        assert_eq!((g.dashboard.as_str(), g.folder.as_str()), (DEFAULT_DASHBOARD, DEFAULT_FOLDER));
+        let mut problems = Vec::new();
+        assert!(build(Path::new("lookout.yaml"), raw(Some(dir.path().join("missing"))), &mut problems).is_none());
+        assert!(problems[0].message.contains("cannot read"), "{:?}", problems[0].message);
+    }
+}
