@@ -130,10 +130,12 @@ fn a_terminal_gets_a_progress_bar() {
         pipe.cmd("SET").arg(format!("bar:{i}")).arg("x").ignore();
     }
     let _: () = pipe.query(&mut conn).unwrap();
+    let dir = tempfile::tempdir().unwrap();
     let command = format!(
-        "{} redis flush --url {} --match 'bar:*' --execute --yes --no-snapshot --rate 2000/s",
+        "{} redis flush --url {} --match 'bar:*' --execute --yes --no-snapshot --rate 2000/s --record {}",
         env!("CARGO_BIN_EXE_lookout"),
-        redis.url()
+        redis.url(),
+        dir.path().join("record.md").display()
     );
     let out = std::process::Command::new(support::require("script"))
         .args(["-qec", &command, "/dev/null"])
