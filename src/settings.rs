@@ -20,6 +20,7 @@ use crate::config::{ConfigError, Endpoint, Env, Origin, Problem, RawEndpoint, pa
 use crate::crosscheck::config::{CrossCheckConfig, RawCrossCheck};
 use crate::probe::{self, ProbeConfig};
 use crate::relay::config::{RawRelay, RelayConfig};
+use crate::runbook::grafana::{GrafanaConfig, RawGrafana};
 
 /// Default listen address: loopback, so a fresh install exposes nothing.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
@@ -68,6 +69,8 @@ pub struct RawSettings {
     pub relay: Option<RawRelay>,
     /// Synthetic alerts.
     pub alerts: Option<alerts::RawAlerts>,
+    /// Grafana, for `lookout doctor`'s datasource and dashboard checks.
+    pub grafana: Option<RawGrafana>,
 }
 
 /// `server:` as written.
@@ -145,6 +148,8 @@ pub struct Config {
     pub relay: Option<RelayConfig>,
     /// Synthetic alerts; `None` when disabled.
     pub alerts: Option<alerts::AlertsConfig>,
+    /// Grafana, for `lookout doctor`; `None` when not configured.
+    pub grafana: Option<GrafanaConfig>,
     /// What is valid but probably not meant (a `probe_files` glob that
     /// matches nothing), for `config check` and the daemon's log.
     pub warnings: Vec<Problem>,
@@ -389,6 +394,7 @@ fn validate(source: Option<&Path>, raw: RawSettings, probes: Vec<(PathBuf, Entry
         }
     };
     let relay = crate::relay::config::build(&file, raw.relay.unwrap_or_default(), &mut problems);
+    let grafana = raw.grafana.and_then(|g| crate::runbook::grafana::build(&file, g, &mut problems));
     // A reminder goes through the relay byte for byte as the first notice:
     // sooner than the relay's de-duplication window, it would be taken for
     // a copy and never delivered.
@@ -413,6 +419,7 @@ fn validate(source: Option<&Path>, raw: RawSettings, probes: Vec<(PathBuf, Entry
     Ok(Config {
         alerts,
         relay,
+        grafana,
         crosscheck,
         source: source.map(Path::to_path_buf),
         listen: raw.server.listen.unwrap_or(DEFAULT_LISTEN),

@@ -13,10 +13,12 @@
 
 pub mod check;
 pub mod config;
+pub mod doctor;
 pub mod redis;
 pub mod relay;
 pub mod report;
 pub mod run;
+pub mod verify;
 
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
@@ -115,6 +117,13 @@ enum Command {
         #[command(subcommand)]
         command: redis::RedisCommand,
     },
+    /// The troubleshooting checklist: Prometheus, the exporter, the alert
+    /// rules, Alertmanager, clocks, lookout's own stores and Grafana, each
+    /// ✔/✘/? with the fix; exit 0 all passed, 1 a check failed, 2 could not tell.
+    Doctor(doctor::DoctorArgs),
+    /// After a change: every probe once, a complete cross-check round and
+    /// the alert rules' state; exit 0 passed, 1 failed, 2 could not tell.
+    Verify(verify::VerifyArgs),
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -140,6 +149,8 @@ impl Cli {
             Command::Report(args) => with_config(&src(), |cfg| args.execute(cfg)),
             Command::Relay { command } => with_config(&src(), |cfg| command.execute(cfg)),
             Command::Redis { command } => command.execute(src),
+            Command::Doctor(args) => with_config(&src(), |cfg| args.execute(cfg)),
+            Command::Verify(args) => with_config(&src(), |cfg| args.execute(cfg)),
             Command::Config {
                 command: config::ConfigCommand::Schema,
             } => config::schema(),

@@ -81,6 +81,11 @@ pub struct FlushArgs {
     /// Where the Markdown record goes [default: flush-<timestamp>.md here].
     #[arg(long, value_name = "FILE")]
     record: Option<PathBuf>,
+    /// After the flush, follow the hit rate's recovery this long (`5m`),
+    /// then run `lookout verify --after flush` (with the configuration);
+    /// both go into the record.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    watch: Option<Duration>,
 }
 
 impl RedisCommand {
@@ -90,10 +95,10 @@ impl RedisCommand {
         match self {
             RedisCommand::Flush(args) => {
                 if args.url.is_some() {
-                    args.execute(None)
+                    args.execute(None, None)
                 } else {
                     with_config(&src(), |cfg| match pick_probe(cfg, args.probe.as_deref()) {
-                        Ok(url) => args.execute(Some(url)),
+                        Ok(url) => args.execute(Some(url), Some(cfg)),
                         Err(e) => fail(1, e),
                     })
                 }
@@ -130,7 +135,7 @@ fn with_db(url: &str, db: Option<u32>) -> Result<String, String> {
 }
 
 impl FlushArgs {
-    fn execute(self, configured: Option<Secret>) -> ExitCode {
+    fn execute(self, configured: Option<Secret>, cfg: Option<&crate::settings::Config>) -> ExitCode {
         let raw = match (&self.url, configured) {
             (Some(u), _) => Secret::new(u.clone()),
             (None, Some(u)) => u,
@@ -154,13 +159,13 @@ impl FlushArgs {
             Ok(c) => c,
             Err(e) => return fail(EXIT_USAGE, format_args!("{display}: {}", redact_urls_in(&e.to_string()))),
         };
-        match block_on(self.run(client, display)) {
+        match block_on(self.run(client, display, cfg)) {
             Ok(code) => code,
             Err(code) => code,
         }
     }
 
-    async fn run(self, client: redis::Client, display: String) -> ExitCode {
+    async fn run(self, client: redis::Client, display: String, cfg: Option<&crate::settings::Config>) -> ExitCode {
         let started = chrono::Utc::now();
         let mut conn = match flush::connect(&client, &display, REDIS_TIMEOUT).await {
             Ok(c) => c,
@@ -248,7 +253,7 @@ impl FlushArgs {
             max_latency: self.max_latency,
             expected: survey.matched,
         };
-        let mut printer = Printer::new(self.max_latency);
+        let mut printer = Printer::new(self.max_latency, survey.matched);
         let known = survey.keys.take();
         let outcome = flush::execute(&mut conn, guard_conn, &plan, known, &stop, |t| printer.show(t)).await;
         printer.finish();
@@ -303,6 +308,11 @@ impl FlushArgs {
             outcome.latency.p99.as_secs_f64() * 1000.0,
             outcome.latency.max.as_secs_f64() * 1000.0,
         );
+        // 6. Watch the recovery, then verify.
+        let verified = match self.watch.filter(|_| outcome.stopped.is_none() && written.is_ok()) {
+            Some(d) => follow(&mut conn, hits_before, d, &stop, cfg, &mut record_file).await,
+            None => true,
+        };
         match &outcome.stopped {
             Some(Stopped::Interrupted) => fail(
                 EXIT_INTERRUPTED,
@@ -311,9 +321,78 @@ impl FlushArgs {
             Some(Stopped::Failed(e)) => fail(1, format_args!("{e} ({} keys deleted)", outcome.deleted)),
             None if written.is_err() => ExitCode::FAILURE,
             None if warmed.iter().any(|w| !w.ok()) => fail(1, "flushed, but warming failed"),
+            None if !verified => fail(1, "flushed, but `lookout verify --after flush` failed"),
             None => ExitCode::SUCCESS,
         }
     }
+}
+
+/// Step 6: the hit rate every interval for `duration` (progress on
+/// stderr), then `lookout verify --after flush` when the configuration is
+/// at hand; both appended to the record. False only when verify failed.
+async fn follow(
+    conn: &mut redis::aio::MultiplexedConnection,
+    before: Option<Hits>,
+    duration: Duration,
+    stop: &AtomicBool,
+    cfg: Option<&crate::settings::Config>,
+    record: &mut std::fs::File,
+) -> bool {
+    use crate::runbook::recovery;
+    let baseline = before.and_then(Hits::ratio);
+    eprintln!(
+        "watch: the hit rate every {} for {} (before the flush: {})",
+        humantime::format_duration(recovery::interval(duration)),
+        humantime::format_duration(duration),
+        baseline
+            .map(|r| format!("{:.1} %", r * 100.0))
+            .unwrap_or_else(|| "no lookups".into())
+    );
+    let watched = recovery::watch(conn, baseline, duration, stop, |p, _| {
+        eprintln!(
+            "watch: +{:.0}s hit rate {} over {} lookups",
+            p.after.as_secs_f64(),
+            p.ratio.map(|r| format!("{:.1} %", r * 100.0)).unwrap_or_else(|| "n/a".into()),
+            p.lookups
+        );
+    })
+    .await;
+    let mut section = match watched {
+        Ok(r) => {
+            println!("{}", r.summary());
+            r.render()
+        }
+        Err(e) => {
+            eprintln!("lookout: watch stopped: {e}");
+            format!("\n## Hit rate after the flush\n\nnot watched: {e}\n")
+        }
+    };
+    let mut ok = true;
+    match cfg {
+        Some(cfg) if !stop.load(Ordering::SeqCst) => {
+            let o = crate::runbook::verify::run(
+                cfg,
+                cfg.prometheus.as_ref(),
+                Some(crate::runbook::verify::After::Flush),
+                Duration::from_secs(120),
+            )
+            .await;
+            print!("{}", super::verify::render(&o, super::verify::VerifyFormat::Text));
+            section.push('\n');
+            section.push_str(&super::verify::render(&o, super::verify::VerifyFormat::Markdown));
+            ok = o.exit_code() != 1;
+        }
+        Some(_) => section.push_str("\nverify: not run (interrupted)\n"),
+        None => {
+            eprintln!("verify: not run: the Redis was given by --url; run `lookout verify --after flush` with the configuration");
+            section.push_str("\nverify: not run (the Redis was given by --url, without the configuration)\n");
+        }
+    }
+    if let Err(e) = record.write_all(section.as_bytes()).and_then(|()| record.flush()) {
+        eprintln!("lookout: cannot add the watch to the record: {e}; here it is:");
+        print!("{section}");
+    }
+    ok
 }
 
 /// Step 1's answer on stdout: the count, the memory, a sample.
@@ -365,65 +444,74 @@ fn spawn_signal_watch(stop: Arc<AtomicBool>) {
     });
 }
 
-/// Progress on stderr: one line redrawn in place on a terminal, a plain
-/// line a second otherwise (logs and CI keep every line).
+/// Progress on stderr: an `indicatif` bar on a terminal (keys deleted of
+/// those counted, keys/s, ETA, or why it is paused), a plain line a second
+/// otherwise, so logs and CI keep every line and no escape codes.
 struct Printer {
-    tty: bool,
+    bar: Option<indicatif::ProgressBar>,
     last: Option<Instant>,
     max_latency: Duration,
-    drawn: bool,
 }
 
+/// The bar's layout: a spinner shows it is alive while paused.
+const BAR_TEMPLATE: &str = "{spinner} flush [{bar:30}] {pos}/{len} keys, {msg}";
+
 impl Printer {
-    fn new(max_latency: Duration) -> Self {
+    fn new(max_latency: Duration, expected: u64) -> Self {
+        // indicatif draws on stderr and hides itself when it is not a
+        // terminal; asked first so that the plain lines take over then.
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(expected);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(BAR_TEMPLATE) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
         Printer {
-            tty: std::io::stderr().is_terminal(),
+            bar,
             last: None,
             max_latency,
-            drawn: false,
         }
     }
 
     fn show(&mut self, t: &Tick) {
-        let every = if self.tty {
-            Duration::from_millis(100)
-        } else {
-            Duration::from_secs(1)
-        };
-        let paused = t.paused_at.is_some();
-        if !paused && self.last.is_some_and(|l| l.elapsed() < every) {
-            return;
-        }
-        self.last = Some(Instant::now());
-        let line = match t.paused_at {
+        let state = match t.paused_at {
             Some(rtt) => format!(
-                "flush: paused: round trip {:.2}ms > {:.2}ms; {}/{} keys deleted",
+                "paused: round trip {:.2}ms > {:.2}ms",
                 rtt.as_secs_f64() * 1000.0,
-                self.max_latency.as_secs_f64() * 1000.0,
-                t.deleted,
-                t.expected
+                self.max_latency.as_secs_f64() * 1000.0
             ),
             None => format!(
-                "flush: {}/{} keys deleted, {:.0} keys/s, ETA {}",
-                t.deleted,
-                t.expected,
+                "{:.0} keys/s, ETA {}",
                 t.rate(),
                 t.eta()
                     .map(|d| humantime::format_duration(d).to_string())
                     .unwrap_or_else(|| "-".into())
             ),
         };
-        if self.tty {
-            eprint!("\r\x1b[2K{line}");
-            self.drawn = true;
-        } else {
-            eprintln!("{line}");
+        if let Some(bar) = &self.bar {
+            // indicatif limits its own redraws; every tick may update it.
+            bar.set_length(t.expected.max(t.deleted));
+            bar.set_position(t.deleted);
+            bar.set_message(state);
+            return;
         }
+        let paused = t.paused_at.is_some();
+        if !paused && self.last.is_some_and(|l| l.elapsed() < Duration::from_secs(1)) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let line = match t.paused_at {
+            Some(_) => format!("flush: {state}; {}/{} keys deleted", t.deleted, t.expected),
+            None => format!("flush: {}/{} keys deleted, {state}", t.deleted, t.expected),
+        };
+        eprintln!("{line}");
     }
 
     fn finish(&mut self) {
-        if self.drawn {
-            eprintln!();
+        if let Some(bar) = &self.bar {
+            bar.finish();
         }
     }
 }

@@ -3,4 +3,8 @@
 //! of `cmd` so that the daemon can run them too one day; the command line
 //! only adds flags, confirmation and output.
 
+pub mod doctor;
 pub mod flush;
+pub mod grafana;
+pub mod recovery;
+pub mod verify;
