@@ -56,6 +56,9 @@ pub struct CheckResult<'a> {
     pub duration_seconds: f64,
     /// Values by canonical metric name.
     pub values: &'a BTreeMap<Metric, f64>,
+    /// Topology kinds: the master, the nodes with their roles, the sentinels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topology: Option<&'a crate::probe::topology::Topology>,
 }
 
 /// Runs every probe once, concurrently: what each source says now, without
@@ -83,6 +86,7 @@ pub fn print(results: &[Observation], format: Format, out: &mut dyn Write) -> st
                     error: o.error.as_deref(),
                     duration_seconds: o.duration_seconds,
                     values: &o.values,
+                    topology: o.facts.topology.as_deref(),
                 })
                 .collect();
             super::json(&items).map_err(std::io::Error::other)?
