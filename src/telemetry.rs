@@ -158,6 +158,23 @@ fn describe() {
     );
     describe_counter!("lookout_redis_failovers_total", "Master changes seen by the probe.");
     describe_gauge!(
+        "lookout_redis_cluster_state_ok",
+        "Whether CLUSTER INFO says cluster_state:ok (1/0)."
+    );
+    describe_gauge!(
+        "lookout_redis_cluster_slots_assigned",
+        "Slots of the 16,384 assigned to a shard (cluster_slots_assigned)."
+    );
+    describe_gauge!(
+        "lookout_redis_cluster_slots_ok",
+        "Slots of the 16,384 served: assigned and their master not failing (cluster_slots_ok)."
+    );
+    describe_gauge!(
+        "lookout_redis_cluster_shards_without_master",
+        "Shards owning slots with no master lookout can reach."
+    );
+    describe_gauge!("lookout_redis_cluster_nodes_failing", "Nodes the cluster marks fail or pfail.");
+    describe_gauge!(
         "lookout_redis_last_failover_timestamp_seconds",
         metrics::Unit::Seconds,
         "Unix time the probe last saw the master change."
@@ -290,7 +307,17 @@ fn record_topology(cfg: &ProbeConfig, probe: &str, t: &crate::probe::topology::T
         }
     }
     let pl = || probe_labels(cfg, &[("probe", p())]);
-    metrics::gauge!("lookout_redis_masters", pl()).set(t.claimed_masters() as f64);
+    match &t.cluster {
+        // A cluster has a master per shard: more than one is no split brain.
+        None => metrics::gauge!("lookout_redis_masters", pl()).set(t.claimed_masters() as f64),
+        Some(c) => {
+            metrics::gauge!("lookout_redis_cluster_state_ok", pl()).set(if c.state_ok { 1.0 } else { 0.0 });
+            metrics::gauge!("lookout_redis_cluster_slots_assigned", pl()).set(f64::from(c.slots_assigned));
+            metrics::gauge!("lookout_redis_cluster_slots_ok", pl()).set(f64::from(c.slots_ok));
+            metrics::gauge!("lookout_redis_cluster_shards_without_master", pl()).set(f64::from(c.shards_without_master));
+            metrics::gauge!("lookout_redis_cluster_nodes_failing", pl()).set(f64::from(c.failing_nodes));
+        }
+    }
     if !t.sentinels.is_empty() {
         metrics::gauge!("lookout_redis_sentinels_up", pl()).set(t.sentinels.iter().filter(|s| s.ok).count() as f64);
     }

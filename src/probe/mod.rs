@@ -14,6 +14,7 @@ pub mod http_health;
 pub mod nodes;
 pub mod prometheus;
 pub mod redis;
+pub mod redis_cluster;
 pub mod redis_sentinel;
 pub mod topology;
 
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 pub use http_health::{FieldMapping, HttpHealthSpec};
 pub use prometheus::PrometheusSpec;
 pub use redis::RedisSpec;
+pub use redis_cluster::RedisClusterSpec;
 pub use redis_sentinel::RedisSentinelSpec;
 
 use crate::config::entry::{Entry, Scope, fields_of};
@@ -61,6 +63,8 @@ pub enum ProbeSpec {
     Prometheus(PrometheusSpec),
     /// A master, its replicas and their sentinels.
     RedisSentinel(RedisSentinelSpec),
+    /// A Redis Cluster.
+    RedisCluster(RedisClusterSpec),
 }
 
 impl ProbeSpec {
@@ -71,6 +75,7 @@ impl ProbeSpec {
             ProbeSpec::Redis(_) => redis::KIND,
             ProbeSpec::Prometheus(_) => prometheus::KIND,
             ProbeSpec::RedisSentinel(_) => redis_sentinel::KIND,
+            ProbeSpec::RedisCluster(_) => redis_cluster::KIND,
         }
     }
 
@@ -83,6 +88,7 @@ impl ProbeSpec {
             ProbeSpec::Prometheus(s) => s.url.clone(),
             // The first sentinel: the one a lost network fails first.
             ProbeSpec::RedisSentinel(s) => return s.sentinels.first().cloned(),
+            ProbeSpec::RedisCluster(s) => return s.seeds.first().cloned(),
         };
         // The url crate knows http's and https's default ports, not Redis's.
         let port = u
@@ -96,12 +102,13 @@ impl ProbeSpec {
 /// Every probe kind by name, with the keys it owns: the registry. Adding a
 /// kind is its module, a line here, a variant of [`ProbeSpec`] and an arm in
 /// [`read_spec`] and [`build`].
-pub fn kinds() -> [(&'static str, &'static [&'static str]); 4] {
+pub fn kinds() -> [(&'static str, &'static [&'static str]); 5] {
     [
         (http_health::KIND, fields_of::<http_health::RawHttpHealth>()),
         (redis::KIND, fields_of::<redis::RawRedis>()),
         (prometheus::KIND, fields_of::<prometheus::RawPrometheus>()),
         (redis_sentinel::KIND, fields_of::<redis_sentinel::RawRedisSentinel>()),
+        (redis_cluster::KIND, fields_of::<redis_cluster::RawRedisCluster>()),
     ]
 }
 
@@ -113,6 +120,7 @@ pub fn schema_list(generator: &mut schemars::SchemaGenerator) -> schemars::Schem
         variant::<envelope::RawEnvelope, redis::RawRedis>(generator, "kind", redis::KIND),
         variant::<envelope::RawEnvelope, prometheus::RawPrometheus>(generator, "kind", prometheus::KIND),
         variant::<envelope::RawEnvelope, redis_sentinel::RawRedisSentinel>(generator, "kind", redis_sentinel::KIND),
+        variant::<envelope::RawEnvelope, redis_cluster::RawRedisCluster>(generator, "kind", redis_cluster::KIND),
     ])
 }
 
@@ -131,6 +139,7 @@ fn read_spec(kind: &str, entry: &mut Entry, scope: &mut Scope<'_>, ctx: &Context
         redis::KIND => redis::configure(entry.take(scope)?, scope, ctx.env).map(ProbeSpec::Redis),
         prometheus::KIND => prometheus::configure(entry.take(scope)?, scope, ctx.prometheus).map(ProbeSpec::Prometheus),
         redis_sentinel::KIND => redis_sentinel::configure(entry.take(scope)?, scope, ctx.env).map(ProbeSpec::RedisSentinel),
+        redis_cluster::KIND => redis_cluster::configure(entry.take(scope)?, scope, ctx.env).map(ProbeSpec::RedisCluster),
         _ => None,
     }
 }
@@ -318,6 +327,7 @@ pub fn build(config: &ProbeConfig) -> Result<ProbeHandle, String> {
         ProbeSpec::Redis(s) => Arc::new(redis::RedisProbe::new(&config.name, s, config.timeout)?),
         ProbeSpec::Prometheus(s) => Arc::new(prometheus::PrometheusProbe::new(s, config.timeout)?),
         ProbeSpec::RedisSentinel(s) => Arc::new(redis_sentinel::RedisSentinelProbe::new(&config.name, s, config.timeout)?),
+        ProbeSpec::RedisCluster(s) => Arc::new(redis_cluster::RedisClusterProbe::new(&config.name, s, config.timeout)?),
     };
     Ok(ProbeHandle {
         config: Arc::new(config.clone()),

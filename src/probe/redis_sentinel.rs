@@ -24,13 +24,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 
-use super::nodes::NodePool;
-use super::redis::{RawRedis, RedisSpec, client_for, connect, redis_error};
-use super::topology::{Failover, Node, SentinelView, Topology, fill_lag, split_address};
+use super::nodes::{Access, Kept, NodePool, check_addresses};
+use super::redis::RedisSpec;
+use super::topology::{Failover, Node, SentinelView, Topology, fill_lag};
 use super::{FailureReason, Probe, ProbeError, Reading, unix_now};
 use crate::config::entry::Scope;
 use crate::config::value::opt_duration;
@@ -96,43 +95,27 @@ pub struct RedisSentinelSpec {
 /// Validates a `kind: redis_sentinel` probe's keys into its spec.
 pub fn configure(p: RawRedisSentinel, scope: &mut Scope<'_>, env: Env<'_>) -> Option<RedisSentinelSpec> {
     let before = scope.count();
-    if p.sentinels.is_empty() {
-        scope.error("sentinels", "list at least one sentinel, as host:port");
-    }
-    for (i, s) in p.sentinels.iter().enumerate() {
-        if split_address(s).is_none() {
-            scope.error(&format!("sentinels[{i}]"), format!("`{s}` is not host:port"));
-        }
-    }
+    check_addresses(&p.sentinels, "sentinels", "sentinel", scope);
     if p.master_name.trim().is_empty() {
         scope.error("master_name", "must not be empty");
     }
-    // The `kind: redis` keys do the checking (TLS files read once, the
-    // same messages); a host is always given, so the REDIS_* environment
-    // convention never applies here.
-    let raw = |username: Option<String>, password: Option<Secret>, password_file: Option<PathBuf>| RawRedis {
-        url: None,
-        host: Some("127.0.0.1".into()),
-        port: None,
-        username,
-        password,
-        password_file,
-        db: None,
+    let access = |username: &Option<String>, password: &Option<Secret>, password_file: &Option<PathBuf>| Access {
+        username: username.clone(),
+        password: password.clone(),
+        password_file: password_file.clone(),
         tls: p.tls,
         ca_file: p.ca_file.clone(),
         cert_file: p.cert_file.clone(),
         key_file: p.key_file.clone(),
         tls_skip_verify: p.tls_skip_verify,
-        roundtrip: None,
         static_info_every: p.static_info_every,
     };
-    let node = super::redis::configure(raw(p.username.clone(), p.password.clone(), p.password_file.clone()), scope, env);
+    let node = access(&p.username, &p.password, &p.password_file).template(scope, env);
     // The TLS keys were checked once with the nodes: a second failure would
     // only repeat the same message.
-    let sentinel = if node.is_some() {
-        super::redis::configure(raw(p.sentinel_username.clone(), p.sentinel_password.clone(), None), scope, env)
-    } else {
-        None
+    let sentinel = match node {
+        Some(_) => access(&p.sentinel_username, &p.sentinel_password, &None).template(scope, env),
+        None => None,
     };
     if scope.count() > before {
         return None;
@@ -145,41 +128,10 @@ pub fn configure(p: RawRedisSentinel, scope: &mut Scope<'_>, env: Env<'_>) -> Op
     })
 }
 
-/// One sentinel and its kept connection.
-struct Sentinel {
-    address: String,
-    display_url: String,
-    client: redis::Client,
-    conn: Mutex<Option<MultiplexedConnection>>,
-}
-
-impl Sentinel {
-    /// Sends `cmd`, connecting first if needed; the connection is dropped
-    /// after an error so the next run starts afresh.
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd, what: &str, timeout: Duration) -> Result<T, ProbeError> {
-        let mut slot = self.conn.lock().await;
-        if slot.is_none() {
-            *slot = Some(connect(&self.client, &self.display_url, timeout).await?);
-        }
-        let Some(conn) = slot.as_mut() else {
-            return Err(ProbeError::new(FailureReason::Connect, "no connection"));
-        };
-        let r = cmd.query_async(conn).await;
-        r.map_err(|e| {
-            // A Redis error reply (an unknown master name) leaves the
-            // connection sound; anything else may not.
-            if !matches!(e.kind(), redis::ErrorKind::Server(_)) {
-                *slot = None;
-            }
-            redis_error(&e, what, FailureReason::Status)
-        })
-    }
-}
-
 /// The probe.
 pub struct RedisSentinelProbe {
     master_name: String,
-    sentinels: Vec<Sentinel>,
+    sentinels: Vec<Kept>,
     timeout: Duration,
     state: Mutex<State>,
 }
@@ -197,16 +149,7 @@ impl RedisSentinelProbe {
         let sentinels = spec
             .sentinels
             .iter()
-            .map(|a| {
-                let (host, port) = split_address(a).ok_or_else(|| format!("`{a}` is not host:port"))?;
-                let s = spec.sentinel.at(host, port)?;
-                Ok(Sentinel {
-                    address: a.clone(),
-                    display_url: s.display_url.clone(),
-                    client: client_for(&s)?,
-                    conn: Mutex::new(None),
-                })
-            })
+            .map(|a| Kept::new(&spec.sentinel, a))
             .collect::<Result<Vec<_>, String>>()?;
         // Nodes are read at once, each a little inside the run's bound, so
         // that a hung node fails alone and the run still reports the others.

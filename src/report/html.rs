@@ -316,12 +316,15 @@ fn topologies(s: &Status<'_>) -> String {
         let Some(t) = p.last.and_then(|o| o.facts.topology.as_deref()) else {
             continue;
         };
-        let _ = write!(
-            out,
-            "<h2>Topology <span class=\"muted\">({}, master <code>{}</code>)</span></h2>",
-            xml(p.name),
-            xml(t.master.as_deref().unwrap_or("unknown"))
-        );
+        let summary = match &t.cluster {
+            Some(c) => format!(
+                "cluster_state {}, {} of 16384 slots served",
+                if c.state_ok { "ok" } else { "fail" },
+                c.slots_ok
+            ),
+            None => format!("master <code>{}</code>", xml(t.master.as_deref().unwrap_or("unknown"))),
+        };
+        let _ = write!(out, "<h2>Topology <span class=\"muted\">({}, {summary})</span></h2>", xml(p.name));
         match &t.last_failover {
             Some(f) => {
                 let _ = write!(

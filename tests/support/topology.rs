@@ -123,3 +123,71 @@ impl SentinelSetup {
         format!("[{}]", list.join(", "))
     }
 }
+
+/// A Redis Cluster of `masters` masters with one replica each, made by
+/// `redis-cli --cluster create`, every node agreeing that it is ok.
+pub struct Cluster {
+    pub nodes: Vec<Redis>,
+}
+
+impl Cluster {
+    pub fn start(masters: usize, node_timeout_ms: u64) -> Cluster {
+        let timeout = node_timeout_ms.to_string();
+        let nodes: Vec<Redis> = (0..masters * 2)
+            .map(|_| {
+                Redis::start(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    &timeout,
+                ])
+            })
+            .collect();
+        let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let out = Command::new(require("redis-cli"))
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .expect("redis-cli runs");
+        assert!(out.status.success(), "cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        let c = Cluster { nodes };
+        c.wait_ok(Duration::from_secs(20));
+        c
+    }
+
+    /// Waits until every node says `cluster_state:ok` and knows every
+    /// node, and every replica is in sync.
+    pub fn wait_ok(&self, timeout: Duration) {
+        let known = format!("cluster_known_nodes:{}", self.nodes.len());
+        for n in &self.nodes {
+            wait_for("cluster_state:ok, replicas in sync", timeout, || {
+                let info = n.cli(&["CLUSTER", "INFO"]);
+                let rep = n.cli(&["INFO", "replication"]);
+                let synced = rep.contains("role:master") || rep.contains("master_link_status:up");
+                (info.contains("cluster_state:ok") && info.contains(&known) && synced).then_some(())
+            });
+        }
+    }
+
+    /// The node that is a master of the slot 0 now.
+    pub fn master_of_slot_zero(&self) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| {
+                let own = n.cli(&["CLUSTER", "NODES"]);
+                own.lines()
+                    .find(|l| l.contains("myself"))
+                    .is_some_and(|l| l.contains("master") && l.split_whitespace().skip(8).any(|s| s.starts_with("0-")))
+            })
+            .expect("a master of slot 0")
+    }
+
+    pub fn seed_list(&self) -> String {
+        let list: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        format!("[{}]", list.join(", "))
+    }
+}
