@@ -147,3 +147,43 @@ fn daemon_follows_a_killed_master_and_shows_the_failover() {
     wait_for("two more runs", Duration::from_secs(5), || (last() > t0 + 0.9).then_some(()));
     assert_eq!(d.metric("lookout_redis_failovers_total", &labels), Some(1.0));
 }
+
+#[test]
+fn the_crosscheck_follows_the_master_and_names_a_source_left_behind() {
+    use support::health::{Behaviour, HealthStandIn};
+    let s = SentinelSetup::start(2, 3, 5000);
+    let old = format!("127.0.0.1:{}", s.master.port);
+    // An endpoint whose REDIS_URL still names the master of before.
+    let stuck = HealthStandIn::start("/h", Behaviour::Documented(s.master.url()));
+    let cfg = format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\ncrosscheck:\n  reference: ha\n  every: 1s\n  max_staleness: 5s\nprobes:\n  - name: ha\n    kind: redis_sentinel\n    sentinels: {}\n    master_name: {MASTER_NAME}\n    every: 500ms\n    timeout: 1s\n  - name: stuck\n    kind: http_health\n    url: {}\n    every: 500ms\n",
+        s.sentinel_list(),
+        stuck.url("/h")
+    );
+    let d = Daemon::start(&cfg);
+    let entry = |metric: &str| {
+        let (_, body) = support::http_get(d.port, "/report?format=json")?;
+        let report: serde_json::Value = serde_json::from_str(&body).ok()?;
+        report["entries"]
+            .as_array()?
+            .iter()
+            .find(|e| e["source"] == "stuck" && e["metric"] == metric)
+            .cloned()
+    };
+    // Before the failover the endpoint reads the master: configuration agrees.
+    wait_for("maxclients to agree", Duration::from_secs(15), || {
+        entry("maxclients").filter(|e| e["verdict"] == "agree")
+    });
+    s.sentinels[0].cli(&["SENTINEL", "FAILOVER", MASTER_NAME]);
+    let e = wait_for("the endpoint left behind to be named", Duration::from_secs(20), || {
+        entry("maxclients").filter(|e| e["verdict"] == "disagree")
+    });
+    let reason = e["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "stuck reports run_id {} of the former master {old}; it did not follow the failover to 127.0.0.1:",
+            s.master.run_id()
+        )),
+        "{reason}"
+    );
+}
