@@ -187,3 +187,49 @@ fn the_crosscheck_follows_the_master_and_names_a_source_left_behind() {
         "{reason}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reports_a_broken_replication_link_and_a_lost_quorum() {
+    let mut s = SentinelSetup::start(2, 3, 1000);
+    let h = support::build_probe(&format!(
+        "  - name: ha\n    kind: redis_sentinel\n    sentinels: {}\n    master_name: {MASTER_NAME}\n    every: 1s\n    timeout: 2s\n",
+        s.sentinel_list()
+    ));
+    let replica = format!("127.0.0.1:{}", s.replicas[0].port);
+    // The replica follows an address nobody answers on.
+    let dead = support::free_port().to_string();
+    s.replicas[0].cli(&["REPLICAOF", "127.0.0.1", &dead]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let o = probe::run(&h).await;
+        let n = topology(&o).nodes.iter().find(|n| n.address == replica).cloned();
+        if n.as_ref().is_some_and(|n| n.link_up == Some(false)) {
+            assert!(o.ok, "a replica's link down is a fact, not a failed run: {o:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "link down not reported: {n:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Two of three sentinels stopped: the last one still names the master,
+    // but no failover could be authorised.
+    s.sentinels[1].stop();
+    s.sentinels[2].stop();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let o = probe::run(&h).await;
+        let t = topology(&o);
+        if t.quorum_ok == Some(false) {
+            assert_eq!(t.sentinels.iter().filter(|v| v.ok).count(), 1);
+            assert_eq!(t.master.as_deref(), Some(format!("127.0.0.1:{}", s.master.port).as_str()));
+            assert!(
+                t.quorum_message.as_deref().is_some_and(|m| m.contains("NOQUORUM")),
+                "{:?}",
+                t.quorum_message
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "quorum loss not reported: {t:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
