@@ -40,6 +40,8 @@ TICK=$(getconf CLK_TCK)
 
 # ports N: N distinct free loopback ports, one per line, each with its
 # cluster bus port (10000 higher: Redis refuses a port above 55535) free too.
+# A port another process takes before its server binds it shows as a server
+# that never answers, and the run stops there.
 ports() {
   python3 - "$1" <<'PY'
 import random, socket, sys
@@ -54,7 +56,9 @@ def grab(p):
     held.append(s)
     return s
 while len(out) < int(sys.argv[1]):
-    p = random.randrange(20000, 45000)
+    # Below the ephemeral range (32768 and up on Linux), bus port included:
+    # 200 nodes' own connections would otherwise take ports picked here.
+    p = random.randrange(10000, 22700)
     if p in out or p + 10000 in out or p - 10000 in out:
         continue
     if grab(p) and grab(p + 10000):
@@ -85,8 +89,8 @@ cost_size() {
   local -a node_ports node_pids=()
   mapfile -t node_ports < <(ports "$n")
   for p in "${node_ports[@]}"; do
-    mkdir -p "$WORK/n$p"
-    redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK/n$p" \
+    mkdir -p "$WORK/n$n-$p"
+    redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK/n$n-$p" \
       --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 15000 >/dev/null &
     node_pids+=($!)
     PIDS+=($!)

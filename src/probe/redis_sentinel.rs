@@ -151,13 +151,16 @@ impl RedisSentinelProbe {
             .iter()
             .map(|a| Kept::new(&spec.sentinel, a))
             .collect::<Result<Vec<_>, String>>()?;
-        // Nodes are read at once, each a little inside the run's bound, so
-        // that a hung node fails alone and the run still reports the others.
-        let node_timeout = timeout.mul_f64(0.8);
+        // The run's bound split between its steps, so that one hung server
+        // fails alone and the run still reports the rest: a question to a
+        // hung server costs a quarter, then the nodes (read at once) get
+        // under half. A run with one server hung ends near 0.7 of its
+        // timeout, with a reading.
+        let (ask_timeout, node_timeout) = (timeout.mul_f64(0.25), timeout.mul_f64(0.45));
         Ok(RedisSentinelProbe {
             master_name: spec.master_name.clone(),
             sentinels,
-            timeout: node_timeout,
+            timeout: ask_timeout,
             state: Mutex::new(State {
                 pool: NodePool::new(name, spec.node.clone(), node_timeout),
                 master: None,
