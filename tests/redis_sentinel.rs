@@ -141,6 +141,20 @@ fn daemon_follows_a_killed_master_and_shows_the_failover() {
         "{page}"
     );
     assert_eq!(d.logs().matches("Redis master changed").count(), 1, "{}", d.logs());
+    // The history keeps the observation that saw the change, failover and all.
+    let history = d.dir.path().join("data").join("history.db");
+    let stored = wait_for("the failover in the history", Duration::from_secs(5), || {
+        let c = rusqlite::Connection::open(&history).ok()?;
+        c.query_row(
+            "SELECT reading FROM observations WHERE probe = 'ha' AND json_extract(reading, '$.facts.topology.failover') IS NOT NULL",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .ok()
+    });
+    let stored: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(stored["facts"]["topology"]["failover"]["from"], old.as_str());
+    assert_eq!(stored["facts"]["topology"]["failover"]["to"], new.as_str());
     // Still one after two more runs.
     let last = || d.metric("lookout_probe_last_run_timestamp_seconds", &labels).unwrap_or(0.0);
     let t0 = last();
