@@ -106,6 +106,12 @@ fn daemon_follows_a_killed_master_and_shows_the_failover() {
         .map(|n| n["role"].as_str().unwrap())
         .collect();
     assert_eq!(roles, ["master", "replica", "replica"]);
+    let out = lookout().args(["check", "-c"]).arg(&path).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("master={old} replicas=2/2 sentinels=3/3 quorum=ok")),
+        "{text}"
+    );
 
     let d = Daemon::start(&cfg);
     let labels = [("probe", "ha")];
