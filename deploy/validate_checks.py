@@ -48,8 +48,21 @@ REQUIRED_PANELS = [
     "Cross-check Agreement",
     "Relay Queue Depth",
     "Relay Delivery Failures",
+    "Node Roles",
+    "Master Changes",
+    "Replication Lag",
+    "Replication Link",
+    "Sentinels",
+    "Cluster Slots",
 ]
-LATENCY_EXPR = "sum(rate(redis_commands_duration_seconds_total[1m])) / sum(rate(redis_commands_total[1m]))"
+# One line per instance: summed over every instance, one Redis's slow
+# commands vanish into the others' fast ones.
+LATENCY_EXPR = (
+    'sum by (instance) (rate(redis_commands_duration_seconds_total{instance=~"$instance"}[1m]))'
+    ' / sum by (instance) (rate(redis_commands_total{instance=~"$instance"}[1m]))'
+)
+# Panels of the Redis row: each follows the $instance variable.
+INSTANCE_PANELS = ["Cache Hit Rate", "Command Latency", "Connected Clients", "Memory Usage", "Memory Fragmentation"]
 
 # alert -> (for, severity) as the runbooks and README describe them.
 EXPECTED_ALERTS = {
@@ -58,6 +71,11 @@ EXPECTED_ALERTS = {
     "LookoutProbeFailing": ("2m", "warning"),
     "LookoutCrossCheckDisagree": ("5m", "warning"),
     "LookoutDown": ("2m", "critical"),
+    "RedisFailover": (None, "info"),
+    "RedisReplicationBroken": ("2m", "warning"),
+    "SentinelQuorumLost": ("1m", "critical"),
+    "RedisSplitBrain": ("1m", "critical"),
+    "RedisClusterDegraded": ("1m", "critical"),
 }
 
 
@@ -316,8 +334,23 @@ def check_dashboard() -> int:
     def exprs(title: str) -> list[str]:
         return [t.get("expr", "") for t in by_title.get(title, {}).get("targets", [])]
 
+    variables = {v.get("name"): v for v in (dash.get("templating") or {}).get("list", [])}
+    inst = variables.get("instance")
+    if not inst or "label_values(redis_up, instance)" not in json.dumps(inst.get("query")):
+        p.add("no `instance` variable over label_values(redis_up, instance)")
+    elif not inst.get("includeAll") or inst.get("allValue") != ".*":
+        p.add("variable `instance`: needs All, with `.*` as its value")
+    for title in INSTANCE_PANELS:
+        for e in exprs(title):
+            if 'instance=~"$instance"' not in e:
+                p.add(f"{title}: `{e}` does not follow $instance")
     hit = " ".join(exprs("Cache Hit Rate"))
-    if "rate(redis_keyspace_hits_total[5m])" not in hit or "rate(redis_keyspace_misses_total[5m])" not in hit:
+
+    def windowed(metric: str) -> bool:
+        # `rate(m[5m])`, with or without a selector such as {instance=~"$instance"}.
+        return re.search(r"rate\(" + metric + r"(\{[^}]*\})?\[5m\]\)", hit) is not None
+
+    if not windowed("redis_keyspace_hits_total") or not windowed("redis_keyspace_misses_total"):
         p.add("Cache Hit Rate: not a windowed rate(...[5m]) of hits over hits + misses")
     if LATENCY_EXPR not in exprs("Command Latency"):
         p.add(f"Command Latency: expected `{LATENCY_EXPR}`")

@@ -116,6 +116,69 @@ fn describe() {
         "lookout_network_lost",
         "Whether lookout believes it has lost the network itself (1/0); no alert is sent meanwhile."
     );
+    describe_gauge!(
+        "lookout_redis_node_up",
+        "Whether lookout's PING and INFO of the topology's node succeeded (1/0)."
+    );
+    describe_gauge!(
+        "lookout_redis_node_role",
+        "1 for the node's current role in the topology (master, replica), 0 for the other."
+    );
+    describe_gauge!(
+        "lookout_redis_node_latency_seconds",
+        metrics::Unit::Seconds,
+        "Median PING round trip of the topology's node."
+    );
+    describe_gauge!(
+        "lookout_redis_replication_link_up",
+        "Whether the replica's master_link_status is up (1/0)."
+    );
+    describe_gauge!(
+        "lookout_redis_replication_lag_bytes",
+        metrics::Unit::Bytes,
+        "Bytes of its master's replication stream the replica has not processed."
+    );
+    describe_gauge!(
+        "lookout_redis_replication_lag_seconds",
+        metrics::Unit::Seconds,
+        "Seconds since the replica's master last heard from it."
+    );
+    describe_gauge!(
+        "lookout_redis_masters",
+        "Reachable nodes of the topology that say they are master (more than one: split brain)."
+    );
+    describe_gauge!("lookout_redis_sentinels_up", "Configured sentinels that answered SENTINEL MASTER.");
+    describe_gauge!(
+        "lookout_redis_sentinels_agree",
+        "Whether every answering sentinel names the same master (1/0)."
+    );
+    describe_gauge!(
+        "lookout_redis_sentinel_quorum_ok",
+        "Whether SENTINEL CKQUORUM says quorum and failover authorisation can be reached (1/0)."
+    );
+    describe_counter!("lookout_redis_failovers_total", "Master changes seen by the probe.");
+    describe_gauge!(
+        "lookout_redis_cluster_state_ok",
+        "Whether CLUSTER INFO says cluster_state:ok (1/0)."
+    );
+    describe_gauge!(
+        "lookout_redis_cluster_slots_assigned",
+        "Slots of the 16,384 assigned to a shard (cluster_slots_assigned)."
+    );
+    describe_gauge!(
+        "lookout_redis_cluster_slots_ok",
+        "Slots of the 16,384 served: assigned and their master not failing (cluster_slots_ok)."
+    );
+    describe_gauge!(
+        "lookout_redis_cluster_shards_without_master",
+        "Shards owning slots with no master lookout can reach."
+    );
+    describe_gauge!("lookout_redis_cluster_nodes_failing", "Nodes the cluster marks fail or pfail.");
+    describe_gauge!(
+        "lookout_redis_last_failover_timestamp_seconds",
+        metrics::Unit::Seconds,
+        "Unix time the probe last saw the master change."
+    );
     describe_counter!("lookout_relay_received_total", "Webhooks accepted and stored.");
     describe_counter!(
         "lookout_relay_duplicates_total",
@@ -214,6 +277,70 @@ pub fn record(cfg: &ProbeConfig, obs: &Observation) {
             probe_labels(cfg, &[("probe", obs.name.clone()), ("kind", obs.kind.clone())])
         )
         .set(*value);
+    }
+    if let Some(t) = &obs.facts.topology {
+        record_topology(cfg, &obs.name, t);
+    }
+}
+
+/// Records a topology's facts (`redis_sentinel`, `redis_cluster`): per
+/// node, and for the whole. A master change is one event that logs and
+/// counts.
+///
+/// The node's role is a label of `lookout_redis_node_role` alone, set 1 for
+/// the current role and 0 for the other: a `role` label on every per-node
+/// series would leave the former master's series behind after a failover
+/// (the exporter keeps every series it has seen), still saying `master`.
+fn record_topology(cfg: &ProbeConfig, probe: &str, t: &crate::probe::topology::Topology) {
+    let p = || probe.to_string();
+    for n in &t.nodes {
+        let nl = || probe_labels(cfg, &[("probe", p()), ("node", n.address.clone())]);
+        metrics::gauge!("lookout_redis_node_up", nl()).set(if n.ok { 1.0 } else { 0.0 });
+        for role in ["master", "replica"] {
+            let mut labels = nl();
+            labels.push(metrics::Label::new("role", role));
+            metrics::gauge!("lookout_redis_node_role", labels).set(if n.role == role { 1.0 } else { 0.0 });
+        }
+        if let Some(v) = n.latency_seconds {
+            metrics::gauge!("lookout_redis_node_latency_seconds", nl()).set(v);
+        }
+        if let Some(up) = n.link_up {
+            metrics::gauge!("lookout_redis_replication_link_up", nl()).set(if up { 1.0 } else { 0.0 });
+        }
+        if let Some(v) = n.lag_bytes {
+            metrics::gauge!("lookout_redis_replication_lag_bytes", nl()).set(v);
+        }
+        if let Some(v) = n.lag_seconds {
+            metrics::gauge!("lookout_redis_replication_lag_seconds", nl()).set(v);
+        }
+    }
+    let pl = || probe_labels(cfg, &[("probe", p())]);
+    match &t.cluster {
+        // A cluster has a master per shard: more than one is no split brain.
+        None => metrics::gauge!("lookout_redis_masters", pl()).set(t.claimed_masters() as f64),
+        Some(c) => {
+            metrics::gauge!("lookout_redis_cluster_state_ok", pl()).set(if c.state_ok { 1.0 } else { 0.0 });
+            metrics::gauge!("lookout_redis_cluster_slots_assigned", pl()).set(f64::from(c.slots_assigned));
+            metrics::gauge!("lookout_redis_cluster_slots_ok", pl()).set(f64::from(c.slots_ok));
+            metrics::gauge!("lookout_redis_cluster_shards_without_master", pl()).set(f64::from(c.shards_without_master));
+            metrics::gauge!("lookout_redis_cluster_nodes_failing", pl()).set(f64::from(c.failing_nodes));
+        }
+    }
+    if !t.sentinels.is_empty() {
+        metrics::gauge!("lookout_redis_sentinels_up", pl()).set(t.sentinels.iter().filter(|s| s.ok).count() as f64);
+    }
+    if let Some(a) = t.sentinels_agree {
+        metrics::gauge!("lookout_redis_sentinels_agree", pl()).set(if a { 1.0 } else { 0.0 });
+    }
+    if let Some(q) = t.quorum_ok {
+        metrics::gauge!("lookout_redis_sentinel_quorum_ok", pl()).set(if q { 1.0 } else { 0.0 });
+    }
+    // Present from the first run, so that `increase()` sees the first failover.
+    metrics::counter!("lookout_redis_failovers_total", pl()).increment(0);
+    if let Some(f) = &t.failover {
+        metrics::counter!("lookout_redis_failovers_total", pl()).increment(1);
+        metrics::gauge!("lookout_redis_last_failover_timestamp_seconds", pl()).set(f.at);
+        tracing::warn!(probe, from = %f.from, to = %f.to, "Redis master changed");
     }
 }
 

@@ -9,6 +9,7 @@ mod support;
 use std::time::Duration;
 
 use support::saas::SaaS;
+use support::topology::{Cluster, MASTER_NAME, SentinelSetup};
 use support::{Daemon, Exporter, Redis, Traffic, http_post, http_request, wait_for};
 
 #[test]
@@ -17,6 +18,10 @@ fn every_dashboard_and_rule_expression_returns_data() {
     let _traffic = Traffic::start(&redis.url());
     let exporter = Exporter::start(&redis.url());
     let saas = SaaS::start();
+    // A sentinel setup and a cluster, so that the topology panels and rules
+    // have series too.
+    let sentinels = SentinelSetup::start(1, 1, 5000);
+    let cluster = Cluster::start(3, 2000);
     // One failing delivery, so the relay's failure panel has a series.
     saas.script(&[support::saas::Answer::Status(500, "down")]);
     // lookout first, on a port it holds; Prometheus is told that port, and
@@ -24,8 +29,10 @@ fn every_dashboard_and_rule_expression_returns_data() {
     // needs a source besides the reference) by a reload.
     let config = |prometheus_probe: &str| {
         format!(
-            "server:\n  listen: {{listen}}\n  enable_lifecycle: true\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - {{name: redis, kind: redis, url: '{}', every: 1s}}\n{prometheus_probe}relay:\n  destinations:\n    - {{name: chain, type: webhook, url: '{}', retry: {{initial_backoff: 100ms, max_backoff: 200ms}}}}\n",
+            "server:\n  listen: {{listen}}\n  enable_lifecycle: true\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - {{name: redis, kind: redis, url: '{}', every: 1s}}\n  - {{name: ha, kind: redis_sentinel, sentinels: {}, master_name: {MASTER_NAME}, every: 1s}}\n  - {{name: shards, kind: redis_cluster, nodes: {}, every: 1s}}\n{prometheus_probe}relay:\n  destinations:\n    - {{name: chain, type: webhook, url: '{}', retry: {{initial_backoff: 100ms, max_backoff: 200ms}}}}\n",
             redis.url(),
+            sentinels.sentinel_list(),
+            cluster.seed_list(),
             saas.url("/hook")
         )
     };
@@ -39,7 +46,7 @@ fn every_dashboard_and_rule_expression_returns_data() {
         "127.0.0.1:1",
     );
     d.write_config(&config(&format!(
-        "  - {{name: prometheus, kind: prometheus, url: '{}', selector: '{{job=\"redis_exporter\"}}', every: 1s}}\ncrosscheck: {{every: 1s, max_staleness: 5s}}\n",
+        "  - {{name: prometheus, kind: prometheus, url: '{}', selector: '{{job=\"redis_exporter\"}}', every: 1s}}\ncrosscheck: {{reference: redis, every: 1s, max_staleness: 5s}}\n",
         prom.url()
     )));
     let (status, body) = http_request(d.port, "POST", "/-/reload", "").unwrap();
@@ -53,6 +60,8 @@ fn every_dashboard_and_rule_expression_returns_data() {
         prom.query("lookout_crosscheck_agree")
             .and(prom.query("lookout_relay_queue_depth"))
             .and(prom.query("increase(lookout_relay_deliveries_total{outcome=\"retry\"}[5m])"))
+            .and(prom.query("lookout_redis_replication_lag_seconds"))
+            .and(prom.query("lookout_redis_cluster_slots_ok"))
     });
     wait_for("a rate over two scrapes", Duration::from_secs(30), || {
         prom.query("sum(rate(redis_commands_total[1m]))").filter(|v| *v > 0.0)

@@ -15,9 +15,15 @@ use support::{Daemon, Redis, http_get, http_post, require, wait_for};
 fn promtool_finds_no_problem_in_metrics() {
     let promtool = require("promtool");
     let redis = Redis::start(&[]);
+    // The topology kinds' families too: per node, replication, sentinels, cluster.
+    let sentinels = support::topology::SentinelSetup::start(1, 1, 5000);
+    let cluster = support::topology::Cluster::start(3, 2000);
     let d = Daemon::start(&format!(
-        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - {{name: cache, kind: redis, url: '{}', every: 1s}}\n  - {{name: web, kind: http_health, url: 'http://127.0.0.1:1/health', every: 1s, timeout: 500ms}}\nrelay:\n  destinations: [{{name: log, type: log}}]\n",
-        redis.url()
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - {{name: cache, kind: redis, url: '{}', every: 1s}}\n  - {{name: web, kind: http_health, url: 'http://127.0.0.1:1/health', every: 1s, timeout: 500ms}}\n  - {{name: ha, kind: redis_sentinel, sentinels: {}, master_name: {}, every: 1s}}\n  - {{name: shards, kind: redis_cluster, nodes: {}, every: 1s}}\nrelay:\n  destinations: [{{name: log, type: log}}]\n",
+        redis.url(),
+        sentinels.sentinel_list(),
+        support::topology::MASTER_NAME,
+        cluster.seed_list()
     ));
     let body = support::am_payload("g1", "firing", &[("RedisDown", "cache", "firing")]);
     let (status, _) = http_post(d.port, "/webhook", body.as_bytes(), &[("content-type", "application/json")]).unwrap();
@@ -32,6 +38,9 @@ fn promtool_finds_no_problem_in_metrics() {
             "lookout_probe_duration_seconds_bucket{",
             "process_resident_memory_bytes ",
             "lookout_build_info{",
+            "lookout_redis_replication_lag_bytes{",
+            "lookout_redis_failovers_total{",
+            "lookout_redis_cluster_slots_ok{",
         ]
         .iter()
         .all(|m| t.contains(m))

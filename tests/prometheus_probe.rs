@@ -9,14 +9,6 @@ use lookout::metric::Metric;
 use lookout::probe::{self, FailureReason};
 use support::{Exporter, Prometheus, Redis, wait_for_async};
 
-fn build(probe_yaml: &str) -> probe::ProbeHandle {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("lookout.yaml");
-    std::fs::write(&path, format!("probe_files: []\nprobes:\n{probe_yaml}")).unwrap();
-    let cfg = lookout::settings::load_with_env(&path, &|_| None).unwrap_or_else(|e| panic!("{e}"));
-    probe::build(&cfg.probes[0]).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn reads_exporter_series_and_tells_a_down_target() {
     let redis = Redis::start(&["--maxmemory", "32mb"]);
@@ -25,7 +17,7 @@ async fn reads_exporter_series_and_tells_a_down_target() {
     redis.cli(&["GET", "zz"]);
     let mut exporter = Exporter::start(&redis.url());
     let prom = Prometheus::start(&[("redis_exporter", format!("127.0.0.1:{}", exporter.port))]);
-    let h = build(&format!(
+    let h = support::build_probe(&format!(
         "  - name: prom\n    kind: prometheus\n    url: {}\n    selector: '{{job=\"redis_exporter\"}}'\n",
         prom.url()
     ));
@@ -60,7 +52,7 @@ async fn reads_exporter_series_and_tells_a_down_target() {
     );
 
     // A wrong selector is an upstream failure with a reason, not a panic.
-    let wrong = build(&format!(
+    let wrong = support::build_probe(&format!(
         "  - name: prom\n    kind: prometheus\n    url: {}\n    selector: '{{job=\"nope\"}}'\n",
         prom.url()
     ));
@@ -84,7 +76,7 @@ async fn reads_exporter_series_and_tells_a_down_target() {
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_down_is_a_connect_failure() {
     let port = support::free_port();
-    let h = build(&format!(
+    let h = support::build_probe(&format!(
         "  - name: prom\n    kind: prometheus\n    url: http://127.0.0.1:{port}\n    timeout: 1s\n"
     ));
     let o = probe::run(&h).await;

@@ -56,6 +56,9 @@ pub struct CheckResult<'a> {
     pub duration_seconds: f64,
     /// Values by canonical metric name.
     pub values: &'a BTreeMap<Metric, f64>,
+    /// Topology kinds: the master, the nodes with their roles, the sentinels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub topology: Option<&'a crate::probe::topology::Topology>,
 }
 
 /// Runs every probe once, concurrently: what each source says now, without
@@ -83,6 +86,7 @@ pub fn print(results: &[Observation], format: Format, out: &mut dyn Write) -> st
                     error: o.error.as_deref(),
                     duration_seconds: o.duration_seconds,
                     values: &o.values,
+                    topology: o.facts.topology.as_deref(),
                 })
                 .collect();
             super::json(&items).map_err(std::io::Error::other)?
@@ -96,7 +100,13 @@ pub fn print(results: &[Observation], format: Format, out: &mut dyn Write) -> st
                         o.kind.clone(),
                         if o.ok { "ok".into() } else { "FAIL".into() },
                         format!("{:.1}ms", o.duration_seconds * 1000.0),
-                        format_values(&o.values),
+                        [
+                            format_values(&o.values),
+                            o.facts.topology.as_deref().map(format_topology).unwrap_or_default(),
+                        ]
+                        .join(" ")
+                        .trim()
+                        .to_string(),
                         o.error.clone().unwrap_or_default(),
                     ]
                 })
@@ -125,6 +135,39 @@ pub fn format_values(values: &BTreeMap<Metric, f64>) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A topology in a compact human form: `master=10.0.0.5:6379 replicas=2/2
+/// sentinels=3/3 quorum=ok`, or `cluster=ok slots=16384/16384 nodes=6/6`.
+pub fn format_topology(t: &crate::probe::topology::Topology) -> String {
+    let up = |role: Option<&str>| {
+        let of: Vec<_> = t.nodes.iter().filter(|n| role.is_none_or(|r| n.role == r)).collect();
+        format!("{}/{}", of.iter().filter(|n| n.ok).count(), of.len())
+    };
+    match &t.cluster {
+        Some(c) => format!(
+            "cluster={} slots={}/16384 nodes={}",
+            if c.state_ok { "ok" } else { "fail" },
+            c.slots_ok,
+            up(None)
+        ),
+        None => {
+            let mut s = format!(
+                "master={} replicas={} sentinels={}/{}",
+                t.master.as_deref().unwrap_or("unknown"),
+                up(Some("replica")),
+                t.sentinels.iter().filter(|v| v.ok).count(),
+                t.sentinels.len()
+            );
+            if let Some(q) = t.quorum_ok {
+                s.push_str(if q { " quorum=ok" } else { " quorum=LOST" });
+            }
+            if t.sentinels_agree == Some(false) {
+                s.push_str(" sentinels_disagree");
+            }
+            s
+        }
+    }
 }
 
 /// A byte count in binary units, one decimal: `1.5MiB`.

@@ -121,15 +121,18 @@ pub fn build(file: &Path, problems: &mut Vec<Problem>, raw: Option<RawCrossCheck
             message: msg,
         });
     };
-    let redis: Vec<&ProbeConfig> = probes.iter().filter(|p| matches!(p.spec, ProbeSpec::Redis(_))).collect();
+    // A `redis_sentinel` probe's values are the current master's: a
+    // reference that follows failovers.
+    let direct = |p: &ProbeConfig| matches!(p.spec, ProbeSpec::Redis(_) | ProbeSpec::RedisSentinel(_));
+    let redis: Vec<&ProbeConfig> = probes.iter().filter(|p| direct(p)).collect();
     let reference = match &raw.reference {
         Some(r) => match probes.iter().find(|p| &p.name == r) {
-            Some(p) if matches!(p.spec, ProbeSpec::Redis(_)) => r.clone(),
+            Some(p) if direct(p) => r.clone(),
             Some(_) => {
                 bad(
                     problems,
                     "reference",
-                    format!("`{r}` is not a `kind: redis` probe; the reference reads Redis directly"),
+                    format!("`{r}` is not a `kind: redis` or `kind: redis_sentinel` probe; the reference reads Redis directly"),
                 );
                 return None;
             }
@@ -174,7 +177,12 @@ pub fn build(file: &Path, problems: &mut Vec<Problem>, raw: Option<RawCrossCheck
             }
             list.clone()
         }
-        None => probes.iter().filter(|p| p.name != reference).map(|p| p.name.clone()).collect(),
+        // A cluster has no one set of values to compare.
+        None => probes
+            .iter()
+            .filter(|p| p.name != reference && !matches!(p.spec, ProbeSpec::RedisCluster(_)))
+            .map(|p| p.name.clone())
+            .collect(),
     };
     if sources.is_empty() {
         if explicit {

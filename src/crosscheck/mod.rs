@@ -281,13 +281,52 @@ struct Reset<'r> {
 
 impl Reset<'_> {
     /// What happened, for a person.
-    fn describe(&self) -> &'static str {
-        if self.restart {
-            "Redis restarted (run_id changed or uptime fell)"
-        } else {
-            "Redis's statistics were reset (counters fell with run_id and uptime unchanged: CONFIG RESETSTAT)"
+    fn describe(&self) -> String {
+        // A topology reference: a new run_id after a master change is the
+        // new master's, whose counters are its own.
+        let failover = self
+            .after
+            .facts
+            .topology
+            .as_deref()
+            .and_then(|t| t.last_failover.as_ref())
+            .filter(|f| f.at > self.before.timestamp);
+        match failover {
+            Some(f) if self.restart => format!("the master changed (failover from {} to {})", f.from, f.to),
+            _ if self.restart => "Redis restarted (run_id changed or uptime fell)".into(),
+            _ => "Redis's statistics were reset (counters fell with run_id and uptime unchanged: CONFIG RESETSTAT)".into(),
         }
     }
+}
+
+/// Which node of the reference's topology a source reads, when it is not the
+/// master: the former master after a failover, or a replica.
+enum Follows<'a> {
+    /// The former master: the source did not follow the failover.
+    FormerMaster(&'a crate::probe::topology::Failover),
+    /// A replica (by `run_id`): its counters are its own.
+    Replica(&'a str),
+}
+
+/// Which node `o` reads, by its `run_id`, in the topology of the
+/// reference's newest reading; `None` for the master or when unknown. A
+/// sample from before the failover read the former master rightly.
+fn follows<'a>(o: &Observation, latest: &'a Observation, sampled: f64) -> Option<Follows<'a>> {
+    let run_id = o.facts.run_id.as_deref()?;
+    let t = latest.facts.topology.as_deref()?;
+    if latest.facts.run_id.as_deref() == Some(run_id) {
+        return None;
+    }
+    if let Some(f) = &t.last_failover
+        && f.from_run_id.as_deref() == Some(run_id)
+        && sampled > f.at
+    {
+        return Some(Follows::FormerMaster(f));
+    }
+    t.nodes
+        .iter()
+        .find(|n| n.role == "replica" && n.run_id.as_deref() == Some(run_id))
+        .map(|n| Follows::Replica(n.address.as_str()))
 }
 
 /// The falls of the reference's counters (`keyspace_hits`,
@@ -597,6 +636,33 @@ fn judge_one(cfg: &CrossCheckConfig, m: Metric, src: &Source<'_>, chosen: Option
     }
     let (a, b) = sample_window(src.kind, o, m);
     let lifetime = matches!(m, Metric::KeyspaceHits | Metric::KeyspaceMisses | Metric::HitRatio);
+    if let Some(latest) = r.latest {
+        match follows(o, latest, a) {
+            Some(Follows::FormerMaster(f)) => {
+                e.verdict = Verdict::Disagree;
+                e.reference_value = latest.values.get(&m).copied();
+                e.reason = format!(
+                    "{} reports run_id {} of the former master {}; it did not follow the failover to {}",
+                    src.name,
+                    f.from_run_id.as_deref().unwrap_or("?"),
+                    f.from,
+                    f.to
+                );
+                return e;
+            }
+            // Configuration and gauges compare with the master's; a
+            // replica's counters count its own reads, never the master's.
+            Some(Follows::Replica(node)) if lifetime => {
+                e.verdict = Verdict::Missing;
+                e.reason = format!(
+                    "{} reads the replica {node}: its counters are not the master's, not compared",
+                    src.name
+                );
+                return e;
+            }
+            _ => {}
+        }
+    }
     if lifetime && let Some((reset, wholly_before)) = reset_around(&r.resets, a, b) {
         e.reference_value = reset.after.values.get(&m).copied();
         if wholly_before && src.kind == "prometheus" {
@@ -1157,6 +1223,65 @@ mod tests {
         ];
         let r = judge_web(obs("web", 105.0, "", &full(1050.0, 5.05e6)), &refs);
         assert_eq!(r.verdict, Overall::Agree, "{r:#?}");
+    }
+
+    /// A `redis_sentinel` reference: master `a` until 108, then `b`
+    /// (replica `c` beside it).
+    fn failed_over() -> Vec<Observation> {
+        use crate::probe::topology::{Failover, Node, Topology};
+        let with = |mut o: Observation, failover: bool| {
+            let master = if failover { "127.0.0.1:2" } else { "127.0.0.1:1" };
+            o.facts.topology = Some(Box::new(Topology {
+                master: Some(master.into()),
+                nodes: vec![Node {
+                    address: "127.0.0.1:3".into(),
+                    role: "replica".into(),
+                    ok: true,
+                    run_id: Some("c".into()),
+                    ..Node::default()
+                }],
+                last_failover: failover.then(|| Failover {
+                    from: "127.0.0.1:1".into(),
+                    from_run_id: Some("a".into()),
+                    to: "127.0.0.1:2".into(),
+                    at: 108.0,
+                }),
+                ..Topology::default()
+            }));
+            o
+        };
+        vec![
+            with(obs("redis", 100.0, "a", &full(1000.0, 5e6)), false),
+            with(obs("redis", 110.0, "b", &full(200.0, 5e6)), true),
+            with(obs("redis", 115.0, "b", &full(300.0, 5e6)), true),
+        ]
+    }
+
+    #[test]
+    fn a_source_left_on_the_former_master_is_named() {
+        let refs = failed_over();
+        let r = judge_web(obs("web", 112.0, "a", &full(1050.0, 5e6)), &refs);
+        let e = entry(&r, Metric::UsedMemoryBytes, "web");
+        assert_eq!(e.verdict, Verdict::Disagree);
+        assert_eq!(
+            e.reason,
+            "web reports run_id a of the former master 127.0.0.1:1; it did not follow the failover to 127.0.0.1:2"
+        );
+        // Once it follows, it agrees.
+        let r = judge_web(obs("web", 112.0, "b", &full(250.0, 5e6)), &refs);
+        assert_eq!(r.verdict, Overall::Agree, "{r:#?}");
+        // A sample from before the failover read the master of its time.
+        let r = judge_web(obs("web", 105.0, "a", &full(1050.0, 5e6)), &refs);
+        assert_ne!(entry(&r, Metric::UsedMemoryBytes, "web").verdict, Verdict::Disagree, "{r:#?}");
+    }
+
+    #[test]
+    fn a_replica_is_never_judged_on_counters() {
+        let r = judge_web(obs("web", 112.0, "c", &full(7.0, 5e6)), &failed_over());
+        let e = entry(&r, Metric::KeyspaceHits, "web");
+        assert_eq!(e.verdict, Verdict::Missing);
+        assert!(e.reason.contains("reads the replica 127.0.0.1:3"), "{}", e.reason);
+        assert_eq!(entry(&r, Metric::Maxclients, "web").verdict, Verdict::Agree);
     }
 
     #[test]

@@ -320,6 +320,10 @@ fn extract(json: &serde_json::Value, fields: &[FieldMapping]) -> Result<Reading,
             format!("endpoint reports status `{}`", truncate(status, 100)),
         ));
     }
+    // Which Redis the endpoint reads, when it says (`/redis/run_id`):
+    // after a failover, the cross-check tells an endpoint still on the
+    // former master by it. Optional: the contract does not require it.
+    reading.facts.run_id = json.pointer("/redis/run_id").and_then(|v| v.as_str()).map(|s| truncate(s, 64));
     let mut missing = Vec::new();
     for f in fields {
         match json.pointer(&f.pointer) {

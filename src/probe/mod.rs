@@ -11,8 +11,12 @@
 
 pub mod assert;
 pub mod http_health;
+pub mod nodes;
 pub mod prometheus;
 pub mod redis;
+pub mod redis_cluster;
+pub mod redis_sentinel;
+pub mod topology;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,6 +28,8 @@ use serde::{Deserialize, Serialize};
 pub use http_health::{FieldMapping, HttpHealthSpec};
 pub use prometheus::PrometheusSpec;
 pub use redis::RedisSpec;
+pub use redis_cluster::RedisClusterSpec;
+pub use redis_sentinel::RedisSentinelSpec;
 
 use crate::config::entry::{Entry, Scope, fields_of};
 use crate::config::{Env, Origin, Problem, Schedule, envelope};
@@ -55,6 +61,10 @@ pub enum ProbeSpec {
     Redis(RedisSpec),
     /// Prometheus's view of the redis_exporter series.
     Prometheus(PrometheusSpec),
+    /// A master, its replicas and their sentinels.
+    RedisSentinel(RedisSentinelSpec),
+    /// A Redis Cluster.
+    RedisCluster(RedisClusterSpec),
 }
 
 impl ProbeSpec {
@@ -64,6 +74,8 @@ impl ProbeSpec {
             ProbeSpec::HttpHealth(_) => http_health::KIND,
             ProbeSpec::Redis(_) => redis::KIND,
             ProbeSpec::Prometheus(_) => prometheus::KIND,
+            ProbeSpec::RedisSentinel(_) => redis_sentinel::KIND,
+            ProbeSpec::RedisCluster(_) => redis_cluster::KIND,
         }
     }
 
@@ -74,6 +86,9 @@ impl ProbeSpec {
             ProbeSpec::HttpHealth(s) => url::Url::parse(s.url.expose()).ok()?,
             ProbeSpec::Redis(s) => url::Url::parse(s.url.expose()).ok()?,
             ProbeSpec::Prometheus(s) => s.url.clone(),
+            // The first sentinel: the one a lost network fails first.
+            ProbeSpec::RedisSentinel(s) => return s.sentinels.first().cloned(),
+            ProbeSpec::RedisCluster(s) => return s.seeds.first().cloned(),
         };
         // The url crate knows http's and https's default ports, not Redis's.
         let port = u
@@ -87,11 +102,13 @@ impl ProbeSpec {
 /// Every probe kind by name, with the keys it owns: the registry. Adding a
 /// kind is its module, a line here, a variant of [`ProbeSpec`] and an arm in
 /// [`read_spec`] and [`build`].
-pub fn kinds() -> [(&'static str, &'static [&'static str]); 3] {
+pub fn kinds() -> [(&'static str, &'static [&'static str]); 5] {
     [
         (http_health::KIND, fields_of::<http_health::RawHttpHealth>()),
         (redis::KIND, fields_of::<redis::RawRedis>()),
         (prometheus::KIND, fields_of::<prometheus::RawPrometheus>()),
+        (redis_sentinel::KIND, fields_of::<redis_sentinel::RawRedisSentinel>()),
+        (redis_cluster::KIND, fields_of::<redis_cluster::RawRedisCluster>()),
     ]
 }
 
@@ -102,6 +119,8 @@ pub fn schema_list(generator: &mut schemars::SchemaGenerator) -> schemars::Schem
         variant::<envelope::RawEnvelope, http_health::RawHttpHealth>(generator, "kind", http_health::KIND),
         variant::<envelope::RawEnvelope, redis::RawRedis>(generator, "kind", redis::KIND),
         variant::<envelope::RawEnvelope, prometheus::RawPrometheus>(generator, "kind", prometheus::KIND),
+        variant::<envelope::RawEnvelope, redis_sentinel::RawRedisSentinel>(generator, "kind", redis_sentinel::KIND),
+        variant::<envelope::RawEnvelope, redis_cluster::RawRedisCluster>(generator, "kind", redis_cluster::KIND),
     ])
 }
 
@@ -119,6 +138,8 @@ fn read_spec(kind: &str, entry: &mut Entry, scope: &mut Scope<'_>, ctx: &Context
         http_health::KIND => http_health::configure(entry.take(scope)?, scope).map(ProbeSpec::HttpHealth),
         redis::KIND => redis::configure(entry.take(scope)?, scope, ctx.env).map(ProbeSpec::Redis),
         prometheus::KIND => prometheus::configure(entry.take(scope)?, scope, ctx.prometheus).map(ProbeSpec::Prometheus),
+        redis_sentinel::KIND => redis_sentinel::configure(entry.take(scope)?, scope, ctx.env).map(ProbeSpec::RedisSentinel),
+        redis_cluster::KIND => redis_cluster::configure(entry.take(scope)?, scope, ctx.env).map(ProbeSpec::RedisCluster),
         _ => None,
     }
 }
@@ -211,6 +232,12 @@ pub struct Facts {
     /// computes it (`rate()` of hits over hits + misses).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hit_rate_5m: Option<f64>,
+    /// Topology kinds' nodes: `INFO replication`, read every run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<Box<topology::Replication>>,
+    /// Topology kinds: the nodes, their roles, the master and its changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<Box<topology::Topology>>,
 }
 
 /// Why a probe failed, as a small set usable as a metric label.
@@ -299,6 +326,8 @@ pub fn build(config: &ProbeConfig) -> Result<ProbeHandle, String> {
         ProbeSpec::HttpHealth(s) => Arc::new(http_health::HttpHealthProbe::new(s, config.timeout)?),
         ProbeSpec::Redis(s) => Arc::new(redis::RedisProbe::new(&config.name, s, config.timeout)?),
         ProbeSpec::Prometheus(s) => Arc::new(prometheus::PrometheusProbe::new(s, config.timeout)?),
+        ProbeSpec::RedisSentinel(s) => Arc::new(redis_sentinel::RedisSentinelProbe::new(&config.name, s, config.timeout)?),
+        ProbeSpec::RedisCluster(s) => Arc::new(redis_cluster::RedisClusterProbe::new(&config.name, s, config.timeout)?),
     };
     Ok(ProbeHandle {
         config: Arc::new(config.clone()),

@@ -90,6 +90,10 @@ pub struct PrometheusProbe {
     redis_up_query: String,
     scrape_time_query: String,
     hit_rate_query: String,
+    /// `redis_instance_info`, whose `run_id` label says which Redis the
+    /// exporter reads: after a failover, the cross-check tells an exporter
+    /// still on the former master by it.
+    info_query: String,
 }
 
 /// The default PromQL for a metric: the exporter's series under `selector`.
@@ -137,6 +141,7 @@ impl PrometheusProbe {
             up_query: format!("up{s}"),
             redis_up_query: format!("redis_up{s}"),
             scrape_time_query: format!("timestamp(redis_up{s})"),
+            info_query: format!("redis_instance_info{s}"),
             hit_rate_query: format!(
                 "sum(rate(redis_keyspace_hits_total{s}[5m])) / (sum(rate(redis_keyspace_hits_total{s}[5m])) + sum(rate(redis_keyspace_misses_total{s}[5m])))"
             ),
@@ -145,6 +150,11 @@ impl PrometheusProbe {
 
     /// Runs one instant query; `Ok(None)` when the result is empty.
     async fn query(&self, q: &str) -> Result<Option<(f64, f64)>, ProbeError> {
+        Ok(self.query_series(q).await?.map(|(sample, _)| sample))
+    }
+
+    /// As [`Self::query`], with the series' labels.
+    async fn query_series(&self, q: &str) -> Result<Option<((f64, f64), BTreeMap<String, String>)>, ProbeError> {
         let resp = self
             .client
             .post(self.query_url.clone())
@@ -186,7 +196,7 @@ impl PrometheusProbe {
                     .map_err(|e| ProbeError::new(FailureReason::Response, format!("unexpected result of `{q}`: {e}")))?;
                 match series.len() {
                     0 => Ok(None),
-                    1 => Ok(Some(series[0].value.parse()?)),
+                    1 => Ok(Some((series[0].value.parse()?, series[0].metric.clone()))),
                     n => Err(ProbeError::new(
                         FailureReason::Response,
                         format!("`{q}` matches {n} series; narrow the probe's `selector` to one Redis (e.g. by `instance`)"),
@@ -196,7 +206,7 @@ impl PrometheusProbe {
             "scalar" => {
                 let s: (f64, String) = serde_json::from_value(data.result)
                     .map_err(|e| ProbeError::new(FailureReason::Response, format!("unexpected result of `{q}`: {e}")))?;
-                Ok(Some(SamplePair(s.0, s.1).parse()?))
+                Ok(Some((SamplePair(s.0, s.1).parse()?, BTreeMap::new())))
             }
             other => Err(ProbeError::new(
                 FailureReason::Response,
@@ -223,6 +233,8 @@ struct ApiData {
 #[derive(Deserialize)]
 struct VectorSample {
     value: SamplePair,
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -249,7 +261,8 @@ impl Probe for PrometheusProbe {
             self.query(&self.scrape_time_query),
             self.query(&self.hit_rate_query),
         );
-        let (values, (up, redis_up, scrape, hit_rate)) = futures::future::join(values, facts).await;
+        let info = self.query_series(&self.info_query);
+        let (values, (up, redis_up, scrape, hit_rate), info) = futures::future::join3(values, facts, info).await;
 
         let mut reading = Reading::default();
         let up = up?;
@@ -260,6 +273,9 @@ impl Probe for PrometheusProbe {
         reading.facts.scrape_timestamp = scrape?.map(|(_, v)| v);
         // NaN (no lookups in the window) is no rate, not an error.
         reading.facts.hit_rate_5m = hit_rate.ok().flatten().map(|(_, v)| v).filter(|v| v.is_finite());
+        // Exporters before `redis_instance_info` had it, or a selector
+        // matching several: no run_id, not a failure.
+        reading.facts.run_id = info.ok().flatten().and_then(|(_, labels)| labels.get("run_id").cloned());
         let mut first_error = None;
         let mut missing = Vec::new();
         for ((metric, q, raw), result) in self.queries.iter().zip(values) {

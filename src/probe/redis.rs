@@ -21,6 +21,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::topology::Replication;
 use super::{Facts, FailureReason, Probe, ProbeError, Reading};
 use crate::config::entry::Scope;
 use crate::config::tls::Pem;
@@ -100,6 +101,30 @@ pub struct RedisSpec {
     pub roundtrip: bool,
     /// How often to re-read the INFO sections that rarely change.
     pub static_info_every: Duration,
+}
+
+impl RedisSpec {
+    /// The same connection (credentials, TLS, options) to another node:
+    /// the topology kinds reach every node they discover this way.
+    pub fn at(&self, host: &str, port: u16) -> Result<RedisSpec, String> {
+        let mut u = url::Url::parse(self.url.expose()).map_err(|_| "invalid Redis URL".to_string())?;
+        let bracketed;
+        let host = if host.contains(':') && !host.starts_with('[') {
+            bracketed = format!("[{host}]");
+            bracketed.as_str()
+        } else {
+            host
+        };
+        u.set_host(Some(host)).map_err(|e| format!("invalid host `{host}`: {e}"))?;
+        u.set_port(Some(port)).map_err(|()| format!("cannot set port {port}"))?;
+        let mut shown = u.clone();
+        shown.set_fragment(None);
+        Ok(RedisSpec {
+            url: Secret::new(u.to_string()),
+            display_url: redact_url(shown.as_str()),
+            ..self.clone()
+        })
+    }
 }
 
 /// How a `rediss://` connection verifies the server and identifies itself.
@@ -315,6 +340,8 @@ pub struct RedisProbe {
     roundtrip_key: Option<String>,
     static_every: Duration,
     timeout: Duration,
+    /// Read `INFO replication` every run (the topology kinds' nodes).
+    replication: bool,
     state: Mutex<State>,
 }
 
@@ -335,54 +362,75 @@ struct State {
 impl RedisProbe {
     /// Prepares the client; no connection is made until the first run.
     pub fn new(name: &str, spec: &RedisSpec, timeout: Duration) -> Result<Self, String> {
-        // The redis crate's rustls takes the process's provider: ring.
-        crate::http::install_crypto_provider();
-        let client = match &spec.tls {
-            Some(RedisTls { ca, client, .. }) if ca.is_some() || client.is_some() => redis::Client::build_with_tls(
-                spec.url.expose(),
-                redis::TlsCertificates {
-                    client_tls: client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
-                        client_cert: cert.0.clone(),
-                        client_key: key.expose().as_bytes().to_vec(),
-                    }),
-                    root_cert: ca.as_ref().map(|pem| pem.0.clone()),
-                },
-            ),
-            _ => redis::Client::open(spec.url.expose()),
-        }
-        .map_err(|e| format!("invalid Redis URL `{}`: {}", spec.display_url, redact_urls_in(&e.to_string())))?;
+        let client = client_for(spec)?;
         Ok(RedisProbe {
             client,
             display_url: spec.display_url.clone(),
             roundtrip_key: spec.roundtrip.then(|| format!("lookout:probe:{name}")),
             static_every: spec.static_info_every,
             timeout,
+            replication: false,
             state: Mutex::new(State::default()),
         })
     }
 
-    async fn connect(&self) -> Result<MultiplexedConnection, ProbeError> {
-        // A little under the run's own timeout, so that a connection that
-        // hangs (TLS to a plain port: Redis waits for the end of a line that
-        // never comes) fails here, with what was being done, not as a bare
-        // "timed out".
-        let connect_timeout = self.timeout.mul_f64(0.9);
-        let cfg = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(self.timeout));
-        self.client.get_multiplexed_async_connection_with_config(&cfg).await.map_err(|e| {
-            let mut err = redis_error(&e, &format!("cannot connect to {}", self.display_url), FailureReason::Connect);
-            let tls = self.display_url.starts_with("rediss://");
-            if tls && e.is_timeout() {
-                err.message
-                    .push_str(" (no TLS answer: does this port speak TLS? A plain port takes redis://)");
-            } else if !tls && err.message.contains("reset by peer") {
-                err.message
-                    .push_str(" (a TLS-only port resets plain connections: does it take rediss://?)");
-            }
-            err
-        })
+    /// Also reads `INFO replication` every run, into [`Facts::replication`]
+    /// (role, link, offsets): a failover moves them at any time, not once a
+    /// minute. Costs Redis a few microseconds per run.
+    pub fn with_replication(mut self) -> Self {
+        self.replication = true;
+        self
     }
+
+    async fn connect(&self) -> Result<MultiplexedConnection, ProbeError> {
+        connect(&self.client, &self.display_url, self.timeout).await
+    }
+}
+
+/// The redis crate's client for `spec`, with its TLS certificates.
+pub fn client_for(spec: &RedisSpec) -> Result<redis::Client, String> {
+    // The redis crate's rustls takes the process's provider: ring.
+    crate::http::install_crypto_provider();
+    let client = match &spec.tls {
+        Some(RedisTls { ca, client, .. }) if ca.is_some() || client.is_some() => redis::Client::build_with_tls(
+            spec.url.expose(),
+            redis::TlsCertificates {
+                client_tls: client.as_ref().map(|(cert, key)| redis::ClientTlsConfig {
+                    client_cert: cert.0.clone(),
+                    client_key: key.expose().as_bytes().to_vec(),
+                }),
+                root_cert: ca.as_ref().map(|pem| pem.0.clone()),
+            },
+        ),
+        _ => redis::Client::open(spec.url.expose()),
+    }
+    .map_err(|e| format!("invalid Redis URL `{}`: {}", spec.display_url, redact_urls_in(&e.to_string())))?;
+    Ok(client)
+}
+
+/// Opens one connection with `client`; errors name `display_url` and, for
+/// the TLS mistakes that only show as a hang or a reset, what to change.
+pub async fn connect(client: &redis::Client, display_url: &str, timeout: Duration) -> Result<MultiplexedConnection, ProbeError> {
+    // A little under the run's own timeout, so that a connection that
+    // hangs (TLS to a plain port: Redis waits for the end of a line that
+    // never comes) fails here, with what was being done, not as a bare
+    // "timed out".
+    let connect_timeout = timeout.mul_f64(0.9);
+    let cfg = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(connect_timeout))
+        .set_response_timeout(Some(timeout));
+    client.get_multiplexed_async_connection_with_config(&cfg).await.map_err(|e| {
+        let mut err = redis_error(&e, &format!("cannot connect to {display_url}"), FailureReason::Connect);
+        let tls = display_url.starts_with("rediss://");
+        if tls && e.is_timeout() {
+            err.message
+                .push_str(" (no TLS answer: does this port speak TLS? A plain port takes redis://)");
+        } else if !tls && err.message.contains("reset by peer") {
+            err.message
+                .push_str(" (a TLS-only port resets plain connections: does it take rediss://?)");
+        }
+        err
+    })
 }
 
 #[async_trait::async_trait]
@@ -442,7 +490,12 @@ impl RedisProbe {
         let info = if st.legacy_info {
             query_info(conn, &[]).await?
         } else {
-            match query_info(conn, &["clients", "memory", "stats"]).await {
+            let sections: &[&str] = if self.replication {
+                &["clients", "memory", "stats", "replication"]
+            } else {
+                &["clients", "memory", "stats"]
+            };
+            match query_info(conn, sections).await {
                 Ok(i) if i.contains_key("connected_clients") => i,
                 // Redis < 7 ignores or refuses extra sections: plain INFO has them all.
                 _ => {
@@ -502,6 +555,12 @@ impl RedisProbe {
         reading.facts.rdb_last_save_time = sf.rdb_last_save_time;
         reading.facts.aof_enabled = sf.aof_enabled;
         // Uptime moves with the clock: extrapolate between reads of `server`.
+        if self.replication {
+            reading.facts.replication = Replication::from_info(&info).map(Box::new);
+            if let Some(r) = &reading.facts.replication {
+                reading.facts.role = Some(r.role.clone());
+            }
+        }
         reading.facts.uptime_seconds = sf
             .uptime_seconds
             .map(|u| u + st.static_at.map(|t| t.elapsed().as_secs_f64().floor()).unwrap_or(0.0));
@@ -582,7 +641,8 @@ pub fn parse_info(text: &str) -> HashMap<String, String> {
         .collect()
 }
 
-fn redis_error(e: &redis::RedisError, what: &str, default: FailureReason) -> ProbeError {
+/// A redis crate error as a probe failure: `what` was being done.
+pub fn redis_error(e: &redis::RedisError, what: &str, default: FailureReason) -> ProbeError {
     let reason = if e.is_timeout() {
         FailureReason::Timeout
     } else if e.is_connection_refusal() || e.is_io_error() || e.is_connection_dropped() {

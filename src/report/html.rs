@@ -308,6 +308,63 @@ fn axis(v: f64, unit: &str) -> String {
     }
 }
 
+/// One table per topology probe (`redis_sentinel`, `redis_cluster`): its
+/// nodes with their roles, and the last master change with its time.
+fn topologies(s: &Status<'_>) -> String {
+    let mut out = String::new();
+    for p in &s.probes {
+        let Some(t) = p.last.and_then(|o| o.facts.topology.as_deref()) else {
+            continue;
+        };
+        let summary = match &t.cluster {
+            Some(c) => format!(
+                "cluster_state {}, {} of 16384 slots served",
+                if c.state_ok { "ok" } else { "fail" },
+                c.slots_ok
+            ),
+            None => format!("master <code>{}</code>", xml(t.master.as_deref().unwrap_or("unknown"))),
+        };
+        let _ = write!(out, "<h2>Topology <span class=\"muted\">({}, {summary})</span></h2>", xml(p.name));
+        match &t.last_failover {
+            Some(f) => {
+                let _ = write!(
+                    out,
+                    "<p class=\"failover\" data-probe=\"{}\">Last failover: <code>{}</code> → <code>{}</code> at {}</p>",
+                    xml(p.name),
+                    xml(&f.from),
+                    xml(&f.to),
+                    time(f.at)
+                );
+            }
+            None => out.push_str("<p class=\"muted\">No failover seen since lookout started.</p>"),
+        }
+        out.push_str("<table class=\"topology\"><thead><tr><th>Node</th><th>Role</th><th>State</th><th>Link</th><th>Lag</th><th>Flags</th></tr></thead><tbody>");
+        for n in &t.nodes {
+            let state = if n.ok { "ok" } else { "failing" };
+            let link = n.link_up.map(|u| if u { "up" } else { "down" }).unwrap_or("");
+            let lag = match (n.lag_bytes, n.lag_seconds) {
+                (Some(b), Some(sec)) => format!("{b:.0} B, {sec:.0} s"),
+                (Some(b), None) => format!("{b:.0} B"),
+                _ => String::new(),
+            };
+            let _ = write!(
+                out,
+                "<tr data-node=\"{}\" data-role=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                xml(&n.address),
+                xml(&n.role),
+                xml(&n.address),
+                xml(&n.role),
+                badge(state, state),
+                link,
+                xml(&lag),
+                xml(&n.flags.join(", ")),
+            );
+        }
+        out.push_str("</tbody></table>");
+    }
+    out
+}
+
 /// The status page at `/`.
 pub fn status_page(s: &Status<'_>) -> String {
     let mut body = String::from("<h1>lookout</h1>");
@@ -357,6 +414,7 @@ pub fn status_page(s: &Status<'_>) -> String {
         );
     }
     body.push_str("</tbody></table>");
+    body.push_str(&topologies(s));
     match s.report {
         Some(r) => {
             let _ = write!(

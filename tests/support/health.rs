@@ -71,7 +71,7 @@ async fn answer(b: Behaviour) -> Response {
                 "ping": "PONG", "latency_ms": r.latency_ms, "hits": r.hits, "misses": r.misses,
                 "hit_ratio": if r.hits + r.misses > 0.0 { serde_json::json!(r.hits / (r.hits + r.misses)) } else { serde_json::Value::Null },
                 "connected_clients": r.clients, "maxclients": r.maxclients, "used_memory": r.used_memory,
-                "maxmemory": r.maxmemory, "mem_fragmentation_ratio": r.frag}}))
+                "maxmemory": r.maxmemory, "mem_fragmentation_ratio": r.frag, "run_id": r.run_id}}))
             .into_response(),
             Err(e) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(serde_json::json!({"detail": e}))).into_response(),
         },
@@ -108,6 +108,7 @@ struct RedisFigures {
     used_memory: f64,
     maxmemory: f64,
     frag: f64,
+    run_id: String,
 }
 
 async fn read_redis(url: &str) -> Result<RedisFigures, String> {
@@ -138,6 +139,12 @@ async fn read_redis(url: &str) -> Result<RedisFigures, String> {
         used_memory: get("used_memory"),
         maxmemory: get("maxmemory"),
         frag: get("mem_fragmentation_ratio"),
+        run_id: info
+            .lines()
+            .find_map(|l| l.strip_prefix("run_id:"))
+            .unwrap_or("")
+            .trim()
+            .to_string(),
     })
 }
 

@@ -8,6 +8,7 @@
 pub mod health;
 pub mod postgres;
 pub mod saas;
+pub mod topology;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -440,6 +441,16 @@ pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f
             .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
             .then(|| value.parse().ok())?
     })
+}
+
+/// The first probe of `probes:` as written in `probe_yaml` (its list
+/// items), built as the daemon builds it, with an empty environment.
+pub fn build_probe(probe_yaml: &str) -> lookout::probe::ProbeHandle {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lookout.yaml");
+    std::fs::write(&path, format!("probe_files: []\nprobes:\n{probe_yaml}")).unwrap();
+    let cfg = lookout::settings::load_with_env(&path, &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    lookout::probe::build(&cfg.probes[0]).unwrap()
 }
 
 /// The lookout binary under test, with none of the environment that would
