@@ -150,6 +150,16 @@ pub struct Config {
     pub warnings: Vec<Problem>,
 }
 
+/// At most this many probe files, over every `probe_files` pattern: a
+/// thousand probes is far beyond one daemon's schedule, and a pattern that
+/// matches more names the wrong directory (`/usr/**` ran for minutes).
+pub const MAX_PROBE_FILES: usize = 1000;
+
+/// At most this many bytes of probe files in all (a probe file is a few
+/// hundred bytes), so that a pattern matching large files fails fast
+/// rather than reading them.
+pub const MAX_PROBE_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Loads and validates the configuration at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     load_with_env(path, &process_env)
@@ -165,6 +175,7 @@ pub fn load_with_env(path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let globs = raw.probe_files.clone().unwrap_or_else(|| vec![DEFAULT_PROBE_FILES.to_string()]);
+    let (mut matched, mut bytes) = (0usize, 0u64);
     for pattern in &globs {
         let paths = match glob::glob(pattern) {
             Ok(p) => p,
@@ -179,7 +190,23 @@ pub fn load_with_env(path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
                 continue;
             }
         };
-        let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+        // One past the budget is enough to know it is exceeded: `/usr/**`
+        // stops here instead of listing the whole tree.
+        let room = MAX_PROBE_FILES - matched;
+        let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).take(room + 1).collect();
+        if files.len() > room {
+            problems.push(Problem {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                field: Some("probe_files".into()),
+                message: format!(
+                    "`{pattern}` matches more than the {MAX_PROBE_FILES} probe files lookout reads (with the patterns before it): narrow it to the directory of probe files"
+                ),
+            });
+            break;
+        }
+        matched += files.len();
         files.sort();
         if files.is_empty() && raw.probe_files.is_some() {
             warnings.push(Problem {
@@ -194,6 +221,37 @@ pub fn load_with_env(path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
             });
         }
         for file in files {
+            // A glob matches directories, FIFOs and devices too: reading one
+            // would fail, hang, or never end.
+            match std::fs::metadata(&file) {
+                Ok(m) if !m.is_file() => {
+                    problems.push(Problem {
+                        file: file.clone(),
+                        line: None,
+                        column: None,
+                        field: None,
+                        message: format!("not a regular file (matched by `{pattern}` in `probe_files`)"),
+                    });
+                    continue;
+                }
+                Ok(m) => {
+                    bytes += m.len();
+                    if bytes > MAX_PROBE_BYTES {
+                        problems.push(Problem {
+                            file: path.to_path_buf(),
+                            line: None,
+                            column: None,
+                            field: Some("probe_files".into()),
+                            message: format!(
+                                "the files `{pattern}` matches (with the patterns before it) hold more than {} MiB: probe files are a few hundred bytes each; narrow the pattern",
+                                MAX_PROBE_BYTES / (1024 * 1024)
+                            ),
+                        });
+                        break;
+                    }
+                }
+                Err(_) => {}
+            }
             match std::fs::read_to_string(&file) {
                 Ok(t) => match parse_yaml::<Entry>(&file, &t, env) {
                     Ok(p) => probes.push((file, p)),
@@ -553,6 +611,41 @@ mod tests {
         std::fs::write(&cfg, format!("probe_files: ['{}/p/*.yaml']\n", dir.path().display())).unwrap();
         let e = load_with_env(&cfg, &no_env).unwrap_err();
         assert!(e.0[0].message.contains("holds one probe"), "{e}");
+    }
+
+    #[test]
+    fn probe_file_globs_are_bounded_in_count_size_and_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("lookout.yaml");
+        let probes = dir.path().join("p");
+        std::fs::create_dir(&probes).unwrap();
+        for i in 0..=MAX_PROBE_FILES {
+            std::fs::write(probes.join(format!("{i:04}.yaml")), format!("name: r{i}\nkind: redis\n")).unwrap();
+        }
+        let load = |globs: &str| {
+            std::fs::write(&cfg, format!("# probes\nprobe_files: {globs}\n")).unwrap();
+            load_with_env(&cfg, &no_env)
+        };
+        let e = load(&format!("['{}/*.yaml']", probes.display())).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!((e.0[0].line, e.0[0].field.as_deref()), (Some(2), Some("probe_files")), "{e}");
+        assert!(e.0[0].message.contains("more than the 1000 probe files"), "{e}");
+        // The budget is over every pattern, and exactly 1000 is fine.
+        std::fs::remove_file(probes.join("1000.yaml")).unwrap();
+        assert_eq!(load(&format!("['{}/*.yaml']", probes.display())).unwrap().probes.len(), 1000);
+        let e = load(&format!("['{0}/0*.yaml', '{0}/0000.yaml']", probes.display())).unwrap_err();
+        assert!(e.0[0].message.contains("with the patterns before it"), "{e}");
+
+        let big = dir.path().join("big");
+        std::fs::create_dir(&big).unwrap();
+        let padding = format!("name: b\nkind: redis\n#{}\n", "x".repeat(MAX_PROBE_BYTES as usize));
+        std::fs::write(big.join("b.yaml"), padding).unwrap();
+        let e = load(&format!("['{}/*.yaml']", big.display())).unwrap_err();
+        assert_eq!(e.0[0].field.as_deref(), Some("probe_files"), "{e}");
+        assert!(e.0[0].message.contains("more than 4 MiB"), "{e}");
+
+        let e = load(&format!("['{}']", probes.display())).unwrap_err();
+        assert!(e.0[0].message.contains("not a regular file"), "{e}");
     }
 
     #[test]
