@@ -180,13 +180,7 @@ pub fn load_with_env(path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
         let paths = match glob::glob(pattern) {
             Ok(p) => p,
             Err(e) => {
-                problems.push(Problem {
-                    file: path.to_path_buf(),
-                    line: None,
-                    column: None,
-                    field: Some("probe_files".into()),
-                    message: format!("invalid glob `{pattern}`: {e}"),
-                });
+                problems.push(Problem::at_field(path, "probe_files", format!("invalid glob `{pattern}`: {e}")));
                 continue;
             }
         };
@@ -195,30 +189,26 @@ pub fn load_with_env(path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
         let room = MAX_PROBE_FILES - matched;
         let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).take(room + 1).collect();
         if files.len() > room {
-            problems.push(Problem {
-                file: path.to_path_buf(),
-                line: None,
-                column: None,
-                field: Some("probe_files".into()),
-                message: format!(
+            problems.push(Problem::at_field(
+                path,
+                "probe_files",
+                format!(
                     "`{pattern}` matches more than the {MAX_PROBE_FILES} probe files lookout reads (with the patterns before it): narrow it to the directory of probe files"
                 ),
-            });
+            ));
             break;
         }
         matched += files.len();
         files.sort();
         if files.is_empty() && raw.probe_files.is_some() {
-            warnings.push(Problem {
-                file: path.to_path_buf(),
-                line: None,
-                column: None,
-                field: Some("probe_files".into()),
-                message: format!(
+            warnings.push(Problem::at_field(
+                path,
+                "probe_files",
+                format!(
                     "`{pattern}` matches no file (relative to the working directory {})",
                     std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default()
                 ),
-            });
+            ));
         }
         for file in files {
             // A glob matches directories, FIFOs and devices too: reading one
@@ -237,16 +227,14 @@ pub fn load_with_env(path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
                 Ok(m) => {
                     bytes += m.len();
                     if bytes > MAX_PROBE_BYTES {
-                        problems.push(Problem {
-                            file: path.to_path_buf(),
-                            line: None,
-                            column: None,
-                            field: Some("probe_files".into()),
-                            message: format!(
+                        problems.push(Problem::at_field(
+                            path,
+                            "probe_files",
+                            format!(
                                 "the files `{pattern}` matches (with the patterns before it) hold more than {} MiB: probe files are a few hundred bytes each; narrow the pattern",
                                 MAX_PROBE_BYTES / (1024 * 1024)
                             ),
-                        });
+                        ));
                         break;
                     }
                 }
@@ -446,6 +434,36 @@ fn validate(source: Option<&Path>, raw: RawSettings, probes: Vec<(PathBuf, Entry
             None
         }
     };
+    let retention = raw.history.retention.unwrap_or(DEFAULT_RETENTION);
+    // The history must hold at least the latest round and each probe's
+    // latest run, or what the status page and `report --window` read of
+    // it comes and goes between two writes.
+    let longest = out
+        .iter()
+        .filter_map(|p| {
+            p.schedule
+                .period()
+                .map(|d| (d, format!("probe `{}` runs every {}", p.name, humantime::format_duration(d))))
+        })
+        .chain(crosscheck.iter().map(|c| {
+            (
+                c.every,
+                format!("a cross-check round every {}", humantime::format_duration(c.every)),
+            )
+        }))
+        .max_by_key(|(d, _)| *d);
+    if let Some((d, what)) = longest
+        && retention < d
+    {
+        problems.push(Problem::at_field(
+            &file,
+            "history.retention",
+            format!(
+                "{} keeps less than one run ({what}): the history would lose the latest reading before the next is written",
+                humantime::format_duration(retention)
+            ),
+        ));
+    }
     let relay = crate::relay::config::build(&file, raw.relay.unwrap_or_default(), &mut problems);
     // A reminder goes through the relay byte for byte as the first notice:
     // sooner than the relay's de-duplication window, it would be taken for
@@ -480,7 +498,7 @@ fn validate(source: Option<&Path>, raw: RawSettings, probes: Vec<(PathBuf, Entry
             max_connections: raw.server.max_connections.unwrap_or_else(crate::listener::default_max_connections),
         },
         data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-        retention: raw.history.retention.unwrap_or(DEFAULT_RETENTION),
+        retention,
         spread: raw.scheduler.spread.unwrap_or(true),
         max_concurrency,
         prometheus,
@@ -646,6 +664,54 @@ mod tests {
 
         let e = load(&format!("['{}']", probes.display())).unwrap_err();
         assert!(e.0[0].message.contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn durations_below_what_they_mean_are_refused_with_file_line_and_field() {
+        for (text, line, field, says) in [
+            (
+                "probe_files: []\nprobes:\n  - {name: r, kind: redis, every: 10m}\nhistory:\n  retention: 5m\n",
+                5,
+                "history.retention",
+                "probe `r` runs every 10m",
+            ),
+            (
+                "probe_files: []\nprobes:\n  - {name: r, kind: redis, every: 1s}\n  - {name: w, kind: http_health, url: 'http://x/', every: 1s}\ncrosscheck:\n  every: 2m\nhistory:\n  retention: 1m\n",
+                8,
+                "history.retention",
+                "a cross-check round every 2m",
+            ),
+            (
+                "probe_files: []\nprobes:\n  - {name: r, kind: redis}\n  - {name: w, kind: http_health, url: 'http://x/'}\ncrosscheck:\n  every: 10ms\n",
+                6,
+                "crosscheck.every",
+                "shorter than 100ms",
+            ),
+            (
+                "probe_files: []\nprobes:\n  - {name: r, kind: redis}\n  - {name: w, kind: http_health, url: 'http://x/'}\ncrosscheck:\n  max_staleness: 500ms\n",
+                6,
+                "crosscheck.max_staleness",
+                "shorter than 1s",
+            ),
+            (
+                "probe_files: []\nalerts:\n  evaluation_interval: 1m\n  resend_delay: 30s\n",
+                4,
+                "alerts.resend_delay",
+                "shorter than `alerts.evaluation_interval` (1m)",
+            ),
+        ] {
+            let e = load_str(text).unwrap_err();
+            assert_eq!(e.0.len(), 1, "{text}: {e}");
+            let p = &e.0[0];
+            assert_eq!((p.line, p.field.as_deref()), (Some(line), Some(field)), "{text}: {e}");
+            assert!(p.file.ends_with("lookout.yaml"), "{e}");
+            assert!(p.message.contains(says), "{text}: {e}");
+        }
+        // At the minimums, all accepted.
+        load_str(
+            "probe_files: []\nprobes:\n  - {name: r, kind: redis, every: 100ms}\n  - {name: w, kind: http_health, url: 'http://x/', every: 1s}\ncrosscheck:\n  every: 100ms\n  max_staleness: 1s\nhistory:\n  retention: 1s\nalerts:\n  evaluation_interval: 100ms\n  resend_delay: 100ms\n",
+        )
+        .unwrap();
     }
 
     #[test]
