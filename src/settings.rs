@@ -91,6 +91,10 @@ pub struct RawServer {
     /// Connections served at once (default 1024, or the descriptor limit
     /// less 128 when that is lower; 1 to 65536); one more is closed at once.
     pub max_connections: Option<usize>,
+    /// TLS and basic authentication for the whole listener, in the file
+    /// format of Prometheus's exporter-toolkit (`--web.config.file`):
+    /// `tls_server_config` and `basic_auth_users` (bcrypt hashes).
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// `history:` as written.
@@ -124,6 +128,8 @@ pub struct Config {
     pub enable_lifecycle: bool,
     /// The listener's connection limits.
     pub limits: crate::listener::Limits,
+    /// The listener's TLS and basic-auth users (`server.web_config_file`).
+    pub web: Option<crate::config::web::WebConfig>,
     /// Where the history database lives.
     pub data_dir: PathBuf,
     /// How long observations are kept.
@@ -396,6 +402,23 @@ fn validate(source: Option<&Path>, raw: RawSettings, probes: Vec<(PathBuf, Entry
     {
         server_problem("max_connections", format!("{n} is out of range: must be between 1 and 65536"));
     }
+    let web = match &raw.server.web_config_file {
+        Some(p) => match crate::config::web::load(p) {
+            Ok(w) => Some(w),
+            Err(ConfigError(mut ps)) => {
+                if ps.iter().all(|x| x.file != file) {
+                    problems.push(Problem::at_field(
+                        &file,
+                        "server.web_config_file",
+                        format!("`{}` is not usable (below)", p.display()),
+                    ));
+                }
+                problems.append(&mut ps);
+                None
+            }
+        },
+        None => None,
+    };
     // Sections that refer to probes are judged only when every probe is
     // valid; the rest of the problems are all reported together.
     let before_probes = problems.len();
@@ -510,6 +533,7 @@ fn validate(source: Option<&Path>, raw: RawSettings, probes: Vec<(PathBuf, Entry
             header_read_timeout: raw.server.header_read_timeout.unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
             max_connections: raw.server.max_connections.unwrap_or_else(crate::listener::default_max_connections),
         },
+        web,
         data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
         retention,
         spread: raw.scheduler.spread.unwrap_or(true),

@@ -20,6 +20,7 @@ pub mod schema;
 pub mod secret;
 pub mod tls;
 pub mod value;
+pub mod web;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
