@@ -16,7 +16,8 @@ Verdicts from honest sources on the local stack under steady load, with a statis
 restarts of Redis, redis_exporter and Prometheus injected in turn every EVENT_EVERY seconds
 (default 180, so each kind recurs every 12 minutes): verdicts by kind, false disagree verdicts
 (goal 0), each event's time until every source was judged agree again, and lookout's CPU time.
-Environment: EVENT_EVERY (seconds between events), SOAK_OUT (directory kept after the run with
+Environment: EVENT_EVERY (seconds between events), OUTAGE (seconds a restarted service stays down,
+default 0: a plain restart, usually shorter than a scrape interval), SOAK_OUT (directory kept after the run with
 history.db, events.tsv, lookout.log and report.txt; default /tmp/lookout-soak-<start time>).
 Needs target/release/lookout (or LOOKOUT_BIN), redis-benchmark, redis-cli, curl, python3, and the
 local stack (deploy/local/stack.sh up, which this script runs)."
@@ -26,6 +27,8 @@ bench_args 1 "$@"
 DURATION="${SECONDS_ARG:-600}"
 EVENT_EVERY="${EVENT_EVERY:-180}"
 [[ "$EVENT_EVERY" =~ ^[1-9][0-9]*$ ]] || die "EVENT_EVERY must be a positive whole number of seconds, not \`$EVENT_EVERY\`"
+OUTAGE="${OUTAGE:-0}"
+[[ "$OUTAGE" =~ ^[0-9]+$ ]] || die "OUTAGE must be a whole number of seconds, not \`$OUTAGE\`"
 OUT="${SOAK_OUT:-/tmp/lookout-soak-$(date -u +%Y%m%dT%H%M%SZ)}"
 need redis-benchmark redis-cli curl python3
 need_lookout
@@ -50,8 +53,8 @@ STARTED=$(date -u +%s)
 LPID=$!
 PIDS+=("$LPID")
 wait_until 20 "lookout on port $PORT" curl -sf "http://127.0.0.1:$PORT/-/healthy"
-printf 'soak: %s s from %s, an event every %s s, lookout %s (pid %s) on :%s, output in %s\n' \
-  "$DURATION" "$(date -u +%FT%TZ)" "$EVENT_EVERY" "$LOOKOUT" "$LPID" "$PORT" "$OUT"
+printf 'soak: %s s from %s, an event every %s s (restarts down %s s), lookout %s (pid %s) on :%s, output in %s\n' \
+  "$DURATION" "$(date -u +%FT%TZ)" "$EVENT_EVERY" "$OUTAGE" "$LOOKOUT" "$LPID" "$PORT" "$OUT"
 
 # Steady load: 200 requests/s of SET and GET over 10,000 keys (some miss).
 # While Redis restarts the benchmark fails and the next second tries again.
@@ -75,6 +78,7 @@ inject() {
     resetstat) redis-cli -p 16379 CONFIG RESETSTAT >/dev/null || echo "soak: CONFIG RESETSTAT failed" >&2 ;;
     *)
       "$STACK" down "$kind" 2>/dev/null || echo "soak: $STACK down $kind failed" >&2
+      sleep "$OUTAGE"
       # stack.sh up waits until the service answers (Redis PONG, the
       # exporter reaching Redis, Prometheus ready).
       "$STACK" up "$kind" >/dev/null 2>&1 || echo "soak: $STACK up $kind failed" >&2
