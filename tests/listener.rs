@@ -171,4 +171,37 @@ fn web_config_file_serves_tls_client_certificates_and_basic_auth() {
         );
         assert!(!err.contains("hunter2"), "a hash or password is never echoed: {err}");
     }
+
+    // Users without TLS: every route asks for them, but `/webhook` keeps
+    // the relay's own credential (Alertmanager sends one Authorization).
+    std::fs::write(&web, format!("basic_auth_users:\n  admin: '{hash}'\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "server:\n  listen: 127.0.0.1:{port}\n  web_config_file: {}\ndata_dir: {}\nprobe_files: []\nrelay:\n  auth:\n    bearer_token: relay-token\n  destinations:\n    - {{name: log, type: log}}\n",
+            web.display(),
+            data.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut daemon = support::Proc::spawn("lookout", &mut cmd);
+    let plain = format!("http://127.0.0.1:{port}/metrics");
+    support::wait_for("lookout serving HTTP", Duration::from_secs(20), || {
+        assert!(daemon.exited().is_none(), "lookout exited");
+        (curl(&["-u", "admin:s3cret"], &plain).0 == "200").then_some(())
+    });
+    assert_eq!(curl(&[], &plain).0, "401");
+    let body = support::am_payload("g", "firing", &[("A", "i", "firing")]);
+    let post = |auth: &str| {
+        support::http_post(
+            port,
+            "/webhook",
+            body.as_bytes(),
+            &[("Content-Type", "application/json"), ("Authorization", auth)],
+        )
+        .map(|(s, _)| s)
+    };
+    assert_eq!(post("Bearer relay-token"), Some(200));
+    assert_eq!(post("Bearer wrong"), Some(401));
+    daemon.kill();
 }
