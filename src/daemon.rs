@@ -268,7 +268,8 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         relay,
     });
     let server_stop = tasks.stopping();
-    tasks.spawn(crate::listener::serve(listener, app, cfg.limits, server_stop));
+    let tls = cfg.web.as_ref().and_then(|w| w.tls.clone());
+    tasks.spawn(crate::listener::serve(listener, app, cfg.limits, tls, server_stop));
     tasks.every(MetricsUpkeep(metrics_handle));
     let rounds_config = config.clone();
     tasks.every(Rounds {
@@ -335,9 +336,10 @@ async fn reload(
     };
     let (cfg, handles) = new;
     let old = config.get();
-    if cfg.listen != old.listen || cfg.data_dir != old.data_dir || cfg.limits != old.limits {
+    let tls = |c: &Config| c.web.as_ref().is_some_and(|w| w.tls.is_some());
+    if cfg.listen != old.listen || cfg.data_dir != old.data_dir || cfg.limits != old.limits || tls(&cfg) != tls(&old) {
         tracing::warn!(
-            "`server.listen`, `server.header_read_timeout`, `server.max_connections` and `data_dir` changes take effect at the next restart"
+            "`server.listen`, `server.header_read_timeout`, `server.max_connections`, TLS (`server.web_config_file`) and `data_dir` changes take effect at the next restart"
         );
     }
     if let Some(r) = running.take() {

@@ -17,6 +17,11 @@
 //!   short pause instead of spinning.
 //!
 //! Request bodies are bounded by the routes' own timeout layer.
+//!
+//! With `tls_server_config` in `server.web_config_file`, every connection is
+//! TLS: the handshake is bounded by `header_read_timeout` too, so a client
+//! that opens a connection and stays silent holds it no longer than one that
+//! trickles its headers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,7 +65,14 @@ pub fn default_max_connections() -> usize {
 
 /// Serves `app` on `listener` until `stop`, then lets open requests finish
 /// (bounded) and returns.
-pub async fn serve(listener: TcpListener, app: axum::Router, limits: Limits, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: Limits,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    stop: CancellationToken,
+) {
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut last_full: Option<Instant> = None;
@@ -88,13 +100,23 @@ pub async fn serve(listener: TcpListener, app: axum::Router, limits: Limits, sto
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
-        let conn = graceful.watch(conn);
+        let (app, watcher, tls) = (app.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let result = match tls {
+                None => watcher.watch(connection(stream, app, limits)).await,
+                Some(acceptor) => match tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls_stream)) => watcher.watch(connection(tls_stream, app, limits)).await,
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                        Ok(())
+                    }
+                    Err(_) => {
+                        tracing::debug!(peer = %peer, "TLS handshake not done within header_read_timeout");
+                        Ok(())
+                    }
+                },
+            };
+            if let Err(e) = result {
                 tracing::debug!(peer = %peer, error = %e, "Connection ended with an error");
             }
             drop(slot);
@@ -104,6 +126,22 @@ pub async fn serve(listener: TcpListener, app: axum::Router, limits: Limits, sto
     if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
         tracing::warn!("Open HTTP connections did not finish within the drain time");
     }
+}
+
+/// One HTTP/1.1 connection over `io` (plain TCP or TLS), with the header
+/// timeout that also bounds idle keep-alive.
+fn connection<I>(
+    io: I,
+    app: axum::Router,
+    limits: Limits,
+) -> hyper::server::conn::http1::Connection<TokioIo<I>, TowerToHyperService<axum::Router>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(app))
 }
 
 /// Whether a rate-limited log line may be written now.

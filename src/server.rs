@@ -46,7 +46,48 @@ pub fn router(state: AppState) -> Router {
         .route("/report", get(report))
         .route("/api/v1/alerts", get(alerts_json))
         .route("/", get(status_page))
+        // Outermost: checked before any route reads anything.
+        .layer(middleware::from_fn_with_state(state.clone(), web_auth))
         .with_state(state)
+}
+
+/// The users of `server.web_config_file`'s `basic_auth_users`, in front of
+/// every route as the exporter-toolkit puts them in front of an exporter;
+/// read from the configuration in force, so a reload changes them.
+/// `/webhook` keeps its own credential when `relay.auth` sets one
+/// (Alertmanager sends one `Authorization` header); without it, the
+/// listener's users guard it too. Answered from the headers alone, before
+/// any body is read.
+async fn web_auth(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let cfg = s.config.get();
+    let Some(users) = cfg.web.as_ref().map(|w| w.users.clone()).filter(|u| !u.is_empty()) else {
+        return next.run(req).await;
+    };
+    let own_credential = s
+        .relay
+        .as_ref()
+        .is_some_and(|r| !matches!(r.config.auth, crate::relay::config::Auth::None));
+    if req.uri().path() == "/webhook" && own_credential {
+        return next.run(req).await;
+    }
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    // bcrypt takes tens of milliseconds: off the async workers.
+    let ok = tokio::task::spawn_blocking(move || crate::config::web::authorised(&users, header.as_deref()))
+        .await
+        .unwrap_or(false);
+    if ok {
+        return next.run(req).await;
+    }
+    let mut r = (StatusCode::UNAUTHORIZED, "Unauthorized\n").into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Basic realm=\"lookout\""),
+    );
+    closing(r)
 }
 
 fn json_error(status: StatusCode, reason: &'static str, message: &str) -> Response {

@@ -94,6 +94,10 @@ pub struct RawServer {
     /// Connections served at once (default 1024, or the descriptor limit
     /// less 128 when that is lower; 1 to 65536); one more is closed at once.
     pub max_connections: Option<usize>,
+    /// TLS and basic authentication for the whole listener, in the file
+    /// format of Prometheus's exporter-toolkit (`--web.config.file`):
+    /// `tls_server_config` and `basic_auth_users` (bcrypt hashes).
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// `history:` as written.
@@ -127,6 +131,8 @@ pub struct Config {
     pub enable_lifecycle: bool,
     /// The listener's connection limits.
     pub limits: crate::listener::Limits,
+    /// The listener's TLS and basic-auth users (`server.web_config_file`).
+    pub web: Option<crate::config::web::WebConfig>,
     /// Where the history database lives.
     pub data_dir: PathBuf,
     /// How long observations are kept.
@@ -155,6 +161,16 @@ pub struct Config {
     pub warnings: Vec<Problem>,
 }
 
+/// At most this many probe files, over every `probe_files` pattern: a
+/// thousand probes is far beyond one daemon's schedule, and a pattern that
+/// matches more names the wrong directory (`/usr/**` ran for minutes).
+pub const MAX_PROBE_FILES: usize = 1000;
+
+/// At most this many bytes of probe files in all (a probe file is a few
+/// hundred bytes), so that a pattern matching large files fails fast
+/// rather than reading them.
+pub const MAX_PROBE_BYTES: u64 = 4 * 1024 * 1024;
+
 /// Loads and validates the configuration at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     load_with_env(path, &process_env)
@@ -170,35 +186,71 @@ pub fn load_with_env(path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     let globs = raw.probe_files.clone().unwrap_or_else(|| vec![DEFAULT_PROBE_FILES.to_string()]);
+    let (mut matched, mut bytes) = (0usize, 0u64);
     for pattern in &globs {
         let paths = match glob::glob(pattern) {
             Ok(p) => p,
             Err(e) => {
-                problems.push(Problem {
-                    file: path.to_path_buf(),
-                    line: None,
-                    column: None,
-                    field: Some("probe_files".into()),
-                    message: format!("invalid glob `{pattern}`: {e}"),
-                });
+                problems.push(Problem::at_field(path, "probe_files", format!("invalid glob `{pattern}`: {e}")));
                 continue;
             }
         };
-        let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).collect();
+        // One past the budget is enough to know it is exceeded: `/usr/**`
+        // stops here instead of listing the whole tree.
+        let room = MAX_PROBE_FILES - matched;
+        let mut files: Vec<PathBuf> = paths.filter_map(Result::ok).take(room + 1).collect();
+        if files.len() > room {
+            problems.push(Problem::at_field(
+                path,
+                "probe_files",
+                format!(
+                    "`{pattern}` matches more than the {MAX_PROBE_FILES} probe files lookout reads (with the patterns before it): narrow it to the directory of probe files"
+                ),
+            ));
+            break;
+        }
+        matched += files.len();
         files.sort();
         if files.is_empty() && raw.probe_files.is_some() {
-            warnings.push(Problem {
-                file: path.to_path_buf(),
-                line: None,
-                column: None,
-                field: Some("probe_files".into()),
-                message: format!(
+            warnings.push(Problem::at_field(
+                path,
+                "probe_files",
+                format!(
                     "`{pattern}` matches no file (relative to the working directory {})",
                     std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default()
                 ),
-            });
+            ));
         }
         for file in files {
+            // A glob matches directories, FIFOs and devices too: reading one
+            // would fail, hang, or never end.
+            match std::fs::metadata(&file) {
+                Ok(m) if !m.is_file() => {
+                    problems.push(Problem {
+                        file: file.clone(),
+                        line: None,
+                        column: None,
+                        field: None,
+                        message: format!("not a regular file (matched by `{pattern}` in `probe_files`)"),
+                    });
+                    continue;
+                }
+                Ok(m) => {
+                    bytes += m.len();
+                    if bytes > MAX_PROBE_BYTES {
+                        problems.push(Problem::at_field(
+                            path,
+                            "probe_files",
+                            format!(
+                                "the files `{pattern}` matches (with the patterns before it) hold more than {} MiB: probe files are a few hundred bytes each; narrow the pattern",
+                                MAX_PROBE_BYTES / (1024 * 1024)
+                            ),
+                        ));
+                        break;
+                    }
+                }
+                Err(_) => {}
+            }
             match std::fs::read_to_string(&file) {
                 Ok(t) => match parse_yaml::<Entry>(&file, &t, env) {
                     Ok(p) => probes.push((file, p)),
@@ -243,6 +295,19 @@ pub fn load_with_env(path: &Path, env: Env<'_>) -> Result<Config, ConfigError> {
         }
     };
     result.map_err(|e| locate_all(e, path, &text, env))
+}
+
+/// `text` validated as the configuration file `path` would be, except that
+/// `probe_files` is not expanded: only the probes under `probes:` count and
+/// no other file is read for them. The fuzz target drives the loader through
+/// here with arbitrary bytes, where a glob must not walk the machine.
+pub fn from_text(path: &Path, text: &str, env: Env<'_>) -> Result<Config, ConfigError> {
+    let mut raw: RawSettings = parse_yaml(path, text, env)?;
+    let probes = std::mem::take(&mut raw.probes)
+        .into_iter()
+        .map(|p| (path.to_path_buf(), p))
+        .collect();
+    validate(Some(path), raw, probes, env).map_err(|e| locate_all(e, path, text, env))
 }
 
 /// Whether a YAML text's document is a sequence (`- name: …` at the top).
@@ -342,6 +407,23 @@ fn validate(source: Option<&Path>, raw: RawSettings, probes: Vec<(PathBuf, Entry
     {
         server_problem("max_connections", format!("{n} is out of range: must be between 1 and 65536"));
     }
+    let web = match &raw.server.web_config_file {
+        Some(p) => match crate::config::web::load(p) {
+            Ok(w) => Some(w),
+            Err(ConfigError(mut ps)) => {
+                if ps.iter().all(|x| x.file != file) {
+                    problems.push(Problem::at_field(
+                        &file,
+                        "server.web_config_file",
+                        format!("`{}` is not usable (below)", p.display()),
+                    ));
+                }
+                problems.append(&mut ps);
+                None
+            }
+        },
+        None => None,
+    };
     // Sections that refer to probes are judged only when every probe is
     // valid; the rest of the problems are all reported together.
     let before_probes = problems.len();
@@ -393,6 +475,36 @@ fn validate(source: Option<&Path>, raw: RawSettings, probes: Vec<(PathBuf, Entry
             None
         }
     };
+    let retention = raw.history.retention.unwrap_or(DEFAULT_RETENTION);
+    // The history must hold at least the latest round and each probe's
+    // latest run, or what the status page and `report --window` read of
+    // it comes and goes between two writes.
+    let longest = out
+        .iter()
+        .filter_map(|p| {
+            p.schedule
+                .period()
+                .map(|d| (d, format!("probe `{}` runs every {}", p.name, humantime::format_duration(d))))
+        })
+        .chain(crosscheck.iter().map(|c| {
+            (
+                c.every,
+                format!("a cross-check round every {}", humantime::format_duration(c.every)),
+            )
+        }))
+        .max_by_key(|(d, _)| *d);
+    if let Some((d, what)) = longest
+        && retention < d
+    {
+        problems.push(Problem::at_field(
+            &file,
+            "history.retention",
+            format!(
+                "{} keeps less than one run ({what}): the history would lose the latest reading before the next is written",
+                humantime::format_duration(retention)
+            ),
+        ));
+    }
     let relay = crate::relay::config::build(&file, raw.relay.unwrap_or_default(), &mut problems);
     let grafana = raw.grafana.and_then(|g| crate::runbook::grafana::build(&file, g, &mut problems));
     // A reminder goes through the relay byte for byte as the first notice:
@@ -428,8 +540,9 @@ fn validate(source: Option<&Path>, raw: RawSettings, probes: Vec<(PathBuf, Entry
             header_read_timeout: raw.server.header_read_timeout.unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
             max_connections: raw.server.max_connections.unwrap_or_else(crate::listener::default_max_connections),
         },
+        web,
         data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-        retention: raw.history.retention.unwrap_or(DEFAULT_RETENTION),
+        retention,
         spread: raw.scheduler.spread.unwrap_or(true),
         max_concurrency,
         prometheus,
@@ -560,6 +673,89 @@ mod tests {
         std::fs::write(&cfg, format!("probe_files: ['{}/p/*.yaml']\n", dir.path().display())).unwrap();
         let e = load_with_env(&cfg, &no_env).unwrap_err();
         assert!(e.0[0].message.contains("holds one probe"), "{e}");
+    }
+
+    #[test]
+    fn probe_file_globs_are_bounded_in_count_size_and_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("lookout.yaml");
+        let probes = dir.path().join("p");
+        std::fs::create_dir(&probes).unwrap();
+        for i in 0..=MAX_PROBE_FILES {
+            std::fs::write(probes.join(format!("{i:04}.yaml")), format!("name: r{i}\nkind: redis\n")).unwrap();
+        }
+        let load = |globs: &str| {
+            std::fs::write(&cfg, format!("# probes\nprobe_files: {globs}\n")).unwrap();
+            load_with_env(&cfg, &no_env)
+        };
+        let e = load(&format!("['{}/*.yaml']", probes.display())).unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert_eq!((e.0[0].line, e.0[0].field.as_deref()), (Some(2), Some("probe_files")), "{e}");
+        assert!(e.0[0].message.contains("more than the 1000 probe files"), "{e}");
+        // The budget is over every pattern, and exactly 1000 is fine.
+        std::fs::remove_file(probes.join("1000.yaml")).unwrap();
+        assert_eq!(load(&format!("['{}/*.yaml']", probes.display())).unwrap().probes.len(), 1000);
+        let e = load(&format!("['{0}/0*.yaml', '{0}/0000.yaml']", probes.display())).unwrap_err();
+        assert!(e.0[0].message.contains("with the patterns before it"), "{e}");
+
+        let big = dir.path().join("big");
+        std::fs::create_dir(&big).unwrap();
+        let padding = format!("name: b\nkind: redis\n#{}\n", "x".repeat(MAX_PROBE_BYTES as usize));
+        std::fs::write(big.join("b.yaml"), padding).unwrap();
+        let e = load(&format!("['{}/*.yaml']", big.display())).unwrap_err();
+        assert_eq!(e.0[0].field.as_deref(), Some("probe_files"), "{e}");
+        assert!(e.0[0].message.contains("more than 4 MiB"), "{e}");
+
+        let e = load(&format!("['{}']", probes.display())).unwrap_err();
+        assert!(e.0[0].message.contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn durations_below_what_they_mean_are_refused_with_file_line_and_field() {
+        for (text, line, field, says) in [
+            (
+                "probe_files: []\nprobes:\n  - {name: r, kind: redis, every: 10m}\nhistory:\n  retention: 5m\n",
+                5,
+                "history.retention",
+                "probe `r` runs every 10m",
+            ),
+            (
+                "probe_files: []\nprobes:\n  - {name: r, kind: redis, every: 1s}\n  - {name: w, kind: http_health, url: 'http://x/', every: 1s}\ncrosscheck:\n  every: 2m\nhistory:\n  retention: 1m\n",
+                8,
+                "history.retention",
+                "a cross-check round every 2m",
+            ),
+            (
+                "probe_files: []\nprobes:\n  - {name: r, kind: redis}\n  - {name: w, kind: http_health, url: 'http://x/'}\ncrosscheck:\n  every: 10ms\n",
+                6,
+                "crosscheck.every",
+                "shorter than 100ms",
+            ),
+            (
+                "probe_files: []\nprobes:\n  - {name: r, kind: redis}\n  - {name: w, kind: http_health, url: 'http://x/'}\ncrosscheck:\n  max_staleness: 500ms\n",
+                6,
+                "crosscheck.max_staleness",
+                "shorter than 1s",
+            ),
+            (
+                "probe_files: []\nalerts:\n  evaluation_interval: 1m\n  resend_delay: 30s\n",
+                4,
+                "alerts.resend_delay",
+                "shorter than `alerts.evaluation_interval` (1m)",
+            ),
+        ] {
+            let e = load_str(text).unwrap_err();
+            assert_eq!(e.0.len(), 1, "{text}: {e}");
+            let p = &e.0[0];
+            assert_eq!((p.line, p.field.as_deref()), (Some(line), Some(field)), "{text}: {e}");
+            assert!(p.file.ends_with("lookout.yaml"), "{e}");
+            assert!(p.message.contains(says), "{text}: {e}");
+        }
+        // At the minimums, all accepted.
+        load_str(
+            "probe_files: []\nprobes:\n  - {name: r, kind: redis, every: 100ms}\n  - {name: w, kind: http_health, url: 'http://x/', every: 1s}\ncrosscheck:\n  every: 100ms\n  max_staleness: 1s\nhistory:\n  retention: 1s\nalerts:\n  evaluation_interval: 100ms\n  resend_delay: 100ms\n",
+        )
+        .unwrap();
     }
 
     #[test]

@@ -440,3 +440,53 @@ fn relabelling_that_mixes_two_instances_is_caught() {
         }
     }
 }
+
+/// Without a daemon, a round waits for the exporter target's own scrape
+/// interval (4 s here, from Prometheus's targets API, beside other jobs
+/// scraped every second) and no longer: on an honest stack it agrees, and
+/// returns within one interval, the probe timeout and a few seconds.
+#[test]
+fn a_one_shot_round_waits_for_the_targets_scrape_interval() {
+    let redis = Redis::start(&[]);
+    let _traffic = Traffic::start(&redis.url());
+    let exporter = Exporter::start(&redis.url());
+    let prom = Prometheus::start_with_scrape_configs(
+        &[],
+        &format!(
+            "  - job_name: slow\n    scrape_interval: 4s\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            exporter.port
+        ),
+    );
+    let django = PyEndpoint::start("django", &redis.url(), None);
+    // The latency rate needs two scrapes of traffic.
+    support::wait_for("Prometheus's latency rate", Duration::from_secs(30), || {
+        prom.query("sum(rate(redis_commands_total{job=\"slow\"}[1m]))").filter(|v| *v > 0.0)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("lookout.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir: {}\nprobe_files: []\nprobes:\n  - name: redis\n    kind: redis\n    url: {}\n    timeout: 2s\n  - name: django\n    kind: http_health\n    url: {}\n    timeout: 2s\n  - name: prometheus\n    kind: prometheus\n    url: {}\n    selector: '{{job=\"slow\"}}'\n    timeout: 2s\n",
+            dir.path().join("data").display(),
+            redis.url(),
+            django.url(),
+            prom.url()
+        ),
+    )
+    .unwrap();
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let out = lookout().args(["report", "--format", "json", "-c"]).arg(&cfg).output().unwrap();
+        let took = started.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+        let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(r["verdict"], "agree", "{stdout}");
+        assert_eq!(r["entries"].as_array().unwrap().len(), 2 * METRICS);
+        assert!(
+            took < Duration::from_secs(4 + 2 + 3),
+            "one interval, a timeout and a few seconds: {took:?}"
+        );
+    }
+}

@@ -82,3 +82,47 @@ async fn prometheus_down_is_a_connect_failure() {
     let o = probe::run(&h).await;
     assert_eq!(o.reason, Some(FailureReason::Connect), "{o:?}");
 }
+
+/// The scrape interval a one-shot round waits for is the exporter target's,
+/// read from the targets API: the job's own (4 s), not the global one (1 s)
+/// nor another job's; a selector matching no target says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_scrape_interval_is_the_exporter_targets_own() {
+    let redis = Redis::start(&[]);
+    let exporter = Exporter::start(&redis.url());
+    let prom = Prometheus::start_with_scrape_configs(
+        &[("fast", format!("127.0.0.1:{}", exporter.port))],
+        &format!(
+            "  - job_name: slow\n    scrape_interval: 4s\n    scrape_timeout: 3s\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            exporter.port
+        ),
+    );
+    let spec = |selector: &str| -> lookout::probe::prometheus::PrometheusSpec {
+        match &build(&format!(
+            "  - name: prom\n    kind: prometheus\n    url: {}\n    selector: '{selector}'\n",
+            prom.url()
+        ))
+        .config
+        .spec
+        {
+            probe::ProbeSpec::Prometheus(s) => s.clone(),
+            _ => unreachable!("a prometheus probe"),
+        }
+    };
+    let interval = |selector: &'static str| {
+        let s = spec(selector);
+        async move { lookout::probe::prometheus::scrape_interval(&s, Duration::from_secs(2)).await }
+    };
+    let slow = wait_for_async("the slow job's target", Duration::from_secs(30), || async {
+        interval("{job=\"slow\"}").await.ok()
+    })
+    .await;
+    assert_eq!(slow, Duration::from_secs(4));
+    let fast = wait_for_async("the fast job's target", Duration::from_secs(30), || async {
+        interval("{job=\"fast\"}").await.ok()
+    })
+    .await;
+    assert_eq!(fast, Duration::from_secs(1));
+    let none = interval("{job=\"absent\"}").await.unwrap_err();
+    assert!(none.contains("no `up{job=\"absent\"}` series"), "{none}");
+}

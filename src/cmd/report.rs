@@ -30,8 +30,9 @@ pub struct ReportArgs {
     #[arg(long, value_parser = parse_window, value_name = "DURATION")]
     window: Option<Duration>,
     /// How long a round may wait for Prometheus to scrape after its first
-    /// reading of Redis, so the sample can be judged (default: a 15 s
-    /// scrape interval and the probe's timeout).
+    /// reading of Redis, so the sample can be judged (default: the exporter
+    /// target's scrape interval from Prometheus's targets API, 15 s if it
+    /// cannot be read, and the probe's timeout).
     #[arg(long, value_parser = parse_window, value_name = "DURATION")]
     wait: Option<Duration>,
 }

@@ -451,6 +451,13 @@ fn default_rule(name: RuleName) -> Rule {
     }
 }
 
+/// Default `alerts.evaluation_interval`.
+pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Shortest `alerts.evaluation_interval`: the rules read the probes' latest
+/// readings, and no probe runs more often than its shortest `every`.
+pub const MIN_EVALUATION_INTERVAL: Duration = super::envelope::MIN_EVERY;
+
 /// Validates `alerts:`; problems are `(field, message)`.
 pub(crate) fn build(raw: Option<RawAlerts>) -> Result<Option<AlertsConfig>, Vec<(String, String)>> {
     let raw = raw.unwrap_or_default();
@@ -539,6 +546,59 @@ pub(crate) fn build(raw: Option<RawAlerts>) -> Result<Option<AlertsConfig>, Vec<
             )),
         }
     }
+    let evaluation_interval = raw.evaluation_interval.unwrap_or(DEFAULT_EVALUATION_INTERVAL);
+    if evaluation_interval < MIN_EVALUATION_INTERVAL {
+        errs.push((
+            "alerts.evaluation_interval".into(),
+            format!(
+                "{} is shorter than {}: the rules read the probes' latest readings, and no probe runs more often than that",
+                humantime::format_duration(evaluation_interval),
+                humantime::format_duration(MIN_EVALUATION_INTERVAL)
+            ),
+        ));
+    }
+    // What happens at an evaluation cannot happen more often than they run:
+    // a shorter value would silently mean the interval.
+    let at_least_one_evaluation = |errs: &mut Vec<(String, String)>, field: String, d: Duration, why: &str| {
+        if d < evaluation_interval {
+            errs.push((
+                field,
+                format!(
+                    "{} is shorter than `alerts.evaluation_interval` ({}): {why}",
+                    humantime::format_duration(d),
+                    humantime::format_duration(evaluation_interval)
+                ),
+            ));
+        }
+    };
+    if let Some(d) = raw.resend_delay {
+        at_least_one_evaluation(
+            &mut errs,
+            "alerts.resend_delay".into(),
+            d,
+            "firing alerts are re-sent from an evaluation",
+        );
+    }
+    for (i, w) in raw.maintenance.iter().enumerate() {
+        if let Some(d) = w.duration {
+            at_least_one_evaluation(
+                &mut errs,
+                format!("alerts.maintenance[{i}].duration"),
+                d,
+                "a window that short can fall between two evaluations and silence nothing",
+            );
+        }
+    }
+    for (name, o) in &raw.rules {
+        if let Some(d) = o.reminder {
+            at_least_one_evaluation(
+                &mut errs,
+                format!("alerts.rules.{name}.reminder"),
+                d,
+                "reminders are sent from an evaluation",
+            );
+        }
+    }
     if let Some(t) = &raw.connectivity_target
         && t.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none()
     {
@@ -548,7 +608,7 @@ pub(crate) fn build(raw: Option<RawAlerts>) -> Result<Option<AlertsConfig>, Vec<
         return Err(errs);
     }
     Ok(Some(AlertsConfig {
-        evaluation_interval: raw.evaluation_interval.unwrap_or(Duration::from_secs(5)),
+        evaluation_interval,
         resend_delay: raw.resend_delay.unwrap_or(Duration::from_secs(60)),
         connectivity_target: raw.connectivity_target,
         maintenance,
@@ -600,6 +660,42 @@ mod tests {
     fn with_rule(rule: &str, yaml: &str) -> Result<Option<AlertsConfig>, String> {
         let raw: RawAlerts = serde_saphyr::from_str(&format!("rules:\n  {rule}: {yaml}\n")).map_err(|e| e.to_string())?;
         build(Some(raw)).map_err(|errs| format!("{errs:?}"))
+    }
+
+    #[test]
+    fn durations_below_one_evaluation_are_refused_by_field() {
+        let build_yaml = |yaml: &str| -> Result<Option<AlertsConfig>, Vec<(String, String)>> {
+            build(Some(serde_saphyr::from_str::<RawAlerts>(yaml).expect("valid YAML")))
+        };
+        let fields = |yaml: &str| -> Vec<String> {
+            build_yaml(yaml)
+                .expect_err(yaml)
+                .into_iter()
+                .map(|(f, m)| {
+                    assert!(m.contains("is shorter than"), "{f}: {m}");
+                    f
+                })
+                .collect()
+        };
+        assert_eq!(fields("evaluation_interval: 10ms\n"), ["alerts.evaluation_interval"]);
+        assert_eq!(
+            fields(
+                "evaluation_interval: 30s\nresend_delay: 10s\nmaintenance:\n  - {schedule: '0 0 2 * * *', duration: 20s}\nrules:\n  HealthEndpointDown: {reminder: 29s}\n"
+            ),
+            [
+                "alerts.resend_delay",
+                "alerts.maintenance[0].duration",
+                "alerts.rules.HealthEndpointDown.reminder"
+            ]
+        );
+        // The defaults (5 s) against the same values: all fine; `for: 0s` too.
+        assert!(
+            build_yaml(
+                "resend_delay: 10s\nmaintenance:\n  - {schedule: '0 0 2 * * *', duration: 20s}\nrules:\n  HealthEndpointDown: {reminder: 29s, for: 0s}\n"
+            )
+            .is_ok()
+        );
+        assert!(build_yaml("evaluation_interval: 100ms\nresend_delay: 100ms\n").is_ok());
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod schema;
 pub mod secret;
 pub mod tls;
 pub mod value;
+pub mod web;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,25 @@ pub enum Schedule {
     },
 }
 
+impl Schedule {
+    /// The time between two runs: the period, or the gap between a cron
+    /// expression's next two firings (an irregular expression's gaps vary;
+    /// the next one stands for them). `None` for a cron expression that
+    /// does not parse or never fires.
+    pub fn period(&self) -> Option<Duration> {
+        match self {
+            Schedule::Every(d) => Some(*d),
+            Schedule::Cron { expr, .. } => {
+                let c = parse_cron(expr).ok()?;
+                let now = chrono::Utc::now();
+                let a = c.find_next_occurrence(&now, false).ok()?;
+                let b = c.find_next_occurrence(&a, false).ok()?;
+                (b - a).to_std().ok()
+            }
+        }
+    }
+}
+
 impl fmt::Display for Schedule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -117,6 +137,20 @@ pub struct Problem {
     pub field: Option<String>,
     /// What is wrong, and where possible what would be right.
     pub message: String,
+}
+
+impl Problem {
+    /// A problem with a field of `file`; the line is found afterwards from
+    /// the field's path in the text (see `locate`).
+    pub fn at_field(file: &Path, field: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            file: file.to_path_buf(),
+            line: None,
+            column: None,
+            field: Some(field.into()),
+            message: message.into(),
+        }
+    }
 }
 
 impl fmt::Display for Problem {

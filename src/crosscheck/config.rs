@@ -16,6 +16,15 @@ use crate::probe::{ProbeConfig, ProbeSpec};
 /// Default age past which a Prometheus sample is stale.
 pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(30);
 
+/// Shortest `crosscheck.every`: a round judges the probes' readings, and no
+/// probe runs more often than its shortest `every`.
+pub const MIN_EVERY: Duration = crate::config::envelope::MIN_EVERY;
+
+/// Shortest `crosscheck.max_staleness`: a Prometheus sample is up to one
+/// scrape interval old when it is read, and Prometheus scrapes every second
+/// at the fastest in practice; below that every sample would be `stale`.
+pub const MIN_MAX_STALENESS: Duration = Duration::from_secs(1);
+
 /// `crosscheck:` as written; every key optional.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -229,11 +238,32 @@ pub fn build(file: &Path, problems: &mut Vec<Problem>, raw: Option<RawCrossCheck
             },
         );
     }
+    let every = raw.every.unwrap_or(DEFAULT_EVERY);
+    let max_staleness = raw.max_staleness.unwrap_or(DEFAULT_MAX_STALENESS);
+    for (field, d, min, why) in [
+        (
+            "every",
+            every,
+            MIN_EVERY,
+            "a round judges the probes' readings, and no probe runs more often than that",
+        ),
+        (
+            "max_staleness",
+            max_staleness,
+            MIN_MAX_STALENESS,
+            "a Prometheus sample is up to a scrape interval old when read (1 s at the fastest), so every sample would be judged stale",
+        ),
+    ] {
+        if d < min {
+            let (d, min) = (humantime::format_duration(d), humantime::format_duration(min));
+            bad(problems, field, format!("{d} is shorter than {min}: {why}"));
+        }
+    }
     Some(CrossCheckConfig {
-        every: raw.every.unwrap_or(DEFAULT_EVERY),
+        every,
         reference,
         sources,
-        max_staleness: raw.max_staleness.unwrap_or(DEFAULT_MAX_STALENESS),
+        max_staleness,
         tolerances,
     })
 }

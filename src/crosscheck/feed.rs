@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use super::{Overall, Report, Setup, Source, Verdict, judge, record_metrics};
-use crate::config::{self, Schedule};
 use crate::probe::ProbeConfig;
 use crate::probe::{self, Observation};
 use crate::store::History;
@@ -90,18 +89,7 @@ impl Feed {
 /// A source whose newest observation is older than this is stale: three
 /// periods and a timeout.
 pub fn max_age(p: &ProbeConfig) -> f64 {
-    let period = match &p.schedule {
-        Schedule::Every(d) => d.as_secs_f64(),
-        Schedule::Cron { expr, .. } => config::parse_cron(expr)
-            .ok()
-            .and_then(|c| {
-                let now = chrono::Utc::now();
-                let a = c.find_next_occurrence(&now, false).ok()?;
-                let b = c.find_next_occurrence(&a, false).ok()?;
-                Some((b - a).num_milliseconds() as f64 / 1000.0)
-            })
-            .unwrap_or(60.0),
-    };
+    let period = p.schedule.period().map_or(60.0, |d| d.as_secs_f64());
     3.0 * period + p.timeout.as_secs_f64()
 }
 

@@ -1057,11 +1057,35 @@ pub fn record_metrics(r: &Report) {
     metrics::gauge!("lookout_crosscheck_last_round_timestamp_seconds").set(r.timestamp);
 }
 
-/// Prometheus's default scrape interval, which a one-shot round waits for at
-/// most (plus the probe's timeout) unless told otherwise.
+/// Prometheus's default scrape interval: what a one-shot round waits for
+/// (plus the probe's timeout) when the targets API cannot say.
 const DEFAULT_SCRAPE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(15);
 /// How often a one-shot round asks Prometheus again for a newer scrape.
 const SCRAPE_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+/// Reference readings on each side of a one-shot bracket (each is itself
+/// the median of three PINGs)…
+const SIDE_READINGS: usize = 3;
+/// …this far apart, so that one stall of the machine does not slow them all.
+const SIDE_SPACING: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The longest scrape interval of the Prometheus sources' exporter targets,
+/// from Prometheus's targets API; [`DEFAULT_SCRAPE_INTERVAL`] for a source
+/// it cannot be read for (the round then still runs, only its wait is a
+/// guess). Zero without a Prometheus source: nothing to wait for.
+async fn scrape_interval(sources: &[crate::probe::ProbeHandle]) -> std::time::Duration {
+    let intervals = sources.iter().filter_map(|h| match &h.config.spec {
+        crate::probe::ProbeSpec::Prometheus(spec) => Some(async move {
+            crate::probe::prometheus::scrape_interval(spec, h.config.timeout)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::info!(probe = %h.config.name, error = %e, default = ?DEFAULT_SCRAPE_INTERVAL, "Scrape interval unknown; waiting for the default");
+                    DEFAULT_SCRAPE_INTERVAL
+                })
+        }),
+        _ => None,
+    });
+    futures::future::join_all(intervals).await.into_iter().max().unwrap_or_default()
+}
 
 /// Whether a Prometheus reading holds a scrape taken after `t` (lookout's
 /// clock, Prometheus's skew taken out) for every counter it reports.
@@ -1073,7 +1097,9 @@ fn scraped_after(kind: &str, o: &Observation, t: f64) -> bool {
 
 /// One round now, for `lookout report`: the reference is read, then every
 /// source at once, then the reference again, so each source's sample is
-/// bracketed. Readings the daemon stored in the last minutes (same
+/// bracketed. A Prometheus source is waited for (at most `wait`, by default
+/// its target's scrape interval from the targets API and a probe timeout)
+/// until it holds a scrape newer than the reading before. Readings the daemon stored in the last minutes (same
 /// `data_dir`) are added, so a Prometheus sample taken before this command
 /// started can be bracketed too.
 pub async fn run_now(cfg: &impl Setup, wait: Option<std::time::Duration>) -> anyhow::Result<Report> {
@@ -1103,15 +1129,25 @@ pub async fn run_now(cfg: &impl Setup, wait: Option<std::time::Duration>) -> any
         Ok(stored) => refs.extend(stored.unwrap_or_default()),
         Err(e) => tracing::debug!(error = %e, "Stored reference readings not used"),
     }
-    // The bracket: a reading of Redis, the sources, a reading after. A
+    let slowest = sources.iter().map(|h| h.config.timeout).max().unwrap_or_default();
+    let wait = match wait {
+        Some(w) => w,
+        None => scrape_interval(&sources).await + slowest,
+    };
+    // The bracket: readings of Redis, the sources, readings after. A
     // Prometheus sample is only judged against readings around it, so a
     // Prometheus source is read again until it holds a scrape newer than the
-    // first reading (or `wait` passes: then it is `stale`, with the reason).
+    // last reading before (or `wait` passes: then it is `stale`, with the
+    // reason). Several spaced readings on each side give the latency rule a
+    // median of round trips, not one that a scheduling hiccup decides.
+    for _ in 1..SIDE_READINGS {
+        refs.push(probe::run(&reference).await);
+        tokio::time::sleep(SIDE_SPACING).await;
+    }
     let first = probe::run(&reference).await;
     let after = first.timestamp + first.duration_seconds;
     refs.push(first);
-    let slowest = sources.iter().map(|h| h.config.timeout).max().unwrap_or_default();
-    let deadline = std::time::Instant::now() + wait.unwrap_or(DEFAULT_SCRAPE_INTERVAL + slowest);
+    let deadline = std::time::Instant::now() + wait;
     let observed = futures::future::join_all(sources.iter().map(|h| async move {
         let mut o = probe::run(h).await;
         // Only an answering Prometheus is waited for: a failing one is judged
@@ -1128,6 +1164,10 @@ pub async fn run_now(cfg: &impl Setup, wait: Option<std::time::Duration>) -> any
     }))
     .await;
     refs.push(probe::run(&reference).await);
+    for _ in 1..SIDE_READINGS {
+        tokio::time::sleep(SIDE_SPACING).await;
+        refs.push(probe::run(&reference).await);
+    }
     refs.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
     let inputs: Vec<(String, String, Vec<Observation>, f64)> = sources
         .iter()

@@ -309,8 +309,9 @@ fn request_error(e: &reqwest::Error, url: &str) -> ProbeError {
 
 /// Takes each mapped metric out of the response. A missing field fails the
 /// probe; an explicit `null` means the endpoint has no value (e.g. the hit
-/// ratio before the first lookup) and is left out.
-fn extract(json: &serde_json::Value, fields: &[FieldMapping]) -> Result<Reading, ProbeError> {
+/// ratio before the first lookup) and is left out. Public for the fuzz
+/// target: whatever an endpoint answers is read here.
+pub fn extract(json: &serde_json::Value, fields: &[FieldMapping]) -> Result<Reading, ProbeError> {
     let mut reading = Reading::default();
     if let Some(status) = json.get("status").and_then(|s| s.as_str())
         && status != "ok"

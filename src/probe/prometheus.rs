@@ -216,6 +216,102 @@ impl PrometheusProbe {
     }
 }
 
+/// The scrape interval of the target behind the probe's `up{selector}`
+/// series, from Prometheus's targets API: how long a scrape newer than a
+/// given moment can take to appear. A one-shot round waits that long (and a
+/// probe timeout) for one, rather than a guess.
+///
+/// The target is found by its labels: an active target's `labels` are the
+/// ones Prometheus attaches to its `up` series, so equality after dropping
+/// `__name__` picks exactly the targets the selector chose. With several
+/// (the probe then fails anyway), the longest interval is the bound.
+pub async fn scrape_interval(spec: &PrometheusSpec, timeout: Duration) -> Result<Duration, String> {
+    let client = crate::http::client_builder(timeout)
+        .build()
+        .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+    let join = |p: &str| spec.url.join(p).map_err(|e| format!("invalid Prometheus URL: {e}"));
+    let get = |req: reqwest::RequestBuilder, what: &'static str| async move {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("Prometheus's {what} failed: {}", crate::http::describe(&e)))?;
+        let status = resp.status();
+        let body: RawApiResponse = resp.json().await.map_err(|e| {
+            format!(
+                "Prometheus's {what} answered HTTP {status} with an unreadable body: {}",
+                crate::http::describe(&e)
+            )
+        })?;
+        if body.status != "success" {
+            return Err(format!(
+                "Prometheus's {what} answered {}",
+                body.error.unwrap_or_else(|| format!("HTTP {status}"))
+            ));
+        }
+        body.data.ok_or_else(|| format!("Prometheus's {what} answered no data"))
+    };
+    let up = format!("up{}", spec.selector);
+    let data = get(client.post(join("api/v1/query")?).form(&[("query", up.as_str())]), "query API").await?;
+    let series: Vec<LabelledSample> =
+        serde_json::from_value(data["result"].clone()).map_err(|e| format!("unexpected result of `{up}`: {e}"))?;
+    let wanted: Vec<BTreeMap<String, String>> = series
+        .into_iter()
+        .map(|mut s| {
+            s.metric.remove("__name__");
+            s.metric
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Err(format!(
+            "no `{up}` series: Prometheus does not scrape an exporter matching the selector"
+        ));
+    }
+    let targets = get(client.get(join("api/v1/targets?state=active")?), "targets API").await?;
+    let targets: ActiveTargets =
+        serde_json::from_value(targets).map_err(|e| format!("unexpected answer from Prometheus's targets API: {e}"))?;
+    let mut longest: Option<Duration> = None;
+    for t in targets.active_targets.iter().filter(|t| wanted.contains(&t.labels)) {
+        let written = t
+            .scrape_interval
+            .as_deref()
+            .ok_or_else(|| "Prometheus's targets API gives no scrapeInterval (it appeared in Prometheus 2.31)".to_string())?;
+        let d = humantime::parse_duration(written)
+            .map_err(|e| format!("unreadable scrapeInterval `{written}` in Prometheus's targets API: {e}"))?;
+        longest = Some(longest.map_or(d, |l| l.max(d)));
+    }
+    longest.ok_or_else(|| format!("no active target in Prometheus's targets API carries the labels of `{up}`"))
+}
+
+/// An API answer whose `data` is read by shape (the query and the targets
+/// APIs differ).
+#[derive(Deserialize)]
+struct RawApiResponse {
+    status: String,
+    data: Option<serde_json::Value>,
+    error: Option<String>,
+}
+
+/// A series of an instant query's vector, with its labels.
+#[derive(Deserialize)]
+struct LabelledSample {
+    metric: BTreeMap<String, String>,
+}
+
+/// `data` of `/api/v1/targets`.
+#[derive(Deserialize)]
+struct ActiveTargets {
+    #[serde(rename = "activeTargets", default)]
+    active_targets: Vec<ActiveTarget>,
+}
+
+#[derive(Deserialize)]
+struct ActiveTarget {
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(rename = "scrapeInterval")]
+    scrape_interval: Option<String>,
+}
+
 #[derive(Deserialize)]
 struct ApiResponse {
     status: String,
