@@ -98,7 +98,7 @@ async fn the_scrape_interval_is_the_exporter_targets_own() {
         ),
     );
     let spec = |selector: &str| -> lookout::probe::prometheus::PrometheusSpec {
-        match &build(&format!(
+        match &support::build_probe(&format!(
             "  - name: prom\n    kind: prometheus\n    url: {}\n    selector: '{selector}'\n",
             prom.url()
         ))
