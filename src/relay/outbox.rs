@@ -5,8 +5,9 @@
 //! (fsync'd) before the webhook is answered 200. Concurrent requests are
 //! batched by one writer thread into a single transaction — one fsync for
 //! many notifications — which is what makes durable ingest fast. Deliveries
-//! are rows: `pending` until sent, then `done`, or `dead` (the dead-letter
-//! list) with the reason. After a crash, whatever is still `pending` is sent.
+//! are rows: `pending` until sent, then `done`, `superseded` (a newer
+//! notification of its group went instead), or `dead` (the dead-letter list)
+//! with the reason. After a crash, whatever is still `pending` is sent.
 //!
 //! De-duplication (the same payload from two Alertmanager replicas) is
 //! checked against identities the writer keeps in memory, reloaded from the
@@ -199,6 +200,9 @@ pub enum Mark {
     Retry(i64, f64, String),
     /// Given up, with the reason.
     Dead(i64, String),
+    /// Not sent: a newer notification of its group (the second id) is
+    /// queued for the same destination and says all it would have.
+    Superseded(i64, i64),
 }
 
 /// A delivery waiting for its destination.
@@ -353,6 +357,17 @@ impl Outbox {
         })
     }
 
+    /// The newest pending delivery of `group` to `destination`: when it is
+    /// newer than the one about to be sent, that one is superseded.
+    pub fn newest_in_group(&self, destination: &str, group: &str) -> Result<Option<i64>, OutboxError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "SELECT MAX(id) FROM deliveries INDEXED BY deliveries_group WHERE destination = ?1 AND group_key = ?2 AND state = 'pending'",
+            )?
+            .query_row(params![destination, group], |r| r.get(0))
+        })
+    }
+
     /// When the next pending delivery of `destination` becomes due.
     pub fn next_wakeup(&self, destination: &str) -> Result<Option<f64>, OutboxError> {
         self.with(|c| {
@@ -430,7 +445,7 @@ impl Outbox {
     pub fn prune(&self, age: Duration) -> Result<usize, OutboxError> {
         let cutoff = now() - age.as_secs_f64();
         self.with(|c| {
-            c.execute("DELETE FROM deliveries WHERE state IN ('done', 'dropped') AND created < ?1", params![cutoff])?;
+            c.execute("DELETE FROM deliveries WHERE state IN ('done', 'dropped', 'superseded') AND created < ?1", params![cutoff])?;
             c.execute(
                 "DELETE FROM notifications WHERE received < ?1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.notification = notifications.id)",
                 params![cutoff],
@@ -538,6 +553,11 @@ fn store_batch(
                         Mark::Dead(id, reason) => tx
                             .prepare_cached("UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1")?
                             .execute(params![id, reason])?,
+                        Mark::Superseded(id, by) => tx
+                            .prepare_cached(
+                                "UPDATE deliveries SET state = 'superseded', last_error = ?2 WHERE id = ?1 AND state = 'pending'",
+                            )?
+                            .execute(params![id, format!("superseded by delivery {by} of its group")])?,
                     };
                     out.push(None);
                 }
