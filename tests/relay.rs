@@ -1070,3 +1070,90 @@ fn a_retry_after_pauses_the_whole_destination() {
         Some(1.0)
     );
 }
+
+/// Slack, PagerDuty and email (a real SMTP server, aiosmtpd), Slack and
+/// email limited to one send a second so that what follows a first
+/// notification queues; `extra` is added to both.
+fn storm_config(saas: &SaaS, smtp_port: u16, extra: &str) -> String {
+    format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nrelay:\n  auth:\n    bearer_token: {TOKEN}\n  destinations:\n    - name: slack\n      type: slack\n      webhook_url: {}\n      rate_limit: 1/s\n{extra}    - name: pager\n      type: pagerduty\n      routing_key: abcdef0123456789abcdef0123456789\n      url: {}\n    - name: mail\n      type: email\n      host: 127.0.0.1\n      port: {smtp_port}\n      tls: none\n      from: lookout@example.org\n      to: [oncall@example.org]\n      rate_limit: 1/s\n{extra}",
+        saas.url("/slack/webhook"),
+        saas.url("/v2/enqueue"),
+    )
+}
+
+/// The mails an aiosmtpd stand-in received, as their data.
+fn mails(smtp: &support::PyStandIn) -> Vec<String> {
+    smtp.events_of("mail")
+        .iter()
+        .map(|m| m["data"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn superseded_states_are_skipped_for_chat_and_email_and_kept_for_pagerduty() {
+    let saas = SaaS::start();
+    let smtp = support::PyStandIn::start("smtp", &[]);
+    let d = Daemon::start(&storm_config(&saas, smtp.port, ""));
+    let data = d.dir.path().join("data");
+    let (k, v) = auth();
+    let post = |p: &str| assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[(k, &v)]).unwrap().0, 200);
+    // A first notification takes each rate-limited destination's token…
+    post(&am_payload(
+        "{}:{alertname=\"RedisFirst\"}",
+        "firing",
+        &[("RedisFirst", "x", "firing")],
+    ));
+    wait_for("the first sends", Duration::from_secs(10), || {
+        (saas.received_on("/slack/webhook").len() == 1 && mails(&smtp).len() == 1).then_some(())
+    });
+    // …so a group's firing, resolved and firing again all queue behind it.
+    let g = "{}:{alertname=\"RedisFlap\"}";
+    post(&am_payload(g, "firing", &[("RedisFlap", "a", "firing")]));
+    post(&am_payload(g, "resolved", &[("RedisFlap", "a", "resolved")]));
+    post(&am_payload(g, "firing", &[("RedisFlap", "b", "firing")]));
+    wait_for("PagerDuty gets every event", Duration::from_secs(20), || {
+        (saas.received_on("/v2/enqueue").len() == 4).then_some(())
+    });
+    let actions: Vec<String> = saas
+        .received_on("/v2/enqueue")
+        .iter()
+        .skip(1)
+        .map(|r| r.body["event_action"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(actions, ["trigger", "resolve", "trigger"], "in order");
+    wait_for("the newest state in chat and email", Duration::from_secs(20), || {
+        (saas.received_on("/slack/webhook").len() == 2 && mails(&smtp).len() == 2).then_some(())
+    });
+    let slack = saas.received_on("/slack/webhook");
+    let text = slack[1].body["attachments"][0]["text"].as_str().unwrap_or_default().to_string();
+    assert!(
+        text.contains("RedisFlap") && text.contains("on `b`") && !text.contains("on `a`"),
+        "{text}"
+    );
+    let mail = &mails(&smtp)[1];
+    assert!(mail.contains("RedisFlap on b") && !mail.contains("RedisFlap on a"), "{mail}");
+    // Recorded as superseded, with the reason; nothing dead-lettered.
+    let count = |sql: &str| outbox_count(&data, sql);
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM deliveries WHERE state = 'superseded' AND destination IN ('slack', 'mail') AND last_error LIKE 'superseded by delivery %'"
+        ),
+        4
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM deliveries WHERE state IN ('dead', 'pending')"), 0);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM deliveries WHERE state = 'superseded' AND destination = 'pager'"),
+        0
+    );
+    for dst in ["slack", "mail"] {
+        assert_eq!(
+            d.metric("lookout_relay_deliveries_total", &[("destination", dst), ("outcome", "superseded")]),
+            Some(2.0),
+            "{dst}"
+        );
+    }
+    // Nothing more goes out: what was skipped is not sent later.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!((saas.received_on("/slack/webhook").len(), mails(&smtp).len()), (2, 2));
+}

@@ -352,6 +352,7 @@ fn read_destination(mut entry: Entry, file: &Path, seen: &[DestinationConfig], p
         timeout: d.timeout.unwrap_or(defaults.timeout),
         concurrency: d.concurrency.unwrap_or(defaults.concurrency),
         burst: d.burst.unwrap_or(defaults.burst),
+        skip_superseded: d.skip_superseded.unwrap_or(defaults.skip_superseded),
     };
     if !CONCURRENCY_RANGE.contains(&delivery.concurrency) {
         scope.error(

@@ -11,6 +11,13 @@
 //! disk, so its next notification is not even read before then; a retry
 //! scheduled for it holds the rest of the group back.
 //!
+//! Superseded: every notification carries its group's whole state, so for
+//! a destination with `skip_superseded` (chat and email) a delivery with a
+//! newer one of its group queued behind it is not sent but marked
+//! superseded, and the newer one goes next. The check is made just before
+//! the send, so what was superseded while waiting (a rate limit, a retry)
+//! is caught too. PagerDuty and webhooks get every event, in order.
+//!
 //! Memory: what is held is at most `concurrency` deliveries in flight and a
 //! batch of as many waiting, whatever the backlog on disk.
 //!
@@ -152,9 +159,23 @@ impl Worker {
                     }
                 }
                 if let Some(p) = c.waiting.pop_front() {
-                    if !ready(&stop, limiter.as_ref(), &pause).await {
-                        // Not sent: it stays pending for the next start.
-                        break;
+                    // Looked for before waiting for the rate limit (a skip
+                    // sends nothing, so it needs no token) and again after:
+                    // a newer notification may have come in meanwhile.
+                    let mut superseded = me.superseded_by(&p).await;
+                    if superseded.is_none() {
+                        if !ready(&stop, limiter.as_ref(), &pause).await {
+                            // Not sent: it stays pending for the next start.
+                            break;
+                        }
+                        superseded = me.superseded_by(&p).await;
+                    }
+                    if let Some(by) = superseded {
+                        let group = p.group_key.clone();
+                        let w = me.clone();
+                        let task = c.flights.spawn(async move { w.skip(p, by).await });
+                        c.flying.insert(task.id(), group);
+                        continue;
                     }
                     let group = p.group_key.clone();
                     let (w, pause) = (me.clone(), pause.clone());
@@ -213,6 +234,33 @@ impl Worker {
             _ = self.wake.notified() => {}
             _ = sleep => {}
             Some(r) = c.flights.join_next_with_id(), if !c.flights.is_empty() => c.landed(r.map(|(id, ())| id), &self.name),
+        }
+    }
+
+    /// The newer delivery of `p`'s group queued behind it, when this
+    /// destination skips superseded notifications and there is one. A
+    /// failed read sends `p`: one message too many rather than one lost.
+    async fn superseded_by(&self, p: &Pending) -> Option<i64> {
+        if !self.delivery.skip_superseded {
+            return None;
+        }
+        let (ob, name, group) = (self.outbox.clone(), self.name.clone(), p.group_key.clone());
+        match blocking(move || ob.newest_in_group(&name, &group)).await {
+            Ok(newest) => newest.filter(|&n| n > p.id),
+            Err(e) => {
+                tracing::warn!(destination = %self.name, error = %e, "Cannot look for a newer notification of the group; sending this one");
+                None
+            }
+        }
+    }
+
+    /// Records that `p` was not sent because `by`, newer, says all it would.
+    async fn skip(&self, p: Pending, by: i64) {
+        tracing::debug!(destination = %self.name, id = p.id, by, group = %p.group_key, "Notification superseded by a newer one of its group; not sent");
+        match self.outbox.mark(Mark::Superseded(p.id, by)).await {
+            Ok(()) => metrics::counter!("lookout_relay_deliveries_total", "destination" => self.name.clone(), "outcome" => "superseded", "reason" => "newer_in_group").increment(1),
+            // Still pending: it is looked at again, and skipped again.
+            Err(e) => tracing::error!(destination = %self.name, id = p.id, error = %e, "Cannot record a superseded notification"),
         }
     }
 

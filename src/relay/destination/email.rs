@@ -36,6 +36,7 @@ pub const DELIVERY: super::Delivery = super::Delivery {
     // Concurrency: an SMTP relay limits connections per client; this many are pooled.
     concurrency: 8,
     burst: 1,
+    skip_superseded: true,
 };
 
 /// The parts an email is rendered from, with their defaults.

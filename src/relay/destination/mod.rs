@@ -59,6 +59,12 @@ pub struct Delivery {
     /// Sends that may go out at once after a quiet spell before
     /// `rate_limit`'s spacing applies (the token bucket's size).
     pub burst: u32,
+    /// Send only a group's newest queued notification: each one carries
+    /// the group's whole state, so an older one still queued behind a newer
+    /// one only tells a person what is no longer true. On for chat and
+    /// email; off for PagerDuty and webhooks, which are state machines and
+    /// must see every event, in order.
+    pub skip_superseded: bool,
 }
 
 /// What a destination is, with its type's settings.
@@ -121,6 +127,10 @@ pub struct RawDestinationCommon {
     /// group's notifications always go one after another, in order
     /// (default per type; 1 to 1024).
     pub concurrency: Option<usize>,
+    /// Send only a group's newest queued notification, marking the older
+    /// ones superseded (default true for `slack` and `email`, false for the
+    /// others).
+    pub skip_superseded: Option<bool>,
     /// Retry backoff.
     pub retry: Option<RawRetry>,
     /// A notification undelivered for this long is dead-lettered (default 24h).

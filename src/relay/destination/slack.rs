@@ -47,6 +47,7 @@ pub const DELIVERY: super::Delivery = super::Delivery {
     // Concurrency: Slack answers 429 to a burst, so a few in flight are enough to keep up with its rate.
     concurrency: 4,
     burst: 1,
+    skip_superseded: true,
 };
 
 /// The parts a Slack message is rendered from, with their defaults.
