@@ -324,9 +324,10 @@ fn slack_bot_threads_a_group_and_updates_its_first_message() {
     let saas = SaaS::start();
     let smtp = SmtpSink::start();
     let bot = format!(
-        "    - name: bot\n      type: slack\n      bot_token: xoxb-secret-token\n      channel: C123\n      api_url: {}\n",
+        "    - name: bot\n      type: slack\n      bot_token: xoxb-secret-token\n      channel: C123\n      api_url: {}\n      skip_superseded: false\n",
         saas.url("/api")
     );
+    // Every state posted, none skipped: the thread is what is tested here.
     let cfg = relay_config(&saas, &smtp, &bot).replace("destinations: [slack, pager, mail, chain]", "destinations: [bot]");
     let d = Daemon::start(&cfg);
     let (k, v) = auth();
@@ -1156,4 +1157,93 @@ fn superseded_states_are_skipped_for_chat_and_email_and_kept_for_pagerduty() {
     // Nothing more goes out: what was skipped is not sent later.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!((saas.received_on("/slack/webhook").len(), mails(&smtp).len()), (2, 2));
+}
+
+#[test]
+fn a_backlog_for_chat_and_email_becomes_one_digest_while_pagerduty_gets_every_event_in_order() {
+    let saas = SaaS::start();
+    let smtp = support::PyStandIn::start("smtp", &[]);
+    let cfg = storm_config(&saas, smtp.port, "      coalesce_after: 2s\n").replace(
+        "      routing_key: abcdef0123456789abcdef0123456789\n",
+        "      routing_key: abcdef0123456789abcdef0123456789\n      rate_limit: 50/s\n",
+    );
+    let d = Daemon::start(&cfg);
+    let data = d.dir.path().join("data");
+    let (k, v) = auth();
+    let post = |p: &str| assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[(k, &v)]).unwrap().0, 200);
+    // 30 groups at once, one of them firing then resolved: at 1/s, chat and
+    // email would take half a minute.
+    let n = 30;
+    let name = |i: usize| format!("RedisStorm{i}");
+    let group = |i: usize| format!("{{}}:{{alertname=\"{}\"}}", name(i));
+    for i in 0..n {
+        post(&am_payload(&group(i), "firing", &[(&name(i), "a", "firing")]));
+    }
+    post(&am_payload(&group(7), "resolved", &[(&name(7), "a", "resolved")]));
+    let pending = |dst: &str| {
+        outbox_count(
+            &data,
+            &format!("SELECT COUNT(*) FROM deliveries WHERE destination = '{dst}' AND state = 'pending'"),
+        )
+    };
+    wait_for("the backlogs drained", Duration::from_secs(20), || {
+        (pending("slack") == 0 && pending("mail") == 0 && pending("pager") == 0).then_some(())
+    });
+
+    // Slack: a few alone, then the rest in one digest naming every group.
+    let slack = saas.received_on("/slack/webhook");
+    let texts: Vec<String> = slack
+        .iter()
+        .map(|r| format!("{} {}", r.body["text"], r.body["attachments"][0]["title"]))
+        .collect();
+    let digests: Vec<&String> = texts.iter().filter(|t| t.contains("[DIGEST]")).collect();
+    assert_eq!(digests.len(), 1, "{texts:#?}");
+    assert!(slack.len() <= 5, "{} Slack messages for {n} groups", slack.len());
+    for i in 0..n {
+        assert!(
+            texts.iter().any(|t| t.contains(&format!("{} (", name(i)))),
+            "group {i} never shown: {texts:#?}"
+        );
+    }
+    if digests[0].contains(&name(7)) {
+        // In its newest state, once.
+        assert!(digests[0].contains(&format!("[RESOLVED] {} (", name(7))), "{}", digests[0]);
+    }
+    let digested = outbox_count(
+        &data,
+        "SELECT COUNT(*) FROM deliveries WHERE destination = 'slack' AND state = 'digested' AND last_error LIKE 'delivered in a digest of %'",
+    );
+    assert!(digested >= 20, "{digested} delivered by the digest");
+    assert_eq!(
+        d.metric("lookout_relay_digests_total", &[("destination", "slack"), ("outcome", "success")]),
+        Some(1.0)
+    );
+
+    // Email through a real SMTP server: the same.
+    let mails = mails(&smtp);
+    let digest_mails: Vec<&String> = mails.iter().filter(|m| m.contains("Subject: [DIGEST]")).collect();
+    assert_eq!(digest_mails.len(), 1, "{} mails", mails.len());
+    assert!(mails.len() <= 5, "{} mails for {n} groups", mails.len());
+    assert!(
+        digest_mails[0].contains("Runbook: https://runbooks.example/redis"),
+        "{}",
+        digest_mails[0]
+    );
+
+    // PagerDuty: every event, each group's in order.
+    let events = saas.received_on("/v2/enqueue");
+    assert_eq!(events.len(), n + 1);
+    let key: String = Sha256::digest(group(7).as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let flap: Vec<&str> = events
+        .iter()
+        .filter(|e| e.body["dedup_key"] == key.as_str())
+        .map(|e| e.body["event_action"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        flap,
+        ["trigger", "resolve"],
+        "{:?}",
+        events.iter().map(|e| &e.body["payload"]["summary"]).collect::<Vec<_>>()
+    );
+    assert_eq!(outbox_count(&data, "SELECT COUNT(*) FROM deliveries WHERE state = 'dead'"), 0);
 }

@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod destination;
+pub mod digest;
 pub mod outbox;
 pub mod payload;
 pub mod retry;

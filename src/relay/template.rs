@@ -6,7 +6,9 @@
 //! The context is the webhook payload as Alertmanager sends it (`status`,
 //! `alerts`, `commonLabels`, `groupLabels`, `externalURL`…) plus `subject`
 //! (`[FIRING:2] RedisHighMemoryUsage (cache)`), `firing` and `resolved`
-//! (the alerts in each state) and their counts.
+//! (the alerts in each state) and their counts. The `digest_*` parts render
+//! a digest of many groups instead ([`super::digest::Digest`]: `subject`,
+//! `groups` with each one's `title`, `status` and `links`, and the counts).
 
 use minijinja::Environment;
 
@@ -59,11 +61,22 @@ impl Templates {
                 .map_err(|e| format!("template `{part}` does not compile: {e}"))?;
         }
         let t = Templates { env };
-        let sample = sample();
+        let (sample, digest) = (sample(), super::digest::sample());
         for (part, _) in defaults {
-            t.render(part, &sample)?;
+            if part.starts_with(super::digest::PART_PREFIX) {
+                t.render_digest(part, &digest)?;
+            } else {
+                t.render(part, &sample)?;
+            }
         }
         Ok(t)
+    }
+
+    /// Renders one `digest_*` part for a digest.
+    pub fn render_digest(&self, part: &str, d: &super::digest::Digest) -> Result<String, String> {
+        let t = self.env.get_template(part).map_err(|e| format!("template `{part}`: {e}"))?;
+        t.render(minijinja::Value::from_serialize(d))
+            .map_err(|e| format!("template `{part}`: {e}"))
     }
 
     /// Renders one part for a notification.

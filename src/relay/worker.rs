@@ -18,6 +18,10 @@
 //! the send, so what was superseded while waiting (a rate limit, a retry)
 //! is caught too. PagerDuty and webhooks get every event, in order.
 //!
+//! Coalescing: before each send (at most once a second), a dispatcher of a
+//! destination with `coalesce_after` looks whether its queue has waited
+//! that long, and if so sends it as one digest ([`super::digest`]).
+//!
 //! Memory: what is held is at most `concurrency` deliveries in flight and a
 //! batch of as many waiting, whatever the backlog on disk.
 //!
@@ -64,17 +68,17 @@ pub struct Worker {
 }
 
 /// Runs an outbox read on the blocking pool: it waits on SQLite.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, OutboxError> + Send + 'static) -> Result<T, OutboxError> {
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, OutboxError> + Send + 'static) -> Result<T, OutboxError> {
     tokio::task::spawn_blocking(f).await?
 }
 
 /// Until when a destination said to wait (`Retry-After`), for every send.
 #[derive(Default)]
-struct Pause(Mutex<Option<Instant>>);
+pub(super) struct Pause(Mutex<Option<Instant>>);
 
 impl Pause {
     /// Pauses until `d` from now, unless already paused longer.
-    fn extend(&self, d: Duration) {
+    pub(super) fn extend(&self, d: Duration) {
         let until = Instant::now() + d;
         let mut p = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if p.is_none_or(|t| t < until) {
@@ -123,6 +127,7 @@ impl Worker {
         let concurrency = me.delivery.concurrency.max(1);
         let limiter = retry::limiter(me.delivery.min_interval, me.delivery.burst);
         let pause = Arc::new(Pause::default());
+        let mut coalesce = super::digest::Coalesce::new(me.delivery.coalesce_after);
         let in_flight = metrics::gauge!("lookout_relay_in_flight", "destination" => me.name.clone());
         let mut c = Claims {
             groups: HashSet::new(),
@@ -139,6 +144,12 @@ impl Worker {
                 break;
             }
             if c.flights.len() < concurrency {
+                if let Some(co) = coalesce.as_mut()
+                    && co.due()
+                    && co.run(&me, &mut c.waiting, &mut c.groups, &stop, limiter.as_ref(), &pause).await
+                {
+                    continue;
+                }
                 if c.waiting.is_empty() {
                     // The claimed groups' oldest deliveries are still pending
                     // and come first: ask for that many more than wanted.
@@ -342,7 +353,7 @@ pub async fn deliver(destination: &dyn Destination, delivery: &Delivery, n: &Not
 
 /// Waits until a send may go out: no `Retry-After` pause, a token from the
 /// bucket. False when stopped first.
-async fn ready(stop: &CancellationToken, limiter: Option<&governor::DefaultDirectRateLimiter>, pause: &Pause) -> bool {
+pub(super) async fn ready(stop: &CancellationToken, limiter: Option<&governor::DefaultDirectRateLimiter>, pause: &Pause) -> bool {
     loop {
         if let Some(d) = pause.remaining() {
             tokio::select! {

@@ -42,6 +42,7 @@ pub const DELIVERY: super::Delivery = super::Delivery {
     concurrency: 16,
     burst: 1,
     skip_superseded: false,
+    coalesce_after: None,
 };
 /// The part an event's summary is rendered from, with its default.
 pub const TEMPLATES: &[(&str, &str)] = &[("summary", SUBJECT)];

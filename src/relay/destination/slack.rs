@@ -21,6 +21,7 @@ use crate::config::Secret;
 use crate::config::entry::Scope;
 use crate::config::value::{parse_http_url, read_secret};
 use crate::relay::destination::DestinationConfig;
+use crate::relay::digest::Digest;
 use crate::relay::outbox::Outbox;
 use crate::relay::retry::{DeliveryError, Reason, check_status};
 use crate::relay::template::{SUBJECT, Templates};
@@ -48,10 +49,25 @@ pub const DELIVERY: super::Delivery = super::Delivery {
     concurrency: 4,
     burst: 1,
     skip_superseded: true,
+    coalesce_after: Some(std::time::Duration::from_secs(30)),
 };
 
 /// The parts a Slack message is rendered from, with their defaults.
-pub const TEMPLATES: &[(&str, &str)] = &[("title", SUBJECT), ("text", DEFAULT_TEXT)];
+pub const TEMPLATES: &[(&str, &str)] = &[
+    ("title", SUBJECT),
+    ("text", DEFAULT_TEXT),
+    ("digest_title", DIGEST_TITLE),
+    ("digest_text", DIGEST_TEXT),
+];
+
+/// Slack truncates a message's text at 40,000 characters; a digest's list
+/// of groups is kept under it (about 500 groups of 70 characters).
+pub const MAX_DIGEST_TEXT: usize = 39_000;
+
+const DIGEST_TITLE: &str = "{{ subject }} (queued up to {{ waited }})";
+
+const DIGEST_TEXT: &str = "{% for g in groups %}{% if g.status == 'firing' %}:red_circle:{% else %}:large_green_circle:{% endif %} {{ g.title }}{% if g.notifications > 1 %} ({{ g.notifications }} updates){% endif %}{% for l in g.links %} <{{ l.url }}|{{ l.name }}>{% endfor %}
+{% endfor %}";
 
 const DEFAULT_TEXT: &str = "{% for a in alerts %}{% if a.status == 'firing' %}:red_circle:{% else %}:large_green_circle:{% endif %} *{{ a.labels.alertname }}*{% if a.labels.instance %} on `{{ a.labels.instance }}`{% endif %}{% if a.labels.severity %} ({{ a.labels.severity }}){% endif %}: {{ a.annotations.summary or a.annotations.description or '' }}
 {% if a.annotations.runbook_url %}<{{ a.annotations.runbook_url }}|Runbook> {% endif %}{% if a.annotations.dashboard_url %}<{{ a.annotations.dashboard_url }}|Dashboard> {% endif %}{% if a.generatorURL %}<{{ a.generatorURL }}|Source>{% endif %}
@@ -215,6 +231,49 @@ impl Slack {
         Ok(SlackMessageContent::new()
             .with_text(format!("{title} — {counts}"))
             .with_attachments(vec![attachment]))
+    }
+
+    /// A digest: its list of groups as the message's mrkdwn text (Slack's
+    /// largest field), under one attachment coloured by whether any group
+    /// fires, with the counts.
+    fn digest_content(&self, d: &Digest) -> Result<SlackMessageContent, DeliveryError> {
+        let render = |part: &str| {
+            self.templates
+                .render_digest(part, d)
+                .map_err(|e| DeliveryError::permanent(Reason::Template, e))
+        };
+        let title = trim(&render("digest_title")?, MAX_TITLE);
+        let text = trim(&render("digest_text")?, MAX_DIGEST_TEXT);
+        let color = if d.num_firing > 0 { "danger" } else { "good" };
+        let field = |t: &str, v: usize| {
+            SlackMessageAttachmentFieldObject::new()
+                .with_title(t.to_string())
+                .with_value(v.to_string())
+                .with_short(true)
+        };
+        let attachment = SlackMessageAttachment::new()
+            .with_color(color.to_string())
+            .with_title(title.clone())
+            .with_fallback(title.clone())
+            .with_fields(vec![
+                field("Firing", d.num_firing),
+                field("Resolved", d.num_resolved),
+                field("Notifications", d.num_notifications),
+            ]);
+        Ok(SlackMessageContent::new()
+            .with_text(format!("*{title}*\n{text}"))
+            .with_attachments(vec![attachment]))
+    }
+
+    async fn via_webhook(&self, content: SlackMessageContent) -> Result<(), DeliveryError> {
+        let Some(url) = &self.webhook else {
+            return Err(DeliveryError::permanent(Reason::ClientError, "no webhook_url or bot_token"));
+        };
+        self.client
+            .post_webhook_message(url, &SlackApiPostWebhookMessageRequest::new(content))
+            .await
+            .map(|_| ())
+            .map_err(slack_error)
     }
 
     async fn via_bot(
@@ -414,19 +473,27 @@ fn slack_error(e: SlackClientError) -> DeliveryError {
 
 #[async_trait::async_trait]
 impl Destination for Slack {
+    async fn deliver_digest(&self, d: &Digest) -> Result<(), DeliveryError> {
+        let content = self.digest_content(d)?;
+        if let Some((token, channel)) = &self.bot {
+            // In the channel, not in a thread: it speaks of many groups.
+            return self
+                .client
+                .open_session(token)
+                .chat_post_message(&SlackApiChatPostMessageRequest::new(channel.clone(), content))
+                .await
+                .map(|_| ())
+                .map_err(slack_error);
+        }
+        self.via_webhook(content).await
+    }
+
     async fn deliver(&self, n: &Notification<'_>) -> Result<(), DeliveryError> {
         let content = self.content(n)?;
         if let Some((token, channel)) = &self.bot {
             return self.via_bot(token, channel, n, content).await;
         }
-        let Some(url) = &self.webhook else {
-            return Err(DeliveryError::permanent(Reason::ClientError, "no webhook_url or bot_token"));
-        };
-        self.client
-            .post_webhook_message(url, &SlackApiPostWebhookMessageRequest::new(content))
-            .await
-            .map(|_| ())
-            .map_err(slack_error)
+        self.via_webhook(content).await
     }
 }
 

@@ -28,6 +28,7 @@ pub const DELIVERY: super::Delivery = super::Delivery {
     concurrency: 64,
     burst: 1,
     skip_superseded: false,
+    coalesce_after: None,
 };
 
 /// The keys of a `type: webhook` destination, as written.
