@@ -410,6 +410,26 @@ impl Outbox {
         rx.await.map_err(|_| OutboxError::Stopped)?
     }
 
+    /// Dead-letters every pending delivery to a destination not in
+    /// `configured`, with that reason; returns how many per destination.
+    pub fn dead_letter_unconfigured(&self, configured: &[String]) -> Result<Vec<(String, i64)>, OutboxError> {
+        let names = serde_json::to_string(configured).unwrap_or_else(|_| "[]".into());
+        self.with(|c| {
+            let gone = "state = 'pending' AND destination NOT IN (SELECT value FROM json_each(?1))";
+            let counts = c
+                .prepare(&format!("SELECT destination, COUNT(*) FROM deliveries WHERE {gone} GROUP BY destination"))?
+                .query_map(params![names], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            if !counts.is_empty() {
+                c.execute(
+                    &format!("UPDATE deliveries SET state = 'dead', last_error = 'destination `' || destination || '` is no longer configured' WHERE {gone}"),
+                    params![names],
+                )?;
+            }
+            Ok(counts)
+        })
+    }
+
     /// Records many outcomes at once: queued to the writer together, so they
     /// share its transactions rather than wait for one each.
     pub async fn mark_all(&self, ops: Vec<Mark>) -> Result<(), OutboxError> {
