@@ -129,7 +129,7 @@ fn describe() {
     );
     describe_counter!(
         "lookout_relay_deliveries_total",
-        "Delivery attempts by destination and outcome (success, retry, dead; digested: delivered inside a digest; superseded: not sent, a newer notification of the group was); failures by reason (network, timeout, rate_limited, server_error, auth_error, client_error, template, expired)."
+        "Delivery attempts by destination and outcome (success, retry, dead; digested: delivered inside a digest; superseded: not sent, a newer notification of the group was); failures by reason (network, timeout, rate_limited, server_error, auth_error, client_error, template, expired, unconfigured)."
     );
     describe_gauge!("lookout_relay_in_flight", "Deliveries under way to the destination.");
     describe_counter!(

@@ -392,6 +392,17 @@ fn burst(port: u16, n: usize) -> Vec<String> {
     burst_from(port, 0, n)
 }
 
+/// Posts a burst of `n` groups (all accepted) and waits until some are
+/// delivered to the webhook target, most not yet.
+fn burst_under_way(port: u16, saas: &SaaS, n: usize) -> Vec<String> {
+    let accepted = burst(port, n);
+    assert_eq!(accepted.len(), n, "every webhook accepted");
+    wait_for("deliveries under way", Duration::from_secs(10), || {
+        (saas.received_on("/hook").len() >= 10).then_some(())
+    });
+    accepted
+}
+
 /// Starts lookout again on the daemon's configuration and data directory.
 fn restart(d: &Daemon) -> support::Proc {
     let mut cmd = lookout();
@@ -455,11 +466,7 @@ fn sigterm_mid_drain_finishes_deliveries_under_way_and_sends_none_twice() {
     let (saas, _smtp, mut d) = chain_only(Duration::from_millis(50), 4);
     let data = d.dir.path().join("data");
     let n = 200;
-    let accepted = burst(d.port, n);
-    assert_eq!(accepted.len(), n, "every webhook accepted");
-    wait_for("deliveries under way", Duration::from_secs(10), || {
-        (saas.received_on("/hook").len() >= 10).then_some(())
-    });
+    let accepted = burst_under_way(d.port, &saas, n);
 
     let status = d.proc.terminate(Duration::from_secs(20)).expect("exits after SIGTERM");
     assert!(status.success(), "{status:?}");
@@ -1246,4 +1253,92 @@ fn a_backlog_for_chat_and_email_becomes_one_digest_while_pagerduty_gets_every_ev
         events.iter().map(|e| &e.body["payload"]["summary"]).collect::<Vec<_>>()
     );
     assert_eq!(outbox_count(&data, "SELECT COUNT(*) FROM deliveries WHERE state = 'dead'"), 0);
+}
+
+/// Webhook destinations on the stand-in, one per `(name, path, keys)`,
+/// every notification to each of `to`; `auth` is `relay.auth`'s lines.
+fn hooks_config(saas: &SaaS, auth: &str, hooks: &[(&str, &str, &str)], to: &str) -> String {
+    let mut cfg = format!(
+        "server:\n  listen: {{listen}}\n  enable_lifecycle: true\ndata_dir: {{data_dir}}\nprobe_files: []\nrelay:\n{auth}  routes:\n    - destinations: [{to}]\n  destinations:\n"
+    );
+    for (name, path, keys) in hooks {
+        cfg.push_str(&format!(
+            "    - name: {name}\n      type: webhook\n      url: {}\n{keys}",
+            saas.url(path)
+        ));
+    }
+    cfg
+}
+
+#[test]
+fn a_reload_changes_routes_destinations_and_auth_with_a_burst_in_flight_and_loses_nothing() {
+    let saas = SaaS::start();
+    saas.set_delay(Duration::from_millis(50));
+    // `gone` sends one a minute: its queue is still there when it is removed.
+    let before = hooks_config(
+        &saas,
+        "",
+        &[
+            ("chain", "/hook", "      concurrency: 2\n"),
+            ("gone", "/gone", "      rate_limit: 1/m\n"),
+        ],
+        "chain, gone",
+    );
+    let d = Daemon::start(&before);
+    let data = d.dir.path().join("data");
+    let n = 200;
+    burst_under_way(d.port, &saas, n);
+
+    // An invalid file changes nothing and says why.
+    d.write_config(&before.replace("destinations: [chain, gone]", "destinations: [chain, gnoe]"));
+    let (status, body) = support::http_request(d.port, "POST", "/-/reload", "").unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("no destination named `gnoe`"), "{body}");
+
+    // Mid-burst: `gone` removed, `next` added, `chain` changed, a token required.
+    std::thread::sleep(Duration::from_millis(1100));
+    d.write_config(&hooks_config(
+        &saas,
+        &format!("  auth:\n    bearer_token: {TOKEN}\n"),
+        &[("chain", "/hook", "      concurrency: 8\n"), ("next", "/next", "")],
+        "chain, next",
+    ));
+    let (status, body) = support::http_request(d.port, "POST", "/-/reload", "").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let in_flight_at_reload = saas.received_on("/hook").len();
+    assert!(
+        in_flight_at_reload < n,
+        "reloaded mid-burst ({in_flight_at_reload} of {n} delivered)"
+    );
+
+    // The credentials apply at once.
+    let (k, v) = auth();
+    let p = am_payload("{}:{alertname=\"RedisAfter\"}", "firing", &[("RedisAfter", "a", "firing")]);
+    assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[]).unwrap().0, 401);
+    assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[(k, &v)]).unwrap().0, 200);
+
+    // Nothing lost, nothing sent twice; the new route in force.
+    wait_for("every accepted notification delivered", Duration::from_secs(30), || {
+        (delivered_groups(&saas).len() == n + 1).then_some(())
+    });
+    assert!(delivered_groups(&saas).values().all(|&c| c == 1), "none sent twice");
+    wait_for("the new destination", Duration::from_secs(10), || {
+        (saas.received_on("/next").len() == 1).then_some(())
+    });
+
+    // What was queued for `gone` is dead-lettered, with the reason.
+    let gone = wait_for("the removed destination's queue dead-lettered", Duration::from_secs(10), || {
+        let pending = outbox_count(
+            &data,
+            "SELECT COUNT(*) FROM deliveries WHERE destination = 'gone' AND state = 'pending'",
+        );
+        (pending == 0).then(|| {
+            outbox_count(
+                &data,
+                "SELECT COUNT(*) FROM deliveries WHERE destination = 'gone' AND state = 'dead' AND last_error = 'destination `gone` is no longer configured'",
+            )
+        })
+    });
+    assert_eq!(gone as usize + saas.received_on("/gone").len(), n);
+    assert!(gone as usize >= n - 2, "{gone} dead-lettered");
 }

@@ -14,19 +14,19 @@
 //! refused nothing is marked, so each is still delivered (alone or in the
 //! next digest): at least once, never lost.
 //!
+//! The dispatcher's side (when to look, sending, marking) is in
+//! [`super::worker`]; this module is what a digest is.
+//!
 //! Only `slack` and `email` make digests: PagerDuty and webhooks are state
 //! machines that must see every event, in order.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::collections::HashMap;
+use std::time::Duration;
 
 use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
-use super::outbox::{Mark, Pending};
+use super::outbox::Pending;
 use super::payload::Payload;
-use super::retry::{self, DeliveryError, Reason};
-use super::worker::{Pause, Worker, blocking, ready};
 
 /// Most notifications one digest takes: a backlog beyond it goes in the
 /// next digest, so the memory a digest needs stays bounded.
@@ -34,9 +34,6 @@ pub const MAX_NOTIFICATIONS: usize = 2000;
 /// Most payload bytes one digest reads (notifications are about 2 KB each;
 /// a few carry large annotations).
 pub const MAX_BYTES: usize = 16 * 1024 * 1024;
-/// How often a destination's queue is looked at for a digest: one small
-/// indexed read a second.
-const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 /// The template parts that render a digest start with this; they are
 /// rendered from a [`Digest`] rather than from one notification.
@@ -192,153 +189,6 @@ fn links(p: &Payload) -> Vec<Link> {
     out
 }
 
-/// A digest of two groups, one firing and one resolved, for test renders.
-pub fn sample() -> Digest {
-    let firing = super::template::sample();
-    let mut resolved = firing.clone();
-    resolved.group_key = format!("{}/2", firing.group_key);
-    resolved.status = "resolved".into();
-    for a in &mut resolved.alerts {
-        a.status = "resolved".into();
-    }
-    let queued: Vec<Pending> = [firing, resolved]
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Pending {
-            id: i as i64,
-            attempts: 0,
-            created: 0.0,
-            payload: serde_json::to_string(p).unwrap_or_default(),
-            group_key: p.group_key.clone(),
-        })
-        .collect();
-    Digest::build(&queued, 90.0).unwrap_or_else(|| Digest {
-        subject: String::new(),
-        groups: vec![],
-        num_groups: 0,
-        num_firing: 0,
-        num_resolved: 0,
-        num_notifications: 0,
-        waited: String::new(),
-        external_url: String::new(),
-        ids: vec![],
-    })
-}
-
-/// A dispatcher's coalescing: when to look at the queue next, and how many
-/// digests in a row failed (for the backoff).
-pub(super) struct Coalesce {
-    after: Duration,
-    next_look: Instant,
-    failures: i64,
-}
-
-impl Coalesce {
-    /// For a destination with `coalesce_after`; none without.
-    pub(super) fn new(after: Option<Duration>) -> Option<Coalesce> {
-        after.map(|after| Coalesce {
-            after,
-            next_look: Instant::now(),
-            failures: 0,
-        })
-    }
-
-    /// Whether to look at the queue now.
-    pub(super) fn due(&self) -> bool {
-        Instant::now() >= self.next_look
-    }
-
-    /// Sends what `w`'s destination has queued as one digest when its
-    /// oldest has waited longer than `coalesce_after`. The dispatcher's
-    /// `waiting` batch is given back first (the digest takes it); the groups
-    /// still `claimed` are in flight and left out, since their next
-    /// notification must follow the one under way. True when a digest went
-    /// out.
-    pub(super) async fn run(
-        &mut self,
-        w: &Worker,
-        waiting: &mut VecDeque<Pending>,
-        claimed: &mut HashSet<String>,
-        stop: &CancellationToken,
-        limiter: Option<&governor::DefaultDirectRateLimiter>,
-        pause: &Pause,
-    ) -> bool {
-        self.next_look = Instant::now() + LOOK_EVERY;
-        let (ob, name) = (w.outbox.clone(), w.name.clone());
-        let oldest = match blocking(move || ob.queued(&name, 1, 0)).await {
-            Ok(q) => q.first().map(|p| p.created),
-            Err(e) => {
-                tracing::error!(destination = %w.name, error = %e, "Cannot read the outbox");
-                return false;
-            }
-        };
-        let now = crate::probe::unix_now();
-        if oldest.is_none_or(|t| now - t < self.after.as_secs_f64()) {
-            return false;
-        }
-        for p in waiting.drain(..) {
-            claimed.remove(&p.group_key);
-        }
-        let (ob, name) = (w.outbox.clone(), w.name.clone());
-        let queued = match blocking(move || ob.queued(&name, MAX_NOTIFICATIONS, MAX_BYTES)).await {
-            Ok(q) => q.into_iter().filter(|p| !claimed.contains(&p.group_key)).collect::<Vec<_>>(),
-            Err(e) => {
-                tracing::error!(destination = %w.name, error = %e, "Cannot read the outbox");
-                return false;
-            }
-        };
-        let Some(digest) = Digest::build(&queued, now) else { return false };
-        if !ready(stop, limiter, pause).await {
-            return false;
-        }
-        let started = Instant::now();
-        let sent = match tokio::time::timeout(w.delivery.timeout, w.destination.deliver_digest(&digest)).await {
-            Ok(r) => r,
-            Err(_) => Err(DeliveryError::transient(
-                Reason::Timeout,
-                format!("no answer within {:?}", w.delivery.timeout),
-            )),
-        };
-        metrics::histogram!("lookout_relay_attempt_duration_seconds", "destination" => w.name.clone())
-            .record(started.elapsed().as_secs_f64());
-        match sent {
-            Ok(()) => {
-                self.failures = 0;
-                let note = format!(
-                    "delivered in a digest of {} groups ({} notifications) at {}",
-                    digest.num_groups,
-                    digest.num_notifications,
-                    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-                );
-                let marks = digest.ids.iter().map(|&id| Mark::Digested(id, note.clone())).collect();
-                if let Err(e) = w.outbox.mark_all(marks).await {
-                    // Still pending: sent again (alone or in the next digest), never lost.
-                    tracing::error!(destination = %w.name, error = %e, "Cannot record the notifications a digest delivered");
-                }
-                metrics::counter!("lookout_relay_digests_total", "destination" => w.name.clone(), "outcome" => "success").increment(1);
-                metrics::counter!("lookout_relay_deliveries_total", "destination" => w.name.clone(), "outcome" => "digested")
-                    .increment(digest.num_notifications as u64);
-                tracing::info!(destination = %w.name, groups = digest.num_groups, notifications = digest.num_notifications, waited = %digest.waited, "Queued notifications delivered as one digest");
-                true
-            }
-            Err(e) => {
-                if let Some(r) = e.retry_after {
-                    pause.extend(r);
-                }
-                // Permanent or not, the originals stay queued: each is
-                // still tried alone, and dead-lettered alone if it must be.
-                let wait = retry::backoff(self.failures, w.delivery.initial_backoff, w.delivery.max_backoff, e.retry_after);
-                self.failures += 1;
-                self.next_look = Instant::now() + wait;
-                metrics::counter!("lookout_relay_digests_total", "destination" => w.name.clone(), "outcome" => "retry", "reason" => e.reason.as_str())
-                    .increment(1);
-                tracing::warn!(destination = %w.name, groups = digest.num_groups, reason = e.reason.as_str(), error = %e.message, retry_in = ?wait, "Digest not delivered; the notifications stay queued");
-                false
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,7 +205,7 @@ mod tests {
 
     #[test]
     fn each_group_once_in_its_newest_state_in_arrival_order() {
-        let a = super::super::template::sample();
+        let a = crate::relay::template::sample();
         let mut a_resolved = a.clone();
         a_resolved.status = "resolved".into();
         let mut b = a.clone();

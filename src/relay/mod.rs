@@ -7,6 +7,9 @@
 //! group in order, retrying with backoff, honouring rate limits and
 //! `Retry-After`, and dead-letters what cannot be delivered.
 //!
+//! Routes, destinations and credentials reload with the configuration
+//! ([`Relay::reload`]); the outbox and its queue stay.
+//!
 //! The workers run on the daemon's [`Tasks`]: at shutdown each finishes the
 //! deliveries it has under way (bounded by its timeout) and writes their
 //! outcomes before it returns, so a stop neither loses a notification nor
@@ -23,9 +26,10 @@ pub mod template;
 pub mod worker;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::task::Tasks;
 use config::{Auth, RelayConfig};
@@ -34,11 +38,29 @@ use payload::{Envelope, Payload};
 
 /// The running relay.
 pub struct Relay {
-    /// Its configuration.
-    pub config: RelayConfig,
     /// The outbox.
     pub outbox: Arc<Outbox>,
-    wake: HashMap<String, Arc<Notify>>,
+    /// Largest accepted body: the listener's limit, set at start.
+    pub max_body_bytes: usize,
+    /// Routes, destinations and workers in force; replaced whole by a reload.
+    live: RwLock<Arc<Live>>,
+    tasks: Tasks,
+}
+
+/// What a reload replaces: the configuration and a worker per destination.
+struct Live {
+    config: Arc<RelayConfig>,
+    workers: HashMap<String, Running>,
+}
+
+/// A destination's worker as the relay holds it.
+struct Running {
+    /// Signalled when something new is queued for it.
+    wake: Arc<Notify>,
+    /// Tells it to stop (a reload, or the daemon's stop).
+    stop: CancellationToken,
+    /// Cancelled once it has stopped, its sends in flight landed.
+    done: CancellationToken,
 }
 
 /// Why a webhook was refused.
@@ -68,8 +90,57 @@ pub enum RelayError {
     },
 }
 
+/// Builds every destination of `config` (all or none: the first failure is
+/// returned before any worker starts), then starts a worker for each, on
+/// `tasks`. Each starts only once every worker of `after` has stopped: a
+/// reloaded destination's new worker must not read a delivery its old one
+/// still has in flight (it would send it twice, and out of its group's
+/// order).
+fn start_workers(
+    config: &RelayConfig,
+    outbox: &Arc<Outbox>,
+    tasks: &Tasks,
+    after: Vec<CancellationToken>,
+) -> Result<HashMap<String, Running>, RelayError> {
+    let mut built = Vec::new();
+    for d in &config.destinations {
+        let dest = destination::build(d, outbox.clone()).map_err(|message| RelayError::Destination {
+            name: d.name.clone(),
+            message,
+        })?;
+        built.push((d, dest));
+    }
+    let mut workers = HashMap::new();
+    for (d, dest) in built {
+        let running = Running {
+            wake: Arc::new(Notify::new()),
+            stop: tasks.stopping().child_token(),
+            done: CancellationToken::new(),
+        };
+        let w = worker::Worker {
+            name: d.name.clone(),
+            kind: d.kind.type_name(),
+            delivery: d.delivery.clone(),
+            destination: dest,
+            outbox: outbox.clone(),
+            wake: running.wake.clone(),
+        };
+        let (stop, done, after) = (running.stop.clone(), running.done.clone(), after.clone());
+        tasks.spawn(async move {
+            for previous in &after {
+                previous.cancelled().await;
+            }
+            w.run(stop).await;
+            done.cancel();
+        });
+        workers.insert(d.name.clone(), running);
+    }
+    Ok(workers)
+}
+
 impl Relay {
-    /// Opens the outbox (on the blocking pool) and starts one worker per
+    /// Opens the outbox (on the blocking pool), dead-letters what is queued
+    /// for destinations no longer configured, and starts one worker per
     /// destination, and the queue gauges, on `tasks`.
     pub async fn start(config: RelayConfig, data_dir: &std::path::Path, tasks: &Tasks) -> Result<Arc<Relay>, RelayError> {
         let (dir, window) = (data_dir.to_path_buf(), config.dedup_window);
@@ -78,39 +149,83 @@ impl Relay {
                 .await
                 .map_err(OutboxError::from)??,
         );
-        let mut wake = HashMap::new();
-        let mut workers = Vec::new();
-        for d in &config.destinations {
-            let dest = destination::build(d, outbox.clone()).map_err(|message| RelayError::Destination {
-                name: d.name.clone(),
-                message,
-            })?;
-            let n = Arc::new(Notify::new());
-            wake.insert(d.name.clone(), n.clone());
-            workers.push(worker::Worker {
-                name: d.name.clone(),
-                kind: d.kind.type_name(),
-                delivery: d.delivery.clone(),
-                destination: dest,
-                outbox: outbox.clone(),
-                wake: n,
-            });
-        }
-        for w in workers {
-            tasks.spawn(w.run(tasks.stopping()));
-        }
-        let relay = Arc::new(Relay { config, outbox, wake });
+        orphans(&outbox, &config).await;
+        let workers = start_workers(&config, &outbox, tasks, Vec::new())?;
+        let relay = Arc::new(Relay {
+            outbox: outbox.clone(),
+            max_body_bytes: config.max_body_bytes,
+            live: RwLock::new(Arc::new(Live {
+                config: Arc::new(config),
+                workers,
+            })),
+            tasks: tasks.clone(),
+        });
+        let weak = Arc::downgrade(&relay);
         tasks.every(worker::Gauges {
-            outbox: relay.outbox.clone(),
-            names: relay.config.destinations.iter().map(|d| d.name.clone()).collect(),
+            outbox,
+            names: Box::new(move || {
+                weak.upgrade()
+                    .map(|r| r.config().destinations.iter().map(|d| d.name.clone()).collect())
+                    .unwrap_or_default()
+            }),
         });
         Ok(relay)
+    }
+
+    fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The routes and destinations in force.
+    pub fn config(&self) -> Arc<RelayConfig> {
+        self.live().config.clone()
+    }
+
+    /// Replaces the routes, destinations and credentials, as Alertmanager
+    /// reloads its receivers. Every destination is built first: one that
+    /// cannot be changes nothing and says why. Queued notifications stay
+    /// queued; the old workers finish their sends in flight and the new
+    /// ones start after them. What is queued for a destination no longer
+    /// configured is dead-lettered with that reason, once its worker has
+    /// stopped.
+    pub fn reload(&self, config: RelayConfig) -> Result<(), RelayError> {
+        let old = self.live();
+        if config.max_body_bytes != self.max_body_bytes || config.dedup_window != old.config.dedup_window {
+            tracing::warn!("`relay.max_body_bytes` and `relay.dedup_window` changes take effect at the next restart");
+        }
+        let after: Vec<CancellationToken> = old.workers.values().map(|r| r.done.clone()).collect();
+        let workers = start_workers(&config, &self.outbox, &self.tasks, after.clone())?;
+        tracing::info!(
+            destinations = config.destinations.len(),
+            routes = config.routes.len(),
+            "Relay routes and destinations reloaded"
+        );
+        let config = Arc::new(config);
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Live {
+            config: config.clone(),
+            workers,
+        });
+        for r in old.workers.values() {
+            r.stop.cancel();
+        }
+        let (outbox, stop, config) = (self.outbox.clone(), self.tasks.stopping(), config.clone());
+        self.tasks.spawn(async move {
+            for previous in &after {
+                tokio::select! {
+                    _ = previous.cancelled() => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+            orphans(&outbox, &config).await;
+        });
+        Ok(())
     }
 
     /// Checks the request's credentials, in constant time.
     pub fn authorised(&self, header: Option<&str>) -> bool {
         use subtle::ConstantTimeEq;
-        let expected = match &self.config.auth {
+        let config = self.config();
+        let expected = match &config.auth {
             Auth::None => return true,
             Auth::Bearer(t) => format!("Bearer {}", t.expose()),
             Auth::Basic { username, password } => {
@@ -150,7 +265,8 @@ impl Relay {
         dedup: String,
         common_labels: &std::collections::BTreeMap<String, String>,
     ) -> Result<Accepted, IngestError> {
-        let destinations = route::destinations(&self.config.routes, common_labels);
+        let live = self.live();
+        let destinations = route::destinations(&live.config.routes, common_labels);
         if destinations.is_empty() {
             // Counted, not logged at warn: a misrouted flood must not flood the log too.
             metrics::counter!("lookout_relay_unrouted_total").increment(1);
@@ -165,11 +281,32 @@ impl Relay {
         let outcome = self.outbox.ingest(n).await?;
         if outcome == Accepted::Stored {
             for d in &destinations {
-                if let Some(w) = self.wake.get(d) {
-                    w.notify_one();
+                if let Some(w) = live.workers.get(d) {
+                    w.wake.notify_one();
                 }
             }
         }
         Ok(outcome)
+    }
+}
+
+/// Dead-letters what is queued for destinations `config` no longer has
+/// (removed by a reload, or while lookout was stopped): kept pending, it
+/// would wait forever; dead, `lookout relay dlq` shows it and why.
+async fn orphans(outbox: &Arc<Outbox>, config: &RelayConfig) {
+    let (ob, names) = (
+        outbox.clone(),
+        config.destinations.iter().map(|d| d.name.clone()).collect::<Vec<_>>(),
+    );
+    match tokio::task::spawn_blocking(move || ob.dead_letter_unconfigured(&names)).await {
+        Ok(Ok(counts)) => {
+            for (destination, n) in counts {
+                metrics::counter!("lookout_relay_deliveries_total", "destination" => destination.clone(), "outcome" => "dead", "reason" => "unconfigured")
+                    .increment(n as u64);
+                tracing::error!(destination = %destination, notifications = n, "Destination no longer configured; its queued notifications are dead-lettered");
+            }
+        }
+        Ok(Err(e)) => tracing::error!(error = %e, "Cannot dead-letter the notifications of removed destinations"),
+        Err(e) => tracing::error!(error = %e, "Cannot dead-letter the notifications of removed destinations"),
     }
 }

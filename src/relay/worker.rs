@@ -46,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::destination::Delivery;
 use super::destination::{Destination, Notification};
+use super::digest;
 use super::outbox::{Mark, Outbox, OutboxError, Pending};
 use super::payload::Payload;
 use super::retry::{self, DeliveryError, Reason, Retry};
@@ -68,17 +69,17 @@ pub struct Worker {
 }
 
 /// Runs an outbox read on the blocking pool: it waits on SQLite.
-pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, OutboxError> + Send + 'static) -> Result<T, OutboxError> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, OutboxError> + Send + 'static) -> Result<T, OutboxError> {
     tokio::task::spawn_blocking(f).await?
 }
 
 /// Until when a destination said to wait (`Retry-After`), for every send.
 #[derive(Default)]
-pub(super) struct Pause(Mutex<Option<Instant>>);
+struct Pause(Mutex<Option<Instant>>);
 
 impl Pause {
     /// Pauses until `d` from now, unless already paused longer.
-    pub(super) fn extend(&self, d: Duration) {
+    fn extend(&self, d: Duration) {
         let until = Instant::now() + d;
         let mut p = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if p.is_none_or(|t| t < until) {
@@ -127,7 +128,7 @@ impl Worker {
         let concurrency = me.delivery.concurrency.max(1);
         let limiter = retry::limiter(me.delivery.min_interval, me.delivery.burst);
         let pause = Arc::new(Pause::default());
-        let mut coalesce = super::digest::Coalesce::new(me.delivery.coalesce_after);
+        let mut coalesce = Coalesce::new(me.delivery.coalesce_after);
         let in_flight = metrics::gauge!("lookout_relay_in_flight", "destination" => me.name.clone());
         let mut c = Claims {
             groups: HashSet::new(),
@@ -336,6 +337,126 @@ impl Worker {
     }
 }
 
+/// How often a destination's queue is looked at for a digest: one small
+/// indexed read a second.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+
+/// A dispatcher's coalescing ([`super::digest`]): when to look at the queue next, and how many
+/// digests in a row failed (for the backoff).
+struct Coalesce {
+    after: Duration,
+    next_look: Instant,
+    failures: i64,
+}
+
+impl Coalesce {
+    /// For a destination with `coalesce_after`; none without.
+    fn new(after: Option<Duration>) -> Option<Coalesce> {
+        after.map(|after| Coalesce {
+            after,
+            next_look: Instant::now(),
+            failures: 0,
+        })
+    }
+
+    /// Whether to look at the queue now.
+    fn due(&self) -> bool {
+        Instant::now() >= self.next_look
+    }
+
+    /// Sends what `w`'s destination has queued as one digest when its
+    /// oldest has waited longer than `coalesce_after`. The dispatcher's
+    /// `waiting` batch is given back first (the digest takes it); the groups
+    /// still `claimed` are in flight and left out, since their next
+    /// notification must follow the one under way. True when a digest went
+    /// out.
+    async fn run(
+        &mut self,
+        w: &Worker,
+        waiting: &mut VecDeque<Pending>,
+        claimed: &mut HashSet<String>,
+        stop: &CancellationToken,
+        limiter: Option<&governor::DefaultDirectRateLimiter>,
+        pause: &Pause,
+    ) -> bool {
+        self.next_look = Instant::now() + LOOK_EVERY;
+        let (ob, name) = (w.outbox.clone(), w.name.clone());
+        let oldest = match blocking(move || ob.queued(&name, 1, 0)).await {
+            Ok(q) => q.first().map(|p| p.created),
+            Err(e) => {
+                tracing::error!(destination = %w.name, error = %e, "Cannot read the outbox");
+                return false;
+            }
+        };
+        let now = crate::probe::unix_now();
+        if oldest.is_none_or(|t| now - t < self.after.as_secs_f64()) {
+            return false;
+        }
+        for p in waiting.drain(..) {
+            claimed.remove(&p.group_key);
+        }
+        let (ob, name) = (w.outbox.clone(), w.name.clone());
+        let queued = match blocking(move || ob.queued(&name, digest::MAX_NOTIFICATIONS, digest::MAX_BYTES)).await {
+            Ok(q) => q.into_iter().filter(|p| !claimed.contains(&p.group_key)).collect::<Vec<_>>(),
+            Err(e) => {
+                tracing::error!(destination = %w.name, error = %e, "Cannot read the outbox");
+                return false;
+            }
+        };
+        let Some(digest) = digest::Digest::build(&queued, now) else {
+            return false;
+        };
+        if !ready(stop, limiter, pause).await {
+            return false;
+        }
+        let started = Instant::now();
+        let sent = match tokio::time::timeout(w.delivery.timeout, w.destination.deliver_digest(&digest)).await {
+            Ok(r) => r,
+            Err(_) => Err(DeliveryError::transient(
+                Reason::Timeout,
+                format!("no answer within {:?}", w.delivery.timeout),
+            )),
+        };
+        metrics::histogram!("lookout_relay_attempt_duration_seconds", "destination" => w.name.clone())
+            .record(started.elapsed().as_secs_f64());
+        match sent {
+            Ok(()) => {
+                self.failures = 0;
+                let note = format!(
+                    "delivered in a digest of {} groups ({} notifications) at {}",
+                    digest.num_groups,
+                    digest.num_notifications,
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                );
+                let marks = digest.ids.iter().map(|&id| Mark::Digested(id, note.clone())).collect();
+                if let Err(e) = w.outbox.mark_all(marks).await {
+                    // Still pending: sent again (alone or in the next digest), never lost.
+                    tracing::error!(destination = %w.name, error = %e, "Cannot record the notifications a digest delivered");
+                }
+                metrics::counter!("lookout_relay_digests_total", "destination" => w.name.clone(), "outcome" => "success").increment(1);
+                metrics::counter!("lookout_relay_deliveries_total", "destination" => w.name.clone(), "outcome" => "digested")
+                    .increment(digest.num_notifications as u64);
+                tracing::info!(destination = %w.name, groups = digest.num_groups, notifications = digest.num_notifications, waited = %digest.waited, "Queued notifications delivered as one digest");
+                true
+            }
+            Err(e) => {
+                if let Some(r) = e.retry_after {
+                    pause.extend(r);
+                }
+                // Permanent or not, the originals stay queued: each is
+                // still tried alone, and dead-lettered alone if it must be.
+                let wait = retry::backoff(self.failures, w.delivery.initial_backoff, w.delivery.max_backoff, e.retry_after);
+                self.failures += 1;
+                self.next_look = Instant::now() + wait;
+                metrics::counter!("lookout_relay_digests_total", "destination" => w.name.clone(), "outcome" => "retry", "reason" => e.reason.as_str())
+                    .increment(1);
+                tracing::warn!(destination = %w.name, groups = digest.num_groups, reason = e.reason.as_str(), error = %e.message, retry_in = ?wait, "Digest not delivered; the notifications stay queued");
+                false
+            }
+        }
+    }
+}
+
 /// Delivers one notification to `destination` within `delivery.timeout`;
 /// no answer in time is a transient [`Reason::Timeout`] failure, retried
 /// like any other. The workers and `lookout relay send-test` both deliver
@@ -353,7 +474,7 @@ pub async fn deliver(destination: &dyn Destination, delivery: &Delivery, n: &Not
 
 /// Waits until a send may go out: no `Retry-After` pause, a token from the
 /// bucket. False when stopped first.
-pub(super) async fn ready(stop: &CancellationToken, limiter: Option<&governor::DefaultDirectRateLimiter>, pause: &Pause) -> bool {
+async fn ready(stop: &CancellationToken, limiter: Option<&governor::DefaultDirectRateLimiter>, pause: &Pause) -> bool {
     loop {
         if let Some(d) = pause.remaining() {
             tokio::select! {
@@ -379,8 +500,9 @@ pub(super) async fn ready(stop: &CancellationToken, limiter: Option<&governor::D
 pub struct Gauges {
     /// The outbox.
     pub outbox: Arc<Outbox>,
-    /// Every destination, so an empty queue reads 0 rather than vanishing.
-    pub names: Vec<String>,
+    /// Every destination configured now (a reload changes them), so an
+    /// empty queue reads 0 rather than vanishing.
+    pub names: Box<dyn Fn() -> Vec<String> + Send>,
 }
 
 impl Periodic for Gauges {
@@ -396,7 +518,7 @@ impl Periodic for Gauges {
         let ob = self.outbox.clone();
         let Ok(q) = blocking(move || ob.queue()).await else { return };
         let now = crate::probe::unix_now();
-        for n in &self.names {
+        for n in &(self.names)() {
             let (depth, oldest) = q
                 .iter()
                 .find(|(d, _, _)| d == n)

@@ -270,7 +270,7 @@ mod tests {
             let compiled = Templates::compile(t, templates(t), &Default::default()).unwrap();
             for (part, _) in templates(t) {
                 let (out, expected) = if part.starts_with(crate::relay::digest::PART_PREFIX) {
-                    let out = compiled.render_digest(part, &crate::relay::digest::sample()).unwrap();
+                    let out = compiled.render_digest(part, &crate::relay::template::sample_digest()).unwrap();
                     // A digest's one-line parts count the groups; the others list them.
                     let one_line = part.ends_with("title") || part.ends_with("subject");
                     (
