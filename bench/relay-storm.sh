@@ -79,6 +79,7 @@ def report():
     for t, b in log["/slack"]:
         m = json.loads(b)
         text = m.get("text", "") + " " + " ".join(a.get("title", "") + " " + a.get("text", "") for a in m.get("attachments", []))
+        text += " " + "\n".join(b.get("text", {}).get("text", "") for b in m.get("blocks", []))
         for st, g in re.findall(r"\[(FIRING|RESOLVED)[^\]]*\] Storm(\d+) ", text):
             shown[int(g)] = st
         final = all(shown.get(g) == ("RESOLVED" if g < 100 else "FIRING") for g in range(500))

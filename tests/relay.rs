@@ -1201,7 +1201,15 @@ fn a_backlog_for_chat_and_email_becomes_one_digest_while_pagerduty_gets_every_ev
     let slack = saas.received_on("/slack/webhook");
     let texts: Vec<String> = slack
         .iter()
-        .map(|r| format!("{} {}", r.body["text"], r.body["attachments"][0]["title"]))
+        .map(|r| {
+            let blocks: Vec<&str> = r.body["blocks"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b["text"]["text"].as_str())
+                .collect();
+            format!("{} {} {}", r.body["text"], r.body["attachments"][0]["title"], blocks.join("\n"))
+        })
         .collect();
     let digests: Vec<&String> = texts.iter().filter(|t| t.contains("[DIGEST]")).collect();
     assert_eq!(digests.len(), 1, "{texts:#?}");

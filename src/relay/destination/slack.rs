@@ -60,9 +60,11 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("digest_text", DIGEST_TEXT),
 ];
 
-/// Slack truncates a message's text at 40,000 characters; a digest's list
-/// of groups is kept under it (about 500 groups of 70 characters).
-pub const MAX_DIGEST_TEXT: usize = 39_000;
+/// Slack's limit on a section block's text, in characters.
+pub const MAX_SECTION_TEXT: usize = 3000;
+/// Sections a digest's list takes at most: Slack allows 50 blocks in a
+/// message, one is the title.
+pub const MAX_DIGEST_SECTIONS: usize = 48;
 
 const DIGEST_TITLE: &str = "{{ subject }} (queued up to {{ waited }})";
 
@@ -233,9 +235,12 @@ impl Slack {
             .with_attachments(vec![attachment]))
     }
 
-    /// A digest: its list of groups as the message's mrkdwn text (Slack's
-    /// largest field), under one attachment coloured by whether any group
-    /// fires, with the counts.
+    /// A digest in Block Kit: the title, then the rendered list of groups
+    /// in mrkdwn sections (whole lines, each section under Slack's 3,000
+    /// characters, at most [`MAX_DIGEST_SECTIONS`]: about 140,000 characters,
+    /// room for a thousand groups), under one attachment coloured by whether
+    /// any group fires, with the counts. The title is also the message's
+    /// `text`, which notifications show.
     fn digest_content(&self, d: &Digest) -> Result<SlackMessageContent, DeliveryError> {
         let render = |part: &str| {
             self.templates
@@ -243,7 +248,7 @@ impl Slack {
                 .map_err(|e| DeliveryError::permanent(Reason::Template, e))
         };
         let title = trim(&render("digest_title")?, MAX_TITLE);
-        let text = trim(&render("digest_text")?, MAX_DIGEST_TEXT);
+        let text = render("digest_text")?;
         let color = if d.num_firing > 0 { "danger" } else { "good" };
         let field = |t: &str, v: usize| {
             SlackMessageAttachmentFieldObject::new()
@@ -253,15 +258,19 @@ impl Slack {
         };
         let attachment = SlackMessageAttachment::new()
             .with_color(color.to_string())
-            .with_title(title.clone())
             .with_fallback(title.clone())
             .with_fields(vec![
                 field("Firing", d.num_firing),
                 field("Resolved", d.num_resolved),
                 field("Notifications", d.num_notifications),
             ]);
+        let section =
+            |t: String| SlackBlock::Section(SlackSectionBlock::new().with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(t))));
+        let mut blocks = vec![section(format!("*{title}*"))];
+        blocks.extend(sections(&text, MAX_SECTION_TEXT, MAX_DIGEST_SECTIONS).into_iter().map(section));
         Ok(SlackMessageContent::new()
-            .with_text(format!("*{title}*\n{text}"))
+            .with_text(title)
+            .with_blocks(blocks)
             .with_attachments(vec![attachment]))
     }
 
@@ -428,6 +437,39 @@ fn open_threads(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// `text` cut into sections of whole lines, each at most `max` characters
+/// (a longer line is trimmed), at most `most` of them; what does not fit is
+/// counted in the last one.
+fn sections(text: &str, max: usize, most: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    for (i, line) in lines.iter().enumerate() {
+        let line = trim(line, max);
+        let fits = out
+            .last()
+            .is_some_and(|last| last.chars().count() + 1 + line.chars().count() <= max);
+        if let (true, Some(last)) = (fits, out.last_mut()) {
+            last.push('\n');
+            last.push_str(&line);
+        } else if out.len() == most {
+            // Room for the note: whole lines come off the last section.
+            let mut rest = lines.len() - i;
+            if let Some(last) = out.last_mut() {
+                while last.chars().count() + 32 > max {
+                    let Some(cut) = last.rfind('\n') else { break };
+                    last.truncate(cut);
+                    rest += 1;
+                }
+                last.push_str(&format!("\n… and {rest} more lines"));
+            }
+            break;
+        } else {
+            out.push(line);
+        }
+    }
+    out
+}
+
 fn trim(s: &str, max: usize) -> String {
     let count = s.chars().count();
     if count <= max {
@@ -500,6 +542,18 @@ impl Destination for Slack {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_list_is_cut_at_lines_into_sections_and_what_does_not_fit_is_counted() {
+        let text: String = (0..100).map(|i| format!("group {i:03} {}\n", "x".repeat(40))).collect();
+        let s = sections(&text, 200, 10);
+        assert_eq!(s.len(), 10);
+        assert!(s.iter().all(|x| x.chars().count() <= 200), "{s:?}");
+        // Three 50-character lines to a section; what is left is counted in the last.
+        assert!(s[0].starts_with("group 000") && s[1].starts_with("group 003"), "{s:?}");
+        assert!(s[9].starts_with("group 027") && s[9].ends_with("\n… and 70 more lines"), "{}", s[9]);
+        assert_eq!(sections("a\n\nb\n", 200, 10), ["a\nb"]);
+    }
 
     #[test]
     fn long_text_is_trimmed_not_rejected() {
