@@ -161,14 +161,14 @@ impl Relay {
             tasks: tasks.clone(),
         });
         let weak = Arc::downgrade(&relay);
-        tasks.every(worker::Gauges {
+        tasks.every(worker::Gauges::new(
             outbox,
-            names: Box::new(move || {
+            Box::new(move || {
                 weak.upgrade()
                     .map(|r| r.config().destinations.iter().map(|d| d.name.clone()).collect())
                     .unwrap_or_default()
             }),
-        });
+        ));
         Ok(relay)
     }
 

@@ -496,13 +496,30 @@ async fn ready(stop: &CancellationToken, limiter: Option<&governor::DefaultDirec
 }
 
 /// Publishes queue depth and the oldest pending age per destination every
-/// two seconds, and prunes what was delivered more than a week ago.
+/// two seconds, and prunes what was delivered more than a week ago every
+/// ten minutes.
 pub struct Gauges {
-    /// The outbox.
-    pub outbox: Arc<Outbox>,
-    /// Every destination configured now (a reload changes them), so an
-    /// empty queue reads 0 rather than vanishing.
-    pub names: Box<dyn Fn() -> Vec<String> + Send>,
+    outbox: Arc<Outbox>,
+    names: Box<dyn Fn() -> Vec<String> + Send>,
+    pruned: Option<Instant>,
+}
+
+/// How often delivered rows are pruned. Pruning scans both tables and takes
+/// SQLite's write lock; every two seconds, with a backlog of 40,000 queued,
+/// it competed with the webhook writer for the lock.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+impl Gauges {
+    /// Gauges of `outbox` for the destinations `names` returns (configured
+    /// now: a reload changes them), so an empty queue reads 0 rather than
+    /// vanishing.
+    pub fn new(outbox: Arc<Outbox>, names: Box<dyn Fn() -> Vec<String> + Send>) -> Gauges {
+        Gauges {
+            outbox,
+            names,
+            pruned: None,
+        }
+    }
 }
 
 impl Periodic for Gauges {
@@ -527,8 +544,11 @@ impl Periodic for Gauges {
             metrics::gauge!("lookout_relay_queue_depth", "destination" => n.clone()).set(depth);
             metrics::gauge!("lookout_relay_oldest_pending_age_seconds", "destination" => n.clone()).set(oldest);
         }
-        let ob = self.outbox.clone();
-        let _ = blocking(move || ob.prune(Duration::from_secs(7 * 24 * 3600))).await;
+        if self.pruned.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            self.pruned = Some(Instant::now());
+            let ob = self.outbox.clone();
+            let _ = blocking(move || ob.prune(Duration::from_secs(7 * 24 * 3600))).await;
+        }
     }
 }
 
