@@ -20,6 +20,7 @@
 set -euo pipefail
 USAGE="usage: bench/relay-storm.sh
 Intake with a backlog queued vs. Alertmanager; a 500-group storm to Slack (1/s) and PagerDuty stand-ins.
+RATE: the part-1 destination's rate_limit (default 1/s; \`unlimited\`: delivered as it comes, nothing queued).
 PD_RATE: PagerDuty's rate_limit (default: the type's, 2/s). PART=1 or PART=2: only that part.
 Needs target/release/lookout (or LOOKOUT_BIN), wrk, prometheus-alertmanager, curl, python3."
 # shellcheck source=bench/lib.sh
@@ -119,10 +120,10 @@ data_dir: $WORK/data
 probe_files: []
 alerts: {enabled: false}
 relay:
-  destinations: [{name: slow, type: webhook, url: "http://127.0.0.1:$SPORT/hook", rate_limit: 1/s}]
+  destinations: [{name: slow, type: webhook, url: "http://127.0.0.1:$SPORT/hook", rate_limit: ${RATE:-1/s}}]
 YAML
 if [[ "${PART:-1}" == 1 ]]; then
-echo "== intake with a backlog queued for a destination limited to 1/s (wrk -t2 -c16 -d10s, one unique alert per request, 3 rounds)"
+echo "== intake with a backlog queued for a destination limited to ${RATE:-1/s} (wrk -t2 -c16 -d10s, one unique alert per request, 3 rounds)"
 ratios=()
 for round in 1 2 3; do
   rm -rf "$WORK/am" "$WORK/data"
