@@ -1090,6 +1090,18 @@ fn storm_config(saas: &SaaS, smtp_port: u16, extra: &str) -> String {
     )
 }
 
+/// Everything a Slack message shows: its text, its attachment's title and
+/// its blocks' text.
+fn slack_text(body: &serde_json::Value) -> String {
+    let blocks: Vec<&str> = body["blocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["text"]["text"].as_str())
+        .collect();
+    format!("{} {} {}", body["text"], body["attachments"][0]["title"], blocks.join("\n"))
+}
+
 /// The mails an aiosmtpd stand-in received, as their data.
 fn mails(smtp: &support::PyStandIn) -> Vec<String> {
     smtp.events_of("mail")
@@ -1199,18 +1211,7 @@ fn a_backlog_for_chat_and_email_becomes_one_digest_while_pagerduty_gets_every_ev
 
     // Slack: a few alone, then the rest in one digest naming every group.
     let slack = saas.received_on("/slack/webhook");
-    let texts: Vec<String> = slack
-        .iter()
-        .map(|r| {
-            let blocks: Vec<&str> = r.body["blocks"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|b| b["text"]["text"].as_str())
-                .collect();
-            format!("{} {} {}", r.body["text"], r.body["attachments"][0]["title"], blocks.join("\n"))
-        })
-        .collect();
+    let texts: Vec<String> = slack.iter().map(|r| slack_text(&r.body)).collect();
     let digests: Vec<&String> = texts.iter().filter(|t| t.contains("[DIGEST]")).collect();
     assert_eq!(digests.len(), 1, "{texts:#?}");
     assert!(slack.len() <= 5, "{} Slack messages for {n} groups", slack.len());
@@ -1349,4 +1350,44 @@ fn a_reload_changes_routes_destinations_and_auth_with_a_burst_in_flight_and_lose
     });
     assert_eq!(gone as usize + saas.received_on("/gone").len(), n);
     assert!(gone as usize >= n - 2, "{gone} dead-lettered");
+}
+
+#[test]
+fn a_group_a_digest_shows_resolved_starts_a_new_slack_thread_when_it_fires_again() {
+    let saas = SaaS::start();
+    let cfg = format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nrelay:\n  destinations:\n    - name: bot\n      type: slack\n      bot_token: xoxb-secret-token\n      channel: C123\n      api_url: {}\n      rate_limit: 1/s\n      coalesce_after: 2s\n",
+        saas.url("/api")
+    );
+    let d = Daemon::start(&cfg);
+    let post = |p: &str| assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[]).unwrap().0, 200);
+    let a = "{}:{alertname=\"RedisThreadA\"}";
+    post(&am_payload(a, "firing", &[("RedisThreadA", "a", "firing")]));
+    wait_for("the group's first message", Duration::from_secs(10), || {
+        (saas.received_on("/api/chat.postMessage").len() == 1).then_some(())
+    });
+    for i in 0..5 {
+        let g = format!("{{}}:{{alertname=\"RedisThreadB{i}\"}}");
+        post(&am_payload(&g, "firing", &[(&format!("RedisThreadB{i}"), "a", "firing")]));
+    }
+    post(&am_payload(a, "resolved", &[("RedisThreadA", "a", "resolved")]));
+    let texts = || -> Vec<(String, bool)> {
+        saas.received_on("/api/chat.postMessage")
+            .iter()
+            .map(|r| (slack_text(&r.body), r.body.get("thread_ts").is_some()))
+            .collect()
+    };
+    let digest = wait_for("a digest", Duration::from_secs(15), || {
+        texts().into_iter().find(|(t, _)| t.contains("[DIGEST]"))
+    });
+    assert!(digest.0.contains("[RESOLVED] RedisThreadA"), "{}", digest.0);
+    assert!(!digest.1, "a digest goes to the channel, not into a thread");
+    let before = saas.received_on("/api/chat.postMessage").len();
+    post(&am_payload(a, "firing", &[("RedisThreadA", "b", "firing")]));
+    let again = wait_for("the group firing again", Duration::from_secs(10), || {
+        let t = texts();
+        (t.len() > before).then(|| t[before].clone())
+    });
+    assert!(again.0.contains("RedisThreadA"), "{}", again.0);
+    assert!(!again.1, "a new incident, a new thread: {}", again.0);
 }

@@ -519,13 +519,20 @@ impl Destination for Slack {
         let content = self.digest_content(d)?;
         if let Some((token, channel)) = &self.bot {
             // In the channel, not in a thread: it speaks of many groups.
-            return self
-                .client
+            self.client
                 .open_session(token)
                 .chat_post_message(&SlackApiChatPostMessageRequest::new(channel.clone(), content))
                 .await
-                .map(|_| ())
-                .map_err(slack_error);
+                .map_err(slack_error)?;
+            // A group the digest showed resolved is over: its next incident
+            // starts a new thread, as after a resolve sent alone.
+            for g in d.groups.iter().filter(|g| g.status == "resolved") {
+                if let Err(e) = self.threads.clear(&self.name, &g.group_key).await {
+                    // Sent already: failing here would send the digest twice.
+                    tracing::warn!(destination = %self.name, group = %g.group_key, error = %e, "Cannot forget the thread of a group a digest resolved");
+                }
+            }
+            return Ok(());
         }
         self.via_webhook(content).await
     }
