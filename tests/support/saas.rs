@@ -93,6 +93,9 @@ impl SaaS {
                     .route("/api/chat.update", post(handle))
                     .route("/v2/enqueue", post(handle))
                     .route("/hook", post(handle))
+                    // More webhook targets, for destinations added and removed.
+                    .route("/next", post(handle))
+                    .route("/gone", post(handle))
                     .with_state(st);
                 let _ = axum::serve(l, app)
                     .with_graceful_shutdown(async {
