@@ -34,6 +34,16 @@
 //! At least once, then: a send whose outcome was not recorded before the
 //! crash goes out again after the lease.
 //!
+//! Superseded and digested: a dispatcher skipping a superseded delivery
+//! marks its own claim, as any outcome. A digest claims nothing: it reads
+//! the destination's queue, due or not, leaving out the groups another
+//! replica holds a live lease in (their next notification must follow the
+//! one under way), and marks the originals digested unless another replica
+//! has claimed one meanwhile (it is sending that one alone: a duplicate,
+//! never a loss). Two replicas coalescing the same backlog at once may both
+//! send a digest, for the same reason. The states are plain text, so they
+//! needed no new schema version.
+//!
 //! Time: receipt and retry times are the replica's clock (Unix seconds, as
 //! in the SQLite outbox); leases are the server's clock, so replicas with
 //! skewed clocks still agree on when a lease ends.
@@ -174,6 +184,17 @@ const MARK_DIGESTED: &str =
     "UPDATE relay_deliveries SET state = 'digested', attempts = attempts + 1, last_error = $3, lease_owner = NULL, lease_until = NULL
      WHERE id = ANY($1) AND state = 'pending'
        AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < extract(epoch from clock_timestamp())::double precision)";
+
+/// A delivery from a row of (id, attempts, created, payload, group_key).
+fn pending(r: &tokio_postgres::Row) -> Pending {
+    Pending {
+        id: r.get(0),
+        attempts: r.get(1),
+        created: r.get(2),
+        payload: r.get(3),
+        group_key: r.get(4),
+    }
+}
 
 /// Records `op` on `c` (a pooled connection or a transaction); returns the
 /// rows changed: 0 when this replica no longer holds the delivery's lease
@@ -552,16 +573,7 @@ impl RelayStore for Postgres {
             )
             .await
             .map_err(|e| i.pg(e))?;
-        let mut due: Vec<Pending> = rows
-            .iter()
-            .map(|r| Pending {
-                id: r.get(0),
-                attempts: r.get(1),
-                created: r.get(2),
-                payload: r.get(3),
-                group_key: r.get(4),
-            })
-            .collect();
+        let mut due: Vec<Pending> = rows.iter().map(pending).collect();
         // RETURNING comes in no particular order.
         due.sort_by_key(|p| p.id);
         i.held.lock().unwrap_or_else(|p| p.into_inner()).extend(due.iter().map(|p| p.id));
@@ -676,16 +688,7 @@ impl RelayStore for Postgres {
             )
             .await
             .map_err(|e| i.pg(e))?;
-        Ok(rows
-            .iter()
-            .map(|r| Pending {
-                id: r.get(0),
-                attempts: r.get(1),
-                created: r.get(2),
-                payload: r.get(3),
-                group_key: r.get(4),
-            })
-            .collect())
+        Ok(rows.iter().map(pending).collect())
     }
 
     async fn dead_letter_unconfigured(&self, configured: &[String]) -> Result<Vec<(String, i64)>, OutboxError> {
