@@ -185,13 +185,13 @@ print(t0)
 PY
 echo "== storm: 500 groups firing within 8 s, 100 of them resolved within the next 2 s; Slack stand-in 1/s, PagerDuty stand-in"
 t0=$(timeout 60 python3 "$WORK/storm.py" "$LPORT")
-report() { curl -sf "http://127.0.0.1:$SPORT/report"; }
+storm_report() { curl -sf "http://127.0.0.1:$SPORT/report"; }
 for _ in $(seq 1 1200); do
-  r=$(report)
+  r=$(storm_report)
   python3 -c "import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r['slack_all_seen_at'] and r['pd_events'] >= 600 else 1)" "$r" && break
   sleep 1
 done
-python3 - "$(report)" "$t0" <<'PY'
+python3 - "$(storm_report)" "$t0" <<'PY'
 import json, sys
 r, t0 = json.loads(sys.argv[1]), float(sys.argv[2])
 seen = f"{r['slack_all_seen_at'] - t0:.1f} s" if r["slack_all_seen_at"] else "never (within 20 min)"

@@ -1,11 +1,11 @@
-//! One dispatcher per destination: claim due deliveries from the outbox in
+//! One dispatcher per destination: claim due deliveries from the store in
 //! bounded batches, and send up to `concurrency` of them at once, each of a
 //! different group; then mark each done, schedule a retry (backoff with
 //! jitter, never before `Retry-After`) or dead-letter it (a permanent
 //! failure, or older than `max_age`). Each outcome is one event that logs
 //! and counts.
 //!
-//! Order: a group's notifications go out one after another. The outbox
+//! Order: a group's notifications go out one after another. The store
 //! offers only the oldest pending delivery of each group, and a group is
 //! claimed from the moment its delivery is taken until its outcome is on
 //! disk, so its next notification is not even read before then; a retry
