@@ -152,10 +152,23 @@ impl Worker {
                     // and come first: ask for that many more than wanted.
                     match me.store.next_due(&me.name, c.groups.len() + concurrency).await {
                         Ok(batch) => {
+                            let mut not_now = Vec::new();
                             for p in batch {
                                 if c.groups.insert(p.group_key.clone()) {
                                     c.waiting.push_back(p);
+                                } else {
+                                    not_now.push(p.id);
                                 }
+                            }
+                            // A group's next delivery, read after its outcome was
+                            // recorded but before its task landed here: a shared
+                            // store leased it to this replica, and would renew
+                            // that lease while no one sends it. Given back, it
+                            // is offered again on the next read.
+                            if !not_now.is_empty()
+                                && let Err(e) = me.store.release(&not_now).await
+                            {
+                                tracing::warn!(destination = %me.name, error = %e, "Cannot give back claims of groups under way; they are taken over when their leases end");
                             }
                         }
                         Err(e) => {
