@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use support::saas::{Answer, Attempt, SaaS, SmtpSink};
+use support::saas::{Answer, Attempt, SaaS, SmtpSink, slack_text};
 use support::{Daemon, am_payload, http_get, http_post, lookout, outbox_count, wait_for};
 
 const TOKEN: &str = "relay-token-3f9a8b7c";
@@ -1088,18 +1088,6 @@ fn storm_config(saas: &SaaS, smtp_port: u16, extra: &str) -> String {
         saas.url("/slack/webhook"),
         saas.url("/v2/enqueue"),
     )
-}
-
-/// Everything a Slack message shows: its text, its attachment's title and
-/// its blocks' text.
-fn slack_text(body: &serde_json::Value) -> String {
-    let blocks: Vec<&str> = body["blocks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|b| b["text"]["text"].as_str())
-        .collect();
-    format!("{} {} {}", body["text"], body["attachments"][0]["title"], blocks.join("\n"))
 }
 
 /// The mails an aiosmtpd stand-in received, as their data.

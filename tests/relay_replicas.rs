@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use support::postgres::{Private, TestDb};
-use support::saas::SaaS;
+use support::saas::{SaaS, slack_text};
 use support::{Alertmanager, Daemon, am_payload, http_post, wait_for};
 
 /// A replica of the relay on the store at `url`, delivering every
@@ -223,17 +223,6 @@ fn two_alertmanagers_sending_to_two_replicas_are_delivered_once() {
         (!saas.received_on("/hook").is_empty()).then_some(())
     });
     assert_eq!(saas.received_on("/hook").len(), 1, "one delivery of the pair's two copies");
-}
-
-/// Everything a Slack message shows: its text, its attachment and its blocks.
-fn slack_text(body: &serde_json::Value) -> String {
-    let blocks: Vec<&str> = body["blocks"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|b| b["text"]["text"].as_str())
-        .collect();
-    format!("{} {} {}", body["text"], body["attachments"][0], blocks.join("\n"))
 }
 
 #[test]

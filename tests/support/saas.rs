@@ -346,3 +346,22 @@ async fn session(sock: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>) -> s
         }
     }
 }
+
+/// Everything a Slack message shows: its text, its attachment's title and
+/// text, and its blocks' text.
+pub fn slack_text(body: &serde_json::Value) -> String {
+    let blocks: Vec<&str> = body["blocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["text"]["text"].as_str())
+        .collect();
+    let attachment = &body["attachments"][0];
+    format!(
+        "{} {} {} {}",
+        body["text"],
+        attachment["title"],
+        attachment["text"],
+        blocks.join("\n")
+    )
+}
