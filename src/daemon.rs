@@ -2,8 +2,9 @@
 //! HTTP server together, and owns reload and shutdown.
 //!
 //! Reload (SIGHUP or `POST /-/reload`) loads and validates the new
-//! configuration first; only a valid one replaces the running probes, so a
-//! typo never stops monitoring. Shutdown (SIGTERM/SIGINT) stops scheduling
+//! configuration first; only a valid one replaces the running probes and
+//! the relay's routes, destinations and credentials, so a typo never stops
+//! monitoring or delivery. Shutdown (SIGTERM/SIGINT) stops scheduling
 //! and lets runs in flight finish (each bounded by its timeout), then drains
 //! every background task ([`Tasks`]): the listener closes after its open
 //! requests, the relay's workers finish the delivery under way and write
@@ -265,7 +266,7 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         history: history.clone(),
         metrics: metrics_handle.clone(),
         reload: reload_tx,
-        relay,
+        relay: relay.clone(),
     });
     let server_stop = tasks.stopping();
     let tls = cfg.web.as_ref().and_then(|w| w.tls.clone());
@@ -290,7 +291,7 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
             _ = sighup.recv() => { tracing::info!("SIGHUP: reloading configuration"); None }
             r = reload_rx.recv() => match r { Some(r) => Some(r), None => continue },
         };
-        let outcome = reload(&source, &config, &probes, &mut running, &sink).await;
+        let outcome = reload(&source, &config, &probes, &mut running, &sink, relay.as_ref()).await;
         if let Some(reply) = reply {
             let _ = reply.send(outcome);
         }
@@ -320,6 +321,7 @@ async fn reload(
     probes: &Probes,
     running: &mut Option<schedule::Running>,
     sink: &Arc<dyn Sink>,
+    relay: Option<&Arc<crate::relay::Relay>>,
 ) -> Result<(), String> {
     let src = source.clone();
     let loaded = tokio::task::spawn_blocking(move || src.load()).await.map_err(|e| e.to_string())?;
@@ -335,6 +337,18 @@ async fn reload(
         }
     };
     let (cfg, handles) = new;
+    // The relay's destinations are built before anything changes: one that
+    // cannot be rejects the reload whole.
+    let relay_outcome = match (relay, &cfg.relay) {
+        (Some(r), Some(rc)) => r.reload(rc.clone()).map_err(|e| format!("relay: {e}")),
+        (None, None) => Ok(()),
+        _ => Err("turning the relay on or off (`relay.enabled`) takes effect at the next restart; nothing was reloaded".to_string()),
+    };
+    if let Err(e) = relay_outcome {
+        config_loaded(false);
+        tracing::error!(error = %e, "Configuration reload rejected; keeping the running configuration");
+        return Err(e);
+    }
     let old = config.get();
     let tls = |c: &Config| c.web.as_ref().is_some_and(|w| w.tls.is_some());
     if cfg.listen != old.listen || cfg.data_dir != old.data_dir || cfg.limits != old.limits || tls(&cfg) != tls(&old) {

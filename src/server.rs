@@ -17,7 +17,7 @@ use crate::state::AppState;
 
 /// All routes. Unknown paths get 404 and wrong methods 405 (axum's defaults).
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.relay.as_ref().map(|r| r.config.max_body_bytes).unwrap_or(1024 * 1024);
+    let body_limit = state.relay.as_ref().map(|r| r.max_body_bytes).unwrap_or(1024 * 1024);
     let webhook = Router::new()
         // Credentials are checked before anything reads the body; as a route
         // layer, so a wrong method still gets 405.
@@ -66,7 +66,7 @@ async fn web_auth(State(s): State<AppState>, req: Request, next: Next) -> Respon
     let own_credential = s
         .relay
         .as_ref()
-        .is_some_and(|r| !matches!(r.config.auth, crate::relay::config::Auth::None));
+        .is_some_and(|r| !matches!(r.config().auth, crate::relay::config::Auth::None));
     if req.uri().path() == "/webhook" && own_credential {
         return next.run(req).await;
     }
@@ -120,7 +120,7 @@ async fn webhook_gate(State(s): State<AppState>, req: Request, next: Next) -> Re
     let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     if !relay.authorised(auth) {
         let mut r = json_error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong credentials");
-        let scheme = if matches!(relay.config.auth, crate::relay::config::Auth::Basic { .. }) {
+        let scheme = if matches!(relay.config().auth, crate::relay::config::Auth::Basic { .. }) {
             "Basic realm=\"lookout\""
         } else {
             "Bearer"
@@ -145,7 +145,7 @@ async fn webhook(State(s): State<AppState>, body: Result<axum::body::Bytes, axum
             return closing(json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
-                &format!("body larger than {} bytes", relay.config.max_body_bytes),
+                &format!("body larger than {} bytes", relay.max_body_bytes),
             ));
         }
         Err(e) => return json_error(StatusCode::BAD_REQUEST, "unreadable", &e.body_text()),

@@ -196,12 +196,16 @@ fn describe() {
     );
     describe_counter!(
         "lookout_relay_deliveries_total",
-        "Delivery attempts by destination and outcome (success, retry, dead); failures by reason (network, timeout, rate_limited, server_error, auth_error, client_error, template, expired)."
+        "Delivery attempts by destination and outcome (success, retry, dead; digested: delivered inside a digest; superseded: not sent, a newer notification of the group was); failures by reason (network, timeout, rate_limited, server_error, auth_error, client_error, template, expired, unconfigured)."
     );
     describe_gauge!("lookout_relay_in_flight", "Deliveries under way to the destination.");
     describe_gauge!(
         "lookout_relay_leader",
         "With a shared PostgreSQL store: 1 while this replica (label) leads, and sends the synthetic alerts' fallback; 0 otherwise."
+    );
+    describe_counter!(
+        "lookout_relay_digests_total",
+        "Digests sent in place of a destination's backlog, by outcome (success, retry); a retry by reason."
     );
     describe_histogram!(
         "lookout_relay_attempt_duration_seconds",

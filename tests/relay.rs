@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use support::saas::{Answer, Attempt, SaaS, SmtpSink};
+use support::saas::{Answer, Attempt, SaaS, SmtpSink, slack_text};
 use support::{Daemon, am_payload, http_get, http_post, lookout, outbox_count, wait_for};
 
 const TOKEN: &str = "relay-token-3f9a8b7c";
@@ -324,9 +324,10 @@ fn slack_bot_threads_a_group_and_updates_its_first_message() {
     let saas = SaaS::start();
     let smtp = SmtpSink::start();
     let bot = format!(
-        "    - name: bot\n      type: slack\n      bot_token: xoxb-secret-token\n      channel: C123\n      api_url: {}\n",
+        "    - name: bot\n      type: slack\n      bot_token: xoxb-secret-token\n      channel: C123\n      api_url: {}\n      skip_superseded: false\n",
         saas.url("/api")
     );
+    // Every state posted, none skipped: the thread is what is tested here.
     let cfg = relay_config(&saas, &smtp, &bot).replace("destinations: [slack, pager, mail, chain]", "destinations: [bot]");
     let d = Daemon::start(&cfg);
     let (k, v) = auth();
@@ -389,6 +390,17 @@ fn chain_only(delay: Duration, concurrency: usize) -> (SaaS, SmtpSink, Daemon) {
 /// the group keys answered 200.
 fn burst(port: u16, n: usize) -> Vec<String> {
     burst_from(port, 0, n)
+}
+
+/// Posts a burst of `n` groups (all accepted) and waits until some are
+/// delivered to the webhook target, most not yet.
+fn burst_under_way(port: u16, saas: &SaaS, n: usize) -> Vec<String> {
+    let accepted = burst(port, n);
+    assert_eq!(accepted.len(), n, "every webhook accepted");
+    wait_for("deliveries under way", Duration::from_secs(10), || {
+        (saas.received_on("/hook").len() >= 10).then_some(())
+    });
+    accepted
 }
 
 /// Starts lookout again on the daemon's configuration and data directory.
@@ -454,11 +466,7 @@ fn sigterm_mid_drain_finishes_deliveries_under_way_and_sends_none_twice() {
     let (saas, _smtp, mut d) = chain_only(Duration::from_millis(50), 4);
     let data = d.dir.path().join("data");
     let n = 200;
-    let accepted = burst(d.port, n);
-    assert_eq!(accepted.len(), n, "every webhook accepted");
-    wait_for("deliveries under way", Duration::from_secs(10), || {
-        (saas.received_on("/hook").len() >= 10).then_some(())
-    });
+    let accepted = burst_under_way(d.port, &saas, n);
 
     let status = d.proc.terminate(Duration::from_secs(20)).expect("exits after SIGTERM");
     assert!(status.success(), "{status:?}");
@@ -1069,4 +1077,305 @@ fn a_retry_after_pauses_the_whole_destination() {
         ),
         Some(1.0)
     );
+}
+
+/// Slack, PagerDuty and email (a real SMTP server, aiosmtpd), Slack and
+/// email limited to one send a second so that what follows a first
+/// notification queues; `extra` is added to both.
+fn storm_config(saas: &SaaS, smtp_port: u16, extra: &str) -> String {
+    format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nrelay:\n  auth:\n    bearer_token: {TOKEN}\n  destinations:\n    - name: slack\n      type: slack\n      webhook_url: {}\n      rate_limit: 1/s\n{extra}    - name: pager\n      type: pagerduty\n      routing_key: abcdef0123456789abcdef0123456789\n      url: {}\n    - name: mail\n      type: email\n      host: 127.0.0.1\n      port: {smtp_port}\n      tls: none\n      from: lookout@example.org\n      to: [oncall@example.org]\n      rate_limit: 1/s\n{extra}",
+        saas.url("/slack/webhook"),
+        saas.url("/v2/enqueue"),
+    )
+}
+
+/// The mails an aiosmtpd stand-in received, as their data.
+fn mails(smtp: &support::PyStandIn) -> Vec<String> {
+    smtp.events_of("mail")
+        .iter()
+        .map(|m| m["data"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn superseded_states_are_skipped_for_chat_and_email_and_kept_for_pagerduty() {
+    let saas = SaaS::start();
+    let smtp = support::PyStandIn::start("smtp", &[]);
+    let d = Daemon::start(&storm_config(&saas, smtp.port, ""));
+    let data = d.dir.path().join("data");
+    let (k, v) = auth();
+    let post = |p: &str| assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[(k, &v)]).unwrap().0, 200);
+    // A first notification takes each rate-limited destination's token…
+    post(&am_payload(
+        "{}:{alertname=\"RedisFirst\"}",
+        "firing",
+        &[("RedisFirst", "x", "firing")],
+    ));
+    wait_for("the first sends", Duration::from_secs(10), || {
+        (saas.received_on("/slack/webhook").len() == 1 && mails(&smtp).len() == 1).then_some(())
+    });
+    // …so a group's firing, resolved and firing again all queue behind it.
+    let g = "{}:{alertname=\"RedisFlap\"}";
+    post(&am_payload(g, "firing", &[("RedisFlap", "a", "firing")]));
+    post(&am_payload(g, "resolved", &[("RedisFlap", "a", "resolved")]));
+    post(&am_payload(g, "firing", &[("RedisFlap", "b", "firing")]));
+    wait_for("PagerDuty gets every event", Duration::from_secs(20), || {
+        (saas.received_on("/v2/enqueue").len() == 4).then_some(())
+    });
+    let actions: Vec<String> = saas
+        .received_on("/v2/enqueue")
+        .iter()
+        .skip(1)
+        .map(|r| r.body["event_action"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(actions, ["trigger", "resolve", "trigger"], "in order");
+    wait_for("the newest state in chat and email", Duration::from_secs(20), || {
+        (saas.received_on("/slack/webhook").len() == 2 && mails(&smtp).len() == 2).then_some(())
+    });
+    let slack = saas.received_on("/slack/webhook");
+    let text = slack[1].body["attachments"][0]["text"].as_str().unwrap_or_default().to_string();
+    assert!(
+        text.contains("RedisFlap") && text.contains("on `b`") && !text.contains("on `a`"),
+        "{text}"
+    );
+    let mail = &mails(&smtp)[1];
+    assert!(mail.contains("RedisFlap on b") && !mail.contains("RedisFlap on a"), "{mail}");
+    // Recorded as superseded, with the reason; nothing dead-lettered.
+    let count = |sql: &str| outbox_count(&data, sql);
+    assert_eq!(
+        count(
+            "SELECT COUNT(*) FROM deliveries WHERE state = 'superseded' AND destination IN ('slack', 'mail') AND last_error LIKE 'superseded by delivery %'"
+        ),
+        4
+    );
+    assert_eq!(count("SELECT COUNT(*) FROM deliveries WHERE state IN ('dead', 'pending')"), 0);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM deliveries WHERE state = 'superseded' AND destination = 'pager'"),
+        0
+    );
+    for dst in ["slack", "mail"] {
+        assert_eq!(
+            d.metric("lookout_relay_deliveries_total", &[("destination", dst), ("outcome", "superseded")]),
+            Some(2.0),
+            "{dst}"
+        );
+    }
+    // Nothing more goes out: what was skipped is not sent later.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!((saas.received_on("/slack/webhook").len(), mails(&smtp).len()), (2, 2));
+}
+
+#[test]
+fn a_backlog_for_chat_and_email_becomes_one_digest_while_pagerduty_gets_every_event_in_order() {
+    let saas = SaaS::start();
+    let smtp = support::PyStandIn::start("smtp", &[]);
+    let cfg = storm_config(&saas, smtp.port, "      coalesce_after: 2s\n").replace(
+        "      routing_key: abcdef0123456789abcdef0123456789\n",
+        "      routing_key: abcdef0123456789abcdef0123456789\n      rate_limit: 50/s\n",
+    );
+    let d = Daemon::start(&cfg);
+    let data = d.dir.path().join("data");
+    let (k, v) = auth();
+    let post = |p: &str| assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[(k, &v)]).unwrap().0, 200);
+    // 30 groups at once, one of them firing then resolved: at 1/s, chat and
+    // email would take half a minute.
+    let n = 30;
+    let name = |i: usize| format!("RedisStorm{i}");
+    let group = |i: usize| format!("{{}}:{{alertname=\"{}\"}}", name(i));
+    for i in 0..n {
+        post(&am_payload(&group(i), "firing", &[(&name(i), "a", "firing")]));
+    }
+    post(&am_payload(&group(7), "resolved", &[(&name(7), "a", "resolved")]));
+    let pending = |dst: &str| {
+        outbox_count(
+            &data,
+            &format!("SELECT COUNT(*) FROM deliveries WHERE destination = '{dst}' AND state = 'pending'"),
+        )
+    };
+    wait_for("the backlogs drained", Duration::from_secs(20), || {
+        (pending("slack") == 0 && pending("mail") == 0 && pending("pager") == 0).then_some(())
+    });
+
+    // Slack: a few alone, then the rest in one digest naming every group.
+    let slack = saas.received_on("/slack/webhook");
+    let texts: Vec<String> = slack.iter().map(|r| slack_text(&r.body)).collect();
+    let digests: Vec<&String> = texts.iter().filter(|t| t.contains("[DIGEST]")).collect();
+    assert_eq!(digests.len(), 1, "{texts:#?}");
+    assert!(slack.len() <= 5, "{} Slack messages for {n} groups", slack.len());
+    for i in 0..n {
+        assert!(
+            texts.iter().any(|t| t.contains(&format!("{} (", name(i)))),
+            "group {i} never shown: {texts:#?}"
+        );
+    }
+    if digests[0].contains(&name(7)) {
+        // In its newest state, once.
+        assert!(digests[0].contains(&format!("[RESOLVED] {} (", name(7))), "{}", digests[0]);
+    }
+    let digested = outbox_count(
+        &data,
+        "SELECT COUNT(*) FROM deliveries WHERE destination = 'slack' AND state = 'digested' AND last_error LIKE 'delivered in a digest of %'",
+    );
+    assert!(digested >= 20, "{digested} delivered by the digest");
+    assert_eq!(
+        d.metric("lookout_relay_digests_total", &[("destination", "slack"), ("outcome", "success")]),
+        Some(1.0)
+    );
+
+    // Email through a real SMTP server: the same.
+    let mails = mails(&smtp);
+    let digest_mails: Vec<&String> = mails.iter().filter(|m| m.contains("Subject: [DIGEST]")).collect();
+    assert_eq!(digest_mails.len(), 1, "{} mails", mails.len());
+    assert!(mails.len() <= 5, "{} mails for {n} groups", mails.len());
+    assert!(
+        digest_mails[0].contains("Runbook: https://runbooks.example/redis"),
+        "{}",
+        digest_mails[0]
+    );
+
+    // PagerDuty: every event, each group's in order.
+    let events = saas.received_on("/v2/enqueue");
+    assert_eq!(events.len(), n + 1);
+    let key: String = Sha256::digest(group(7).as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
+    let flap: Vec<&str> = events
+        .iter()
+        .filter(|e| e.body["dedup_key"] == key.as_str())
+        .map(|e| e.body["event_action"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        flap,
+        ["trigger", "resolve"],
+        "{:?}",
+        events.iter().map(|e| &e.body["payload"]["summary"]).collect::<Vec<_>>()
+    );
+    assert_eq!(outbox_count(&data, "SELECT COUNT(*) FROM deliveries WHERE state = 'dead'"), 0);
+}
+
+/// Webhook destinations on the stand-in, one per `(name, path, keys)`,
+/// every notification to each of `to`; `auth` is `relay.auth`'s lines.
+fn hooks_config(saas: &SaaS, auth: &str, hooks: &[(&str, &str, &str)], to: &str) -> String {
+    let mut cfg = format!(
+        "server:\n  listen: {{listen}}\n  enable_lifecycle: true\ndata_dir: {{data_dir}}\nprobe_files: []\nrelay:\n{auth}  routes:\n    - destinations: [{to}]\n  destinations:\n"
+    );
+    for (name, path, keys) in hooks {
+        cfg.push_str(&format!(
+            "    - name: {name}\n      type: webhook\n      url: {}\n{keys}",
+            saas.url(path)
+        ));
+    }
+    cfg
+}
+
+#[test]
+fn a_reload_changes_routes_destinations_and_auth_with_a_burst_in_flight_and_loses_nothing() {
+    let saas = SaaS::start();
+    saas.set_delay(Duration::from_millis(50));
+    // `gone` sends one a minute: its queue is still there when it is removed.
+    let before = hooks_config(
+        &saas,
+        "",
+        &[
+            ("chain", "/hook", "      concurrency: 2\n"),
+            ("gone", "/gone", "      rate_limit: 1/m\n"),
+        ],
+        "chain, gone",
+    );
+    let d = Daemon::start(&before);
+    let data = d.dir.path().join("data");
+    let n = 200;
+    burst_under_way(d.port, &saas, n);
+
+    // An invalid file changes nothing and says why.
+    d.write_config(&before.replace("destinations: [chain, gone]", "destinations: [chain, gnoe]"));
+    let (status, body) = support::http_request(d.port, "POST", "/-/reload", "").unwrap();
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("no destination named `gnoe`"), "{body}");
+
+    // Mid-burst: `gone` removed, `next` added, `chain` changed, a token required.
+    std::thread::sleep(Duration::from_millis(1100));
+    d.write_config(&hooks_config(
+        &saas,
+        &format!("  auth:\n    bearer_token: {TOKEN}\n"),
+        &[("chain", "/hook", "      concurrency: 8\n"), ("next", "/next", "")],
+        "chain, next",
+    ));
+    let (status, body) = support::http_request(d.port, "POST", "/-/reload", "").unwrap();
+    assert_eq!(status, 200, "{body}");
+    let in_flight_at_reload = saas.received_on("/hook").len();
+    assert!(
+        in_flight_at_reload < n,
+        "reloaded mid-burst ({in_flight_at_reload} of {n} delivered)"
+    );
+
+    // The credentials apply at once.
+    let (k, v) = auth();
+    let p = am_payload("{}:{alertname=\"RedisAfter\"}", "firing", &[("RedisAfter", "a", "firing")]);
+    assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[]).unwrap().0, 401);
+    assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[(k, &v)]).unwrap().0, 200);
+
+    // Nothing lost, nothing sent twice; the new route in force.
+    wait_for("every accepted notification delivered", Duration::from_secs(30), || {
+        (delivered_groups(&saas).len() == n + 1).then_some(())
+    });
+    assert!(delivered_groups(&saas).values().all(|&c| c == 1), "none sent twice");
+    wait_for("the new destination", Duration::from_secs(10), || {
+        (saas.received_on("/next").len() == 1).then_some(())
+    });
+
+    // What was queued for `gone` is dead-lettered, with the reason.
+    let gone = wait_for("the removed destination's queue dead-lettered", Duration::from_secs(10), || {
+        let pending = outbox_count(
+            &data,
+            "SELECT COUNT(*) FROM deliveries WHERE destination = 'gone' AND state = 'pending'",
+        );
+        (pending == 0).then(|| {
+            outbox_count(
+                &data,
+                "SELECT COUNT(*) FROM deliveries WHERE destination = 'gone' AND state = 'dead' AND last_error = 'destination `gone` is no longer configured'",
+            )
+        })
+    });
+    assert_eq!(gone as usize + saas.received_on("/gone").len(), n);
+    assert!(gone as usize >= n - 2, "{gone} dead-lettered");
+}
+
+#[test]
+fn a_group_a_digest_shows_resolved_starts_a_new_slack_thread_when_it_fires_again() {
+    let saas = SaaS::start();
+    let cfg = format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nrelay:\n  destinations:\n    - name: bot\n      type: slack\n      bot_token: xoxb-secret-token\n      channel: C123\n      api_url: {}\n      rate_limit: 1/s\n      coalesce_after: 2s\n",
+        saas.url("/api")
+    );
+    let d = Daemon::start(&cfg);
+    let post = |p: &str| assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[]).unwrap().0, 200);
+    let a = "{}:{alertname=\"RedisThreadA\"}";
+    post(&am_payload(a, "firing", &[("RedisThreadA", "a", "firing")]));
+    wait_for("the group's first message", Duration::from_secs(10), || {
+        (saas.received_on("/api/chat.postMessage").len() == 1).then_some(())
+    });
+    for i in 0..5 {
+        let g = format!("{{}}:{{alertname=\"RedisThreadB{i}\"}}");
+        post(&am_payload(&g, "firing", &[(&format!("RedisThreadB{i}"), "a", "firing")]));
+    }
+    post(&am_payload(a, "resolved", &[("RedisThreadA", "a", "resolved")]));
+    let texts = || -> Vec<(String, bool)> {
+        saas.received_on("/api/chat.postMessage")
+            .iter()
+            .map(|r| (slack_text(&r.body), r.body.get("thread_ts").is_some()))
+            .collect()
+    };
+    let digest = wait_for("a digest", Duration::from_secs(15), || {
+        texts().into_iter().find(|(t, _)| t.contains("[DIGEST]"))
+    });
+    assert!(digest.0.contains("[RESOLVED] RedisThreadA"), "{}", digest.0);
+    assert!(!digest.1, "a digest goes to the channel, not into a thread");
+    let before = saas.received_on("/api/chat.postMessage").len();
+    post(&am_payload(a, "firing", &[("RedisThreadA", "b", "firing")]));
+    let again = wait_for("the group firing again", Duration::from_secs(10), || {
+        let t = texts();
+        (t.len() > before).then(|| t[before].clone())
+    });
+    assert!(again.0.contains("RedisThreadA"), "{}", again.0);
+    assert!(!again.1, "a new incident, a new thread: {}", again.0);
 }

@@ -3,7 +3,10 @@
 //! PostgreSQL stopped and started again means 503 while it is down and
 //! recovery without a restart; the fallback leader killed means another
 //! leads within one lease; two Alertmanagers sending each notification to
-//! a different replica have it delivered once.
+//! a different replica have it delivered once; a flapping group and a
+//! backlog through two replicas are superseded and digested on the shared
+//! store, and a group's next delivery read while a skip lands is not left
+//! claimed and unsent.
 
 mod support;
 
@@ -11,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use support::postgres::{Private, TestDb};
-use support::saas::SaaS;
+use support::saas::{SaaS, slack_text};
 use support::{Alertmanager, Daemon, am_payload, http_post, wait_for};
 
 /// A replica of the relay on the store at `url`, delivering every
@@ -220,4 +223,127 @@ fn two_alertmanagers_sending_to_two_replicas_are_delivered_once() {
         (!saas.received_on("/hook").is_empty()).then_some(())
     });
     assert_eq!(saas.received_on("/hook").len(), 1, "one delivery of the pair's two copies");
+}
+
+#[test]
+fn a_backlog_on_two_replicas_is_superseded_and_digested_on_the_shared_store() {
+    let db = TestDb::create();
+    let saas = SaaS::start();
+    let cfg = |name: &str| {
+        format!(
+            "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nrelay:\n  store:\n    url: {}\n    lease: 3s\n    replica: {name}\n    pool_size: 6\n  destinations:\n    - name: slack\n      type: slack\n      webhook_url: {}\n      rate_limit: 1/s\n      concurrency: 1\n      coalesce_after: 5s\n",
+            db.url,
+            saas.url("/slack/webhook")
+        )
+    };
+    let replicas: Vec<Daemon> = ["r0", "r1"].iter().map(|n| Daemon::start(&cfg(n))).collect();
+    let name = |i: usize| format!("RedisStorm{i}");
+    let group = |i: usize| format!("{{}}:{{alertname=\"{}\"}}", name(i));
+    let post = |r: usize, p: &str| assert_eq!(http_post(replicas[r % 2].port, "/webhook", p.as_bytes(), &[]).unwrap().0, 200);
+    let sent = || saas.received_on("/slack/webhook").len();
+    // One notification each takes both replicas' tokens (one in flight at a
+    // time, so neither replica claims both)…
+    post(0, &am_payload(&group(100), "firing", &[(&name(100), "a", "firing")]));
+    post(1, &am_payload(&group(101), "firing", &[(&name(101), "a", "firing")]));
+    wait_for("both tokens spent", Duration::from_secs(10), || (sent() == 2).then_some(()));
+    // …so a group flapping through both replicas queues, and only its newest goes.
+    let flap = "{}:{alertname=\"RedisFlap\"}";
+    post(0, &am_payload(flap, "firing", &[("RedisFlap", "a", "firing")]));
+    post(1, &am_payload(flap, "resolved", &[("RedisFlap", "a", "resolved")]));
+    post(0, &am_payload(flap, "firing", &[("RedisFlap", "b", "firing")]));
+    wait_for("the flap's newest state shown", Duration::from_secs(10), || {
+        (sent() == 3).then_some(())
+    });
+    let last = slack_text(&saas.received_on("/slack/webhook")[2].body);
+    assert!(
+        last.contains("RedisFlap") && last.contains("on `b`") && !last.contains("on `a`"),
+        "{last}"
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM relay_deliveries WHERE state = 'superseded' AND last_error LIKE 'superseded by delivery %'"),
+        2
+    );
+    // Then twenty groups across both replicas: at 1/s each, ten seconds alone,
+    // so once the oldest has waited 5s the rest goes in a digest.
+    let n = 20;
+    for i in 0..n {
+        post(i, &am_payload(&group(i), "firing", &[(&name(i), "a", "firing")]));
+    }
+    post(1, &am_payload(&group(7), "resolved", &[(&name(7), "a", "resolved")]));
+    wait_for("the backlog drained", Duration::from_secs(30), || {
+        (db.count("SELECT COUNT(*) FROM relay_deliveries WHERE state = 'pending'") == 0).then_some(())
+    });
+    assert_eq!(db.count("SELECT COUNT(*) FROM relay_deliveries WHERE state = 'dead'"), 0);
+    let digested =
+        db.count("SELECT COUNT(*) FROM relay_deliveries WHERE state = 'digested' AND last_error LIKE 'delivered in a digest of %'");
+    let superseded = db.count("SELECT COUNT(*) FROM relay_deliveries WHERE state = 'superseded'");
+    let done = db.count("SELECT COUNT(*) FROM relay_deliveries WHERE state = 'done'");
+    assert_eq!(
+        done + digested + superseded,
+        n as i64 + 6,
+        "{done} done, {digested} digested, {superseded} superseded"
+    );
+    assert!(digested > 0, "a digest took the backlog");
+    let texts: Vec<String> = saas
+        .received_on("/slack/webhook")
+        .iter()
+        .skip(3)
+        .map(|r| slack_text(&r.body))
+        .collect();
+    assert!(texts.len() < n, "{} messages for {n} groups", texts.len());
+    for i in 0..n {
+        assert!(texts.iter().any(|t| t.contains(&name(i))), "{} never shown: {texts:#?}", name(i));
+    }
+    // The resolved notification is the last word on its group, never the firing one after it.
+    let last7 = texts.iter().rev().find(|t| t.contains(&name(7))).unwrap();
+    assert!(last7.contains("RESOLVED"), "{last7}");
+}
+
+#[test]
+fn a_group_whose_next_notification_is_read_while_a_skip_lands_is_not_stranded() {
+    let db = TestDb::create();
+    let saas = SaaS::start();
+    // Several in flight at once and no digest: a skipped (superseded)
+    // delivery's outcome is recorded in a moment, often before the
+    // dispatcher has seen that task land and while it reads the group's
+    // next delivery, which the shared store then leases to it.
+    let cfg = format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nrelay:\n  store:\n    url: {}\n    lease: 30s\n    replica: r0\n  destinations:\n    - name: slack\n      type: slack\n      webhook_url: {}\n      rate_limit: 1/s\n      concurrency: 4\n      coalesce_after: \"off\"\n",
+        db.url,
+        saas.url("/slack/webhook")
+    );
+    let d = Daemon::start(&cfg);
+    let post = |p: &str| assert_eq!(http_post(d.port, "/webhook", p.as_bytes(), &[]).unwrap().0, 200);
+    let sent = || saas.received_on("/slack/webhook").len();
+    post(&am_payload(
+        "{}:{alertname=\"RedisFirst\"}",
+        "firing",
+        &[("RedisFirst", "a", "firing")],
+    ));
+    wait_for("the token spent", Duration::from_secs(10), || (sent() == 1).then_some(()));
+    let flap = "{}:{alertname=\"RedisFlap\"}";
+    for (st, inst) in [
+        ("firing", "a"),
+        ("resolved", "a"),
+        ("firing", "b"),
+        ("resolved", "b"),
+        ("firing", "c"),
+    ] {
+        post(&am_payload(flap, st, &[("RedisFlap", inst, st)]));
+    }
+    // Stranded, the group's next delivery would stay claimed, its lease
+    // renewed, and nothing more of the group would ever go out.
+    let last = wait_for("the flap's newest state", Duration::from_secs(8), || {
+        saas.received_on("/slack/webhook")
+            .iter()
+            .skip(1)
+            .map(|r| slack_text(&r.body))
+            .find(|t| t.contains("on `c`"))
+    });
+    assert!(last.contains("RedisFlap"), "{last}");
+    wait_for("nothing pending", Duration::from_secs(5), || {
+        (db.count("SELECT COUNT(*) FROM relay_deliveries WHERE state = 'pending'") == 0).then_some(())
+    });
+    assert_eq!(db.count("SELECT COUNT(*) FROM relay_deliveries WHERE state = 'superseded'"), 4);
+    assert_eq!(sent(), 2, "the first and the flap's newest");
 }

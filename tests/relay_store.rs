@@ -1,7 +1,8 @@
 //! One suite, two stores: every promise of the relay's store, checked
 //! against the embedded SQLite outbox and against PostgreSQL (a fresh
 //! database per test). Durability across a reopen, the de-duplication
-//! window, per-group order, the dead-letter list, pruning; and, for the
+//! window, per-group order, the dead-letter list, pruning, superseded and
+//! digested deliveries, the dead-lettering of removed destinations; and, for the
 //! store several replicas share, leases: a live one holds, an expired one
 //! is taken over.
 
@@ -91,6 +92,10 @@ both!(
     a_group_goes_out_one_at_a_time_in_order,
     dead_letters_are_listed_retried_and_dropped,
     delivered_rows_are_pruned,
+    a_superseded_delivery_names_its_newer_one_and_is_pruned,
+    the_queue_for_a_digest_is_bounded_by_count_and_bytes,
+    many_outcomes_are_recorded_at_once,
+    deliveries_of_unconfigured_destinations_are_dead_lettered,
 );
 
 async fn accepted_survives_a_reopen(place: Place) {
@@ -215,6 +220,124 @@ async fn delivered_rows_are_pruned(place: Place) {
     assert_eq!(q.iter().map(|(_, n, _)| n).sum::<i64>(), 1, "the pending one stays: {q:?}");
 }
 
+async fn a_superseded_delivery_names_its_newer_one_and_is_pruned(place: Place) {
+    let s = place.open(WINDOW).await;
+    for (g, k) in [("g1", "1"), ("g1", "2"), ("g2", "3")] {
+        s.ingest(note(g, k, &["x"])).await.unwrap();
+    }
+    let due = s.next_due("x", 10).await.unwrap();
+    let head = due.iter().find(|p| p.group_key == "g1").unwrap().clone();
+    let other = due.iter().find(|p| p.group_key == "g2").unwrap().clone();
+    let newest = s.newest_in_group("x", "g1").await.unwrap().expect("g1 has pending deliveries");
+    assert!(newest > head.id, "a newer one is queued behind the head");
+    assert_eq!(
+        s.newest_in_group("x", "g2").await.unwrap(),
+        Some(other.id),
+        "the head is the newest"
+    );
+    assert_eq!(s.newest_in_group("x", "none").await.unwrap(), None);
+    assert_eq!(s.newest_in_group("y", "g1").await.unwrap(), None, "per destination");
+    s.mark(Mark::Superseded(head.id, newest)).await.unwrap();
+    let next = s.next_due("x", 10).await.unwrap();
+    let g1: Vec<_> = next.iter().filter(|p| p.group_key == "g1").collect();
+    assert_eq!(g1.len(), 1);
+    assert_eq!(g1[0].id, newest, "the newer one goes next");
+    assert!(g1[0].payload.contains("\"n\":\"2\""));
+    assert!(s.dlq().await.unwrap().is_empty(), "superseded is not dead");
+    let q = s.queue().await.unwrap();
+    assert_eq!(q.iter().map(|(_, n, _)| n).sum::<i64>(), 2, "superseded is not pending: {q:?}");
+    assert_eq!(s.prune(Duration::ZERO).await.unwrap(), 1, "pruned like a delivered one");
+}
+
+async fn the_queue_for_a_digest_is_bounded_by_count_and_bytes(place: Place) {
+    let s = place.open(WINDOW).await;
+    for (g, k) in [("g1", "1"), ("g1", "2"), ("g2", "3"), ("g3", "4"), ("g2", "5")] {
+        s.ingest(note(g, k, &["x"])).await.unwrap();
+    }
+    s.ingest(note("g4", "6", &["y"])).await.unwrap();
+    // A head claimed and put off for an hour is queued all the same.
+    let due = s.next_due("x", 10).await.unwrap();
+    s.mark(Mark::Retry(due[0].id, lookout::probe::unix_now() + 3600.0, "503".into()))
+        .await
+        .unwrap();
+    let all = s.queued("x", 100, usize::MAX).await.unwrap();
+    let order: Vec<&str> = all.iter().map(|p| p.group_key.as_str()).collect();
+    assert_eq!(order, ["g1", "g1", "g2", "g3", "g2"], "every pending one, due or not, oldest first");
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    assert_eq!(s.queued("x", 2, usize::MAX).await.unwrap().len(), 2, "bounded by count");
+    let size = all[0].payload.len();
+    assert!(all.iter().all(|p| p.payload.len() == size), "the test's payloads are of one size");
+    let two = s.queued("x", 100, size * 2 + size / 2).await.unwrap();
+    assert_eq!(
+        two.iter().map(|p| p.id).collect::<Vec<_>>(),
+        all[..2].iter().map(|p| p.id).collect::<Vec<_>>(),
+        "bounded by bytes"
+    );
+    let first = s.queued("x", 100, 0).await.unwrap();
+    assert_eq!(first.len(), 1, "the first whatever its size");
+    assert_eq!(first[0].id, all[0].id);
+    assert_eq!(s.queued("y", 100, usize::MAX).await.unwrap().len(), 1, "per destination");
+    assert!(s.queued("z", 100, usize::MAX).await.unwrap().is_empty());
+}
+
+async fn many_outcomes_are_recorded_at_once(place: Place) {
+    let s = place.open(WINDOW).await;
+    for (g, k) in [("g1", "1"), ("g1", "2"), ("g2", "3"), ("g3", "4")] {
+        s.ingest(note(g, k, &["x"])).await.unwrap();
+    }
+    let heads = s.next_due("x", 10).await.unwrap();
+    let all = s.queued("x", 100, usize::MAX).await.unwrap();
+    let id = |k: &str| all.iter().find(|p| p.payload.contains(&format!("\"n\":\"{k}\""))).unwrap().id;
+    assert_eq!(heads.len(), 3);
+    s.mark_all(vec![
+        Mark::Done(id("1")),
+        Mark::Dead(id("3"), "400".into()),
+        // One claimed, one never offered (behind its group's head): both digested.
+        Mark::Digested(id("2"), "delivered in a digest".into()),
+        Mark::Digested(id("4"), "delivered in a digest".into()),
+    ])
+    .await
+    .unwrap();
+    assert!(s.next_due("x", 10).await.unwrap().is_empty(), "nothing left pending");
+    assert!(s.queued("x", 100, usize::MAX).await.unwrap().is_empty());
+    let dead = s.dlq().await.unwrap();
+    assert_eq!(
+        dead.iter().map(|d| (d.id, d.reason.as_str())).collect::<Vec<_>>(),
+        [(id("3"), "400")]
+    );
+    assert_eq!(
+        s.prune(Duration::ZERO).await.unwrap(),
+        3,
+        "done and digested are pruned, dead is kept"
+    );
+}
+
+async fn deliveries_of_unconfigured_destinations_are_dead_lettered(place: Place) {
+    let s = place.open(WINDOW).await;
+    s.ingest(note("g1", "1", &["x", "gone"])).await.unwrap();
+    s.ingest(note("g2", "2", &["gone"])).await.unwrap();
+    s.ingest(note("g3", "3", &["other"])).await.unwrap();
+    let mut counts = s.dead_letter_unconfigured(&["x".to_string()]).await.unwrap();
+    counts.sort();
+    assert_eq!(counts, [("gone".to_string(), 2), ("other".to_string(), 1)]);
+    let dead = s.dlq().await.unwrap();
+    assert_eq!(dead.len(), 3);
+    assert!(
+        dead.iter()
+            .all(|d| d.reason == format!("destination `{}` is no longer configured", d.destination)),
+        "{dead:?}"
+    );
+    assert_eq!(
+        s.next_due("x", 10).await.unwrap().len(),
+        1,
+        "a configured destination keeps its queue"
+    );
+    assert!(s.dead_letter_unconfigured(&["x".to_string()]).await.unwrap().is_empty(), "once");
+    // Put back (the destination configured again), it is queued as before.
+    assert_eq!(s.dlq_retry(&[]).await.unwrap(), 3);
+    assert_eq!(s.next_due("gone", 10).await.unwrap().len(), 2);
+}
+
 // The store several replicas share.
 
 const SHORT: Duration = Duration::from_secs(2);
@@ -315,4 +438,43 @@ async fn an_unreachable_server_is_named_without_its_password() {
     let text = format!("{e} {e:?}");
     assert!(!text.contains("tok-pg-secret"), "{text}");
     assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_digest_leaves_alone_what_another_replica_holds() {
+    let place = Place::postgres();
+    let a = place.open_as(WINDOW, "a", SHORT).await;
+    let b = place.open_as(WINDOW, "b", SHORT).await;
+    for (g, k) in [("g1", "1"), ("g1", "2"), ("g2", "3")] {
+        a.ingest(note(g, k, &["x"])).await.unwrap();
+    }
+    let held = b.next_due("x", 1).await.unwrap();
+    assert_eq!(held[0].group_key, "g1");
+    // g1 is under way at `b`: its next notification must follow, not go in a digest.
+    let queued = a.queued("x", 100, usize::MAX).await.unwrap();
+    assert_eq!(queued.iter().map(|p| p.group_key.as_str()).collect::<Vec<_>>(), ["g2"]);
+    let g2 = queued[0].id;
+    a.mark_all(vec![
+        Mark::Digested(held[0].id, "digest".into()),
+        Mark::Digested(g2, "digest".into()),
+    ])
+    .await
+    .unwrap();
+    let Place::Postgres(db) = &place else { unreachable!() };
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM relay_deliveries WHERE state = 'digested'"),
+        1,
+        "only g2"
+    );
+    // Nor does `a` dead-letter what `b` holds, even for a destination `a` lacks.
+    assert_eq!(a.dead_letter_unconfigured(&[]).await.unwrap(), [("x".to_string(), 1)]);
+    // A superseded mark is the lease owner's, as every outcome of a claim.
+    a.mark(Mark::Superseded(held[0].id, g2)).await.unwrap();
+    assert_eq!(db.count("SELECT COUNT(*) FROM relay_deliveries WHERE state = 'superseded'"), 0);
+    b.mark(Mark::Done(held[0].id)).await.unwrap();
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM relay_deliveries WHERE state = 'done'"),
+        1,
+        "the holder records it"
+    );
 }

@@ -315,6 +315,22 @@ pub const CONCURRENCY_RANGE: std::ops::RangeInclusive<usize> = 1..=1024;
 /// the limit no longer limits a storm.
 pub const BURST_RANGE: std::ops::RangeInclusive<u32> = 1..=1000;
 
+/// Bounds of a destination's `coalesce_after`: under a second a single
+/// rate-limited send would already make digests; beyond a day the queue is
+/// dead-lettered (`max_age`) before it is coalesced.
+pub const COALESCE_AFTER_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(24 * 3600));
+
+/// Parses `coalesce_after`: a duration, or `off` / `0` for never.
+pub fn parse_coalesce_after(s: &str) -> Result<Option<Duration>, String> {
+    let t = s.trim();
+    if t == "off" || humantime::parse_duration(t).is_ok_and(|d| d.is_zero()) || t == "0" {
+        return Ok(None);
+    }
+    let d = crate::config::value::parse_duration(t)?;
+    check_bounds(d, COALESCE_AFTER_RANGE.0, COALESCE_AFTER_RANGE.1)?;
+    Ok(Some(d))
+}
+
 /// Bounds of `relay.max_body_bytes`: below 1 KiB no real notification
 /// fits; above 64 MiB one request could hold that much memory.
 pub const MAX_BODY_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=64 * 1024 * 1024;
@@ -500,7 +516,21 @@ fn read_destination(mut entry: Entry, file: &Path, seen: &[DestinationConfig], p
         timeout: d.timeout.unwrap_or(defaults.timeout),
         concurrency: d.concurrency.unwrap_or(defaults.concurrency),
         burst: d.burst.unwrap_or(defaults.burst),
+        skip_superseded: d.skip_superseded.unwrap_or(defaults.skip_superseded),
+        coalesce_after: match &d.coalesce_after {
+            None => defaults.coalesce_after,
+            Some(v) => parse_coalesce_after(v).unwrap_or_else(|e| {
+                scope.error("coalesce_after", e);
+                None
+            }),
+        },
     };
+    if d.coalesce_after.is_some() && !destination::makes_digests(type_name) {
+        scope.error(
+            "coalesce_after",
+            format!("type `{type_name}` sends every event in order and makes no digests (only `slack` and `email` do)"),
+        );
+    }
     if !CONCURRENCY_RANGE.contains(&delivery.concurrency) {
         scope.error(
             "concurrency",
@@ -548,4 +578,19 @@ fn read_destination(mut entry: Entry, file: &Path, seen: &[DestinationConfig], p
         delivery,
         templates: d.templates,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coalesce_after_is_a_duration_or_off() {
+        assert_eq!(parse_coalesce_after("30s"), Ok(Some(Duration::from_secs(30))));
+        for off in ["off", "0", "0s"] {
+            assert_eq!(parse_coalesce_after(off), Ok(None), "{off}");
+        }
+        assert!(parse_coalesce_after("500ms").unwrap_err().contains("out of range"));
+        assert!(parse_coalesce_after("soon").unwrap_err().contains("invalid duration"));
+    }
 }

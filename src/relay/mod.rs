@@ -7,6 +7,9 @@
 //! group in order, retrying with backoff, honouring rate limits and
 //! `Retry-After`, and dead-letters what cannot be delivered.
 //!
+//! Routes, destinations and credentials reload with the configuration
+//! ([`Relay::reload`]); the store and its queue stay.
+//!
 //! The workers run on the daemon's [`Tasks`]: at shutdown each finishes the
 //! deliveries it has under way (bounded by its timeout) and writes their
 //! outcomes before it returns, so a stop neither loses a notification nor
@@ -14,6 +17,7 @@
 
 pub mod config;
 pub mod destination;
+pub mod digest;
 pub mod leader;
 pub mod outbox;
 pub mod payload;
@@ -24,9 +28,11 @@ pub mod template;
 pub mod worker;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use crate::task::Tasks;
 use config::{Auth, RelayConfig};
@@ -35,14 +41,35 @@ use payload::{Envelope, Payload};
 
 /// The running relay.
 pub struct Relay {
-    /// Its configuration.
-    pub config: RelayConfig,
     /// Where notifications wait: the SQLite outbox or the shared PostgreSQL store.
     pub store: Arc<dyn store::RelayStore>,
     /// The fallback leadership, with a shared store; `None`: this process
     /// is the only one, and leads.
     pub leader: Option<Arc<leader::Leader>>,
-    wake: HashMap<String, Arc<Notify>>,
+    /// Largest accepted body: the listener's limit, set at start.
+    pub max_body_bytes: usize,
+    /// Where destinations keep state of their own (Slack's threads): the
+    /// SQLite file in `data_dir`, whichever store holds the queue.
+    local: PathBuf,
+    /// Routes, destinations and workers in force; replaced whole by a reload.
+    live: RwLock<Arc<Live>>,
+    tasks: Tasks,
+}
+
+/// What a reload replaces: the configuration and a worker per destination.
+struct Live {
+    config: Arc<RelayConfig>,
+    workers: HashMap<String, Running>,
+}
+
+/// A destination's worker as the relay holds it.
+struct Running {
+    /// Signalled when something new is queued for it.
+    wake: Arc<Notify>,
+    /// Tells it to stop (a reload, or the daemon's stop).
+    stop: CancellationToken,
+    /// Cancelled once it has stopped, its sends in flight landed.
+    done: CancellationToken,
 }
 
 /// Why a webhook was refused.
@@ -72,34 +99,66 @@ pub enum RelayError {
     },
 }
 
+/// Builds every destination of `config` (all or none: the first failure is
+/// returned before any worker starts), then starts a worker for each, on
+/// `tasks`. Each starts only once every worker of `after` has stopped: a
+/// reloaded destination's new worker must not read a delivery its old one
+/// still has in flight (it would send it twice, and out of its group's
+/// order).
+fn start_workers(
+    config: &RelayConfig,
+    store: &Arc<dyn store::RelayStore>,
+    local: &Path,
+    tasks: &Tasks,
+    after: Vec<CancellationToken>,
+) -> Result<HashMap<String, Running>, RelayError> {
+    let mut built = Vec::new();
+    for d in &config.destinations {
+        let dest = destination::build(d, local).map_err(|message| RelayError::Destination {
+            name: d.name.clone(),
+            message,
+        })?;
+        built.push((d, dest));
+    }
+    let mut workers = HashMap::new();
+    for (d, dest) in built {
+        let running = Running {
+            wake: Arc::new(Notify::new()),
+            stop: tasks.stopping().child_token(),
+            done: CancellationToken::new(),
+        };
+        let w = worker::Worker {
+            name: d.name.clone(),
+            kind: d.kind.type_name(),
+            delivery: d.delivery.clone(),
+            destination: dest,
+            store: store.clone(),
+            wake: running.wake.clone(),
+        };
+        let (stop, done, after) = (running.stop.clone(), running.done.clone(), after.clone());
+        tasks.spawn(async move {
+            for previous in &after {
+                previous.cancelled().await;
+            }
+            w.run(stop).await;
+            done.cancel();
+        });
+        workers.insert(d.name.clone(), running);
+    }
+    Ok(workers)
+}
+
 impl Relay {
-    /// Opens the store (`relay.store`, else the outbox in `data_dir`) and
-    /// starts one worker per destination, and the queue gauges, on `tasks`.
+    /// Opens the store (`relay.store`, else the outbox in `data_dir`),
+    /// dead-letters what is queued for destinations no longer configured,
+    /// and starts one worker per destination, and the queue gauges, on
+    /// `tasks`.
     pub async fn start(config: RelayConfig, data_dir: &std::path::Path, tasks: &Tasks) -> Result<Arc<Relay>, RelayError> {
         let store = store::open(&config, data_dir).await?;
         tracing::info!(store = %store.describe(), "Relay store open");
         let local = data_dir.join(OUTBOX_FILE);
-        let mut wake = HashMap::new();
-        let mut workers = Vec::new();
-        for d in &config.destinations {
-            let dest = destination::build(d, &local).map_err(|message| RelayError::Destination {
-                name: d.name.clone(),
-                message,
-            })?;
-            let n = Arc::new(Notify::new());
-            wake.insert(d.name.clone(), n.clone());
-            workers.push(worker::Worker {
-                name: d.name.clone(),
-                kind: d.kind.type_name(),
-                delivery: d.delivery.clone(),
-                destination: dest,
-                store: store.clone(),
-                wake: n,
-            });
-        }
-        for w in workers {
-            tasks.spawn(w.run(tasks.stopping()));
-        }
+        orphans(store.as_ref(), &config).await;
+        let workers = start_workers(&config, &store, &local, tasks, Vec::new())?;
         let leader = config.store.as_ref().map(|s| {
             let l = Arc::new(leader::Leader::new(&s.replica));
             let (run, cfg, stop) = (l.clone(), s.clone(), tasks.stopping());
@@ -107,15 +166,25 @@ impl Relay {
             l
         });
         let relay = Arc::new(Relay {
-            config,
-            store,
+            store: store.clone(),
             leader,
-            wake,
+            max_body_bytes: config.max_body_bytes,
+            local,
+            live: RwLock::new(Arc::new(Live {
+                config: Arc::new(config),
+                workers,
+            })),
+            tasks: tasks.clone(),
         });
-        tasks.every(worker::Gauges {
-            store: relay.store.clone(),
-            names: relay.config.destinations.iter().map(|d| d.name.clone()).collect(),
-        });
+        let weak = Arc::downgrade(&relay);
+        tasks.every(worker::Gauges::new(
+            store,
+            Box::new(move || {
+                weak.upgrade()
+                    .map(|r| r.config().destinations.iter().map(|d| d.name.clone()).collect())
+                    .unwrap_or_default()
+            }),
+        ));
         Ok(relay)
     }
 
@@ -130,10 +199,67 @@ impl Relay {
         self.leader.as_ref().map(|l| (l.replica.clone(), l.current()))
     }
 
+    fn live(&self) -> Arc<Live> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The routes and destinations in force.
+    pub fn config(&self) -> Arc<RelayConfig> {
+        self.live().config.clone()
+    }
+
+    /// Replaces the routes, destinations and credentials, as Alertmanager
+    /// reloads its receivers. Every destination is built first: one that
+    /// cannot be changes nothing and says why. Queued notifications stay
+    /// queued; the old workers finish their sends in flight and the new
+    /// ones start after them. What is queued for a destination no longer
+    /// configured is dead-lettered with that reason, once its worker has
+    /// stopped.
+    ///
+    /// With a shared store this changes this replica only: the others keep
+    /// their configuration until they reload too, and the first replica
+    /// without a destination dead-letters its queue for all of them.
+    pub fn reload(&self, config: RelayConfig) -> Result<(), RelayError> {
+        let old = self.live();
+        if config.max_body_bytes != self.max_body_bytes || config.dedup_window != old.config.dedup_window {
+            tracing::warn!("`relay.max_body_bytes` and `relay.dedup_window` changes take effect at the next restart");
+        }
+        if store_key(&config) != store_key(&old.config) {
+            tracing::warn!("`relay.store` changes take effect at the next restart");
+        }
+        let after: Vec<CancellationToken> = old.workers.values().map(|r| r.done.clone()).collect();
+        let workers = start_workers(&config, &self.store, &self.local, &self.tasks, after.clone())?;
+        tracing::info!(
+            destinations = config.destinations.len(),
+            routes = config.routes.len(),
+            "Relay routes and destinations reloaded"
+        );
+        let config = Arc::new(config);
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Live {
+            config: config.clone(),
+            workers,
+        });
+        for r in old.workers.values() {
+            r.stop.cancel();
+        }
+        let (store, stop, config) = (self.store.clone(), self.tasks.stopping(), config.clone());
+        self.tasks.spawn(async move {
+            for previous in &after {
+                tokio::select! {
+                    _ = previous.cancelled() => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+            orphans(store.as_ref(), &config).await;
+        });
+        Ok(())
+    }
+
     /// Checks the request's credentials, in constant time.
     pub fn authorised(&self, header: Option<&str>) -> bool {
         use subtle::ConstantTimeEq;
-        let expected = match &self.config.auth {
+        let config = self.config();
+        let expected = match &config.auth {
             Auth::None => return true,
             Auth::Bearer(t) => format!("Bearer {}", t.expose()),
             Auth::Basic { username, password } => {
@@ -173,7 +299,8 @@ impl Relay {
         dedup: String,
         common_labels: &std::collections::BTreeMap<String, String>,
     ) -> Result<Accepted, IngestError> {
-        let destinations = route::destinations(&self.config.routes, common_labels);
+        let live = self.live();
+        let destinations = route::destinations(&live.config.routes, common_labels);
         if destinations.is_empty() {
             // Counted, not logged at warn: a misrouted flood must not flood the log too.
             metrics::counter!("lookout_relay_unrouted_total").increment(1);
@@ -188,11 +315,33 @@ impl Relay {
         let outcome = self.store.ingest(n).await?;
         if outcome == Accepted::Stored {
             for d in &destinations {
-                if let Some(w) = self.wake.get(d) {
-                    w.notify_one();
+                if let Some(w) = live.workers.get(d) {
+                    w.wake.notify_one();
                 }
             }
         }
         Ok(outcome)
+    }
+}
+
+/// What of `relay.store` a reload cannot change (the store stays open).
+fn store_key(c: &RelayConfig) -> Option<(&str, usize, std::time::Duration, &str)> {
+    c.store.as_ref().map(|s| (s.url.expose(), s.pool_size, s.lease, s.replica.as_str()))
+}
+
+/// Dead-letters what is queued for destinations `config` no longer has
+/// (removed by a reload, or while lookout was stopped): kept pending, it
+/// would wait forever; dead, `lookout relay dlq` shows it and why.
+async fn orphans(store: &dyn store::RelayStore, config: &RelayConfig) {
+    let names: Vec<String> = config.destinations.iter().map(|d| d.name.clone()).collect();
+    match store.dead_letter_unconfigured(&names).await {
+        Ok(counts) => {
+            for (destination, n) in counts {
+                metrics::counter!("lookout_relay_deliveries_total", "destination" => destination.clone(), "outcome" => "dead", "reason" => "unconfigured")
+                    .increment(n as u64);
+                tracing::error!(destination = %destination, notifications = n, "Destination no longer configured; its queued notifications are dead-lettered");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "Cannot dead-letter the notifications of removed destinations"),
     }
 }

@@ -5,8 +5,9 @@
 //! (fsync'd) before the webhook is answered 200. Concurrent requests are
 //! batched by one writer thread into a single transaction — one fsync for
 //! many notifications — which is what makes durable ingest fast. Deliveries
-//! are rows: `pending` until sent, then `done`, or `dead` (the dead-letter
-//! list) with the reason. After a crash, whatever is still `pending` is sent.
+//! are rows: `pending` until sent, then `done`, `digested` (delivered inside
+//! a digest), `superseded` (a newer notification of its group went instead),
+//! or `dead` (the dead-letter list) with the reason. After a crash, whatever is still `pending` is sent.
 //!
 //! De-duplication (the same payload from two Alertmanager replicas) is
 //! checked against identities the writer keeps in memory, reloaded from the
@@ -224,6 +225,11 @@ pub enum Mark {
     Retry(i64, f64, String),
     /// Given up, with the reason.
     Dead(i64, String),
+    /// Not sent: a newer notification of its group (the second id) is
+    /// queued for the same destination and says all it would have.
+    Superseded(i64, i64),
+    /// Delivered inside a digest (described by the text) rather than alone.
+    Digested(i64, String),
 }
 
 /// A delivery waiting for its destination.
@@ -396,6 +402,40 @@ impl Outbox {
         })
     }
 
+    /// `destination`'s pending deliveries, due or not, oldest first: at most
+    /// `limit`, and no more once their payloads pass `max_bytes` (the first
+    /// is always returned), so what a digest holds in memory is bounded.
+    pub fn queued(&self, destination: &str, limit: usize, max_bytes: usize) -> Result<Vec<Pending>, OutboxError> {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT d.id, d.attempts, d.created, n.payload, d.group_key FROM deliveries d INDEXED BY deliveries_queue JOIN notifications n ON n.id = d.notification
+                 WHERE d.destination = ?1 AND d.state = 'pending' ORDER BY d.id LIMIT ?2",
+            )?;
+            let mut rows = stmt.query(params![destination, limit as i64])?;
+            let (mut out, mut bytes) = (Vec::new(), 0);
+            while let Some(r) = rows.next()? {
+                let p = Pending { id: r.get(0)?, attempts: r.get(1)?, created: r.get(2)?, payload: r.get(3)?, group_key: r.get(4)? };
+                bytes += p.payload.len();
+                if bytes > max_bytes && !out.is_empty() {
+                    break;
+                }
+                out.push(p);
+            }
+            Ok(out)
+        })
+    }
+
+    /// The newest pending delivery of `group` to `destination`: when it is
+    /// newer than the one about to be sent, that one is superseded.
+    pub fn newest_in_group(&self, destination: &str, group: &str) -> Result<Option<i64>, OutboxError> {
+        self.with(|c| {
+            c.prepare_cached(
+                "SELECT MAX(id) FROM deliveries INDEXED BY deliveries_group WHERE destination = ?1 AND group_key = ?2 AND state = 'pending'",
+            )?
+            .query_row(params![destination, group], |r| r.get(0))
+        })
+    }
+
     /// When the next pending delivery of `destination` becomes due.
     pub fn next_wakeup(&self, destination: &str) -> Result<Option<f64>, OutboxError> {
         self.with(|c| {
@@ -411,6 +451,46 @@ impl Outbox {
         // The queue is bounded; wait for room rather than lose an outcome.
         tokio::task::spawn_blocking(move || tx.send(WriterCmd::Mark { op, reply }).map_err(|_| OutboxError::Stopped)).await??;
         rx.await.map_err(|_| OutboxError::Stopped)?
+    }
+
+    /// Dead-letters every pending delivery to a destination not in
+    /// `configured`, with that reason; returns how many per destination.
+    pub fn dead_letter_unconfigured(&self, configured: &[String]) -> Result<Vec<(String, i64)>, OutboxError> {
+        let names = serde_json::to_string(configured).unwrap_or_else(|_| "[]".into());
+        self.with(|c| {
+            let gone = "state = 'pending' AND destination NOT IN (SELECT value FROM json_each(?1))";
+            let counts = c
+                .prepare(&format!("SELECT destination, COUNT(*) FROM deliveries WHERE {gone} GROUP BY destination"))?
+                .query_map(params![names], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            if !counts.is_empty() {
+                c.execute(
+                    &format!("UPDATE deliveries SET state = 'dead', last_error = 'destination `' || destination || '` is no longer configured' WHERE {gone}"),
+                    params![names],
+                )?;
+            }
+            Ok(counts)
+        })
+    }
+
+    /// Records many outcomes at once: queued to the writer together, so they
+    /// share its transactions rather than wait for one each.
+    pub async fn mark_all(&self, ops: Vec<Mark>) -> Result<(), OutboxError> {
+        let tx = self.tx.clone();
+        let replies = tokio::task::spawn_blocking(move || {
+            ops.into_iter()
+                .map(|op| {
+                    let (reply, rx) = oneshot::channel();
+                    tx.send(WriterCmd::Mark { op, reply }).map_err(|_| OutboxError::Stopped)?;
+                    Ok(rx)
+                })
+                .collect::<Result<Vec<_>, OutboxError>>()
+        })
+        .await??;
+        for rx in replies {
+            rx.await.map_err(|_| OutboxError::Stopped)??;
+        }
+        Ok(())
     }
 
     /// Pending deliveries and the age of the oldest, per destination.
@@ -473,7 +553,7 @@ impl Outbox {
     pub fn prune(&self, age: Duration) -> Result<usize, OutboxError> {
         let cutoff = now() - age.as_secs_f64();
         self.with(|c| {
-            c.execute("DELETE FROM deliveries WHERE state IN ('done', 'dropped') AND created < ?1", params![cutoff])?;
+            c.execute("DELETE FROM deliveries WHERE state IN ('done', 'dropped', 'superseded', 'digested') AND created < ?1", params![cutoff])?;
             c.execute(
                 "DELETE FROM notifications WHERE received < ?1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.notification = notifications.id)",
                 params![cutoff],
@@ -581,6 +661,14 @@ fn store_batch(
                         Mark::Dead(id, reason) => tx
                             .prepare_cached("UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1")?
                             .execute(params![id, reason])?,
+                        Mark::Superseded(id, by) => tx
+                            .prepare_cached(
+                                "UPDATE deliveries SET state = 'superseded', last_error = ?2 WHERE id = ?1 AND state = 'pending'",
+                            )?
+                            .execute(params![id, format!("superseded by delivery {by} of its group")])?,
+                        Mark::Digested(id, digest) => tx
+                            .prepare_cached("UPDATE deliveries SET state = 'digested', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'")?
+                            .execute(params![id, digest])?,
                     };
                     out.push(None);
                 }

@@ -6,7 +6,9 @@
 //! The context is the webhook payload as Alertmanager sends it (`status`,
 //! `alerts`, `commonLabels`, `groupLabels`, `externalURL`…) plus `subject`
 //! (`[FIRING:2] RedisHighMemoryUsage (cache)`), `firing` and `resolved`
-//! (the alerts in each state) and their counts.
+//! (the alerts in each state) and their counts. The `digest_*` parts render
+//! a digest of many groups instead ([`super::digest::Digest`]: `subject`,
+//! `groups` with each one's `title`, `status` and `links`, and the counts).
 
 use minijinja::Environment;
 
@@ -59,11 +61,22 @@ impl Templates {
                 .map_err(|e| format!("template `{part}` does not compile: {e}"))?;
         }
         let t = Templates { env };
-        let sample = sample();
+        let (sample, digest) = (sample(), sample_digest());
         for (part, _) in defaults {
-            t.render(part, &sample)?;
+            if part.starts_with(super::digest::PART_PREFIX) {
+                t.render_digest(part, &digest)?;
+            } else {
+                t.render(part, &sample)?;
+            }
         }
         Ok(t)
+    }
+
+    /// Renders one `digest_*` part for a digest.
+    pub fn render_digest(&self, part: &str, d: &super::digest::Digest) -> Result<String, String> {
+        let t = self.env.get_template(part).map_err(|e| format!("template `{part}`: {e}"))?;
+        t.render(minijinja::Value::from_serialize(d))
+            .map_err(|e| format!("template `{part}`: {e}"))
     }
 
     /// Renders one part for a notification.
@@ -107,6 +120,39 @@ fn unreachable_payload() -> Payload {
         alerts: vec![],
         extra: Default::default(),
     }
+}
+
+/// A digest of two groups, one firing and one resolved, for test renders.
+pub fn sample_digest() -> super::digest::Digest {
+    let firing = sample();
+    let mut resolved = firing.clone();
+    resolved.group_key = format!("{}/2", firing.group_key);
+    resolved.status = "resolved".into();
+    for a in &mut resolved.alerts {
+        a.status = "resolved".into();
+    }
+    let queued: Vec<super::outbox::Pending> = [firing, resolved]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| super::outbox::Pending {
+            id: i as i64,
+            attempts: 0,
+            created: 0.0,
+            payload: serde_json::to_string(p).unwrap_or_default(),
+            group_key: p.group_key.clone(),
+        })
+        .collect();
+    super::digest::Digest::build(&queued, 90.0).unwrap_or_else(|| super::digest::Digest {
+        subject: String::new(),
+        groups: vec![],
+        num_groups: 0,
+        num_firing: 0,
+        num_resolved: 0,
+        num_notifications: 0,
+        waited: String::new(),
+        external_url: String::new(),
+        ids: vec![],
+    })
 }
 
 /// The notification `lookout relay send-test` sends: one firing alert that

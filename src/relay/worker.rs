@@ -1,15 +1,26 @@
-//! One dispatcher per destination: claim due deliveries from the outbox in
+//! One dispatcher per destination: claim due deliveries from the store in
 //! bounded batches, and send up to `concurrency` of them at once, each of a
 //! different group; then mark each done, schedule a retry (backoff with
 //! jitter, never before `Retry-After`) or dead-letter it (a permanent
 //! failure, or older than `max_age`). Each outcome is one event that logs
 //! and counts.
 //!
-//! Order: a group's notifications go out one after another. The outbox
+//! Order: a group's notifications go out one after another. The store
 //! offers only the oldest pending delivery of each group, and a group is
 //! claimed from the moment its delivery is taken until its outcome is on
 //! disk, so its next notification is not even read before then; a retry
 //! scheduled for it holds the rest of the group back.
+//!
+//! Superseded: every notification carries its group's whole state, so for
+//! a destination with `skip_superseded` (chat and email) a delivery with a
+//! newer one of its group queued behind it is not sent but marked
+//! superseded, and the newer one goes next. The check is made just before
+//! the send, so what was superseded while waiting (a rate limit, a retry)
+//! is caught too. PagerDuty and webhooks get every event, in order.
+//!
+//! Coalescing: before each send (at most once a second), a dispatcher of a
+//! destination with `coalesce_after` looks whether its queue has waited
+//! that long, and if so sends it as one digest ([`super::digest`]).
 //!
 //! Memory: what is held is at most `concurrency` deliveries in flight and a
 //! batch of as many waiting, whatever the backlog on disk.
@@ -35,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::destination::Delivery;
 use super::destination::{Destination, Notification};
+use super::digest;
 use super::outbox::{Mark, Pending};
 use super::payload::Payload;
 use super::retry::{self, DeliveryError, Reason, Retry};
@@ -112,6 +124,7 @@ impl Worker {
         let concurrency = me.delivery.concurrency.max(1);
         let limiter = retry::limiter(me.delivery.min_interval, me.delivery.burst);
         let pause = Arc::new(Pause::default());
+        let mut coalesce = Coalesce::new(me.delivery.coalesce_after);
         let in_flight = metrics::gauge!("lookout_relay_in_flight", "destination" => me.name.clone());
         let mut c = Claims {
             groups: HashSet::new(),
@@ -128,15 +141,34 @@ impl Worker {
                 break;
             }
             if c.flights.len() < concurrency {
+                if let Some(co) = coalesce.as_mut()
+                    && co.due()
+                    && co.run(&me, &mut c.waiting, &mut c.groups, &stop, limiter.as_ref(), &pause).await
+                {
+                    continue;
+                }
                 if c.waiting.is_empty() {
                     // The claimed groups' oldest deliveries are still pending
                     // and come first: ask for that many more than wanted.
                     match me.store.next_due(&me.name, c.groups.len() + concurrency).await {
                         Ok(batch) => {
+                            let mut not_now = Vec::new();
                             for p in batch {
                                 if c.groups.insert(p.group_key.clone()) {
                                     c.waiting.push_back(p);
+                                } else {
+                                    not_now.push(p.id);
                                 }
+                            }
+                            // A group's next delivery, read after its outcome was
+                            // recorded but before its task landed here: a shared
+                            // store leased it to this replica, and would renew
+                            // that lease while no one sends it. Given back, it
+                            // is offered again on the next read.
+                            if !not_now.is_empty()
+                                && let Err(e) = me.store.release(&not_now).await
+                            {
+                                tracing::warn!(destination = %me.name, error = %e, "Cannot give back claims of groups under way; they are taken over when their leases end");
                             }
                         }
                         Err(e) => {
@@ -147,9 +179,23 @@ impl Worker {
                     }
                 }
                 if let Some(p) = c.waiting.pop_front() {
-                    if !ready(&stop, limiter.as_ref(), &pause).await {
-                        // Not sent: it stays pending for the next start.
-                        break;
+                    // Looked for before waiting for the rate limit (a skip
+                    // sends nothing, so it needs no token) and again after:
+                    // a newer notification may have come in meanwhile.
+                    let mut superseded = me.superseded_by(&p).await;
+                    if superseded.is_none() {
+                        if !ready(&stop, limiter.as_ref(), &pause).await {
+                            // Not sent: it stays pending for the next start.
+                            break;
+                        }
+                        superseded = me.superseded_by(&p).await;
+                    }
+                    if let Some(by) = superseded {
+                        let group = p.group_key.clone();
+                        let w = me.clone();
+                        let task = c.flights.spawn(async move { w.skip(p, by).await });
+                        c.flying.insert(task.id(), group);
+                        continue;
                     }
                     let group = p.group_key.clone();
                     let (w, pause) = (me.clone(), pause.clone());
@@ -217,6 +263,32 @@ impl Worker {
         }
     }
 
+    /// The newer delivery of `p`'s group queued behind it, when this
+    /// destination skips superseded notifications and there is one. A
+    /// failed read sends `p`: one message too many rather than one lost.
+    async fn superseded_by(&self, p: &Pending) -> Option<i64> {
+        if !self.delivery.skip_superseded {
+            return None;
+        }
+        match self.store.newest_in_group(&self.name, &p.group_key).await {
+            Ok(newest) => newest.filter(|&n| n > p.id),
+            Err(e) => {
+                tracing::warn!(destination = %self.name, error = %e, "Cannot look for a newer notification of the group; sending this one");
+                None
+            }
+        }
+    }
+
+    /// Records that `p` was not sent because `by`, newer, says all it would.
+    async fn skip(&self, p: Pending, by: i64) {
+        tracing::debug!(destination = %self.name, id = p.id, by, group = %p.group_key, "Notification superseded by a newer one of its group; not sent");
+        match self.store.mark(Mark::Superseded(p.id, by)).await {
+            Ok(()) => metrics::counter!("lookout_relay_deliveries_total", "destination" => self.name.clone(), "outcome" => "superseded", "reason" => "newer_in_group").increment(1),
+            // Still pending: it is looked at again, and skipped again.
+            Err(e) => tracing::error!(destination = %self.name, id = p.id, error = %e, "Cannot record a superseded notification"),
+        }
+    }
+
     /// Delivers one notification; returns the outcome to record.
     async fn attempt(&self, p: Pending, pause: &Pause) -> Mark {
         let age = crate::probe::unix_now() - p.created;
@@ -278,6 +350,134 @@ impl Worker {
     }
 }
 
+/// How often a destination's queue is looked at for a digest: one small
+/// indexed read a second.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+
+/// A dispatcher's coalescing ([`super::digest`]): when to look at the queue next, and how many
+/// digests in a row failed (for the backoff).
+struct Coalesce {
+    after: Duration,
+    next_look: Instant,
+    failures: i64,
+}
+
+impl Coalesce {
+    /// For a destination with `coalesce_after`; none without.
+    fn new(after: Option<Duration>) -> Option<Coalesce> {
+        after.map(|after| Coalesce {
+            after,
+            next_look: Instant::now(),
+            failures: 0,
+        })
+    }
+
+    /// Whether to look at the queue now.
+    fn due(&self) -> bool {
+        Instant::now() >= self.next_look
+    }
+
+    /// Sends what `w`'s destination has queued as one digest when its
+    /// oldest has waited longer than `coalesce_after`. The dispatcher's
+    /// `waiting` batch is given back first (the digest takes it); the groups
+    /// still `claimed` are in flight and left out, since their next
+    /// notification must follow the one under way. True when a digest went
+    /// out.
+    async fn run(
+        &mut self,
+        w: &Worker,
+        waiting: &mut VecDeque<Pending>,
+        claimed: &mut HashSet<String>,
+        stop: &CancellationToken,
+        limiter: Option<&governor::DefaultDirectRateLimiter>,
+        pause: &Pause,
+    ) -> bool {
+        self.next_look = Instant::now() + LOOK_EVERY;
+        let oldest = match w.store.queued(&w.name, 1, 0).await {
+            Ok(q) => q.first().map(|p| p.created),
+            Err(e) => {
+                tracing::error!(destination = %w.name, error = %e, "Cannot read the outbox");
+                return false;
+            }
+        };
+        let now = crate::probe::unix_now();
+        if oldest.is_none_or(|t| now - t < self.after.as_secs_f64()) {
+            return false;
+        }
+        let mut given_back = Vec::new();
+        for p in waiting.drain(..) {
+            claimed.remove(&p.group_key);
+            given_back.push(p.id);
+        }
+        // A shared store leased them to this replica: given back, they are
+        // the digest's like the rest of the queue, and after a failed digest
+        // they are offered again at once rather than when their leases end.
+        if !given_back.is_empty()
+            && let Err(e) = w.store.release(&given_back).await
+        {
+            tracing::warn!(destination = %w.name, error = %e, "Cannot give back claims for a digest; they are taken over when their leases end");
+        }
+        let queued = match w.store.queued(&w.name, digest::MAX_NOTIFICATIONS, digest::MAX_BYTES).await {
+            Ok(q) => q.into_iter().filter(|p| !claimed.contains(&p.group_key)).collect::<Vec<_>>(),
+            Err(e) => {
+                tracing::error!(destination = %w.name, error = %e, "Cannot read the outbox");
+                return false;
+            }
+        };
+        let Some(digest) = digest::Digest::build(&queued, now) else {
+            return false;
+        };
+        if !ready(stop, limiter, pause).await {
+            return false;
+        }
+        let started = Instant::now();
+        let sent = match tokio::time::timeout(w.delivery.timeout, w.destination.deliver_digest(&digest)).await {
+            Ok(r) => r,
+            Err(_) => Err(DeliveryError::transient(
+                Reason::Timeout,
+                format!("no answer within {:?}", w.delivery.timeout),
+            )),
+        };
+        metrics::histogram!("lookout_relay_attempt_duration_seconds", "destination" => w.name.clone())
+            .record(started.elapsed().as_secs_f64());
+        match sent {
+            Ok(()) => {
+                self.failures = 0;
+                let note = format!(
+                    "delivered in a digest of {} groups ({} notifications) at {}",
+                    digest.num_groups,
+                    digest.num_notifications,
+                    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+                );
+                let marks = digest.ids.iter().map(|&id| Mark::Digested(id, note.clone())).collect();
+                if let Err(e) = w.store.mark_all(marks).await {
+                    // Still pending: sent again (alone or in the next digest), never lost.
+                    tracing::error!(destination = %w.name, error = %e, "Cannot record the notifications a digest delivered");
+                }
+                metrics::counter!("lookout_relay_digests_total", "destination" => w.name.clone(), "outcome" => "success").increment(1);
+                metrics::counter!("lookout_relay_deliveries_total", "destination" => w.name.clone(), "outcome" => "digested")
+                    .increment(digest.num_notifications as u64);
+                tracing::info!(destination = %w.name, groups = digest.num_groups, notifications = digest.num_notifications, waited = %digest.waited, "Queued notifications delivered as one digest");
+                true
+            }
+            Err(e) => {
+                if let Some(r) = e.retry_after {
+                    pause.extend(r);
+                }
+                // Permanent or not, the originals stay queued: each is
+                // still tried alone, and dead-lettered alone if it must be.
+                let wait = retry::backoff(self.failures, w.delivery.initial_backoff, w.delivery.max_backoff, e.retry_after);
+                self.failures += 1;
+                self.next_look = Instant::now() + wait;
+                metrics::counter!("lookout_relay_digests_total", "destination" => w.name.clone(), "outcome" => "retry", "reason" => e.reason.as_str())
+                    .increment(1);
+                tracing::warn!(destination = %w.name, groups = digest.num_groups, reason = e.reason.as_str(), error = %e.message, retry_in = ?wait, "Digest not delivered; the notifications stay queued");
+                false
+            }
+        }
+    }
+}
+
 /// Delivers one notification to `destination` within `delivery.timeout`;
 /// no answer in time is a transient [`Reason::Timeout`] failure, retried
 /// like any other. The workers and `lookout relay send-test` both deliver
@@ -317,12 +517,30 @@ async fn ready(stop: &CancellationToken, limiter: Option<&governor::DefaultDirec
 }
 
 /// Publishes queue depth and the oldest pending age per destination every
-/// two seconds, and prunes what was delivered more than a week ago.
+/// two seconds, and prunes what was delivered more than a week ago every
+/// ten minutes.
 pub struct Gauges {
-    /// Where the deliveries wait.
-    pub store: Arc<dyn RelayStore>,
-    /// Every destination, so an empty queue reads 0 rather than vanishing.
-    pub names: Vec<String>,
+    store: Arc<dyn RelayStore>,
+    names: Box<dyn Fn() -> Vec<String> + Send>,
+    pruned: Option<Instant>,
+}
+
+/// How often delivered rows are pruned. Pruning scans both tables and takes
+/// SQLite's write lock; every two seconds, with a backlog of 40,000 queued,
+/// it competed with the webhook writer for the lock.
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+impl Gauges {
+    /// Gauges of `store` for the destinations `names` returns (configured
+    /// now: a reload changes them), so an empty queue reads 0 rather than
+    /// vanishing.
+    pub fn new(store: Arc<dyn RelayStore>, names: Box<dyn Fn() -> Vec<String> + Send>) -> Gauges {
+        Gauges {
+            store,
+            names,
+            pruned: None,
+        }
+    }
 }
 
 impl Periodic for Gauges {
@@ -337,7 +555,7 @@ impl Periodic for Gauges {
     async fn tick(&mut self) {
         let Ok(q) = self.store.queue().await else { return };
         let now = crate::probe::unix_now();
-        for n in &self.names {
+        for n in &(self.names)() {
             let (depth, oldest) = q
                 .iter()
                 .find(|(d, _, _)| d == n)
@@ -346,7 +564,10 @@ impl Periodic for Gauges {
             metrics::gauge!("lookout_relay_queue_depth", "destination" => n.clone()).set(depth);
             metrics::gauge!("lookout_relay_oldest_pending_age_seconds", "destination" => n.clone()).set(oldest);
         }
-        let _ = self.store.prune(Duration::from_secs(7 * 24 * 3600)).await;
+        if self.pruned.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            self.pruned = Some(Instant::now());
+            let _ = self.store.prune(Duration::from_secs(7 * 24 * 3600)).await;
+        }
     }
 }
 

@@ -93,6 +93,9 @@ impl SaaS {
                     .route("/api/chat.update", post(handle))
                     .route("/v2/enqueue", post(handle))
                     .route("/hook", post(handle))
+                    // More webhook targets, for destinations added and removed.
+                    .route("/next", post(handle))
+                    .route("/gone", post(handle))
                     .with_state(st);
                 let _ = axum::serve(l, app)
                     .with_graceful_shutdown(async {
@@ -342,4 +345,23 @@ async fn session(sock: tokio::net::TcpStream, mails: Arc<Mutex<Vec<Mail>>>) -> s
             w.write_all(b"502 not implemented\r\n").await?;
         }
     }
+}
+
+/// Everything a Slack message shows: its text, its attachment's title and
+/// text, and its blocks' text.
+pub fn slack_text(body: &serde_json::Value) -> String {
+    let blocks: Vec<&str> = body["blocks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|b| b["text"]["text"].as_str())
+        .collect();
+    let attachment = &body["attachments"][0];
+    format!(
+        "{} {} {} {}",
+        body["text"],
+        attachment["title"],
+        attachment["text"],
+        blocks.join("\n")
+    )
 }

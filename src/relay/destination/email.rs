@@ -16,6 +16,7 @@ use crate::config::Secret;
 use crate::config::entry::Scope;
 use crate::config::value::read_secret;
 use crate::relay::destination::DestinationConfig;
+use crate::relay::digest::Digest;
 use crate::relay::retry::{DeliveryError, Reason};
 use crate::relay::template::{SUBJECT, Templates};
 
@@ -36,10 +37,37 @@ pub const DELIVERY: super::Delivery = super::Delivery {
     // Concurrency: an SMTP relay limits connections per client; this many are pooled.
     concurrency: 8,
     burst: 1,
+    skip_superseded: true,
+    coalesce_after: Some(std::time::Duration::from_secs(30)),
 };
 
 /// The parts an email is rendered from, with their defaults.
-pub const TEMPLATES: &[(&str, &str)] = &[("subject", SUBJECT), ("text", DEFAULT_TEXT), ("html", DEFAULT_HTML)];
+pub const TEMPLATES: &[(&str, &str)] = &[
+    ("subject", SUBJECT),
+    ("text", DEFAULT_TEXT),
+    ("html", DEFAULT_HTML),
+    ("digest_subject", SUBJECT),
+    ("digest_text", DIGEST_TEXT),
+    ("digest_html", DIGEST_HTML),
+];
+
+const DIGEST_TEXT: &str = "{{ subject }}
+{{ num_notifications }} notifications queued up to {{ waited }}, each group in its newest state:
+{% for g in groups %}
+- {{ g.title }}{% if g.notifications > 1 %} ({{ g.notifications }} updates){% endif %}
+{% for l in g.links %}  {{ l.name }}: {{ l.url }}
+{% endfor %}{% endfor %}
+Sent by lookout{% if externalURL %} for {{ externalURL }}{% endif %}
+";
+
+const DIGEST_HTML: &str = "<!doctype html><html><body style=\"font-family:sans-serif\">
+<h2 style=\"color:{% if num_firing %}#c62828{% else %}#1e7b34{% endif %}\">{{ subject }}</h2>
+<p>{{ num_notifications }} notifications queued up to {{ waited }}, each group in its newest state.</p>
+{% for g in groups %}<div style=\"border-left:4px solid {% if g.status == 'firing' %}#c62828{% else %}#1e7b34{% endif %};padding:4px 10px;margin:6px 0\">
+<b>{{ g.title }}</b>{% if g.notifications > 1 %} ({{ g.notifications }} updates){% endif %}<br>
+{% for l in g.links %}<a href=\"{{ l.url }}\">{{ l.name }}</a> {% endfor %}
+</div>{% endfor %}
+<p style=\"color:#777\">Sent by lookout</p></body></html>";
 
 const DEFAULT_TEXT: &str = "{{ subject }}
 {% if firing %}
@@ -265,21 +293,17 @@ impl Email {
     }
 }
 
-#[async_trait::async_trait]
-impl Destination for Email {
-    async fn deliver(&self, n: &Notification<'_>) -> Result<(), DeliveryError> {
-        let render = |part: &str| {
-            self.templates
-                .render(part, n.payload)
-                .map_err(|e| DeliveryError::permanent(Reason::Template, e))
-        };
-        let subject = render("subject")?.replace(['\r', '\n'], " ");
-        let mut b = Message::builder().from(self.from.clone()).subject(subject);
+impl Email {
+    /// Sends one multipart text + HTML message.
+    async fn send(&self, subject: &str, text: String, html: String) -> Result<(), DeliveryError> {
+        let mut b = Message::builder()
+            .from(self.from.clone())
+            .subject(subject.replace(['\r', '\n'], " "));
         for t in &self.to {
             b = b.to(t.clone());
         }
         let msg = b
-            .multipart(MultiPart::alternative_plain_html(render("text")?, render("html")?))
+            .multipart(MultiPart::alternative_plain_html(text, html))
             .map_err(|e| DeliveryError::permanent(Reason::ClientError, format!("cannot build the message: {e}")))?;
         self.transport.send(msg).await.map(|_| ()).map_err(|e| {
             let text = e.to_string();
@@ -293,5 +317,27 @@ impl Destination for Email {
                 DeliveryError::transient(Reason::Network, format!("SMTP: {text}"))
             }
         })
+    }
+}
+
+#[async_trait::async_trait]
+impl Destination for Email {
+    async fn deliver(&self, n: &Notification<'_>) -> Result<(), DeliveryError> {
+        let render = |part: &str| {
+            self.templates
+                .render(part, n.payload)
+                .map_err(|e| DeliveryError::permanent(Reason::Template, e))
+        };
+        self.send(&render("subject")?, render("text")?, render("html")?).await
+    }
+
+    async fn deliver_digest(&self, d: &Digest) -> Result<(), DeliveryError> {
+        let render = |part: &str| {
+            self.templates
+                .render_digest(part, d)
+                .map_err(|e| DeliveryError::permanent(Reason::Template, e))
+        };
+        self.send(&render("digest_subject")?, render("digest_text")?, render("digest_html")?)
+            .await
     }
 }

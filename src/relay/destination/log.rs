@@ -19,6 +19,8 @@ pub const DELIVERY: super::Delivery = super::Delivery {
     // Concurrency: a log line costs nothing to wait for.
     concurrency: 16,
     burst: 1,
+    skip_superseded: false,
+    coalesce_after: None,
 };
 /// The part a log line is rendered from, with its default.
 pub const TEMPLATES: &[(&str, &str)] = &[("text", SUBJECT)];

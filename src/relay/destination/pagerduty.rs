@@ -41,6 +41,8 @@ pub const DELIVERY: super::Delivery = super::Delivery {
     // Concurrency: PagerDuty's API takes many connections; its rate limit, not the connection count, is what holds it back.
     concurrency: 16,
     burst: 1,
+    skip_superseded: false,
+    coalesce_after: None,
 };
 /// The part an event's summary is rendered from, with its default.
 pub const TEMPLATES: &[(&str, &str)] = &[("summary", SUBJECT)];

@@ -21,6 +21,7 @@ use crate::config::Secret;
 use crate::config::entry::Scope;
 use crate::config::value::{parse_http_url, read_secret};
 use crate::relay::destination::DestinationConfig;
+use crate::relay::digest::Digest;
 use crate::relay::retry::{DeliveryError, Reason, check_status};
 use crate::relay::template::{SUBJECT, Templates};
 
@@ -46,10 +47,28 @@ pub const DELIVERY: super::Delivery = super::Delivery {
     // Concurrency: Slack answers 429 to a burst, so a few in flight are enough to keep up with its rate.
     concurrency: 4,
     burst: 1,
+    skip_superseded: true,
+    coalesce_after: Some(std::time::Duration::from_secs(30)),
 };
 
 /// The parts a Slack message is rendered from, with their defaults.
-pub const TEMPLATES: &[(&str, &str)] = &[("title", SUBJECT), ("text", DEFAULT_TEXT)];
+pub const TEMPLATES: &[(&str, &str)] = &[
+    ("title", SUBJECT),
+    ("text", DEFAULT_TEXT),
+    ("digest_title", DIGEST_TITLE),
+    ("digest_text", DIGEST_TEXT),
+];
+
+/// Slack's limit on a section block's text, in characters.
+pub const MAX_SECTION_TEXT: usize = 3000;
+/// Sections a digest's list takes at most: Slack allows 50 blocks in a
+/// message, one is the title.
+pub const MAX_DIGEST_SECTIONS: usize = 48;
+
+const DIGEST_TITLE: &str = "{{ subject }} (queued up to {{ waited }})";
+
+const DIGEST_TEXT: &str = "{% for g in groups %}{% if g.status == 'firing' %}:red_circle:{% else %}:large_green_circle:{% endif %} {{ g.title }}{% if g.notifications > 1 %} ({{ g.notifications }} updates){% endif %}{% for l in g.links %} <{{ l.url }}|{{ l.name }}>{% endfor %}
+{% endfor %}";
 
 const DEFAULT_TEXT: &str = "{% for a in alerts %}{% if a.status == 'firing' %}:red_circle:{% else %}:large_green_circle:{% endif %} *{{ a.labels.alertname }}*{% if a.labels.instance %} on `{{ a.labels.instance }}`{% endif %}{% if a.labels.severity %} ({{ a.labels.severity }}){% endif %}: {{ a.annotations.summary or a.annotations.description or '' }}
 {% if a.annotations.runbook_url %}<{{ a.annotations.runbook_url }}|Runbook> {% endif %}{% if a.annotations.dashboard_url %}<{{ a.annotations.dashboard_url }}|Dashboard> {% endif %}{% if a.generatorURL %}<{{ a.generatorURL }}|Source>{% endif %}
@@ -215,6 +234,56 @@ impl Slack {
             .with_attachments(vec![attachment]))
     }
 
+    /// A digest in Block Kit: the title, then the rendered list of groups
+    /// in mrkdwn sections (whole lines, each section under Slack's 3,000
+    /// characters, at most [`MAX_DIGEST_SECTIONS`]: about 140,000 characters,
+    /// room for a thousand groups), under one attachment coloured by whether
+    /// any group fires, with the counts. The title is also the message's
+    /// `text`, which notifications show.
+    fn digest_content(&self, d: &Digest) -> Result<SlackMessageContent, DeliveryError> {
+        let render = |part: &str| {
+            self.templates
+                .render_digest(part, d)
+                .map_err(|e| DeliveryError::permanent(Reason::Template, e))
+        };
+        let title = trim(&render("digest_title")?, MAX_TITLE);
+        let text = render("digest_text")?;
+        let color = if d.num_firing > 0 { "danger" } else { "good" };
+        let field = |t: &str, v: usize| {
+            SlackMessageAttachmentFieldObject::new()
+                .with_title(t.to_string())
+                .with_value(v.to_string())
+                .with_short(true)
+        };
+        let attachment = SlackMessageAttachment::new()
+            .with_color(color.to_string())
+            .with_fallback(title.clone())
+            .with_fields(vec![
+                field("Firing", d.num_firing),
+                field("Resolved", d.num_resolved),
+                field("Notifications", d.num_notifications),
+            ]);
+        let section =
+            |t: String| SlackBlock::Section(SlackSectionBlock::new().with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(t))));
+        let mut blocks = vec![section(format!("*{title}*"))];
+        blocks.extend(sections(&text, MAX_SECTION_TEXT, MAX_DIGEST_SECTIONS).into_iter().map(section));
+        Ok(SlackMessageContent::new()
+            .with_text(title)
+            .with_blocks(blocks)
+            .with_attachments(vec![attachment]))
+    }
+
+    async fn via_webhook(&self, content: SlackMessageContent) -> Result<(), DeliveryError> {
+        let Some(url) = &self.webhook else {
+            return Err(DeliveryError::permanent(Reason::ClientError, "no webhook_url or bot_token"));
+        };
+        self.client
+            .post_webhook_message(url, &SlackApiPostWebhookMessageRequest::new(content))
+            .await
+            .map(|_| ())
+            .map_err(slack_error)
+    }
+
     async fn via_bot(
         &self,
         token: &SlackApiToken,
@@ -367,6 +436,39 @@ fn open_threads(path: &Path) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
+/// `text` cut into sections of whole lines, each at most `max` characters
+/// (a longer line is trimmed), at most `most` of them; what does not fit is
+/// counted in the last one.
+fn sections(text: &str, max: usize, most: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    for (i, line) in lines.iter().enumerate() {
+        let line = trim(line, max);
+        let fits = out
+            .last()
+            .is_some_and(|last| last.chars().count() + 1 + line.chars().count() <= max);
+        if let (true, Some(last)) = (fits, out.last_mut()) {
+            last.push('\n');
+            last.push_str(&line);
+        } else if out.len() == most {
+            // Room for the note: whole lines come off the last section.
+            let mut rest = lines.len() - i;
+            if let Some(last) = out.last_mut() {
+                while last.chars().count() + 32 > max {
+                    let Some(cut) = last.rfind('\n') else { break };
+                    last.truncate(cut);
+                    rest += 1;
+                }
+                last.push_str(&format!("\n… and {rest} more lines"));
+            }
+            break;
+        } else {
+            out.push(line);
+        }
+    }
+    out
+}
+
 fn trim(s: &str, max: usize) -> String {
     let count = s.chars().count();
     if count <= max {
@@ -412,25 +514,52 @@ fn slack_error(e: SlackClientError) -> DeliveryError {
 
 #[async_trait::async_trait]
 impl Destination for Slack {
+    async fn deliver_digest(&self, d: &Digest) -> Result<(), DeliveryError> {
+        let content = self.digest_content(d)?;
+        if let Some((token, channel)) = &self.bot {
+            // In the channel, not in a thread: it speaks of many groups.
+            self.client
+                .open_session(token)
+                .chat_post_message(&SlackApiChatPostMessageRequest::new(channel.clone(), content))
+                .await
+                .map_err(slack_error)?;
+            // A group the digest showed resolved is over: its next incident
+            // starts a new thread, as after a resolve sent alone.
+            for g in d.groups.iter().filter(|g| g.status == "resolved") {
+                if let Err(e) = self.threads.clear(&self.name, &g.group_key).await {
+                    // Sent already: failing here would send the digest twice.
+                    tracing::warn!(destination = %self.name, group = %g.group_key, error = %e, "Cannot forget the thread of a group a digest resolved");
+                }
+            }
+            return Ok(());
+        }
+        self.via_webhook(content).await
+    }
+
     async fn deliver(&self, n: &Notification<'_>) -> Result<(), DeliveryError> {
         let content = self.content(n)?;
         if let Some((token, channel)) = &self.bot {
             return self.via_bot(token, channel, n, content).await;
         }
-        let Some(url) = &self.webhook else {
-            return Err(DeliveryError::permanent(Reason::ClientError, "no webhook_url or bot_token"));
-        };
-        self.client
-            .post_webhook_message(url, &SlackApiPostWebhookMessageRequest::new(content))
-            .await
-            .map(|_| ())
-            .map_err(slack_error)
+        self.via_webhook(content).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_list_is_cut_at_lines_into_sections_and_what_does_not_fit_is_counted() {
+        let text: String = (0..100).map(|i| format!("group {i:03} {}\n", "x".repeat(40))).collect();
+        let s = sections(&text, 200, 10);
+        assert_eq!(s.len(), 10);
+        assert!(s.iter().all(|x| x.chars().count() <= 200), "{s:?}");
+        // Three 50-character lines to a section; what is left is counted in the last.
+        assert!(s[0].starts_with("group 000") && s[1].starts_with("group 003"), "{s:?}");
+        assert!(s[9].starts_with("group 027") && s[9].ends_with("\n… and 70 more lines"), "{}", s[9]);
+        assert_eq!(sections("a\n\nb\n", 200, 10), ["a\nb"]);
+    }
 
     #[test]
     fn long_text_is_trimmed_not_rejected() {

@@ -27,6 +27,8 @@ pub const DELIVERY: super::Delivery = super::Delivery {
     // Concurrency: the next hop is usually another relay, built for many requests at once.
     concurrency: 64,
     burst: 1,
+    skip_superseded: false,
+    coalesce_after: None,
 };
 
 /// The keys of a `type: webhook` destination, as written.

@@ -15,8 +15,11 @@
 //! Both keep the same promises, proved by one test suite run against each
 //! (`tests/relay_store.rs`): nothing answered 200 is lost across a reopen;
 //! one copy within the de-duplication window is stored; a group's
-//! deliveries are offered one at a time, oldest first; dead letters are
-//! listed, retried and dropped; delivered rows are pruned.
+//! deliveries are offered one at a time, oldest first; a superseded
+//! delivery names its newer one and a digest's originals are marked at
+//! once; what is queued for a destination no longer configured is
+//! dead-lettered; dead letters are listed, retried and dropped; delivered,
+//! superseded and digested rows are pruned.
 
 pub mod postgres;
 pub mod sqlite;
@@ -54,6 +57,25 @@ pub trait RelayStore: Send + Sync {
 
     /// Records a delivery's outcome.
     async fn mark(&self, op: Mark) -> Result<(), OutboxError>;
+
+    /// Records many outcomes at once (a digest's originals), each as
+    /// [`RelayStore::mark`] would.
+    async fn mark_all(&self, ops: Vec<Mark>) -> Result<(), OutboxError>;
+
+    /// The newest pending delivery of `group` to `destination`: when it is
+    /// newer than the one about to be sent, that one is superseded.
+    async fn newest_in_group(&self, destination: &str, group: &str) -> Result<Option<i64>, OutboxError>;
+
+    /// `destination`'s pending deliveries, due or not, oldest first: at most
+    /// `limit`, and no more once their payloads pass `max_bytes` (the first
+    /// is always returned), so what a digest holds in memory is bounded.
+    /// Nothing is claimed; groups another replica holds a delivery of are
+    /// left out (their next notification must follow the one under way).
+    async fn queued(&self, destination: &str, limit: usize, max_bytes: usize) -> Result<Vec<Pending>, OutboxError>;
+
+    /// Dead-letters every pending delivery to a destination not in
+    /// `configured`, with that reason; returns how many per destination.
+    async fn dead_letter_unconfigured(&self, configured: &[String]) -> Result<Vec<(String, i64)>, OutboxError>;
 
     /// Pending deliveries and the receipt time of the oldest, per destination.
     async fn queue(&self) -> Result<Vec<(String, i64, Option<f64>)>, OutboxError>;

@@ -34,15 +34,25 @@
 //! At least once, then: a send whose outcome was not recorded before the
 //! crash goes out again after the lease.
 //!
+//! Superseded and digested: a dispatcher skipping a superseded delivery
+//! marks its own claim, as any outcome. A digest claims nothing: it reads
+//! the destination's queue, due or not, leaving out the groups another
+//! replica holds a live lease in (their next notification must follow the
+//! one under way), and marks the originals digested unless another replica
+//! has claimed one meanwhile (it is sending that one alone: a duplicate,
+//! never a loss). Two replicas coalescing the same backlog at once may both
+//! send a digest, for the same reason. The states are plain text, so they
+//! needed no new schema version.
+//!
 //! Time: receipt and retry times are the replica's clock (Unix seconds, as
 //! in the SQLite outbox); leases are the server's clock, so replicas with
 //! skewed clocks still agree on when a lease ends.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 
@@ -160,6 +170,87 @@ impl Inner {
             deadpool_postgres::PoolError::Backend(e) => self.pg(e),
             other => self.err(format!("no connection: {other}")),
         })
+    }
+}
+
+/// Clears a claim as its outcome is recorded.
+const CLEAR: &str = "lease_owner = NULL, lease_until = NULL";
+
+/// A digest's originals (`$1`) marked digested with the note `$3`. They
+/// were never claimed (a digest claims nothing): any pending one is marked
+/// unless another replica (`$2` is this one) holds a live lease on it, since
+/// that one is sending it alone.
+const MARK_DIGESTED: &str =
+    "UPDATE relay_deliveries SET state = 'digested', attempts = attempts + 1, last_error = $3, lease_owner = NULL, lease_until = NULL
+     WHERE id = ANY($1) AND state = 'pending'
+       AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < extract(epoch from clock_timestamp())::double precision)";
+
+/// A delivery from a row of (id, attempts, created, payload, group_key).
+fn pending(r: &tokio_postgres::Row) -> Pending {
+    Pending {
+        id: r.get(0),
+        attempts: r.get(1),
+        created: r.get(2),
+        payload: r.get(3),
+        group_key: r.get(4),
+    }
+}
+
+/// Records `op` on `c` (a pooled connection or a transaction); returns the
+/// rows changed: 0 when this replica no longer holds the delivery's lease
+/// (the new owner records it).
+async fn mark_one<C: GenericClient>(c: &C, owner: &str, op: &Mark) -> Result<u64, tokio_postgres::Error> {
+    match op {
+        Mark::Done(id) => {
+            c.execute(
+                &format!("UPDATE relay_deliveries SET state = 'done', attempts = attempts + 1, last_error = NULL, {CLEAR} WHERE id = $1 AND lease_owner = $2"),
+                &[id, &owner],
+            )
+            .await
+        }
+        Mark::Retry(id, next, err) => {
+            c.execute(
+                &format!("UPDATE relay_deliveries SET attempts = attempts + 1, next_attempt = $3, last_error = $4, {CLEAR} WHERE id = $1 AND lease_owner = $2"),
+                &[id, &owner, next, err],
+            )
+            .await
+        }
+        Mark::Dead(id, reason) => {
+            c.execute(
+                &format!("UPDATE relay_deliveries SET state = 'dead', attempts = attempts + 1, last_error = $3, {CLEAR} WHERE id = $1 AND lease_owner = $2"),
+                &[id, &owner, reason],
+            )
+            .await
+        }
+        Mark::Superseded(id, by) => {
+            c.execute(
+                &format!("UPDATE relay_deliveries SET state = 'superseded', last_error = $3, {CLEAR} WHERE id = $1 AND lease_owner = $2 AND state = 'pending'"),
+                &[id, &owner, &format!("superseded by delivery {by} of its group")],
+            )
+            .await
+        }
+        Mark::Digested(id, note) => c.execute(MARK_DIGESTED, &[&vec![*id], &owner, note]).await,
+    }
+}
+
+impl Inner {
+    /// After an outcome was recorded (`n` rows changed): the claim is no
+    /// longer renewed, and a lost lease is counted.
+    fn recorded(&self, op: &Mark, n: u64) {
+        let id = match op {
+            Mark::Done(id) | Mark::Retry(id, ..) | Mark::Dead(id, _) | Mark::Superseded(id, _) | Mark::Digested(id, _) => *id,
+        };
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        if n > 0 {
+            return;
+        }
+        if let Mark::Digested(..) = op {
+            tracing::debug!(store = %self.shown, id, "A digested notification was held by another replica or no longer pending");
+        } else {
+            // Taken over after the lease ran out: the new owner records it.
+            metrics::counter!("lookout_relay_lease_lost_total").increment(1);
+            tracing::warn!(store = %self.shown, id, "A delivery's lease ran out before its outcome was recorded; another replica owns it now");
+        }
     }
 }
 
@@ -482,16 +573,7 @@ impl RelayStore for Postgres {
             )
             .await
             .map_err(|e| i.pg(e))?;
-        let mut due: Vec<Pending> = rows
-            .iter()
-            .map(|r| Pending {
-                id: r.get(0),
-                attempts: r.get(1),
-                created: r.get(2),
-                payload: r.get(3),
-                group_key: r.get(4),
-            })
-            .collect();
+        let mut due: Vec<Pending> = rows.iter().map(pending).collect();
         // RETURNING comes in no particular order.
         due.sort_by_key(|p| p.id);
         i.held.lock().unwrap_or_else(|p| p.into_inner()).extend(due.iter().map(|p| p.id));
@@ -520,41 +602,120 @@ impl RelayStore for Postgres {
     async fn mark(&self, op: Mark) -> Result<(), OutboxError> {
         let i = &self.inner;
         let c = i.client().await?;
-        const CLEAR: &str = "lease_owner = NULL, lease_until = NULL";
-        let (id, n) = match &op {
-            Mark::Done(id) => (
-                *id,
-                c.execute(
-                    &format!("UPDATE relay_deliveries SET state = 'done', attempts = attempts + 1, last_error = NULL, {CLEAR} WHERE id = $1 AND lease_owner = $2"),
-                    &[id, &i.owner],
-                )
-                .await,
-            ),
-            Mark::Retry(id, next, err) => (
-                *id,
-                c.execute(
-                    &format!("UPDATE relay_deliveries SET attempts = attempts + 1, next_attempt = $3, last_error = $4, {CLEAR} WHERE id = $1 AND lease_owner = $2"),
-                    &[id, &i.owner, next, err],
-                )
-                .await,
-            ),
-            Mark::Dead(id, reason) => (
-                *id,
-                c.execute(
-                    &format!("UPDATE relay_deliveries SET state = 'dead', attempts = attempts + 1, last_error = $3, {CLEAR} WHERE id = $1 AND lease_owner = $2"),
-                    &[id, &i.owner, reason],
-                )
-                .await,
-            ),
-        };
-        let n = n.map_err(|e| i.pg(e))?;
-        i.held.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-        if n == 0 {
-            // Taken over after the lease ran out: the new owner records it.
-            metrics::counter!("lookout_relay_lease_lost_total").increment(1);
-            tracing::warn!(store = %i.shown, id, "A delivery's lease ran out before its outcome was recorded; another replica owns it now");
+        let n = mark_one(&c, &i.owner, &op).await.map_err(|e| i.pg(e))?;
+        i.recorded(&op, n);
+        Ok(())
+    }
+
+    async fn mark_all(&self, ops: Vec<Mark>) -> Result<(), OutboxError> {
+        let i = &self.inner;
+        let mut c = i.client().await?;
+        let tx = c.transaction().await.map_err(|e| i.pg(e))?;
+        // A digest's originals share one note: one statement for them all.
+        let mut digested: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+        let mut counts = Vec::new();
+        for op in &ops {
+            match op {
+                Mark::Digested(id, note) => digested.entry(note.as_str()).or_default().push(*id),
+                other => counts.push((other, mark_one(&tx, &i.owner, other).await.map_err(|e| i.pg(e))?)),
+            }
+        }
+        for (note, ids) in &mut digested {
+            // Sorted: two replicas marking the same rows lock them in the same order.
+            ids.sort_unstable();
+            let n = tx.execute(MARK_DIGESTED, &[ids, &i.owner, note]).await.map_err(|e| i.pg(e))?;
+            if (n as usize) < ids.len() {
+                tracing::debug!(store = %i.shown, marked = n, digested = ids.len(), "Some of a digest's notifications were held by another replica or no longer pending");
+            }
+        }
+        tx.commit().await.map_err(|e| i.pg(e))?;
+        {
+            let mut held = i.held.lock().unwrap_or_else(|p| p.into_inner());
+            for ids in digested.values() {
+                for id in ids {
+                    held.remove(id);
+                }
+            }
+        }
+        for (op, n) in counts {
+            i.recorded(op, n);
         }
         Ok(())
+    }
+
+    async fn newest_in_group(&self, destination: &str, group: &str) -> Result<Option<i64>, OutboxError> {
+        let i = &self.inner;
+        let row = i
+            .client()
+            .await?
+            .query_one(
+                "SELECT MAX(id) FROM relay_deliveries WHERE destination = $1 AND group_key = $2 AND state = 'pending'",
+                &[&destination, &group],
+            )
+            .await
+            .map_err(|e| i.pg(e))?;
+        Ok(row.get(0))
+    }
+
+    async fn queued(&self, destination: &str, limit: usize, max_bytes: usize) -> Result<Vec<Pending>, OutboxError> {
+        let i = &self.inner;
+        let rows = i
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "SELECT id, attempts, created, payload, group_key FROM (
+                        SELECT q.*, row_number() OVER (ORDER BY q.id) AS nth,
+                               sum(octet_length(q.payload)) OVER (ORDER BY q.id) AS upto
+                        FROM (
+                            SELECT d.id, d.attempts, d.created, n.payload, d.group_key
+                            FROM relay_deliveries d JOIN relay_notifications n ON n.id = d.notification
+                            WHERE d.destination = $1 AND d.state = 'pending'
+                              AND NOT EXISTS (SELECT 1 FROM relay_deliveries e
+                                              WHERE e.destination = d.destination AND e.group_key = d.group_key
+                                                AND e.state = 'pending' AND e.lease_owner <> $4
+                                                AND e.lease_until >= {SERVER_NOW})
+                            ORDER BY d.id LIMIT $2) q) r
+                     WHERE nth = 1 OR upto <= $3
+                     ORDER BY id"
+                ),
+                &[
+                    &destination,
+                    &(limit as i64),
+                    &i64::try_from(max_bytes).unwrap_or(i64::MAX),
+                    &i.owner,
+                ],
+            )
+            .await
+            .map_err(|e| i.pg(e))?;
+        Ok(rows.iter().map(pending).collect())
+    }
+
+    async fn dead_letter_unconfigured(&self, configured: &[String]) -> Result<Vec<(String, i64)>, OutboxError> {
+        let i = &self.inner;
+        let rows = i
+            .client()
+            .await?
+            .query(
+                &format!(
+                    "UPDATE relay_deliveries
+                     SET state = 'dead', last_error = 'destination `' || destination || '` is no longer configured',
+                         lease_owner = NULL, lease_until = NULL
+                     WHERE state = 'pending' AND destination <> ALL($1::text[])
+                       AND (lease_until IS NULL OR lease_until < {SERVER_NOW} OR lease_owner = $2)
+                     RETURNING id, destination"
+                ),
+                &[&configured, &i.owner],
+            )
+            .await
+            .map_err(|e| i.pg(e))?;
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        let mut held = i.held.lock().unwrap_or_else(|p| p.into_inner());
+        for r in &rows {
+            held.remove(&r.get::<_, i64>(0));
+            *counts.entry(r.get(1)).or_default() += 1;
+        }
+        Ok(counts.into_iter().collect())
     }
 
     async fn queue(&self) -> Result<Vec<(String, i64, Option<f64>)>, OutboxError> {
@@ -636,7 +797,7 @@ impl RelayStore for Postgres {
         let mut c = i.client().await?;
         let tx = c.transaction().await.map_err(|e| i.pg(e))?;
         tx.execute(
-            "DELETE FROM relay_deliveries WHERE state IN ('done', 'dropped') AND created < $1",
+            "DELETE FROM relay_deliveries WHERE state IN ('done', 'dropped', 'superseded', 'digested') AND created < $1",
             &[&cutoff],
         )
         .await

@@ -55,6 +55,25 @@ impl RelayStore for Sqlite {
         self.0.mark(op).await
     }
 
+    async fn mark_all(&self, ops: Vec<Mark>) -> Result<(), OutboxError> {
+        self.0.mark_all(ops).await
+    }
+
+    async fn newest_in_group(&self, destination: &str, group: &str) -> Result<Option<i64>, OutboxError> {
+        let (d, g) = (destination.to_string(), group.to_string());
+        self.blocking(move |o| o.newest_in_group(&d, &g)).await
+    }
+
+    async fn queued(&self, destination: &str, limit: usize, max_bytes: usize) -> Result<Vec<Pending>, OutboxError> {
+        let d = destination.to_string();
+        self.blocking(move |o| o.queued(&d, limit, max_bytes)).await
+    }
+
+    async fn dead_letter_unconfigured(&self, configured: &[String]) -> Result<Vec<(String, i64)>, OutboxError> {
+        let names = configured.to_vec();
+        self.blocking(move |o| o.dead_letter_unconfigured(&names)).await
+    }
+
     async fn queue(&self) -> Result<Vec<(String, i64, Option<f64>)>, OutboxError> {
         self.blocking(|o| o.queue()).await
     }
