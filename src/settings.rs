@@ -568,6 +568,22 @@ mod tests {
     }
 
     #[test]
+    fn coalesce_after_off_may_be_written_unquoted() {
+        // YAML reads a bare `off` as the boolean false.
+        let dest = |value: &str| {
+            let c = load_str(&format!(
+                "probe_files: []\nrelay:\n  destinations:\n    - {{name: mail, type: email, host: 127.0.0.1, from: a@example.org, to: [b@example.org], coalesce_after: {value}}}\n"
+            ));
+            c.map(|c| c.relay.expect("relay").destinations[0].delivery.coalesce_after)
+        };
+        assert_eq!(dest("off").unwrap(), None);
+        assert_eq!(dest("\"off\"").unwrap(), None);
+        assert_eq!(dest("45s").unwrap(), Some(Duration::from_secs(45)));
+        let e = dest("true").unwrap_err();
+        assert_eq!(e.0[0].field.as_deref(), Some("relay.destinations.coalesce_after"), "{e}");
+    }
+
+    #[test]
     fn minimal_defaults() {
         let c = load_str("probe_files: []\n").unwrap();
         assert_eq!(c.listen, DEFAULT_LISTEN);

@@ -47,6 +47,23 @@ pub fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>,
     parse_duration(&s).map(Some).map_err(serde::de::Error::custom)
 }
 
+/// `deserialize_with` for a setting written as text that may also be `off`:
+/// YAML reads an unquoted `off` (or `no`, `false`) as the boolean false, and
+/// a user writing `coalesce_after: off` means the word, not a type error.
+pub fn opt_text_or_off<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TextOrOff {
+        Off(bool),
+        Text(String),
+    }
+    match TextOrOff::deserialize(d)? {
+        TextOrOff::Off(false) => Ok(Some("off".to_owned())),
+        TextOrOff::Off(true) => Err(serde::de::Error::custom("expected a duration or `off`, found `true`")),
+        TextOrOff::Text(s) => Ok(Some(s)),
+    }
+}
+
 /// `deserialize_with` for an optional duration that may be zero, as
 /// Prometheus's `for: 0s` is (fire at the first failing evaluation).
 pub fn opt_duration_or_zero<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

@@ -24,7 +24,7 @@ use super::digest::Digest;
 use super::payload::Payload;
 use super::retry::{DeliveryError, Reason};
 use crate::config::entry::{Entry, Scope, fields_of};
-use crate::config::value::opt_duration;
+use crate::config::value::{opt_duration, opt_text_or_off};
 
 /// One destination.
 #[derive(Debug, Clone)]
@@ -138,6 +138,7 @@ pub struct RawDestinationCommon {
     /// Once the oldest queued notification has waited this long, send the
     /// queue as one digest (`slack` and `email` only; default 30s; `off` or
     /// `0` never; 1s to 24h).
+    #[serde(default, deserialize_with = "opt_text_or_off")]
     pub coalesce_after: Option<String>,
     /// Retry backoff.
     pub retry: Option<RawRetry>,
