@@ -253,3 +253,100 @@ async fn reports_a_broken_replication_link_and_a_lost_quorum() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[test]
+fn verify_after_failover_names_the_new_master_and_a_source_left_behind() {
+    use support::health::{Behaviour, HealthStandIn};
+    let s = SentinelSetup::start(2, 3, 5000);
+    let old = format!("127.0.0.1:{}", s.master.port);
+    let old_run_id = s.master.run_id();
+    // The rules part reads Prometheus: the guide's rules over an exporter.
+    let exporter = support::Exporter::start(&s.master.url());
+    let rules = support::root().join("deploy/prometheus/alerts/redis.rules.yml");
+    let prom = support::prometheus_with_rules(
+        &[("redis", format!("127.0.0.1:{}", exporter.port))],
+        &[rules],
+        &format!("127.0.0.1:{}", support::free_port()),
+    );
+    let stuck = HealthStandIn::start("/h", Behaviour::Documented(s.master.url()));
+
+    s.sentinels[0].cli(&["SENTINEL", "FAILOVER", MASTER_NAME]);
+    let new_port = wait_for("the sentinels to promote a replica", Duration::from_secs(20), || {
+        s.sentinels[0].master_port().filter(|p| *p != s.master.port)
+    });
+    let new = format!("127.0.0.1:{new_port}");
+    let promoted = s.replicas.iter().find(|r| r.port == new_port).expect("a replica promoted");
+    let followed = HealthStandIn::start("/h", Behaviour::Documented(promoted.url()));
+    // Lookups on the new master, so the hit ratio has something to compare.
+    let _traffic = support::Traffic::start(&promoted.url());
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = |file: &str, endpoint: &str| {
+        let path = dir.path().join(file);
+        std::fs::write(
+            &path,
+            format!(
+                "data_dir: {}\nprobe_files: []\nprometheus:\n  url: {}\ncrosscheck:\n  reference: ha\nprobes:\n  - name: ha\n    kind: redis_sentinel\n    sentinels: {}\n    master_name: {MASTER_NAME}\n    timeout: 2s\n  - name: web\n    kind: http_health\n    url: {endpoint}\n",
+                dir.path().join("data").display(),
+                prom.url(),
+                s.sentinel_list(),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let verify = |path: &std::path::Path, args: &[&str]| {
+        let out = lookout()
+            .args(["verify", "--after", "failover", "--timeout", "30s"])
+            .args(args)
+            .arg("-c")
+            .arg(path)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+
+    // The endpoint followed: once the former master has rejoined as a
+    // replica and the rules are evaluated, it passes and names the new master.
+    let honest = config("followed.yaml", &followed.url("/h"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let out = loop {
+        let (code, out) = verify(&honest, &["--previous-run-id", &old_run_id]);
+        if code == 0 {
+            break out;
+        }
+        assert!(std::time::Instant::now() < deadline, "never passed (exit {code}):\n{out}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(out.contains("Verify PASSED after a failover"), "{out}");
+    assert!(
+        out.contains(&format!("new master {new} (run_id ")) && out.contains(&format!("before: {old} (run_id {old_run_id})")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("replica {old}")),
+        "the former master is checked as a replica: {out}"
+    );
+
+    // Without the former run_id and with no history, it cannot tell.
+    let (code, out) = verify(&honest, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("give --previous-run-id"), "{out}");
+
+    // An endpoint still on the former master: named by the cross-check.
+    let left = config("stuck.yaml", &stuck.url("/h"));
+    let (code, out) = verify(&left, &["--previous-run-id", &old_run_id, "--format", "json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let named = v["cases"].as_array().unwrap().iter().any(|c| {
+        c["suite"] == "crosscheck"
+            && c["status"] == "fail"
+            && c["detail"].as_str().unwrap_or("").contains(&format!(
+                "web reports run_id {old_run_id} of the former master {old}; it did not follow the failover to {new}"
+            ))
+    });
+    assert!(named, "{out}");
+}
