@@ -350,3 +350,39 @@ fn verify_after_failover_names_the_new_master_and_a_source_left_behind() {
     });
     assert!(named, "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sentinels_not_configured_are_found_and_counted() {
+    let s = SentinelSetup::start(1, 3, 5000);
+    // Only the first sentinel is configured.
+    let h = support::build_probe(&format!(
+        "  - name: ha\n    kind: redis_sentinel\n    sentinels: [{}]\n    master_name: {MASTER_NAME}\n    every: 1s\n    timeout: 2s\n",
+        s.sentinels[0].address()
+    ));
+    let up = |t: &Topology| {
+        let mut a: Vec<String> = t.sentinels.iter().filter(|v| v.ok).map(|v| v.address.clone()).collect();
+        a.sort();
+        a
+    };
+    let o = probe::run(&h).await;
+    let t = topology(&o);
+    let mut want: Vec<String> = s.sentinels.iter().map(|x| x.address()).collect();
+    want.sort();
+    assert_eq!(up(t), want, "found in the first run: {t:?}");
+    assert_eq!(t.sentinels_agree, Some(true));
+
+    // A sentinel added later counts once the others know it.
+    let added = support::topology::Sentinel::start(s.master.port, 5000);
+    wait_for("the sentinels to know the new one", Duration::from_secs(15), || {
+        s.sentinels[0]
+            .cli(&["SENTINEL", "SENTINELS", MASTER_NAME])
+            .contains(&added.port.to_string())
+            .then_some(())
+    });
+    want.push(added.address());
+    want.sort();
+    let o = probe::run(&h).await;
+    let t = topology(&o);
+    assert_eq!(up(t), want, "{t:?}");
+    assert_eq!(t.sentinels.len(), 4, "each sentinel once: {t:?}");
+}
