@@ -269,6 +269,14 @@ fn verify_after_failover_names_the_new_master_and_a_source_left_behind() {
         &format!("127.0.0.1:{}", support::free_port()),
     );
     let stuck = HealthStandIn::start("/h", Behaviour::Documented(s.master.url()));
+    // A daemon records the master before the change, and sees the change.
+    let d = Daemon::start(&format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - name: ha\n    kind: redis_sentinel\n    sentinels: {}\n    master_name: {MASTER_NAME}\n    every: 500ms\n    timeout: 1s\n",
+        s.sentinel_list()
+    ));
+    wait_for("the daemon's first run", Duration::from_secs(10), || {
+        d.metric("lookout_redis_masters", &[("probe", "ha")]).filter(|m| *m == 1.0)
+    });
 
     s.sentinels[0].cli(&["SENTINEL", "FAILOVER", MASTER_NAME]);
     let new_port = wait_for("the sentinels to promote a replica", Duration::from_secs(20), || {
@@ -281,13 +289,13 @@ fn verify_after_failover_names_the_new_master_and_a_source_left_behind() {
     let _traffic = support::Traffic::start(&promoted.url());
 
     let dir = tempfile::tempdir().unwrap();
-    let config = |file: &str, endpoint: &str| {
+    let config = |file: &str, endpoint: &str, data: &std::path::Path| {
         let path = dir.path().join(file);
         std::fs::write(
             &path,
             format!(
                 "data_dir: {}\nprobe_files: []\nprometheus:\n  url: {}\ncrosscheck:\n  reference: ha\nprobes:\n  - name: ha\n    kind: redis_sentinel\n    sentinels: {}\n    master_name: {MASTER_NAME}\n    timeout: 2s\n  - name: web\n    kind: http_health\n    url: {endpoint}\n",
-                dir.path().join("data").display(),
+                data.display(),
                 prom.url(),
                 s.sentinel_list(),
             ),
@@ -311,7 +319,8 @@ fn verify_after_failover_names_the_new_master_and_a_source_left_behind() {
 
     // The endpoint followed: once the former master has rejoined as a
     // replica and the rules are evaluated, it passes and names the new master.
-    let honest = config("followed.yaml", &followed.url("/h"));
+    let empty = dir.path().join("data");
+    let honest = config("followed.yaml", &followed.url("/h"), &empty);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let out = loop {
         let (code, out) = verify(&honest, &["--previous-run-id", &old_run_id]);
@@ -336,8 +345,17 @@ fn verify_after_failover_names_the_new_master_and_a_source_left_behind() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("give --previous-run-id"), "{out}");
 
+    // With the daemon's history, the former master is the one it recorded.
+    wait_for("the daemon to see the failover", Duration::from_secs(10), || {
+        d.metric("lookout_redis_failovers_total", &[("probe", "ha")]).filter(|m| *m == 1.0)
+    });
+    let recorded = config("recorded.yaml", &followed.url("/h"), &d.dir.path().join("data"));
+    let (code, out) = verify(&recorded, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("before: {old} (run_id {old_run_id})")), "{out}");
+
     // An endpoint still on the former master: named by the cross-check.
-    let left = config("stuck.yaml", &stuck.url("/h"));
+    let left = config("stuck.yaml", &stuck.url("/h"), &empty);
     let (code, out) = verify(&left, &["--previous-run-id", &old_run_id, "--format", "json"]);
     assert_eq!(code, 1, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
