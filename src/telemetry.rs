@@ -147,7 +147,10 @@ fn describe() {
         "lookout_redis_masters",
         "Reachable nodes of the topology that say they are master (more than one: split brain)."
     );
-    describe_gauge!("lookout_redis_sentinels_up", "Configured sentinels that answered SENTINEL MASTER.");
+    describe_gauge!(
+        "lookout_redis_sentinels_up",
+        "Sentinels (configured, and found by SENTINEL SENTINELS) that answered SENTINEL MASTER."
+    );
     describe_gauge!(
         "lookout_redis_sentinels_agree",
         "Whether every answering sentinel names the same master (1/0)."

@@ -253,3 +253,154 @@ async fn reports_a_broken_replication_link_and_a_lost_quorum() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[test]
+fn verify_after_failover_names_the_new_master_and_a_source_left_behind() {
+    use support::health::{Behaviour, HealthStandIn};
+    let s = SentinelSetup::start(2, 3, 5000);
+    let old = format!("127.0.0.1:{}", s.master.port);
+    let old_run_id = s.master.run_id();
+    // The rules part reads Prometheus: the guide's rules over an exporter.
+    let exporter = support::Exporter::start(&s.master.url());
+    let rules = support::root().join("deploy/prometheus/alerts/redis.rules.yml");
+    let prom = support::prometheus_with_rules(
+        &[("redis", format!("127.0.0.1:{}", exporter.port))],
+        &[rules],
+        &format!("127.0.0.1:{}", support::free_port()),
+    );
+    let stuck = HealthStandIn::start("/h", Behaviour::Documented(s.master.url()));
+    // A daemon records the master before the change, and sees the change.
+    let d = Daemon::start(&format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - name: ha\n    kind: redis_sentinel\n    sentinels: {}\n    master_name: {MASTER_NAME}\n    every: 500ms\n    timeout: 1s\n",
+        s.sentinel_list()
+    ));
+    wait_for("the daemon's first run", Duration::from_secs(10), || {
+        d.metric("lookout_redis_masters", &[("probe", "ha")]).filter(|m| *m == 1.0)
+    });
+
+    s.sentinels[0].cli(&["SENTINEL", "FAILOVER", MASTER_NAME]);
+    let new_port = wait_for("the sentinels to promote a replica", Duration::from_secs(20), || {
+        s.sentinels[0].master_port().filter(|p| *p != s.master.port)
+    });
+    let new = format!("127.0.0.1:{new_port}");
+    let promoted = s.replicas.iter().find(|r| r.port == new_port).expect("a replica promoted");
+    let followed = HealthStandIn::start("/h", Behaviour::Documented(promoted.url()));
+    // Lookups on the new master, so the hit ratio has something to compare.
+    let _traffic = support::Traffic::start(&promoted.url());
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = |file: &str, endpoint: &str, data: &std::path::Path| {
+        let path = dir.path().join(file);
+        std::fs::write(
+            &path,
+            format!(
+                "data_dir: {}\nprobe_files: []\nprometheus:\n  url: {}\ncrosscheck:\n  reference: ha\nprobes:\n  - name: ha\n    kind: redis_sentinel\n    sentinels: {}\n    master_name: {MASTER_NAME}\n    timeout: 2s\n  - name: web\n    kind: http_health\n    url: {endpoint}\n",
+                data.display(),
+                prom.url(),
+                s.sentinel_list(),
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let verify = |path: &std::path::Path, args: &[&str]| {
+        let out = lookout()
+            .args(["verify", "--after", "failover", "--timeout", "30s"])
+            .args(args)
+            .arg("-c")
+            .arg(path)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+
+    // The endpoint followed: once the former master has rejoined as a
+    // replica and the rules are evaluated, it passes and names the new master.
+    let empty = dir.path().join("data");
+    let honest = config("followed.yaml", &followed.url("/h"), &empty);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let out = loop {
+        let (code, out) = verify(&honest, &["--previous-run-id", &old_run_id]);
+        if code == 0 {
+            break out;
+        }
+        assert!(std::time::Instant::now() < deadline, "never passed (exit {code}):\n{out}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(out.contains("Verify PASSED after a failover"), "{out}");
+    assert!(
+        out.contains(&format!("new master {new} (run_id ")) && out.contains(&format!("before: {old} (run_id {old_run_id})")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("replica {old}")),
+        "the former master is checked as a replica: {out}"
+    );
+
+    // Without the former run_id and with no history, it cannot tell.
+    let (code, out) = verify(&honest, &[]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("give --previous-run-id"), "{out}");
+
+    // With the daemon's history, the former master is the one it recorded.
+    wait_for("the daemon to see the failover", Duration::from_secs(10), || {
+        d.metric("lookout_redis_failovers_total", &[("probe", "ha")]).filter(|m| *m == 1.0)
+    });
+    let recorded = config("recorded.yaml", &followed.url("/h"), &d.dir.path().join("data"));
+    let (code, out) = verify(&recorded, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("before: {old} (run_id {old_run_id})")), "{out}");
+
+    // An endpoint still on the former master: named by the cross-check.
+    let left = config("stuck.yaml", &stuck.url("/h"), &empty);
+    let (code, out) = verify(&left, &["--previous-run-id", &old_run_id, "--format", "json"]);
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let named = v["cases"].as_array().unwrap().iter().any(|c| {
+        c["suite"] == "crosscheck"
+            && c["status"] == "fail"
+            && c["detail"].as_str().unwrap_or("").contains(&format!(
+                "web reports run_id {old_run_id} of the former master {old}; it did not follow the failover to {new}"
+            ))
+    });
+    assert!(named, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sentinels_not_configured_are_found_and_counted() {
+    let s = SentinelSetup::start(1, 3, 5000);
+    // Only the first sentinel is configured.
+    let h = support::build_probe(&format!(
+        "  - name: ha\n    kind: redis_sentinel\n    sentinels: [{}]\n    master_name: {MASTER_NAME}\n    every: 1s\n    timeout: 2s\n",
+        s.sentinels[0].address()
+    ));
+    let up = |t: &Topology| {
+        let mut a: Vec<String> = t.sentinels.iter().filter(|v| v.ok).map(|v| v.address.clone()).collect();
+        a.sort();
+        a
+    };
+    let o = probe::run(&h).await;
+    let t = topology(&o);
+    let mut want: Vec<String> = s.sentinels.iter().map(|x| x.address()).collect();
+    want.sort();
+    assert_eq!(up(t), want, "found in the first run: {t:?}");
+    assert_eq!(t.sentinels_agree, Some(true));
+
+    // A sentinel added later counts once the others know it.
+    let added = support::topology::Sentinel::start(s.master.port, 5000);
+    wait_for("the sentinels to know the new one", Duration::from_secs(15), || {
+        s.sentinels[0]
+            .cli(&["SENTINEL", "SENTINELS", MASTER_NAME])
+            .contains(&added.port.to_string())
+            .then_some(())
+    });
+    want.push(added.address());
+    want.sort();
+    let o = probe::run(&h).await;
+    let t = topology(&o);
+    assert_eq!(up(t), want, "{t:?}");
+    assert_eq!(t.sentinels.len(), 4, "each sentinel once: {t:?}");
+}

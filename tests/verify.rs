@@ -119,7 +119,8 @@ fn an_honest_stack_passes_and_a_lying_endpoint_fails() {
     assert!(out.contains("127.0.0.1"), "the alert's instance is named: {out}");
     drop(held);
 
-    // `--after failover` is not offered.
-    let (code, _, _) = verify(&honest, &["--after", "failover"]);
-    assert_eq!(code, 64);
+    // `--after failover` without a `redis_sentinel` probe cannot tell.
+    let (code, out, _) = verify(&honest, &["--after", "failover"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no `kind: redis_sentinel` probe is configured"), "{out}");
 }

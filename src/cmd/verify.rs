@@ -15,12 +15,16 @@ use crate::runbook::doctor::Status;
 use crate::runbook::verify::{self, After, Case, Outcome};
 use crate::settings::Config;
 
-/// What `--after` accepts. `failover` is not offered yet: it needs the
-/// master's role and `run_id` through Sentinel, which no probe kind reads.
+/// What `--after` accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AfterArg {
     /// A cache flush: the dashboard's windowed hit rate is judged too.
     Flush,
+    /// A master change through Sentinel: needs a `kind: redis_sentinel`
+    /// probe (without one, exit 2). The master must report role:master
+    /// with a run_id other than the one recorded before, the endpoints
+    /// must follow it, the replicas be in sync.
+    Failover,
 }
 
 /// Output formats of `lookout verify`.
@@ -42,6 +46,12 @@ pub struct VerifyArgs {
     /// The change being verified.
     #[arg(long, value_enum)]
     after: Option<AfterArg>,
+    /// With `--after failover`: the former master's run_id (`INFO server`),
+    /// as noted before the change. Without it, the former master is the
+    /// last one the daemon recorded in the history under `data_dir` (in the
+    /// last day); with neither, the run_id check could not tell (exit 2).
+    #[arg(long, value_name = "RUN_ID")]
+    previous_run_id: Option<String>,
     /// The longest the whole run may take; past it, it could not tell (exit 2).
     #[arg(long, default_value = "2m", value_parser = parse_timeout, value_name = "DURATION")]
     timeout: Duration,
@@ -63,8 +73,10 @@ impl VerifyArgs {
     pub fn execute(self, cfg: &Config) -> ExitCode {
         let after = self.after.map(|a| match a {
             AfterArg::Flush => After::Flush,
+            AfterArg::Failover => After::Failover,
         });
-        let outcome = match block_on(verify::run(cfg, cfg.prometheus.as_ref(), after, self.timeout)) {
+        let run = verify::run_after(cfg, cfg.prometheus.as_ref(), after, self.previous_run_id, self.timeout);
+        let outcome = match block_on(run) {
             Ok(o) => o,
             Err(status) => return status,
         };
@@ -95,7 +107,11 @@ fn headline(o: &Outcome) -> String {
     format!(
         "Verify {}{} at {} in {:.1}s: {} passed, {} failed, {} could not tell",
         verdict_word(o.verdict),
-        o.after.map(|_| " after a flush").unwrap_or_default(),
+        match o.after {
+            Some(After::Flush) => " after a flush",
+            Some(After::Failover) => " after a failover",
+            None => "",
+        },
         time(o.started),
         o.duration_seconds,
         count(Status::Pass),

@@ -1103,6 +1103,19 @@ fn scraped_after(kind: &str, o: &Observation, t: f64) -> bool {
 /// `data_dir`) are added, so a Prometheus sample taken before this command
 /// started can be bracketed too.
 pub async fn run_now(cfg: &impl Setup, wait: Option<std::time::Duration>) -> anyhow::Result<Report> {
+    run_now_after(cfg, wait, None).await
+}
+
+/// [`run_now`] after a known master change: the reference's readings
+/// carry `failover` as their last one, so a source still reporting the
+/// former master's `run_id` is named as left behind exactly as the daemon
+/// names it. A one-shot probe has seen no master change of its own, so
+/// without this the former master (now a replica) would be judged as one.
+pub async fn run_now_after(
+    cfg: &impl Setup,
+    wait: Option<std::time::Duration>,
+    failover: Option<&crate::probe::topology::Failover>,
+) -> anyhow::Result<Report> {
     use crate::probe;
     let cc = cfg.crosscheck().ok_or_else(|| {
         anyhow::anyhow!(
@@ -1169,6 +1182,13 @@ pub async fn run_now(cfg: &impl Setup, wait: Option<std::time::Duration>) -> any
         refs.push(probe::run(&reference).await);
     }
     refs.sort_by(|a, b| a.timestamp.total_cmp(&b.timestamp));
+    if let Some(f) = failover {
+        for t in refs.iter_mut().filter_map(|o| o.facts.topology.as_deref_mut()) {
+            if t.last_failover.is_none() && t.master.as_deref() == Some(f.to.as_str()) {
+                t.last_failover = Some(f.clone());
+            }
+        }
+    }
     let inputs: Vec<(String, String, Vec<Observation>, f64)> = sources
         .iter()
         .zip(observed)

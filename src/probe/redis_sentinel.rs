@@ -10,6 +10,15 @@
 //! once. The probe's canonical metrics are the master's, so a cross-check
 //! that takes this probe as its reference follows the master.
 //!
+//! Sentinels not in the configured list are found too: the sentinel asked
+//! for the replicas is also asked `SENTINEL SENTINELS`, and every sentinel it
+//! names that is not configured is asked `SENTINEL MASTER` in the same run
+//! and kept for the next, so a sentinel added later counts toward the
+//! sentinels up and their agreement without a configuration change. At most
+//! [`MAX_DISCOVERED`] are kept; one no longer named is dropped. Addresses are
+//! compared as the sentinels announce them (`ip:port`): list configured
+//! sentinels by the address they announce, or each is counted twice.
+//!
 //! Why not the redis crate's `SentinelClient`: it answers "where is the
 //! master" from the first sentinel that replies, and a disagreement between
 //! sentinels (the fact a split brain starts with) is exactly what this kind
@@ -37,6 +46,11 @@ use crate::config::{Env, Secret};
 
 /// The kind's name in `kind:`.
 pub const KIND: &str = "redis_sentinel";
+
+/// The most sentinels kept beside the configured ones: a deployment runs
+/// three or five, so sixteen leaves room for growth while a wrong or
+/// hostile answer cannot make each run open connections without bound.
+pub const MAX_DISCOVERED: usize = 16;
 
 /// The keys of a `kind: redis_sentinel` probe, as written.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -132,6 +146,8 @@ pub fn configure(p: RawRedisSentinel, scope: &mut Scope<'_>, env: Env<'_>) -> Op
 pub struct RedisSentinelProbe {
     master_name: String,
     sentinels: Vec<Kept>,
+    /// How to reach a sentinel found by `SENTINEL SENTINELS`.
+    sentinel_template: RedisSpec,
     timeout: Duration,
     state: Mutex<State>,
 }
@@ -141,6 +157,8 @@ struct State {
     /// The master the last run saw, and its `run_id` when read.
     master: Option<(String, Option<String>)>,
     last_failover: Option<Failover>,
+    /// Sentinels found by `SENTINEL SENTINELS`, not configured.
+    discovered: Vec<Kept>,
 }
 
 impl RedisSentinelProbe {
@@ -160,20 +178,22 @@ impl RedisSentinelProbe {
         Ok(RedisSentinelProbe {
             master_name: spec.master_name.clone(),
             sentinels,
+            sentinel_template: spec.sentinel.clone(),
             timeout: ask_timeout,
             state: Mutex::new(State {
                 pool: NodePool::new(name, spec.node.clone(), node_timeout),
                 master: None,
                 last_failover: None,
+                discovered: Vec::new(),
             }),
         })
     }
 
-    /// What each sentinel says of the master.
-    async fn ask_sentinels(&self) -> Vec<(SentinelView, Option<HashMap<String, String>>)> {
+    /// What each of `sentinels` says of the master.
+    async fn ask_sentinels(&self, sentinels: &[&Kept]) -> Vec<(SentinelView, Option<HashMap<String, String>>)> {
         let mut cmd = redis::cmd("SENTINEL");
         cmd.arg("MASTER").arg(&self.master_name);
-        let asks = self.sentinels.iter().map(|s| {
+        let asks = sentinels.iter().map(|s| {
             let cmd = &cmd;
             async move {
                 match s.query::<HashMap<String, String>>(cmd, "SENTINEL MASTER", self.timeout).await {
@@ -204,6 +224,20 @@ impl RedisSentinelProbe {
         });
         futures::future::join_all(asks).await
     }
+}
+
+/// The sentinels in `found` that are neither configured nor already kept
+/// (`known`), as many as fit beside the `kept` ones under
+/// [`MAX_DISCOVERED`].
+fn newcomers(found: &[String], known: &[&str], kept: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for a in found {
+        if !known.contains(&a.as_str()) && !out.contains(a) {
+            out.push(a.clone());
+        }
+    }
+    out.truncate(MAX_DISCOVERED.saturating_sub(kept));
+    out
 }
 
 /// `host:port`, bracketing an IPv6 address.
@@ -243,9 +277,12 @@ fn consensus(views: &[SentinelView]) -> Option<String> {
 #[async_trait::async_trait]
 impl Probe for RedisSentinelProbe {
     async fn check(&self) -> Result<Reading, ProbeError> {
-        let mut st = self.state.lock().await;
-        let answers = self.ask_sentinels().await;
-        let views: Vec<SentinelView> = answers.iter().map(|(v, _)| v.clone()).collect();
+        let mut guard = self.state.lock().await;
+        // Fields borrowed apart: the kept sentinels while the pool runs.
+        let st = &mut *guard;
+        let all: Vec<&Kept> = self.sentinels.iter().chain(st.discovered.iter()).collect();
+        let answers = self.ask_sentinels(&all).await;
+        let mut views: Vec<SentinelView> = answers.iter().map(|(v, _)| v.clone()).collect();
         let Some(master) = consensus(&views) else {
             let why: Vec<String> = views.iter().filter_map(|v| v.error.clone()).collect();
             let reason = if views
@@ -269,7 +306,6 @@ impl Probe for RedisSentinelProbe {
             )
             .with_partial(partial));
         };
-        let agree = views.iter().filter(|v| v.ok).all(|v| v.master.as_ref() == Some(&master));
         let master_flags = answers
             .iter()
             .find(|(v, _)| v.master.as_ref() == Some(&master))
@@ -278,12 +314,10 @@ impl Probe for RedisSentinelProbe {
             .unwrap_or_default();
 
         // Replicas and quorum, from the first sentinel naming that master.
-        let asked = answers
-            .iter()
-            .position(|(v, _)| v.master.as_ref() == Some(&master))
-            .map(|i| &self.sentinels[i]);
+        let asked = answers.iter().position(|(v, _)| v.master.as_ref() == Some(&master)).map(|i| all[i]);
         let mut replicas: Vec<(String, Vec<String>)> = Vec::new();
         let (mut quorum_ok, mut quorum_message) = (None, None);
+        let mut found: Option<Vec<String>> = None;
         if let Some(s) = asked {
             let mut cmd = redis::cmd("SENTINEL");
             cmd.arg("REPLICAS").arg(&self.master_name);
@@ -304,7 +338,41 @@ impl Probe for RedisSentinelProbe {
                 Err(e) if e.reason == FailureReason::Status => (quorum_ok, quorum_message) = (Some(false), Some(e.message)),
                 Err(_) => {}
             }
+            let mut cmd = redis::cmd("SENTINEL");
+            cmd.arg("SENTINELS").arg(&self.master_name);
+            if let Ok(list) = s
+                .query::<Vec<HashMap<String, String>>>(&cmd, "SENTINEL SENTINELS", self.timeout)
+                .await
+            {
+                let mut named: Vec<String> = list.iter().filter_map(|r| Some(join(r.get("ip")?, r.get("port")?))).collect();
+                // The sentinel asked does not name itself.
+                named.push(s.address.clone());
+                found = Some(named);
+            }
         }
+        drop(all);
+        if let Some(named) = &found {
+            // Keep the discovered sentinels still named, then ask the new
+            // ones at once, so they count in this run already.
+            st.discovered.retain(|k| named.contains(&k.address));
+            let known: Vec<&str> = self
+                .sentinels
+                .iter()
+                .chain(st.discovered.iter())
+                .map(|k| k.address.as_str())
+                .collect();
+            let fresh: Vec<Kept> = newcomers(named, &known, st.discovered.len())
+                .iter()
+                .filter_map(|a| Kept::new(&self.sentinel_template, a).ok())
+                .collect();
+            if !fresh.is_empty() {
+                let refs: Vec<&Kept> = fresh.iter().collect();
+                let asked = self.ask_sentinels(&refs).await;
+                views.extend(asked.into_iter().map(|(v, _)| v));
+                st.discovered.extend(fresh);
+            }
+        }
+        let agree = views.iter().filter(|v| v.ok).all(|v| v.master.as_ref() == Some(&master));
         replicas.retain(|(a, _)| *a != master);
         replicas.sort();
 
@@ -413,6 +481,17 @@ mod tests {
             Some("a:1")
         );
         assert_eq!(consensus(&[view(None)]), None);
+    }
+
+    #[test]
+    fn newcomers_are_the_unknown_sentinels_under_the_bound() {
+        let found: Vec<String> = ["a:1", "b:1", "c:1", "c:1"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(newcomers(&found, &["a:1"], 0), vec!["b:1", "c:1"]);
+        assert_eq!(newcomers(&found, &["a:1", "b:1", "c:1"], 0), Vec::<String>::new());
+        assert_eq!(newcomers(&found, &["a:1"], MAX_DISCOVERED - 1), vec!["b:1"]);
+        assert_eq!(newcomers(&found, &[], MAX_DISCOVERED), Vec::<String>::new());
+        let many: Vec<String> = (0..40).map(|i| format!("10.0.0.{i}:26379")).collect();
+        assert_eq!(newcomers(&many, &[], 0).len(), MAX_DISCOVERED);
     }
 
     #[test]

@@ -103,7 +103,8 @@ pub struct Node {
 /// What one sentinel said.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SentinelView {
-    /// `host:port` as configured.
+    /// `host:port`: as configured, or as announced for a sentinel found
+    /// by `SENTINEL SENTINELS`.
     pub address: String,
     /// Whether it answered.
     pub ok: bool,
