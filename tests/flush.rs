@@ -304,3 +304,93 @@ fn the_latency_guard_pauses_while_redis_is_slow() {
         .and_then(|n| n.parse::<u32>().ok());
     assert!(pauses.is_some_and(|n| n >= 1), "{md}");
 }
+
+/// A configuration whose relay has a Slack destination and a webhook one,
+/// both on the stand-in, with retries short enough for a test.
+fn notify_config(dir: &std::path::Path, saas: &support::saas::SaaS) -> std::path::PathBuf {
+    let path = dir.join("lookout.yaml");
+    let yaml = format!(
+        "data_dir: {}\nprobe_files: []\nrelay:\n  destinations:\n    - name: slack\n      type: slack\n      webhook_url: {}\n    - name: chain\n      type: webhook\n      url: {}\n      timeout: 2s\n",
+        dir.join("data").display(),
+        saas.url("/slack/webhook"),
+        saas.url("/hook"),
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn notify_flush(r: &Redis, config: &std::path::Path, record: &std::path::Path, notify: &[&str]) -> Command {
+    let mut c = flush(r, &["--match", "p:*", "--execute", "--yes", "--no-snapshot", "--rate", "unlimited"]);
+    c.arg("--record").arg(record).arg("-c").arg(config);
+    for n in notify {
+        c.args(["--notify", n]);
+    }
+    c
+}
+
+#[test]
+fn notify_sends_the_record_through_the_relay_destinations() {
+    let r = populated(300, 200, &[]);
+    let saas = support::saas::SaaS::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = notify_config(dir.path(), &saas);
+    let record = dir.path().join("flush.md");
+    let (out, text) = run(notify_flush(&r, &config, &record, &["slack", "chain"]));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(count(&r, "p:*"), 0, "{text}");
+    assert!(text.contains("notify: the record was sent to `slack` (slack)"), "{text}");
+    assert!(text.contains("notify: the record was sent to `chain` (webhook)"), "{text}");
+    let md = std::fs::read_to_string(&record).expect("the record is written");
+    let title = format!("Redis controlled flush on redis://127.0.0.1:{}: 300 keys deleted", r.port);
+
+    let slack = &saas.received_on("/slack/webhook")[0].body;
+    let att = &slack["attachments"][0];
+    assert_eq!(att["color"], "good", "informational, not an alert: {slack}");
+    assert!(att["title"].as_str().unwrap_or_default().contains(&title), "{slack}");
+    assert!(
+        att["text"].as_str().unwrap_or_default().contains("| keys matched | 300 of 500"),
+        "{slack}"
+    );
+
+    let hook = &saas.received_on("/hook")[0].body;
+    assert_eq!(hook["status"], "resolved", "{hook}");
+    assert_eq!(hook["commonLabels"]["severity"], "info", "{hook}");
+    assert_eq!(hook["commonLabels"]["alertname"], title.as_str(), "{hook}");
+    assert_eq!(hook["alerts"][0]["annotations"]["summary"], md.as_str(), "the record whole: {hook}");
+}
+
+#[test]
+fn an_unknown_notify_destination_is_refused_before_anything_is_deleted() {
+    let r = populated(100, 100, &[]);
+    let saas = support::saas::SaaS::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = notify_config(dir.path(), &saas);
+    let record = dir.path().join("flush.md");
+    let (out, text) = run(notify_flush(&r, &config, &record, &["slack", "pagr"]));
+    assert_eq!(out.status.code(), Some(64), "{text}");
+    assert!(text.contains("no destination named `pagr` (configured: slack, chain)"), "{text}");
+    assert_eq!(dbsize(&r), 200, "nothing deleted: {text}");
+    assert!(!record.exists(), "no record without a flush");
+    assert!(saas.received().is_empty());
+}
+
+#[test]
+fn a_failed_notify_is_reported_after_the_flush_and_its_record() {
+    let r = populated(100, 100, &[]);
+    let saas = support::saas::SaaS::start();
+    saas.script_on("/hook", &[support::saas::Answer::Status(500, "down")]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = notify_config(dir.path(), &saas);
+    let record = dir.path().join("flush.md");
+    let (out, text) = run(notify_flush(&r, &config, &record, &["chain", "slack"]));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(count(&r, "p:*"), 0, "the flush happened: {text}");
+    assert!(text.contains("done: 100 keys deleted"), "the result is shown: {text}");
+    assert!(text.contains("sending the record to `chain` failed"), "{text}");
+    assert!(
+        text.contains("notify: the record was sent to `slack`"),
+        "the others still go: {text}"
+    );
+    assert!(text.contains("a notification failed"), "{text}");
+    assert!(std::fs::read_to_string(&record).unwrap().contains("# Redis controlled flush: done"));
+}

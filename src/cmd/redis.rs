@@ -86,6 +86,11 @@ pub struct FlushArgs {
     /// both go into the record.
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     watch: Option<Duration>,
+    /// After the flush, send the record through this relay destination
+    /// (`relay.destinations` in the configuration; repeatable), as an
+    /// informational notice.
+    #[arg(long = "notify", value_name = "DESTINATION")]
+    notify: Vec<String>,
 }
 
 impl RedisCommand {
@@ -94,8 +99,11 @@ impl RedisCommand {
     pub fn execute(self, src: impl FnOnce() -> ConfigSource) -> ExitCode {
         match self {
             RedisCommand::Flush(args) => {
-                if args.url.is_some() {
+                if args.url.is_some() && args.notify.is_empty() {
                     args.execute(None, None)
+                } else if args.url.is_some() {
+                    // --notify names the relay's destinations: the configuration is needed.
+                    with_config(&src(), |cfg| args.execute(None, Some(cfg)))
                 } else {
                     with_config(&src(), |cfg| match pick_probe(cfg, args.probe.as_deref()) {
                         Ok(url) => args.execute(Some(url), Some(cfg)),
@@ -155,17 +163,29 @@ impl FlushArgs {
         if self.pattern.is_empty() {
             return fail(EXIT_USAGE, "--match needs a pattern (`*` for every key)");
         }
+        // Every --notify name is checked before anything is deleted: a typo
+        // found after the flush would leave the change unannounced.
+        let notify = match notify_targets(&self.notify, cfg) {
+            Ok(n) => n,
+            Err(code) => return code,
+        };
         let client = match redis::Client::open(url.expose()) {
             Ok(c) => c,
             Err(e) => return fail(EXIT_USAGE, format_args!("{display}: {}", redact_urls_in(&e.to_string()))),
         };
-        match block_on(self.run(client, display, cfg)) {
+        match block_on(self.run(client, display, cfg, notify)) {
             Ok(code) => code,
             Err(code) => code,
         }
     }
 
-    async fn run(self, client: redis::Client, display: String, cfg: Option<&crate::settings::Config>) -> ExitCode {
+    async fn run(
+        self,
+        client: redis::Client,
+        display: String,
+        cfg: Option<&crate::settings::Config>,
+        notify: Option<Notify<'_>>,
+    ) -> ExitCode {
         let started = chrono::Utc::now();
         let mut conn = match flush::connect(&client, &display, REDIS_TIMEOUT).await {
             Ok(c) => c,
@@ -179,6 +199,9 @@ impl FlushArgs {
         };
         print_survey(&display, &self.pattern, &survey);
         if !self.execute {
+            if notify.is_some() {
+                println!("notify: nothing sent (dry run)");
+            }
             println!("dry run: nothing deleted; add --execute to delete them");
             return ExitCode::SUCCESS;
         }
@@ -308,6 +331,15 @@ impl FlushArgs {
             outcome.latency.p99.as_secs_f64() * 1000.0,
             outcome.latency.max.as_secs_f64() * 1000.0,
         );
+        // The notice goes out now, with what the record says so far: the
+        // people waiting on the change hear of it without waiting the watch.
+        let notified = match &notify {
+            Some(n) => {
+                let title = format!("Redis controlled flush on {display}: {} keys deleted", outcome.deleted);
+                n.send(&title, &text).await
+            }
+            None => true,
+        };
         // 6. Watch the recovery, then verify.
         let verified = match self.watch.filter(|_| outcome.stopped.is_none() && written.is_ok()) {
             Some(d) => follow(&mut conn, hits_before, d, &stop, cfg, &mut record_file).await,
@@ -322,6 +354,7 @@ impl FlushArgs {
             None if written.is_err() => ExitCode::FAILURE,
             None if warmed.iter().any(|w| !w.ok()) => fail(1, "flushed, but warming failed"),
             None if !verified => fail(1, "flushed, but `lookout verify --after flush` failed"),
+            None if !notified => fail(1, "flushed and recorded, but a notification failed"),
             None => ExitCode::SUCCESS,
         }
     }
@@ -393,6 +426,68 @@ async fn follow(
         print!("{section}");
     }
     ok
+}
+
+/// The relay destinations `--notify` names, checked and ready to build.
+struct Notify<'a> {
+    /// The daemon's data directory, whose outbox a Slack bot keeps its threads in.
+    data_dir: &'a std::path::Path,
+    destinations: Vec<&'a crate::relay::destination::DestinationConfig>,
+}
+
+/// The destinations named by `--notify`, or the exit status when one is
+/// unknown (64, with the configured names) or the relay is off (78).
+fn notify_targets<'a>(names: &[String], cfg: Option<&'a crate::settings::Config>) -> Result<Option<Notify<'a>>, ExitCode> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let Some((cfg, relay)) = cfg.and_then(|c| c.relay.as_ref().map(|r| (c, r))) else {
+        return Err(fail(
+            super::EXIT_CONFIG,
+            "--notify needs the relay: this configuration has no `relay` section; nothing deleted",
+        ));
+    };
+    let mut destinations = Vec::new();
+    for name in names {
+        match relay.destinations.iter().find(|d| &d.name == name) {
+            Some(d) => destinations.push(d),
+            None => {
+                let known: Vec<&str> = relay.destinations.iter().map(|d| d.name.as_str()).collect();
+                return Err(fail(
+                    EXIT_USAGE,
+                    format_args!(
+                        "--notify: no destination named `{name}` (configured: {}); nothing deleted",
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Some(Notify {
+        data_dir: &cfg.data_dir,
+        destinations,
+    }))
+}
+
+impl Notify<'_> {
+    /// Delivers the record to each destination once, through the relay
+    /// workers' own `deliver` (same timeout, same verdict), and says on
+    /// stdout/stderr how each went. True when every one took it.
+    async fn send(&self, title: &str, record: &str) -> bool {
+        let p = crate::relay::template::informational(title, record);
+        let mut ok = true;
+        for d in &self.destinations {
+            let sent = crate::relay::worker::deliver_now(d, self.data_dir, &p).await;
+            match sent {
+                Ok(()) => println!("notify: the record was sent to `{}` ({})", d.name, d.kind.type_name()),
+                Err(e) => {
+                    ok = false;
+                    eprintln!("lookout: notify: sending the record to `{}` failed: {e}", d.name);
+                }
+            }
+        }
+        ok
+    }
 }
 
 /// Step 1's answer on stdout: the count, the memory, a sample.
