@@ -394,3 +394,114 @@ fn a_failed_notify_is_reported_after_the_flush_and_its_record() {
     assert!(text.contains("a notification failed"), "{text}");
     assert!(std::fs::read_to_string(&record).unwrap().contains("# Redis controlled flush: done"));
 }
+
+/// The masters of `c` (indexes into its nodes) with the slot ranges each serves.
+fn masters_of(c: &support::topology::Cluster) -> Vec<(usize, Vec<(u32, u32)>)> {
+    let nodes = c.nodes[0].cli(&["CLUSTER", "NODES"]);
+    let mut out = Vec::new();
+    for line in nodes.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 9 || !f[2].contains("master") {
+            continue;
+        }
+        let port: u16 = f[1].split(['@', ':']).nth(1).and_then(|p| p.parse().ok()).expect("host:port@cport");
+        let index = c.nodes.iter().position(|n| n.port == port).expect("a node of the cluster");
+        let slots = f[8..]
+            .iter()
+            .filter_map(|r| match r.split_once('-') {
+                Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                None => r.parse().ok().map(|s| (s, s)),
+            })
+            .collect();
+        out.push((index, slots));
+    }
+    out
+}
+
+/// Writes `matching` keys `p:{tag}:N` and `other` keys `q:{tag}:N` on every
+/// master, each master's under a hash tag of a slot it serves.
+fn populate_cluster(c: &support::topology::Cluster, matching: usize, other: usize) -> Vec<usize> {
+    let masters = masters_of(c);
+    for (index, slots) in &masters {
+        let node = &c.nodes[*index];
+        let tag = (0..)
+            .map(|t| format!("t{t}"))
+            .find(|t| {
+                let slot: u32 = node.cli(&["CLUSTER", "KEYSLOT", &format!("{{{t}}}")]).trim().parse().unwrap();
+                slots.iter().any(|(a, b)| (*a..=*b).contains(&slot))
+            })
+            .unwrap();
+        for (prefix, n) in [("p", matching), ("q", other)] {
+            let mut args = vec!["MSET".to_string()];
+            for i in 0..n {
+                args.push(format!("{prefix}:{{{tag}}}:{i}"));
+                args.push("v".into());
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            assert!(node.cli(&args).contains("OK"));
+        }
+        assert_eq!(dbsize(node), (matching + other) as u64);
+    }
+    masters.into_iter().map(|(i, _)| i).collect()
+}
+
+#[test]
+fn a_cluster_is_flushed_on_every_master_with_counts_per_node() {
+    let c = support::topology::Cluster::start(3, 2000);
+    let masters = populate_cluster(&c, 200, 100);
+    assert_eq!(masters.len(), 3);
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("flush.md");
+    // One seed, a replica: the masters are learnt from the cluster.
+    let replica = c
+        .nodes
+        .iter()
+        .position(|n| n.cli(&["ROLE"]).starts_with("slave"))
+        .expect("a replica");
+    let seed = format!("127.0.0.1:{}", c.nodes[replica].port);
+
+    let mut dry = lookout();
+    dry.args(["redis", "flush", "--cluster", &seed, "--match", "p:*"])
+        .stdin(Stdio::null());
+    let (out, text) = run(dry);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("600 of 900 keys match `p:*`"), "{text}");
+    for m in &masters {
+        assert!(
+            text.contains(&format!("127.0.0.1:{}: 200 of 300 keys match", c.nodes[*m].port)),
+            "{text}"
+        );
+    }
+
+    let mut c2 = lookout();
+    c2.args([
+        "redis",
+        "flush",
+        "--cluster",
+        &seed,
+        "--match",
+        "p:*",
+        "--execute",
+        "--yes",
+        "--no-snapshot",
+    ])
+    .args(["--rate", "unlimited", "--record"])
+    .arg(&record)
+    .stdin(Stdio::null());
+    let (out, text) = run(c2);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("done: 600 keys deleted"), "{text}");
+    let md = std::fs::read_to_string(&record).expect("the record is written");
+    assert!(md.contains("| keys deleted | 600 |"), "{md}");
+    assert!(md.contains("## Per master"), "{md}");
+    for m in &masters {
+        let node = &c.nodes[*m];
+        assert_eq!(count(node, "p:*"), 0, "{text}");
+        assert_eq!(count(node, "q:*"), 100, "{text}");
+        assert!(
+            md.contains(&format!("| redis://127.0.0.1:{}/ | 200 of 300 | 200 |", node.port))
+                || md.contains(&format!("| redis://127.0.0.1:{} | 200 of 300 | 200 |", node.port)),
+            "{md}"
+        );
+    }
+}
