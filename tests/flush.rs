@@ -418,6 +418,17 @@ fn masters_of(c: &support::topology::Cluster) -> Vec<(usize, Vec<(u32, u32)>)> {
     out
 }
 
+/// Writes `n` keys `PREFIX:N` in one MSET (one slot when PREFIX has a hash tag).
+fn mset(node: &Redis, prefix: &str, n: usize) {
+    let mut args = vec!["MSET".to_string()];
+    for i in 0..n {
+        args.push(format!("{prefix}:{i}"));
+        args.push("v".into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(node.cli(&args).contains("OK"));
+}
+
 /// Writes `matching` keys `p:{tag}:N` and `other` keys `q:{tag}:N` on every
 /// master, each master's under a hash tag of a slot it serves.
 fn populate_cluster(c: &support::topology::Cluster, matching: usize, other: usize) -> Vec<usize> {
@@ -431,15 +442,8 @@ fn populate_cluster(c: &support::topology::Cluster, matching: usize, other: usiz
                 slots.iter().any(|(a, b)| (*a..=*b).contains(&slot))
             })
             .unwrap();
-        for (prefix, n) in [("p", matching), ("q", other)] {
-            let mut args = vec!["MSET".to_string()];
-            for i in 0..n {
-                args.push(format!("{prefix}:{{{tag}}}:{i}"));
-                args.push("v".into());
-            }
-            let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            assert!(node.cli(&args).contains("OK"));
-        }
+        mset(node, &format!("p:{{{tag}}}"), matching);
+        mset(node, &format!("q:{{{tag}}}"), other);
         assert_eq!(dbsize(node), (matching + other) as u64);
     }
     masters.into_iter().map(|(i, _)| i).collect()
@@ -504,4 +508,52 @@ fn a_cluster_is_flushed_on_every_master_with_counts_per_node() {
             "{md}"
         );
     }
+}
+
+#[test]
+fn through_sentinels_the_master_they_name_is_flushed() {
+    use support::topology::{MASTER_NAME, SentinelSetup};
+    let s = SentinelSetup::start(1, 1, 5000);
+    mset(&s.master, "p", 300);
+    mset(&s.master, "q", 100);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lookout.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir: {}\nprobe_files: []\nprobes:\n  - {{name: ha, kind: redis_sentinel, sentinels: {}, master_name: {MASTER_NAME}}}\n",
+            dir.path().join("data").display(),
+            s.sentinel_list()
+        ),
+    )
+    .unwrap();
+    let record = dir.path().join("flush.md");
+    let mut c = lookout();
+    c.args([
+        "redis",
+        "flush",
+        "--probe",
+        "ha",
+        "--match",
+        "p:*",
+        "--execute",
+        "--yes",
+        "--no-snapshot",
+        "-c",
+    ])
+    .arg(&config)
+    .arg("--record")
+    .arg(&record)
+    .stdin(Stdio::null());
+    let (out, text) = run(c);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("the master of `{MASTER_NAME}` is redis://127.0.0.1:{}", s.master.port)),
+        "{text}"
+    );
+    assert!(text.contains("done: 300 keys deleted"), "{text}");
+    assert_eq!(count(&s.master, "p:*"), 0, "{text}");
+    assert_eq!(count(&s.master, "q:*"), 100, "{text}");
+    let md = std::fs::read_to_string(&record).expect("the record is written");
+    assert!(md.contains(&format!("on redis://127.0.0.1:{}", s.master.port)), "{md}");
 }

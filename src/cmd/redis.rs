@@ -48,8 +48,9 @@ pub struct FlushArgs {
     /// The Redis [default: the configured `redis` probe's, which follows REDIS_URL / REDIS_HOST…].
     #[arg(long, value_name = "URL")]
     url: Option<String>,
-    /// Which configured `redis` or `redis_cluster` probe names the Redis
-    /// [default: the first `redis` one, else the first `redis_cluster`].
+    /// Which configured `redis`, `redis_cluster` or `redis_sentinel` probe
+    /// names the Redis (through sentinels: their master) [default: the
+    /// first `redis` one, else `redis_cluster`, else `redis_sentinel`].
     #[arg(long, value_name = "NAME", conflicts_with = "url")]
     probe: Option<String>,
     /// A Redis Cluster's seed node, `host:port` or `redis://[user:password@]host:port`
@@ -121,8 +122,9 @@ impl RedisCommand {
     }
 }
 
-/// The configured `redis` or `redis_cluster` probe named `name`; without
-/// a name the first `redis` probe, else the first `redis_cluster` one.
+/// The configured `redis`, `redis_cluster` or `redis_sentinel` probe named
+/// `name`; without a name the first `redis` probe, else the first
+/// `redis_cluster`, else the first `redis_sentinel` one.
 fn pick_probe(cfg: &crate::settings::Config, name: Option<&str>) -> Result<Source, String> {
     let named = || cfg.probes.iter().filter(|p| name.is_none_or(|n| p.name == n));
     let redis = named().find_map(|p| match &p.spec {
@@ -135,9 +137,15 @@ fn pick_probe(cfg: &crate::settings::Config, name: Option<&str>) -> Result<Sourc
             _ => None,
         })
     };
-    redis.or_else(cluster).ok_or_else(|| match name {
-        Some(n) => format!("no `redis` or `redis_cluster` probe named `{n}` in the configuration; give --url or --cluster"),
-        None => "no `redis` or `redis_cluster` probe in the configuration; give --url or --cluster".into(),
+    let sentinel = || {
+        named().find_map(|p| match &p.spec {
+            ProbeSpec::RedisSentinel(s) => Some(Source::Sentinel(s.clone())),
+            _ => None,
+        })
+    };
+    redis.or_else(cluster).or_else(sentinel).ok_or_else(|| match name {
+        Some(n) => format!("no Redis probe named `{n}` in the configuration; give --url or --cluster"),
+        None => "no `redis`, `redis_cluster` or `redis_sentinel` probe in the configuration; give --url or --cluster".into(),
     })
 }
 
@@ -159,6 +167,8 @@ enum Source {
     Url(Secret),
     /// Every master of a Redis Cluster.
     Cluster(crate::probe::RedisClusterSpec),
+    /// The master the sentinels name.
+    Sentinel(crate::probe::RedisSentinelSpec),
 }
 
 /// The Redis servers themselves: one, or a cluster's masters found when
@@ -166,6 +176,7 @@ enum Source {
 enum Targets {
     One(String, redis::Client),
     Cluster(crate::probe::RedisClusterSpec),
+    Sentinel(crate::probe::RedisSentinelSpec),
 }
 
 impl Targets {
@@ -182,6 +193,12 @@ impl Targets {
                     out.push((m.display_url.clone(), crate::probe::redis::client_for(m)?));
                 }
                 Ok((whole, out))
+            }
+            Targets::Sentinel(spec) => {
+                let m = spec.master(REDIS_TIMEOUT).await?;
+                eprintln!("sentinels: the master of `{}` is {}", spec.master_name, m.display_url);
+                let client = crate::probe::redis::client_for(&m)?;
+                Ok((m.display_url.clone(), vec![(m.display_url, client)]))
             }
         }
     }
@@ -250,6 +267,13 @@ impl FlushArgs {
                 return fail(EXIT_USAGE, "a Redis Cluster has database 0 only: drop --db");
             }
             Source::Cluster(spec) => Targets::Cluster(spec),
+            Source::Sentinel(_) if self.db.is_some() => {
+                return fail(
+                    EXIT_USAGE,
+                    "--db does not apply through sentinels: the probe's URL names the database",
+                );
+            }
+            Source::Sentinel(spec) => Targets::Sentinel(spec),
         };
         if self.execute && !self.yes && !std::io::stdin().is_terminal() {
             return fail(
