@@ -464,8 +464,19 @@ fn a_cluster_is_flushed_on_every_master_with_counts_per_node() {
         .expect("a replica");
     let seed = format!("127.0.0.1:{}", c.nodes[replica].port);
 
+    // The dry run through a configured `redis_cluster` probe, the flush by --cluster.
+    let config = dir.path().join("lookout.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir: {}\nprobe_files: []\nprobes:\n  - {{name: shards, kind: redis_cluster, nodes: [{seed}]}}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
     let mut dry = lookout();
-    dry.args(["redis", "flush", "--cluster", &seed, "--match", "p:*"])
+    dry.args(["redis", "flush", "--probe", "shards", "--match", "p:*", "-c"])
+        .arg(&config)
         .stdin(Stdio::null());
     let (out, text) = run(dry);
     assert_eq!(out.status.code(), Some(0), "{text}");
