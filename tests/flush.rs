@@ -307,13 +307,14 @@ fn the_latency_guard_pauses_while_redis_is_slow() {
 
 /// A configuration whose relay has a Slack destination and a webhook one,
 /// both on the stand-in, with retries short enough for a test.
-fn notify_config(dir: &std::path::Path, saas: &support::saas::SaaS) -> std::path::PathBuf {
+fn notify_config(dir: &std::path::Path, saas: &support::saas::SaaS, smtp: &support::saas::SmtpSink) -> std::path::PathBuf {
     let path = dir.join("lookout.yaml");
     let yaml = format!(
-        "data_dir: {}\nprobe_files: []\nrelay:\n  destinations:\n    - name: slack\n      type: slack\n      webhook_url: {}\n    - name: chain\n      type: webhook\n      url: {}\n      timeout: 2s\n",
+        "data_dir: {}\nprobe_files: []\nrelay:\n  destinations:\n    - name: slack\n      type: slack\n      webhook_url: {}\n    - name: chain\n      type: webhook\n      url: {}\n      timeout: 2s\n    - name: mail\n      type: email\n      host: 127.0.0.1\n      port: {}\n      tls: none\n      from: lookout@example.org\n      to: [change@example.org]\n",
         dir.join("data").display(),
         saas.url("/slack/webhook"),
         saas.url("/hook"),
+        smtp.port,
     );
     std::fs::write(&path, yaml).unwrap();
     path
@@ -332,10 +333,11 @@ fn notify_flush(r: &Redis, config: &std::path::Path, record: &std::path::Path, n
 fn notify_sends_the_record_through_the_relay_destinations() {
     let r = populated(300, 200, &[]);
     let saas = support::saas::SaaS::start();
+    let smtp = support::saas::SmtpSink::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = notify_config(dir.path(), &saas);
+    let config = notify_config(dir.path(), &saas, &smtp);
     let record = dir.path().join("flush.md");
-    let (out, text) = run(notify_flush(&r, &config, &record, &["slack", "chain"]));
+    let (out, text) = run(notify_flush(&r, &config, &record, &["slack", "chain", "mail"]));
     assert_eq!(out.status.code(), Some(0), "{text}");
     assert_eq!(count(&r, "p:*"), 0, "{text}");
     assert!(text.contains("notify: the record was sent to `slack` (slack)"), "{text}");
@@ -357,18 +359,28 @@ fn notify_sends_the_record_through_the_relay_destinations() {
     assert_eq!(hook["commonLabels"]["severity"], "info", "{hook}");
     assert_eq!(hook["commonLabels"]["alertname"], title.as_str(), "{hook}");
     assert_eq!(hook["alerts"][0]["annotations"]["summary"], md.as_str(), "the record whole: {hook}");
+
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "{text}");
+    assert_eq!(mails[0].to, ["<change@example.org>"]);
+    assert!(mails[0].data.contains("Redis controlled flush on"), "{}", mails[0].data);
+    assert!(mails[0].data.contains("keys matched"), "the record in the body: {}", mails[0].data);
 }
 
 #[test]
 fn an_unknown_notify_destination_is_refused_before_anything_is_deleted() {
     let r = populated(100, 100, &[]);
     let saas = support::saas::SaaS::start();
+    let smtp = support::saas::SmtpSink::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = notify_config(dir.path(), &saas);
+    let config = notify_config(dir.path(), &saas, &smtp);
     let record = dir.path().join("flush.md");
     let (out, text) = run(notify_flush(&r, &config, &record, &["slack", "pagr"]));
     assert_eq!(out.status.code(), Some(64), "{text}");
-    assert!(text.contains("no destination named `pagr` (configured: slack, chain)"), "{text}");
+    assert!(
+        text.contains("no destination named `pagr` (configured: slack, chain, mail)"),
+        "{text}"
+    );
     assert_eq!(dbsize(&r), 200, "nothing deleted: {text}");
     assert!(!record.exists(), "no record without a flush");
     assert!(saas.received().is_empty());
@@ -379,8 +391,9 @@ fn a_failed_notify_is_reported_after_the_flush_and_its_record() {
     let r = populated(100, 100, &[]);
     let saas = support::saas::SaaS::start();
     saas.script_on("/hook", &[support::saas::Answer::Status(500, "down")]);
+    let smtp = support::saas::SmtpSink::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = notify_config(dir.path(), &saas);
+    let config = notify_config(dir.path(), &saas, &smtp);
     let record = dir.path().join("flush.md");
     let (out, text) = run(notify_flush(&r, &config, &record, &["chain", "slack"]));
     assert_eq!(out.status.code(), Some(1), "{text}");
