@@ -304,3 +304,280 @@ fn the_latency_guard_pauses_while_redis_is_slow() {
         .and_then(|n| n.parse::<u32>().ok());
     assert!(pauses.is_some_and(|n| n >= 1), "{md}");
 }
+
+/// A configuration whose relay has a Slack destination and a webhook one,
+/// both on the stand-in, with retries short enough for a test.
+fn notify_config(dir: &std::path::Path, saas: &support::saas::SaaS, smtp: &support::saas::SmtpSink) -> std::path::PathBuf {
+    let path = dir.join("lookout.yaml");
+    let yaml = format!(
+        "data_dir: {}\nprobe_files: []\nrelay:\n  destinations:\n    - name: slack\n      type: slack\n      webhook_url: {}\n    - name: chain\n      type: webhook\n      url: {}\n      timeout: 2s\n    - name: mail\n      type: email\n      host: 127.0.0.1\n      port: {}\n      tls: none\n      from: lookout@example.org\n      to: [change@example.org]\n",
+        dir.join("data").display(),
+        saas.url("/slack/webhook"),
+        saas.url("/hook"),
+        smtp.port,
+    );
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn notify_flush(r: &Redis, config: &std::path::Path, record: &std::path::Path, notify: &[&str]) -> Command {
+    let mut c = flush(r, &["--match", "p:*", "--execute", "--yes", "--no-snapshot", "--rate", "unlimited"]);
+    c.arg("--record").arg(record).arg("-c").arg(config);
+    for n in notify {
+        c.args(["--notify", n]);
+    }
+    c
+}
+
+#[test]
+fn notify_sends_the_record_through_the_relay_destinations() {
+    let r = populated(300, 200, &[]);
+    let saas = support::saas::SaaS::start();
+    let smtp = support::saas::SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = notify_config(dir.path(), &saas, &smtp);
+    let record = dir.path().join("flush.md");
+    let (out, text) = run(notify_flush(&r, &config, &record, &["slack", "chain", "mail"]));
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert_eq!(count(&r, "p:*"), 0, "{text}");
+    assert!(text.contains("notify: the record was sent to `slack` (slack)"), "{text}");
+    assert!(text.contains("notify: the record was sent to `chain` (webhook)"), "{text}");
+    let md = std::fs::read_to_string(&record).expect("the record is written");
+    let title = format!("Redis controlled flush on redis://127.0.0.1:{}: 300 keys deleted", r.port);
+
+    let slack = &saas.received_on("/slack/webhook")[0].body;
+    let att = &slack["attachments"][0];
+    assert_eq!(att["color"], "good", "informational, not an alert: {slack}");
+    assert!(att["title"].as_str().unwrap_or_default().contains(&title), "{slack}");
+    assert!(
+        att["text"].as_str().unwrap_or_default().contains("| keys matched | 300 of 500"),
+        "{slack}"
+    );
+
+    let hook = &saas.received_on("/hook")[0].body;
+    assert_eq!(hook["status"], "resolved", "{hook}");
+    assert_eq!(hook["commonLabels"]["severity"], "info", "{hook}");
+    assert_eq!(hook["commonLabels"]["alertname"], title.as_str(), "{hook}");
+    assert_eq!(hook["alerts"][0]["annotations"]["summary"], md.as_str(), "the record whole: {hook}");
+
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "{text}");
+    assert_eq!(mails[0].to, ["<change@example.org>"]);
+    assert!(mails[0].data.contains("Redis controlled flush on"), "{}", mails[0].data);
+    assert!(mails[0].data.contains("keys matched"), "the record in the body: {}", mails[0].data);
+}
+
+#[test]
+fn an_unknown_notify_destination_is_refused_before_anything_is_deleted() {
+    let r = populated(100, 100, &[]);
+    let saas = support::saas::SaaS::start();
+    let smtp = support::saas::SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = notify_config(dir.path(), &saas, &smtp);
+    let record = dir.path().join("flush.md");
+    let (out, text) = run(notify_flush(&r, &config, &record, &["slack", "pagr"]));
+    assert_eq!(out.status.code(), Some(64), "{text}");
+    assert!(
+        text.contains("no destination named `pagr` (configured: slack, chain, mail)"),
+        "{text}"
+    );
+    assert_eq!(dbsize(&r), 200, "nothing deleted: {text}");
+    assert!(!record.exists(), "no record without a flush");
+    assert!(saas.received().is_empty());
+}
+
+#[test]
+fn a_failed_notify_is_reported_after_the_flush_and_its_record() {
+    let r = populated(100, 100, &[]);
+    let saas = support::saas::SaaS::start();
+    saas.script_on("/hook", &[support::saas::Answer::Status(500, "down")]);
+    let smtp = support::saas::SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = notify_config(dir.path(), &saas, &smtp);
+    let record = dir.path().join("flush.md");
+    let (out, text) = run(notify_flush(&r, &config, &record, &["chain", "slack"]));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(count(&r, "p:*"), 0, "the flush happened: {text}");
+    assert!(text.contains("done: 100 keys deleted"), "the result is shown: {text}");
+    assert!(text.contains("sending the record to `chain` failed"), "{text}");
+    assert!(
+        text.contains("notify: the record was sent to `slack`"),
+        "the others still go: {text}"
+    );
+    assert!(text.contains("a notification failed"), "{text}");
+    assert!(std::fs::read_to_string(&record).unwrap().contains("# Redis controlled flush: done"));
+}
+
+/// The masters of `c` (indexes into its nodes) with the slot ranges each serves.
+fn masters_of(c: &support::topology::Cluster) -> Vec<(usize, Vec<(u32, u32)>)> {
+    let nodes = c.nodes[0].cli(&["CLUSTER", "NODES"]);
+    let mut out = Vec::new();
+    for line in nodes.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 9 || !f[2].contains("master") {
+            continue;
+        }
+        let port: u16 = f[1].split(['@', ':']).nth(1).and_then(|p| p.parse().ok()).expect("host:port@cport");
+        let index = c.nodes.iter().position(|n| n.port == port).expect("a node of the cluster");
+        let slots = f[8..]
+            .iter()
+            .filter_map(|r| match r.split_once('-') {
+                Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                None => r.parse().ok().map(|s| (s, s)),
+            })
+            .collect();
+        out.push((index, slots));
+    }
+    out
+}
+
+/// Writes `n` keys `PREFIX:N` in one MSET (one slot when PREFIX has a hash tag).
+fn mset(node: &Redis, prefix: &str, n: usize) {
+    let mut args = vec!["MSET".to_string()];
+    for i in 0..n {
+        args.push(format!("{prefix}:{i}"));
+        args.push("v".into());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(node.cli(&args).contains("OK"));
+}
+
+/// Writes `matching` keys `p:{tag}:N` and `other` keys `q:{tag}:N` on every
+/// master, each master's under a hash tag of a slot it serves.
+fn populate_cluster(c: &support::topology::Cluster, matching: usize, other: usize) -> Vec<usize> {
+    let masters = masters_of(c);
+    for (index, slots) in &masters {
+        let node = &c.nodes[*index];
+        let tag = (0..)
+            .map(|t| format!("t{t}"))
+            .find(|t| {
+                let slot: u32 = node.cli(&["CLUSTER", "KEYSLOT", &format!("{{{t}}}")]).trim().parse().unwrap();
+                slots.iter().any(|(a, b)| (*a..=*b).contains(&slot))
+            })
+            .unwrap();
+        mset(node, &format!("p:{{{tag}}}"), matching);
+        mset(node, &format!("q:{{{tag}}}"), other);
+        assert_eq!(dbsize(node), (matching + other) as u64);
+    }
+    masters.into_iter().map(|(i, _)| i).collect()
+}
+
+#[test]
+fn a_cluster_is_flushed_on_every_master_with_counts_per_node() {
+    let c = support::topology::Cluster::start(3, 2000);
+    let masters = populate_cluster(&c, 200, 100);
+    assert_eq!(masters.len(), 3);
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("flush.md");
+    // One seed, a replica: the masters are learnt from the cluster.
+    let replica = c
+        .nodes
+        .iter()
+        .position(|n| n.cli(&["ROLE"]).starts_with("slave"))
+        .expect("a replica");
+    let seed = format!("127.0.0.1:{}", c.nodes[replica].port);
+
+    // The dry run through a configured `redis_cluster` probe, the flush by --cluster.
+    let config = dir.path().join("lookout.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir: {}\nprobe_files: []\nprobes:\n  - {{name: shards, kind: redis_cluster, nodes: [{seed}]}}\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut dry = lookout();
+    dry.args(["redis", "flush", "--probe", "shards", "--match", "p:*", "-c"])
+        .arg(&config)
+        .stdin(Stdio::null());
+    let (out, text) = run(dry);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("600 of 900 keys match `p:*`"), "{text}");
+    for m in &masters {
+        assert!(
+            text.contains(&format!("127.0.0.1:{}: 200 of 300 keys match", c.nodes[*m].port)),
+            "{text}"
+        );
+    }
+
+    let mut c2 = lookout();
+    c2.args([
+        "redis",
+        "flush",
+        "--cluster",
+        &seed,
+        "--match",
+        "p:*",
+        "--execute",
+        "--yes",
+        "--no-snapshot",
+    ])
+    .args(["--rate", "unlimited", "--record"])
+    .arg(&record)
+    .stdin(Stdio::null());
+    let (out, text) = run(c2);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("done: 600 keys deleted"), "{text}");
+    let md = std::fs::read_to_string(&record).expect("the record is written");
+    assert!(md.contains("| keys deleted | 600 |"), "{md}");
+    assert!(md.contains("## Per master"), "{md}");
+    for m in &masters {
+        let node = &c.nodes[*m];
+        assert_eq!(count(node, "p:*"), 0, "{text}");
+        assert_eq!(count(node, "q:*"), 100, "{text}");
+        assert!(
+            md.contains(&format!("| redis://127.0.0.1:{}/ | 200 of 300 | 200 |", node.port))
+                || md.contains(&format!("| redis://127.0.0.1:{} | 200 of 300 | 200 |", node.port)),
+            "{md}"
+        );
+    }
+}
+
+#[test]
+fn through_sentinels_the_master_they_name_is_flushed() {
+    use support::topology::{MASTER_NAME, SentinelSetup};
+    let s = SentinelSetup::start(1, 1, 5000);
+    mset(&s.master, "p", 300);
+    mset(&s.master, "q", 100);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lookout.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir: {}\nprobe_files: []\nprobes:\n  - {{name: ha, kind: redis_sentinel, sentinels: {}, master_name: {MASTER_NAME}}}\n",
+            dir.path().join("data").display(),
+            s.sentinel_list()
+        ),
+    )
+    .unwrap();
+    let record = dir.path().join("flush.md");
+    let mut c = lookout();
+    c.args([
+        "redis",
+        "flush",
+        "--probe",
+        "ha",
+        "--match",
+        "p:*",
+        "--execute",
+        "--yes",
+        "--no-snapshot",
+        "-c",
+    ])
+    .arg(&config)
+    .arg("--record")
+    .arg(&record)
+    .stdin(Stdio::null());
+    let (out, text) = run(c);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!("the master of `{MASTER_NAME}` is redis://127.0.0.1:{}", s.master.port)),
+        "{text}"
+    );
+    assert!(text.contains("done: 300 keys deleted"), "{text}");
+    assert_eq!(count(&s.master, "p:*"), 0, "{text}");
+    assert_eq!(count(&s.master, "q:*"), 100, "{text}");
+    let md = std::fs::read_to_string(&record).expect("the record is written");
+    assert!(md.contains(&format!("on redis://127.0.0.1:{}", s.master.port)), "{md}");
+}

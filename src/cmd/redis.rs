@@ -33,7 +33,7 @@ pub enum RedisCommand {
     /// default; with --execute, a snapshot first, then SCAN + UNLINK in paced
     /// batches, paused while Redis is slow; a Markdown record at the end.
     /// Exit 0 done (or dry run), 1 failed, 64 usage, 130 interrupted.
-    Flush(FlushArgs),
+    Flush(Box<FlushArgs>),
 }
 
 /// `lookout redis flush`'s flags.
@@ -48,9 +48,15 @@ pub struct FlushArgs {
     /// The Redis [default: the configured `redis` probe's, which follows REDIS_URL / REDIS_HOST…].
     #[arg(long, value_name = "URL")]
     url: Option<String>,
-    /// Which configured `redis` probe names the Redis, when there are several [default: the first].
+    /// Which configured `redis`, `redis_cluster` or `redis_sentinel` probe
+    /// names the Redis (through sentinels: their master) [default: the
+    /// first `redis` one, else `redis_cluster`, else `redis_sentinel`].
     #[arg(long, value_name = "NAME", conflicts_with = "url")]
     probe: Option<String>,
+    /// A Redis Cluster's seed node, `host:port` or `redis://[user:password@]host:port`
+    /// (repeatable): the flush runs on every master the cluster lists.
+    #[arg(long = "cluster", value_name = "SEED", conflicts_with_all = ["url", "probe"])]
+    cluster: Vec<String>,
     /// Delete; without it, only count and show what would be deleted.
     #[arg(long)]
     execute: bool,
@@ -86,6 +92,11 @@ pub struct FlushArgs {
     /// both go into the record.
     #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     watch: Option<Duration>,
+    /// After the flush, send the record through this relay destination
+    /// (`relay.destinations` in the configuration; repeatable), as an
+    /// informational notice.
+    #[arg(long = "notify", value_name = "DESTINATION")]
+    notify: Vec<String>,
 }
 
 impl RedisCommand {
@@ -94,8 +105,12 @@ impl RedisCommand {
     pub fn execute(self, src: impl FnOnce() -> ConfigSource) -> ExitCode {
         match self {
             RedisCommand::Flush(args) => {
-                if args.url.is_some() {
+                let given = args.url.is_some() || !args.cluster.is_empty();
+                if given && args.notify.is_empty() {
                     args.execute(None, None)
+                } else if given {
+                    // --notify names the relay's destinations: the configuration is needed.
+                    with_config(&src(), |cfg| args.execute(None, Some(cfg)))
                 } else {
                     with_config(&src(), |cfg| match pick_probe(cfg, args.probe.as_deref()) {
                         Ok(url) => args.execute(Some(url), Some(cfg)),
@@ -107,19 +122,31 @@ impl RedisCommand {
     }
 }
 
-/// The URL of the configured `redis` probe named `name` (the first without).
-fn pick_probe(cfg: &crate::settings::Config, name: Option<&str>) -> Result<Secret, String> {
-    cfg.probes
-        .iter()
-        .filter(|p| name.is_none_or(|n| p.name == n))
-        .find_map(|p| match &p.spec {
-            ProbeSpec::Redis(r) => Some(r.url.clone()),
+/// The configured `redis`, `redis_cluster` or `redis_sentinel` probe named
+/// `name`; without a name the first `redis` probe, else the first
+/// `redis_cluster`, else the first `redis_sentinel` one.
+fn pick_probe(cfg: &crate::settings::Config, name: Option<&str>) -> Result<Source, String> {
+    let named = || cfg.probes.iter().filter(|p| name.is_none_or(|n| p.name == n));
+    let redis = named().find_map(|p| match &p.spec {
+        ProbeSpec::Redis(r) => Some(Source::Url(r.url.clone())),
+        _ => None,
+    });
+    let cluster = || {
+        named().find_map(|p| match &p.spec {
+            ProbeSpec::RedisCluster(c) => Some(Source::Cluster(c.clone())),
             _ => None,
         })
-        .ok_or_else(|| match name {
-            Some(n) => format!("no `redis` probe named `{n}` in the configuration; give --url"),
-            None => "no `redis` probe in the configuration; give --url".into(),
+    };
+    let sentinel = || {
+        named().find_map(|p| match &p.spec {
+            ProbeSpec::RedisSentinel(s) => Some(Source::Sentinel(s.clone())),
+            _ => None,
         })
+    };
+    redis.or_else(cluster).or_else(sentinel).ok_or_else(|| match name {
+        Some(n) => format!("no Redis probe named `{n}` in the configuration; give --url or --cluster"),
+        None => "no `redis`, `redis_cluster` or `redis_sentinel` probe in the configuration; give --url or --cluster".into(),
+    })
 }
 
 /// `url` with its database set to `db`.
@@ -134,18 +161,120 @@ fn with_db(url: &str, db: Option<u32>) -> Result<String, String> {
     Ok(u.to_string())
 }
 
+/// Which Redis the flush acts on.
+enum Source {
+    /// One Redis, by URL.
+    Url(Secret),
+    /// Every master of a Redis Cluster.
+    Cluster(crate::probe::RedisClusterSpec),
+    /// The master the sentinels name.
+    Sentinel(crate::probe::RedisSentinelSpec),
+}
+
+/// The Redis servers themselves: one, or a cluster's masters found when
+/// the flush starts.
+enum Targets {
+    One(String, redis::Client),
+    Cluster(crate::probe::RedisClusterSpec),
+    Sentinel(crate::probe::RedisSentinelSpec),
+}
+
+impl Targets {
+    /// The name the output and the record give the whole, and each
+    /// server with its client.
+    async fn resolve(self) -> Result<(String, Vec<(String, redis::Client)>), String> {
+        match self {
+            Targets::One(display, client) => Ok((display.clone(), vec![(display, client)])),
+            Targets::Cluster(spec) => {
+                let masters = spec.masters(REDIS_TIMEOUT).await?;
+                let whole = format!("the cluster of {} masters (seeds {})", masters.len(), spec.seeds.join(", "));
+                let mut out = Vec::new();
+                for m in &masters {
+                    out.push((m.display_url.clone(), crate::probe::redis::client_for(m)?));
+                }
+                Ok((whole, out))
+            }
+            Targets::Sentinel(spec) => {
+                let m = spec.master(REDIS_TIMEOUT).await?;
+                eprintln!("sentinels: the master of `{}` is {}", spec.master_name, m.display_url);
+                let client = crate::probe::redis::client_for(&m)?;
+                Ok((m.display_url.clone(), vec![(m.display_url, client)]))
+            }
+        }
+    }
+}
+
+/// A cluster's spec from `--cluster` seeds: `host:port`, or a
+/// `redis://[user:password@]host:port` URL whose credentials reach every node.
+fn cluster_from_seeds(seeds: &[String]) -> Result<crate::probe::RedisClusterSpec, String> {
+    let mut addresses = Vec::new();
+    let mut template = None;
+    for seed in seeds {
+        let url = if seed.contains("://") {
+            seed.clone()
+        } else {
+            format!("redis://{seed}")
+        };
+        let u = url::Url::parse(&url).map_err(|_| format!("--cluster: `{}` is not host:port or a Redis URL", redact_url(seed)))?;
+        let (Some(host), Some(port)) = (u.host_str(), u.port()) else {
+            return Err(format!("--cluster: `{}` needs a host and a port", redact_url(seed)));
+        };
+        addresses.push(format!("{host}:{port}"));
+        if template.is_none() {
+            template = Some(url);
+        }
+    }
+    let url = template.ok_or("--cluster needs at least one seed node")?;
+    Ok(crate::probe::RedisClusterSpec {
+        seeds: addresses,
+        node: crate::probe::RedisSpec {
+            display_url: redact_url(&url),
+            url: Secret::new(url),
+            tls: None,
+            roundtrip: false,
+            static_info_every: Duration::from_secs(60),
+        },
+    })
+}
+
 impl FlushArgs {
-    fn execute(self, configured: Option<Secret>, cfg: Option<&crate::settings::Config>) -> ExitCode {
-        let raw = match (&self.url, configured) {
-            (Some(u), _) => Secret::new(u.clone()),
-            (None, Some(u)) => u,
-            (None, None) => return fail(EXIT_USAGE, "no Redis: give --url"),
+    fn execute(self, configured: Option<Source>, cfg: Option<&crate::settings::Config>) -> ExitCode {
+        let source = if !self.cluster.is_empty() {
+            match cluster_from_seeds(&self.cluster) {
+                Ok(c) => Source::Cluster(c),
+                Err(e) => return fail(EXIT_USAGE, e),
+            }
+        } else {
+            match (&self.url, configured) {
+                (Some(u), _) => Source::Url(Secret::new(u.clone())),
+                (None, Some(s)) => s,
+                (None, None) => return fail(EXIT_USAGE, "no Redis: give --url"),
+            }
         };
-        let url = match with_db(raw.expose(), self.db) {
-            Ok(u) => Secret::new(u),
-            Err(e) => return fail(EXIT_USAGE, format_args!("{e} ({})", redact_url(raw.expose()))),
+        let targets = match source {
+            Source::Url(raw) => {
+                let url = match with_db(raw.expose(), self.db) {
+                    Ok(u) => Secret::new(u),
+                    Err(e) => return fail(EXIT_USAGE, format_args!("{e} ({})", redact_url(raw.expose()))),
+                };
+                let display = redact_url(url.expose());
+                match redis::Client::open(url.expose()) {
+                    Ok(c) => Targets::One(display, c),
+                    Err(e) => return fail(EXIT_USAGE, format_args!("{display}: {}", redact_urls_in(&e.to_string()))),
+                }
+            }
+            Source::Cluster(_) if self.db.is_some_and(|d| d != 0) => {
+                return fail(EXIT_USAGE, "a Redis Cluster has database 0 only: drop --db");
+            }
+            Source::Cluster(spec) => Targets::Cluster(spec),
+            Source::Sentinel(_) if self.db.is_some() => {
+                return fail(
+                    EXIT_USAGE,
+                    "--db does not apply through sentinels: the probe's URL names the database",
+                );
+            }
+            Source::Sentinel(spec) => Targets::Sentinel(spec),
         };
-        let display = redact_url(url.expose());
         if self.execute && !self.yes && !std::io::stdin().is_terminal() {
             return fail(
                 EXIT_USAGE,
@@ -155,30 +284,54 @@ impl FlushArgs {
         if self.pattern.is_empty() {
             return fail(EXIT_USAGE, "--match needs a pattern (`*` for every key)");
         }
-        let client = match redis::Client::open(url.expose()) {
-            Ok(c) => c,
-            Err(e) => return fail(EXIT_USAGE, format_args!("{display}: {}", redact_urls_in(&e.to_string()))),
+        // Every --notify name is checked before anything is deleted: a typo
+        // found after the flush would leave the change unannounced.
+        let notify = match notify_targets(&self.notify, cfg) {
+            Ok(n) => n,
+            Err(code) => return code,
         };
-        match block_on(self.run(client, display, cfg)) {
+        match block_on(self.run(targets, cfg, notify)) {
             Ok(code) => code,
             Err(code) => code,
         }
     }
 
-    async fn run(self, client: redis::Client, display: String, cfg: Option<&crate::settings::Config>) -> ExitCode {
+    async fn run(self, targets: Targets, cfg: Option<&crate::settings::Config>, notify: Option<Notify<'_>>) -> ExitCode {
         let started = chrono::Utc::now();
-        let mut conn = match flush::connect(&client, &display, REDIS_TIMEOUT).await {
-            Ok(c) => c,
+        let (display, nodes) = match targets.resolve().await {
+            Ok(t) => t,
             Err(e) => return fail(1, e),
         };
+        let cluster = nodes.len() > 1;
 
-        // 1. Validate the risk.
-        let mut survey = match flush::survey(&mut conn, &self.pattern, self.scan_count, self.sample, self.execute).await {
-            Ok(s) => s,
-            Err(e) => return fail(1, e),
+        // 1. Validate the risk, on every server.
+        let mut conns = Vec::new();
+        let mut surveys = Vec::new();
+        for (d, client) in &nodes {
+            let mut conn = match flush::connect(client, d, REDIS_TIMEOUT).await {
+                Ok(c) => c,
+                Err(e) => return fail(1, e),
+            };
+            let s = match flush::survey(&mut conn, &self.pattern, self.scan_count, self.sample, self.execute).await {
+                Ok(s) => s,
+                Err(e) => return fail(1, e),
+            };
+            if cluster {
+                println!("{d}: {} of {} keys match `{}`", s.matched, s.total, self.pattern);
+            }
+            conns.push(conn);
+            surveys.push(s);
+        }
+        let survey = if cluster {
+            Survey::combine(&surveys, self.sample)
+        } else {
+            surveys.first().cloned().unwrap_or_default()
         };
         print_survey(&display, &self.pattern, &survey);
         if !self.execute {
+            if notify.is_some() {
+                println!("notify: nothing sent (dry run)");
+            }
             println!("dry run: nothing deleted; add --execute to delete them");
             return ExitCode::SUCCESS;
         }
@@ -209,20 +362,27 @@ impl FlushArgs {
         // From here on Ctrl-C stops between batches instead of killing.
         let stop = Arc::new(AtomicBool::new(false));
         spawn_signal_watch(stop.clone());
-        let hits_before = Hits::read(&mut conn).await.ok();
+        let mut hits_before = Vec::new();
+        for conn in &mut conns {
+            hits_before.push(Hits::read(conn).await.ok());
+        }
 
-        // 2. Snapshot.
-        let snapshot = if self.no_snapshot {
-            None
-        } else {
+        // 2. Snapshot every server before deleting on any.
+        let mut snapshots = Vec::new();
+        for ((d, _), conn) in nodes.iter().zip(&mut conns) {
+            if self.no_snapshot {
+                snapshots.push(None);
+                continue;
+            }
+            let on = if cluster { format!(" of {d}") } else { String::new() };
             eprintln!(
-                "snapshot: starting (wait up to {})",
+                "snapshot{on}: starting (wait up to {})",
                 humantime::format_duration(self.snapshot_timeout)
             );
-            match flush::snapshot(&mut conn, self.snapshot_timeout, &stop).await {
+            match flush::snapshot(conn, self.snapshot_timeout, &stop).await {
                 Ok(s) => {
-                    eprintln!("snapshot: {} done in {:.1}s", s.kind, s.took.as_secs_f64());
-                    Some(s)
+                    eprintln!("snapshot{on}: {} done in {:.1}s", s.kind, s.took.as_secs_f64());
+                    snapshots.push(Some(s));
                 }
                 Err(Stopped::Interrupted) => {
                     let _ = std::fs::remove_file(&record_path);
@@ -232,31 +392,68 @@ impl FlushArgs {
                     let _ = std::fs::remove_file(&record_path);
                     return fail(
                         1,
-                        format_args!("snapshot failed: {e}; nothing deleted (--no-snapshot to go on without one)"),
+                        format_args!("snapshot{on} failed: {e}; nothing deleted (--no-snapshot to go on without one)"),
                     );
                 }
             }
-        };
+        }
 
-        // 3. Execute.
-        let guard_conn = match flush::connect(&client, &display, REDIS_TIMEOUT).await {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = std::fs::remove_file(&record_path);
-                return fail(1, format_args!("{e}; nothing deleted"));
+        // 3. Execute, one server after another.
+        let mut outcomes = Vec::new();
+        let mut rows = Vec::new();
+        for (i, ((d, client), conn)) in nodes.iter().zip(&mut conns).enumerate() {
+            let s = &mut surveys[i];
+            if stop.load(Ordering::SeqCst) || outcomes.iter().any(|o: &flush::Outcome| o.stopped.is_some()) {
+                break;
             }
-        };
-        let plan = Plan {
-            pattern: self.pattern.clone(),
-            scan_count: self.scan_count,
-            rate: self.rate,
-            max_latency: self.max_latency,
-            expected: survey.matched,
-        };
-        let mut printer = Printer::new(self.max_latency, survey.matched);
-        let known = survey.keys.take();
-        let outcome = flush::execute(&mut conn, guard_conn, &plan, known, &stop, |t| printer.show(t)).await;
-        printer.finish();
+            let guard_conn = match flush::connect(client, d, REDIS_TIMEOUT).await {
+                Ok(c) => c,
+                Err(e) if outcomes.is_empty() => {
+                    let _ = std::fs::remove_file(&record_path);
+                    return fail(1, format_args!("{e}; nothing deleted"));
+                }
+                Err(e) => {
+                    eprintln!("lookout: {e}");
+                    break;
+                }
+            };
+            if cluster {
+                eprintln!("flush: {d}");
+            }
+            let plan = Plan {
+                pattern: self.pattern.clone(),
+                scan_count: self.scan_count,
+                rate: self.rate,
+                max_latency: self.max_latency,
+                expected: s.matched,
+            };
+            let mut printer = Printer::new(self.max_latency, s.matched);
+            let known = s.keys.take();
+            let outcome = flush::execute(conn, guard_conn, &plan, known, &stop, |t| printer.show(t)).await;
+            printer.finish();
+            rows.push(flush::NodeRow {
+                node: d.clone(),
+                matched: s.matched,
+                total: s.total,
+                deleted: outcome.deleted,
+                snapshot: flush::snapshot_text(snapshots[i].as_ref().ok_or("skipped (--no-snapshot)")),
+                p99: outcome.latency.p99,
+                outcome: flush::outcome_text(&outcome.stopped),
+            });
+            outcomes.push(outcome);
+        }
+        if outcomes.len() < nodes.len() && outcomes.iter().all(|o| o.stopped.is_none()) {
+            // Stopped between two servers: as an interruption within one.
+            outcomes.push(flush::Outcome::combine(Vec::new()));
+            if let Some(last) = outcomes.last_mut() {
+                last.stopped = Some(if stop.load(Ordering::SeqCst) {
+                    Stopped::Interrupted
+                } else {
+                    Stopped::Failed(flush::FlushError("a master could not be reached".into()))
+                });
+            }
+        }
+        let outcome = flush::Outcome::combine(outcomes);
 
         // 4. Warm, only once every matching key is gone.
         let warmed = if outcome.stopped.is_none() && !self.warm.is_empty() {
@@ -271,10 +468,38 @@ impl FlushArgs {
         } else {
             Vec::new()
         };
-        let hits_after = Hits::read(&mut conn).await.ok();
+        let mut hits_after = Vec::new();
+        for conn in &mut conns {
+            hits_after.push(Hits::read(conn).await.ok());
+        }
 
         // 5. Communicate.
         let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+        let snapshot = if cluster {
+            snapshots
+                .iter()
+                .all(Option::is_some)
+                .then(|| snapshots.iter().flatten().cloned().min_by_key(|s| s.at))
+                .flatten()
+        } else {
+            snapshots.first().cloned().flatten()
+        };
+        let hits_sum = |all: &[Option<Hits>]| -> Option<Hits> {
+            all.iter().try_fold(Hits::default(), |acc, h| {
+                h.map(|h| Hits {
+                    hits: acc.hits + h.hits,
+                    misses: acc.misses + h.misses,
+                })
+            })
+        };
+        // The watch reads the first server only: its own baseline.
+        let first_before = hits_before.first().copied().flatten();
+        let (hits_before, hits_after) = (hits_sum(&hits_before), hits_sum(&hits_after));
+        let no_snapshot = if self.no_snapshot {
+            "skipped (--no-snapshot)"
+        } else {
+            "per master, below"
+        };
         let record = Record {
             target: &display,
             pattern: &self.pattern,
@@ -282,13 +507,14 @@ impl FlushArgs {
             started,
             finished: chrono::Utc::now(),
             survey: &survey,
-            snapshot: snapshot.as_ref().ok_or("skipped (--no-snapshot)"),
+            snapshot: snapshot.as_ref().ok_or(no_snapshot),
             rate: self.rate,
             max_latency: self.max_latency,
             outcome: &outcome,
             hits_before,
             hits_after,
             warmed: &warmed,
+            nodes: if cluster { &rows } else { &[] },
         };
         let text = record.render();
         let written = record_file.write_all(text.as_bytes()).and_then(|()| record_file.flush());
@@ -297,6 +523,11 @@ impl FlushArgs {
             Err(e) => {
                 eprintln!("lookout: cannot write the record {}: {e}; here it is:", record_path.display());
                 print!("{text}");
+            }
+        }
+        if cluster {
+            for r in &rows {
+                println!("{}: {} keys deleted", r.node, r.deleted);
             }
         }
         println!(
@@ -308,10 +539,22 @@ impl FlushArgs {
             outcome.latency.p99.as_secs_f64() * 1000.0,
             outcome.latency.max.as_secs_f64() * 1000.0,
         );
-        // 6. Watch the recovery, then verify.
-        let verified = match self.watch.filter(|_| outcome.stopped.is_none() && written.is_ok()) {
-            Some(d) => follow(&mut conn, hits_before, d, &stop, cfg, &mut record_file).await,
+        // The notice goes out now, with what the record says so far: the
+        // people waiting on the change hear of it without waiting the watch.
+        let notified = match &notify {
+            Some(n) => {
+                let title = format!("Redis controlled flush on {display}: {} keys deleted", outcome.deleted);
+                n.send(&title, &text).await
+            }
             None => true,
+        };
+        // 6. Watch the recovery (on the first server), then verify.
+        let verified = match (
+            self.watch.filter(|_| outcome.stopped.is_none() && written.is_ok()),
+            conns.first_mut(),
+        ) {
+            (Some(d), Some(conn)) => follow(conn, first_before, d, &stop, cfg, &mut record_file).await,
+            _ => true,
         };
         match &outcome.stopped {
             Some(Stopped::Interrupted) => fail(
@@ -322,6 +565,7 @@ impl FlushArgs {
             None if written.is_err() => ExitCode::FAILURE,
             None if warmed.iter().any(|w| !w.ok()) => fail(1, "flushed, but warming failed"),
             None if !verified => fail(1, "flushed, but `lookout verify --after flush` failed"),
+            None if !notified => fail(1, "flushed and recorded, but a notification failed"),
             None => ExitCode::SUCCESS,
         }
     }
@@ -393,6 +637,68 @@ async fn follow(
         print!("{section}");
     }
     ok
+}
+
+/// The relay destinations `--notify` names, checked and ready to build.
+struct Notify<'a> {
+    /// The daemon's data directory, whose outbox a Slack bot keeps its threads in.
+    data_dir: &'a std::path::Path,
+    destinations: Vec<&'a crate::relay::destination::DestinationConfig>,
+}
+
+/// The destinations named by `--notify`, or the exit status when one is
+/// unknown (64, with the configured names) or the relay is off (78).
+fn notify_targets<'a>(names: &[String], cfg: Option<&'a crate::settings::Config>) -> Result<Option<Notify<'a>>, ExitCode> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let Some((cfg, relay)) = cfg.and_then(|c| c.relay.as_ref().map(|r| (c, r))) else {
+        return Err(fail(
+            super::EXIT_CONFIG,
+            "--notify needs the relay: this configuration has no `relay` section; nothing deleted",
+        ));
+    };
+    let mut destinations = Vec::new();
+    for name in names {
+        match relay.destinations.iter().find(|d| &d.name == name) {
+            Some(d) => destinations.push(d),
+            None => {
+                let known: Vec<&str> = relay.destinations.iter().map(|d| d.name.as_str()).collect();
+                return Err(fail(
+                    EXIT_USAGE,
+                    format_args!(
+                        "--notify: no destination named `{name}` (configured: {}); nothing deleted",
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(Some(Notify {
+        data_dir: &cfg.data_dir,
+        destinations,
+    }))
+}
+
+impl Notify<'_> {
+    /// Delivers the record to each destination once, through the relay
+    /// workers' own `deliver` (same timeout, same verdict), and says on
+    /// stdout/stderr how each went. True when every one took it.
+    async fn send(&self, title: &str, record: &str) -> bool {
+        let p = crate::relay::template::informational(title, record);
+        let mut ok = true;
+        for d in &self.destinations {
+            let sent = crate::relay::worker::deliver_now(d, self.data_dir, &p).await;
+            match sent {
+                Ok(()) => println!("notify: the record was sent to `{}` ({})", d.name, d.kind.type_name()),
+                Err(e) => {
+                    ok = false;
+                    eprintln!("lookout: notify: sending the record to `{}` failed: {e}", d.name);
+                }
+            }
+        }
+        ok
+    }
 }
 
 /// Step 1's answer on stdout: the count, the memory, a sample.

@@ -362,6 +362,38 @@ impl RedisClusterProbe {
     }
 }
 
+impl RedisClusterSpec {
+    /// How to reach each master that serves slots now, asked of the first
+    /// seed that answers (within `timeout` each): keys live on masters
+    /// only, so a command acting on every key (`lookout redis flush`) goes
+    /// to each of these. A shard whose master the cluster marks failing is
+    /// an error: its keys could not be reached.
+    pub async fn masters(&self, timeout: Duration) -> Result<Vec<RedisSpec>, String> {
+        let probe = RedisClusterProbe::new(KIND, self, timeout.mul_f64(4.0))?;
+        let mut st = probe.state.lock().await;
+        let (_, shards) = probe.discover(&mut st).await.map_err(|e| e.message)?;
+        let mut out = Vec::new();
+        for shard in shards.iter().filter(|s| s.slot_count() > 0) {
+            let Some(m) = shard.nodes.iter().find(|n| n.role == "master") else {
+                return Err(format!("no master serves slots {:?}", shard.slots));
+            };
+            if m.failing {
+                return Err(format!("the master {} of slots {:?} is failing", m.address, shard.slots));
+            }
+            let (host, port) = m
+                .address
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.trim_start_matches('[').trim_end_matches(']'), p.parse::<u16>().ok()?)))
+                .ok_or_else(|| format!("the cluster names a master `{}` that is not host:port", m.address))?;
+            out.push(self.node.at(host, port)?);
+        }
+        if out.is_empty() {
+            return Err("the cluster has no master serving slots".into());
+        }
+        Ok(out)
+    }
+}
+
 #[async_trait::async_trait]
 impl Probe for RedisClusterProbe {
     async fn check(&self) -> Result<Reading, ProbeError> {

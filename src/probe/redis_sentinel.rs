@@ -240,6 +240,30 @@ fn newcomers(found: &[String], known: &[&str], kept: usize) -> Vec<String> {
     out
 }
 
+impl RedisSentinelSpec {
+    /// How to reach the master most sentinels name now (within `timeout`
+    /// per sentinel): for commands that write, such as `lookout redis
+    /// flush`, which must act on the master and nowhere else.
+    pub async fn master(&self, timeout: Duration) -> Result<RedisSpec, String> {
+        let probe = RedisSentinelProbe::new(KIND, self, timeout.mul_f64(4.0))?;
+        let configured: Vec<&Kept> = probe.sentinels.iter().collect();
+        let views: Vec<SentinelView> = probe.ask_sentinels(&configured).await.into_iter().map(|(v, _)| v).collect();
+        let Some(master) = consensus(&views) else {
+            let errors: Vec<String> = views.iter().filter_map(|v| v.error.clone()).collect();
+            return Err(format!(
+                "no sentinel names a master for `{}`: {}",
+                self.master_name,
+                errors.join("; ")
+            ));
+        };
+        let (host, port) = master
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_start_matches('[').trim_end_matches(']'), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| format!("the sentinels name a master `{master}` that is not host:port"))?;
+        self.node.at(host, port)
+    }
+}
+
 /// `host:port`, bracketing an IPv6 address.
 fn join(host: &str, port: &str) -> String {
     if host.contains(':') {

@@ -178,6 +178,36 @@ pub fn test_notification() -> Payload {
     p
 }
 
+/// An informational notice that is not an alert, such as the record of a
+/// controlled flush: resolved (nothing to act on), `severity: info`, the
+/// title as its group's name (so every subject line reads
+/// `[RESOLVED] <title> (info)`) and `text` as its summary, which every
+/// destination's default template shows.
+pub fn informational(title: &str, text: &str) -> Payload {
+    let mut p = sample();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    p.status = "resolved".into();
+    p.group_key = format!("{{}}:{{alertname={title:?}}}/{}", crate::probe::unix_now());
+    p.group_labels = [("alertname".to_string(), title.to_string())].into();
+    p.common_labels = [
+        ("alertname".to_string(), title.to_string()),
+        ("severity".to_string(), "info".to_string()),
+    ]
+    .into();
+    p.common_annotations = [("summary".to_string(), text.to_string())].into();
+    p.alerts.truncate(1);
+    if let Some(a) = p.alerts.first_mut() {
+        a.status = "resolved".into();
+        a.labels = p.common_labels.clone();
+        a.annotations = p.common_annotations.clone();
+        a.starts_at = now.clone();
+        a.ends_at = now;
+        a.generator_url = String::new();
+        a.fingerprint = format!("{:016x}", crate::probe::unix_now().to_bits());
+    }
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -493,6 +493,18 @@ pub async fn deliver(destination: &dyn Destination, delivery: &Delivery, n: &Not
     }
 }
 
+/// Builds the destination `d` as the daemon does (with the outbox in
+/// `data_dir`, where a Slack bot keeps its threads) and delivers `payload`
+/// once through [`deliver`], without the queue: for notices a command sends
+/// now and reports on itself (`lookout relay send-test`, `lookout redis
+/// flush --notify`).
+pub async fn deliver_now(d: &super::destination::DestinationConfig, data_dir: &std::path::Path, payload: &Payload) -> Result<(), String> {
+    let dest = super::destination::build(d, &data_dir.join(super::outbox::OUTBOX_FILE))?;
+    let raw = serde_json::to_string(payload).map_err(|e| e.to_string())?;
+    let n = Notification { payload, raw: &raw };
+    deliver(dest.as_ref(), &d.delivery, &n).await.map_err(|e| e.message)
+}
+
 /// Waits until a send may go out: no `Retry-After` pause, a token from the
 /// bucket. False when stopped first.
 async fn ready(stop: &CancellationToken, limiter: Option<&governor::DefaultDirectRateLimiter>, pause: &Pause) -> bool {

@@ -139,6 +139,20 @@ pub struct Survey {
 }
 
 impl Survey {
+    /// Several nodes' surveys as one (a cluster's masters): counts and
+    /// memory summed, the sample taken from the first nodes. The keys are
+    /// not kept: each node deletes its own.
+    pub fn combine(parts: &[Survey], sample: usize) -> Survey {
+        Survey {
+            total: parts.iter().map(|s| s.total).sum(),
+            matched: parts.iter().map(|s| s.matched).sum(),
+            sample: parts.iter().flat_map(|s| s.sample.iter().cloned()).take(sample).collect(),
+            memory_sampled: parts.iter().map(|s| s.memory_sampled).sum(),
+            memory_keys: parts.iter().map(|s| s.memory_keys).sum(),
+            keys: None,
+        }
+    }
+
     /// The sample's average size times the count: what the flush frees.
     pub fn estimated_bytes(&self) -> Option<u64> {
         let sampled = self.memory_sampled?;
@@ -462,6 +476,79 @@ pub struct Outcome {
     pub stopped: Option<Stopped>,
 }
 
+impl Outcome {
+    /// Several nodes' outcomes as one (a cluster's masters, flushed one
+    /// after another): deletions, time and pauses summed, the worst of each
+    /// latency figure, and the first node that stopped says why.
+    pub fn combine(parts: Vec<Outcome>) -> Outcome {
+        let mut all = Outcome {
+            deleted: 0,
+            elapsed: Duration::ZERO,
+            latency: LatencyStats::default(),
+            pauses: 0,
+            paused_for: Duration::ZERO,
+            stopped: None,
+        };
+        for o in parts {
+            all.deleted += o.deleted;
+            all.elapsed += o.elapsed;
+            all.pauses += o.pauses;
+            all.paused_for += o.paused_for;
+            all.latency.samples += o.latency.samples;
+            all.latency.p50 = all.latency.p50.max(o.latency.p50);
+            all.latency.p99 = all.latency.p99.max(o.latency.p99);
+            all.latency.max = all.latency.max.max(o.latency.max);
+            if all.stopped.is_none() {
+                all.stopped = o.stopped;
+            }
+        }
+        all
+    }
+}
+
+/// One master's share of a cluster flush: a row of the record's table.
+#[derive(Debug, Clone)]
+pub struct NodeRow {
+    /// The master, redacted.
+    pub node: String,
+    /// Keys it held that matched, and keys it held.
+    pub matched: u64,
+    /// Keys it held.
+    pub total: u64,
+    /// Keys UNLINK removed there.
+    pub deleted: u64,
+    /// Its snapshot, or why there is none.
+    pub snapshot: String,
+    /// The 99th percentile round trip the guard saw there.
+    pub p99: Duration,
+    /// How it ended.
+    pub outcome: String,
+}
+
+/// How a flush (or one node's share) ended, in words for the record.
+pub fn outcome_text(stopped: &Option<Stopped>) -> String {
+    match stopped {
+        None => "every matching key deleted".into(),
+        Some(Stopped::Interrupted) => "interrupted; run the same command again to continue".into(),
+        Some(Stopped::Failed(e)) => format!("failed: {e}; run the same command again to continue"),
+    }
+}
+
+/// A snapshot as the record says it.
+pub fn snapshot_text(snapshot: Result<&Snapshot, &str>) -> String {
+    match snapshot {
+        Ok(snap) => format!(
+            "{} completed at {} (took {:.1} s)",
+            snap.kind,
+            chrono::DateTime::from_timestamp(snap.at, 0)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| snap.at.to_string()),
+            snap.took.as_secs_f64()
+        ),
+        Err(why) => why.to_string(),
+    }
+}
+
 /// PINGs Redis on its own connection while the flush runs and raises
 /// `paused` while the round trip is above the limit: a separate connection
 /// sees the queue other clients see, where our own would only time itself.
@@ -731,6 +818,8 @@ pub struct Record<'a> {
     pub hits_after: Option<Hits>,
     /// Step 4.
     pub warmed: &'a [Warmed],
+    /// Per master, for a cluster (empty for one Redis).
+    pub nodes: &'a [NodeRow],
 }
 
 fn ms(d: Duration) -> String {
@@ -792,20 +881,7 @@ impl Record<'_> {
                 .unwrap_or_else(|| "unknown (MEMORY USAGE unavailable)".into()),
         );
         row("keys deleted", o.deleted.to_string());
-        row(
-            "snapshot",
-            match self.snapshot {
-                Ok(snap) => format!(
-                    "{} completed at {} (took {:.1} s)",
-                    snap.kind,
-                    chrono::DateTime::from_timestamp(snap.at, 0)
-                        .map(|t| t.to_rfc3339())
-                        .unwrap_or_else(|| snap.at.to_string()),
-                    snap.took.as_secs_f64()
-                ),
-                Err(why) => why.to_string(),
-            },
-        );
+        row("snapshot", snapshot_text(self.snapshot));
         row(
             "duration",
             format!(
@@ -852,14 +928,25 @@ impl Record<'_> {
                 },
             );
         }
-        row(
-            "outcome",
-            match &o.stopped {
-                None => "every matching key deleted".into(),
-                Some(Stopped::Interrupted) => "interrupted; run the same command again to continue".into(),
-                Some(Stopped::Failed(e)) => format!("failed: {e}; run the same command again to continue"),
-            },
-        );
+        row("outcome", outcome_text(&o.stopped));
+        if !self.nodes.is_empty() {
+            let _ = writeln!(
+                s,
+                "\n## Per master\n\n| master | keys matched | keys deleted | snapshot | latency p99 | outcome |\n|---|---|---|---|---|---|"
+            );
+            for n in self.nodes {
+                let cells = [
+                    n.node.clone(),
+                    format!("{} of {}", n.matched, n.total),
+                    n.deleted.to_string(),
+                    n.snapshot.clone(),
+                    ms(n.p99),
+                    n.outcome.clone(),
+                ];
+                let cells: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
+                let _ = writeln!(s, "| {} |", cells.join(" | "));
+            }
+        }
         s
     }
 }

@@ -12,7 +12,6 @@ use clap::Args;
 use super::Context;
 use crate::cmd::{block_on, fail};
 use crate::relay::destination::DestinationConfig;
-use crate::relay::destination::{self, Notification};
 
 /// `lookout relay send-test`'s flags.
 #[derive(Debug, Args)]
@@ -41,14 +40,7 @@ impl SendTestArgs {
     }
 }
 
-/// Builds the destination as the daemon does (with the outbox, where a
-/// Slack bot keeps its threads) and delivers the test notification once.
+/// Delivers the test notification once, as the daemon would.
 async fn send(relay: &Context<'_>, d: &DestinationConfig) -> Result<(), String> {
-    let dest = destination::build(d, &relay.data_dir.join(crate::relay::outbox::OUTBOX_FILE))?;
-    let p = crate::relay::template::test_notification();
-    let raw = serde_json::to_string(&p).map_err(|e| e.to_string())?;
-    let n = Notification { payload: &p, raw: &raw };
-    crate::relay::worker::deliver(dest.as_ref(), &d.delivery, &n)
-        .await
-        .map_err(|e| e.message)
+    crate::relay::worker::deliver_now(d, relay.data_dir, &crate::relay::template::test_notification()).await
 }
