@@ -463,8 +463,8 @@ async fn redis_facts(inputs: &Inputs<'_>) -> Result<RedisFacts, String> {
     let ProbeSpec::Redis(spec) = &p.spec else {
         return Err("no `kind: redis` probe".into());
     };
-    let client = redis::Client::open(spec.url.expose())
-        .map_err(|e| format!("{}: {}", spec.display_url, crate::config::redact_urls_in(&e.to_string())))?;
+    // The probe's own client: its TLS CA and client certificate included.
+    let client = crate::probe::redis::client_for(spec)?;
     let mut conn = super::flush::connect(&client, &spec.display_url, p.timeout.min(TIMEOUT))
         .await
         .map_err(|e| e.to_string())?;
