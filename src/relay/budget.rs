@@ -101,7 +101,7 @@ impl RateBudget for Local {
             None => Ok(Take::Go),
             Some(l) => match l.check() {
                 Ok(()) => Ok(Take::Go),
-                Err(not_until) => Ok(Take::Wait(not_until.wait_time_from(governor::clock::DefaultClock::default().now()))),
+                Err(not_until) => Ok(Take::Wait(not_until.wait_time_from(l.clock().now()))),
             },
         }
     }
