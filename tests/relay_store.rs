@@ -695,4 +695,36 @@ async fn shared_budget_cost() {
             q(0.99)
         );
     }
+    // Three replicas asking back to back for one destination's row at once.
+    let mut handles = Vec::new();
+    for r in ["a", "b", "c"] {
+        let b = place
+            .open_as(WINDOW, r, SHORT)
+            .await
+            .budget("slack", Duration::from_millis(1), 1000);
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(3) {
+                let t = Instant::now();
+                b.take().await.unwrap();
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat: Vec<Duration> = futures::future::join_all(handles)
+        .await
+        .into_iter()
+        .flat_map(|r| r.unwrap())
+        .collect();
+    lat.sort();
+    let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    eprintln!(
+        "three replicas at once: {} takes in 3s = {:.0} takes/s, p50 {:?}, p99 {:?}",
+        lat.len(),
+        lat.len() as f64 / 3.0,
+        q(0.5),
+        q(0.99)
+    );
 }
