@@ -7,8 +7,9 @@
 //! backlog through two replicas are superseded and digested on the shared
 //! store, and a group's next delivery read while a skip lands is not left
 //! claimed and unsent; three replicas posting to one Slack bot keep to its
-//! one `rate_limit` together, and a resolve one replica delivers replies in
-//! the thread another started.
+//! one `rate_limit` together, a 429's `Retry-After` one of them gets
+//! pauses them all, and a resolve one replica delivers replies in the
+//! thread another started.
 
 mod support;
 
@@ -16,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use support::postgres::{Private, TestDb};
-use support::saas::{SaaS, slack_text};
+use support::saas::{Answer, SaaS, slack_text};
 use support::{Alertmanager, Daemon, am_payload, http_post, wait_for};
 
 /// A replica of the relay on the store at `url`, delivering every
@@ -451,5 +452,57 @@ fn three_replicas_keep_to_one_slack_rate_limit_and_share_its_threads() {
         db.count("SELECT COUNT(*) FROM relay_threads WHERE group_key LIKE '%RedisThread%'"),
         0,
         "forgotten once resolved"
+    );
+}
+
+/// Slack answers one replica's post with 429 and `Retry-After: 2`: no
+/// replica posts again until the two seconds are over (beyond the sends
+/// already granted when the answer came), and then every group goes out.
+#[test]
+fn a_retry_after_one_replica_gets_pauses_every_replica() {
+    let db = TestDb::create();
+    let saas = SaaS::start();
+    saas.script_on("/api/chat.postMessage", &[Answer::Ok, Answer::Ok, Answer::RateLimited(2)]);
+    let cfg = |name: &str| {
+        format!(
+            "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nrelay:\n  store:\n    url: {}\n    lease: 3s\n    replica: {name}\n    pool_size: 6\n  destinations:\n    - name: bot\n      type: slack\n      bot_token: xoxb-secret-token\n      channel: C123\n      api_url: {}\n      rate_limit: 10/s\n      coalesce_after: \"off\"\n",
+            db.url,
+            saas.url("/api")
+        )
+    };
+    let replicas: Vec<Daemon> = ["r0", "r1", "r2"].iter().map(|n| Daemon::start(&cfg(n))).collect();
+    let n = 20;
+    for i in 0..n {
+        let g = format!("{{}}:{{alertname=\"RedisPause{i}\"}}");
+        let p = am_payload(&g, "firing", &[(&format!("RedisPause{i}"), "a", "firing")]);
+        assert_eq!(http_post(replicas[i % 3].port, "/webhook", p.as_bytes(), &[]).unwrap().0, 200);
+    }
+    wait_for("every group posted", Duration::from_secs(30), || {
+        (saas.received_on("/api/chat.postMessage").len() >= n).then_some(())
+    });
+    let attempts = saas.attempts_on("/api/chat.postMessage");
+    let limited = attempts.iter().find(|a| a.status == 429).expect("the 429 answered").at;
+    // Sends granted before the pause was known may still arrive just after
+    // the 429; none may come once it has been shared, until it ends.
+    let during: Vec<f64> = attempts
+        .iter()
+        .filter(|a| a.at > limited)
+        .map(|a| (a.at - limited).as_secs_f64())
+        .filter(|&t| (0.3..1.9).contains(&t))
+        .collect();
+    let after = attempts
+        .iter()
+        .filter(|a| a.at > limited)
+        .map(|a| (a.at - limited).as_secs_f64())
+        .fold(f64::INFINITY, f64::min);
+    let resumed = attempts
+        .iter()
+        .filter(|a| a.at > limited && (a.at - limited) >= Duration::from_millis(300))
+        .map(|a| (a.at - limited).as_secs_f64())
+        .fold(f64::INFINITY, f64::min);
+    eprintln!("first post after the 429: {after:.3}s; posting resumed {resumed:.2}s after it (Retry-After: 2)");
+    assert!(
+        during.is_empty(),
+        "posts while every replica should be paused: {during:?}s after the 429"
     );
 }

@@ -152,7 +152,7 @@ CREATE TABLE relay_leader (
 /// once after a quiet spell. It answers 0 for go (and moves `tat` on by
 /// one spacing), else the seconds until a token is due or the pause ends.
 /// The row is locked before `clock_timestamp()` is read.
-pub const SCHEMA_V3: &str = "
+const SCHEMA_V3: &str = "
 CREATE TABLE relay_rate (
     destination text PRIMARY KEY,
     tat timestamptz NOT NULL DEFAULT '-infinity',
