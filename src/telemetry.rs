@@ -32,6 +32,8 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets(DURATION_BUCKETS)?
         .set_buckets_for_metric(Matcher::Full("lookout_relay_delivery_latency_seconds".into()), LATENCY_BUCKETS)?
+        // A wait for a rate budget runs from nothing to a Retry-After's minutes.
+        .set_buckets_for_metric(Matcher::Full("lookout_relay_rate_wait_seconds".into()), LATENCY_BUCKETS)?
         .install_recorder()?;
     describe();
     process_collector().describe();
@@ -214,6 +216,15 @@ fn describe() {
         "lookout_relay_attempt_duration_seconds",
         metrics::Unit::Seconds,
         "Duration of one delivery attempt."
+    );
+    describe_histogram!(
+        "lookout_relay_rate_wait_seconds",
+        metrics::Unit::Seconds,
+        "Time a send waited for the destination's rate budget (its rate limit and any Retry-After pause; shared by the replicas of a PostgreSQL store)."
+    );
+    describe_counter!(
+        "lookout_relay_rate_budget_errors_total",
+        "Tokens that could not be taken from a destination's shared rate budget (PostgreSQL unreachable); the send waits and asks again."
     );
     describe_gauge!("lookout_relay_queue_depth", "Notifications waiting for the destination.");
     describe_gauge!(

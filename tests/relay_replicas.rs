@@ -6,7 +6,10 @@
 //! a different replica have it delivered once; a flapping group and a
 //! backlog through two replicas are superseded and digested on the shared
 //! store, and a group's next delivery read while a skip lands is not left
-//! claimed and unsent.
+//! claimed and unsent; three replicas posting to one Slack bot keep to its
+//! one `rate_limit` together, a 429's `Retry-After` one of them gets
+//! pauses them all, and a resolve one replica delivers replies in the
+//! thread another started.
 
 mod support;
 
@@ -14,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use support::postgres::{Private, TestDb};
-use support::saas::{SaaS, slack_text};
+use support::saas::{Answer, SaaS, slack_text};
 use support::{Alertmanager, Daemon, am_payload, http_post, wait_for};
 
 /// A replica of the relay on the store at `url`, delivering every
@@ -241,8 +244,8 @@ fn a_backlog_on_two_replicas_is_superseded_and_digested_on_the_shared_store() {
     let group = |i: usize| format!("{{}}:{{alertname=\"{}\"}}", name(i));
     let post = |r: usize, p: &str| assert_eq!(http_post(replicas[r % 2].port, "/webhook", p.as_bytes(), &[]).unwrap().0, 200);
     let sent = || saas.received_on("/slack/webhook").len();
-    // One notification each takes both replicas' tokens (one in flight at a
-    // time, so neither replica claims both)…
+    // Two notifications spend the replicas' shared budget (1/s, burst 1: the
+    // second waits a second for its token)…
     post(0, &am_payload(&group(100), "firing", &[(&name(100), "a", "firing")]));
     post(1, &am_payload(&group(101), "firing", &[(&name(101), "a", "firing")]));
     wait_for("both tokens spent", Duration::from_secs(10), || (sent() == 2).then_some(()));
@@ -346,4 +349,160 @@ fn a_group_whose_next_notification_is_read_while_a_skip_lands_is_not_stranded() 
     });
     assert_eq!(db.count("SELECT COUNT(*) FROM relay_deliveries WHERE state = 'superseded'"), 4);
     assert_eq!(sent(), 2, "the first and the flap's newest");
+}
+
+/// A burst of groups to three replicas round robin, through one Slack bot
+/// limited to 2/s: the stand-in sees 2/s (burst 1) across the whole run,
+/// not 2/s per replica; every group is posted. Then a group's firing is
+/// delivered by one replica, that replica is killed, and its resolve,
+/// delivered by another, replies in the firing's thread and updates its
+/// first message.
+#[test]
+fn three_replicas_keep_to_one_slack_rate_limit_and_share_its_threads() {
+    let db = TestDb::create();
+    let saas = SaaS::start();
+    let cfg = |name: &str| {
+        format!(
+            "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nrelay:\n  store:\n    url: {}\n    lease: 3s\n    replica: {name}\n    pool_size: 6\n  destinations:\n    - name: bot\n      type: slack\n      bot_token: xoxb-secret-token\n      channel: C123\n      api_url: {}\n      rate_limit: 2/s\n      coalesce_after: \"off\"\n",
+            db.url,
+            saas.url("/api")
+        )
+    };
+    let mut replicas: Vec<Daemon> = ["r0", "r1", "r2"].iter().map(|n| Daemon::start(&cfg(n))).collect();
+    let (rate, burst) = (2.0, 1.0);
+    let name = |i: usize| format!("RedisBurst{i}");
+    let group = |i: usize| format!("{{}}:{{alertname=\"{}\"}}", name(i));
+    let n = 12;
+    for i in 0..n {
+        let p = am_payload(&group(i), "firing", &[(&name(i), "a", "firing")]);
+        assert_eq!(http_post(replicas[i % 3].port, "/webhook", p.as_bytes(), &[]).unwrap().0, 200);
+    }
+    let posts = wait_for("every group posted", Duration::from_secs(30), || {
+        let posts = saas.received_on("/api/chat.postMessage");
+        (posts.len() >= n).then_some(posts)
+    });
+    assert_eq!(posts.len(), n, "one post per group");
+    for i in 0..n {
+        assert!(
+            posts.iter().any(|p| slack_text(&p.body).contains(&format!("{} ", name(i)))),
+            "{} never posted",
+            name(i)
+        );
+    }
+    let at: Vec<Instant> = posts.iter().map(|p| p.at).collect();
+    let span = (at[n - 1] - at[0]).as_secs_f64();
+    let observed = (n - 1) as f64 / span;
+    eprintln!("{n} posts from three replicas in {span:.2}s: {observed:.2}/s against a shared rate_limit of {rate}/s (burst {burst})");
+    // In every stretch of the run: at most the burst plus the rate's share
+    // of it (one more for the spread between a token and its arrival here).
+    for i in 0..n {
+        for j in i + 1..n {
+            let window = (at[j] - at[i]).as_secs_f64();
+            let allowed = burst + rate * window + 1.0;
+            assert!(
+                ((j - i + 1) as f64) <= allowed,
+                "{} posts within {window:.3}s: more than one rate_limit allows",
+                j - i + 1
+            );
+        }
+    }
+    assert!(observed <= rate * 1.1, "{observed:.2}/s");
+
+    // The thread: started by one replica…
+    let delivered = |d: &Daemon| {
+        d.metric("lookout_relay_deliveries_total", &[("destination", "bot"), ("outcome", "success")])
+            .unwrap_or(0.0)
+    };
+    let before: Vec<f64> = replicas.iter().map(delivered).collect();
+    let g = "{}:{alertname=\"RedisThread\"}";
+    let p = am_payload(g, "firing", &[("RedisThread", "a", "firing")]);
+    assert_eq!(http_post(replicas[0].port, "/webhook", p.as_bytes(), &[]).unwrap().0, 200);
+    let first = wait_for("the firing posted", Duration::from_secs(10), || {
+        saas.received_on("/api/chat.postMessage")
+            .into_iter()
+            .find(|p| slack_text(&p.body).contains("RedisThread"))
+    });
+    assert!(first.body.get("thread_ts").is_none(), "a new thread");
+    let first_ts = first.ts.clone().unwrap();
+    let starter = wait_for("the replica that posted it known", Duration::from_secs(5), || {
+        (0..3).find(|&i| delivered(&replicas[i]) > before[i])
+    });
+    // …which is then gone: the resolve can only be delivered by another.
+    replicas[starter].proc.kill();
+    let other = (starter + 1) % 3;
+    let p = am_payload(g, "resolved", &[("RedisThread", "a", "resolved")]);
+    assert_eq!(http_post(replicas[other].port, "/webhook", p.as_bytes(), &[]).unwrap().0, 200);
+    let update = wait_for("the first message updated", Duration::from_secs(15), || {
+        saas.received_on("/api/chat.update").into_iter().next()
+    });
+    let reply = saas
+        .received_on("/api/chat.postMessage")
+        .into_iter()
+        .filter(|p| slack_text(&p.body).contains("RedisThread"))
+        .nth(1)
+        .expect("the resolve posted");
+    assert_eq!(
+        reply.body["thread_ts"],
+        first_ts.as_str(),
+        "the resolve replies in the firing's thread"
+    );
+    assert_eq!(update.body["ts"], first_ts.as_str(), "and updates its first message");
+    assert_eq!(update.body["attachments"][0]["color"], "good");
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM relay_threads WHERE group_key LIKE '%RedisThread%'"),
+        0,
+        "forgotten once resolved"
+    );
+}
+
+/// Slack answers one replica's post with 429 and `Retry-After: 2`: no
+/// replica posts again until the two seconds are over (beyond the sends
+/// already granted when the answer came), and then every group goes out.
+#[test]
+fn a_retry_after_one_replica_gets_pauses_every_replica() {
+    let db = TestDb::create();
+    let saas = SaaS::start();
+    saas.script_on("/api/chat.postMessage", &[Answer::Ok, Answer::Ok, Answer::RateLimited(2)]);
+    let cfg = |name: &str| {
+        format!(
+            "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nrelay:\n  store:\n    url: {}\n    lease: 3s\n    replica: {name}\n    pool_size: 6\n  destinations:\n    - name: bot\n      type: slack\n      bot_token: xoxb-secret-token\n      channel: C123\n      api_url: {}\n      rate_limit: 10/s\n      coalesce_after: \"off\"\n",
+            db.url,
+            saas.url("/api")
+        )
+    };
+    let replicas: Vec<Daemon> = ["r0", "r1", "r2"].iter().map(|n| Daemon::start(&cfg(n))).collect();
+    let n = 20;
+    for i in 0..n {
+        let g = format!("{{}}:{{alertname=\"RedisPause{i}\"}}");
+        let p = am_payload(&g, "firing", &[(&format!("RedisPause{i}"), "a", "firing")]);
+        assert_eq!(http_post(replicas[i % 3].port, "/webhook", p.as_bytes(), &[]).unwrap().0, 200);
+    }
+    wait_for("every group posted", Duration::from_secs(30), || {
+        (saas.received_on("/api/chat.postMessage").len() >= n).then_some(())
+    });
+    let attempts = saas.attempts_on("/api/chat.postMessage");
+    let limited = attempts.iter().find(|a| a.status == 429).expect("the 429 answered").at;
+    // Sends granted before the pause was known may still arrive just after
+    // the 429; none may come once it has been shared, until it ends.
+    let during: Vec<f64> = attempts
+        .iter()
+        .filter(|a| a.at > limited)
+        .map(|a| (a.at - limited).as_secs_f64())
+        .filter(|&t| (0.3..1.9).contains(&t))
+        .collect();
+    let after = attempts
+        .iter()
+        .filter(|a| a.at > limited)
+        .map(|a| (a.at - limited).as_secs_f64())
+        .fold(f64::INFINITY, f64::min);
+    let resumed = attempts
+        .iter()
+        .filter(|a| a.at > limited && (a.at - limited) >= Duration::from_millis(300))
+        .map(|a| (a.at - limited).as_secs_f64())
+        .fold(f64::INFINITY, f64::min);
+    eprintln!("first post after the 429: {after:.3}s; posting resumed {resumed:.2}s after it (Retry-After: 2)");
+    assert!(
+        during.is_empty(),
+        "posts while every replica should be paused: {during:?}s after the 429"
+    );
 }

@@ -4,7 +4,8 @@
 //! window, per-group order, the dead-letter list, pruning, superseded and
 //! digested deliveries, the dead-lettering of removed destinations; and, for the
 //! store several replicas share, leases: a live one holds, an expired one
-//! is taken over.
+//! is taken over; a destination's rate budget and Slack's threads are one
+//! for every replica.
 
 mod support;
 
@@ -12,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lookout::config::Secret;
+use lookout::relay::budget::Take;
 use lookout::relay::config::StoreConfig;
 use lookout::relay::store::postgres::Postgres;
 use lookout::relay::store::sqlite::Sqlite;
@@ -96,6 +98,8 @@ both!(
     the_queue_for_a_digest_is_bounded_by_count_and_bytes,
     many_outcomes_are_recorded_at_once,
     deliveries_of_unconfigured_destinations_are_dead_lettered,
+    threads_set_through_one_handle_are_read_and_cleared_through_another,
+    a_budget_lets_a_burst_through_then_spaces_the_rest_and_pauses,
 );
 
 async fn accepted_survives_a_reopen(place: Place) {
@@ -476,5 +480,251 @@ async fn a_digest_leaves_alone_what_another_replica_holds() {
         db.count("SELECT COUNT(*) FROM relay_deliveries WHERE state = 'done'"),
         1,
         "the holder records it"
+    );
+}
+
+async fn threads_set_through_one_handle_are_read_and_cleared_through_another(place: Place) {
+    let a = place.open_as(WINDOW, "a", SHORT).await;
+    let b = place.open_as(WINDOW, "b", SHORT).await;
+    let (ta, tb) = (a.threads(), b.threads());
+    assert_eq!(tb.get("bot", "g1").await.unwrap(), None);
+    ta.set("bot", "g1", "C1", "1700000000.000001").await.unwrap();
+    assert_eq!(
+        tb.get("bot", "g1").await.unwrap(),
+        Some(("C1".into(), "1700000000.000001".into())),
+        "started by one, found by the other"
+    );
+    assert_eq!(tb.get("other", "g1").await.unwrap(), None, "each destination its own");
+    // A new first message replaces the old one.
+    tb.set("bot", "g1", "C1", "1700000000.000002").await.unwrap();
+    assert_eq!(ta.get("bot", "g1").await.unwrap().unwrap().1, "1700000000.000002");
+    tb.clear("bot", "g1").await.unwrap();
+    assert_eq!(ta.get("bot", "g1").await.unwrap(), None, "cleared by the other");
+    drop((ta, tb, a, b));
+    let c = place.open(WINDOW).await;
+    c.threads().set("bot", "g2", "C2", "1700000000.000003").await.unwrap();
+    drop(c);
+    let c = place.open(WINDOW).await;
+    assert!(c.threads().get("bot", "g2").await.unwrap().is_some(), "kept across a reopen");
+}
+
+async fn a_budget_lets_a_burst_through_then_spaces_the_rest_and_pauses(place: Place) {
+    let s = place.open(WINDOW).await;
+    let spacing = Duration::from_millis(300);
+    let b = s.budget("slack", spacing, 3);
+    for i in 0..3 {
+        assert_eq!(b.take().await.unwrap(), Take::Go, "the burst at once ({i})");
+    }
+    let Take::Wait(d) = b.take().await.unwrap() else {
+        panic!("the burst is spent")
+    };
+    assert!(d > Duration::ZERO && d <= spacing, "{d:?}");
+    tokio::time::sleep(d).await;
+    assert_eq!(b.take().await.unwrap(), Take::Go, "one spacing later");
+    // Another destination has a budget of its own.
+    assert_eq!(s.budget("mail", spacing, 1).take().await.unwrap(), Take::Go);
+    b.pause(Duration::from_secs(5)).await.unwrap();
+    let Take::Wait(d) = b.take().await.unwrap() else { panic!("paused") };
+    assert!(d > Duration::from_secs(4), "{d:?}");
+    // A destination without a limit only ever waits for a pause.
+    let free = s.budget("hook", Duration::ZERO, 1);
+    for _ in 0..100 {
+        assert_eq!(free.take().await.unwrap(), Take::Go);
+    }
+}
+
+/// Takes tokens from `budget` for `run`: the times of those granted.
+async fn take_for(budget: Arc<dyn lookout::relay::budget::RateBudget>, run: Duration) -> Vec<Instant> {
+    let end = Instant::now() + run;
+    let mut granted = Vec::new();
+    while Instant::now() < end {
+        match budget.take().await.unwrap() {
+            Take::Go => granted.push(Instant::now()),
+            Take::Wait(d) => tokio::time::sleep(d.min(end.saturating_duration_since(Instant::now()))).await,
+        }
+    }
+    granted
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_spend_one_budget() {
+    let place = Place::postgres();
+    let a = place.open_as(WINDOW, "a", SHORT).await;
+    let b = place.open_as(WINDOW, "b", SHORT).await;
+    // 5/s, burst 5, for two seconds: 15 at most together; a bucket per
+    // replica would grant each of them that many.
+    let (spacing, burst, run) = (Duration::from_millis(200), 5, Duration::from_secs(2));
+    let started = Instant::now();
+    let (ga, gb) = tokio::join!(
+        take_for(a.budget("slack", spacing, burst), run),
+        take_for(b.budget("slack", spacing, burst), run)
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    let total = ga.len() + gb.len();
+    let bound = burst as f64 + elapsed / spacing.as_secs_f64();
+    eprintln!(
+        "two replicas took {} + {} = {total} tokens in {elapsed:.2}s (bound {bound:.1})",
+        ga.len(),
+        gb.len()
+    );
+    assert!((total as f64) <= bound + 1.0, "{total} tokens, more than {bound:.1}");
+    assert!(total >= 12, "the budget was spent, not withheld: {total}");
+    // And in every stretch of the run, not only over all of it.
+    let mut all: Vec<Instant> = ga.into_iter().chain(gb).collect();
+    all.sort();
+    for i in 0..all.len() {
+        for j in i..all.len() {
+            let window = (all[j] - all[i]).as_secs_f64();
+            let allowed = burst as f64 + window / spacing.as_secs_f64() + 1.0;
+            assert!(((j - i + 1) as f64) <= allowed, "{} tokens within {window:.3}s", j - i + 1);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_and_a_token_given_back_are_seen_by_the_other_replica() {
+    let place = Place::postgres();
+    let a = place.open_as(WINDOW, "a", SHORT).await;
+    let b = place.open_as(WINDOW, "b", SHORT).await;
+    let (ba, bb) = (
+        a.budget("slack", Duration::from_secs(60), 1),
+        b.budget("slack", Duration::from_secs(60), 1),
+    );
+    assert_eq!(ba.take().await.unwrap(), Take::Go);
+    assert!(
+        matches!(bb.take().await.unwrap(), Take::Wait(d) if d > Duration::from_secs(50)),
+        "spent by the other"
+    );
+    // Taken for a notification that was then superseded: given back, it is the other's.
+    ba.give_back().await.unwrap();
+    assert_eq!(bb.take().await.unwrap(), Take::Go, "given back");
+    // A 429 at `b`: `a` waits too, as long as Slack said.
+    let (pa, pb) = (
+        a.budget("bot", Duration::from_millis(100), 1),
+        b.budget("bot", Duration::from_millis(100), 1),
+    );
+    assert_eq!(pa.take().await.unwrap(), Take::Go);
+    pb.pause(Duration::from_secs(3)).await.unwrap();
+    let Take::Wait(d) = pa.take().await.unwrap() else {
+        panic!("paused by the other replica")
+    };
+    assert!(d > Duration::from_secs(2) && d <= Duration::from_secs(3), "{d:?}");
+    // A shorter pause does not shorten it.
+    pa.pause(Duration::from_millis(10)).await.unwrap();
+    let Take::Wait(d) = a.budget("bot", Duration::from_millis(100), 1).take().await.unwrap() else {
+        panic!("still paused")
+    };
+    assert!(d > Duration::from_secs(2), "{d:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_of_version_2_is_upgraded() {
+    let place = Place::postgres();
+    let old = place.open(WINDOW).await;
+    assert_eq!(old.ingest(note("g", "1", &["x"])).await.unwrap(), Accepted::Stored);
+    drop(old);
+    let Place::Postgres(db) = &place else { unreachable!() };
+    // The database as lookout's schema 2 left it, with a queued notification.
+    db.execute("DROP FUNCTION relay_rate_take; DROP TABLE relay_rate, relay_threads; UPDATE lookout_schema SET version = 2")
+        .unwrap();
+    let s = place.open(WINDOW).await;
+    assert_eq!(db.count("SELECT version::bigint FROM lookout_schema WHERE component = 'relay'"), 3);
+    assert_eq!(s.next_due("x", 10).await.unwrap().len(), 1, "the queue kept");
+    assert_eq!(s.budget("x", Duration::from_secs(1), 1).take().await.unwrap(), Take::Go);
+    s.threads().set("x", "g", "C", "1").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_the_server_cannot_answer_for_says_so_and_recovers() {
+    let pg = support::postgres::Private::start();
+    let s: Arc<dyn RelayStore> = Arc::new(Postgres::open(&store(&pg.url(), "a", SHORT), WINDOW).await.unwrap());
+    let b = s.budget("slack", Duration::from_millis(10), 1);
+    assert_eq!(b.take().await.unwrap(), Take::Go);
+    pg.down();
+    let started = Instant::now();
+    let e = b.take().await.expect_err("no server, no token");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "answered in time: {:?}",
+        started.elapsed()
+    );
+    assert!(e.to_string().contains(&format!("127.0.0.1:{}", pg.port)), "{e}");
+    pg.up();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match b.take().await {
+            Ok(_) => break,
+            Err(e) => assert!(Instant::now() < deadline, "not recovered: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The cost of the shared budget: one statement per token. Run on demand:
+/// `cargo test --test relay_store shared_budget_cost -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn shared_budget_cost() {
+    let place = Place::postgres();
+    let s = place.open(WINDOW).await;
+    // The fastest finite limit (1000/s) and the largest burst: nearly every
+    // take is granted, and a refused one costs the same statement.
+    let shared = s.budget("slack", Duration::from_millis(1), 1000);
+    let local = lookout::relay::budget::Local::new(Duration::from_millis(1), 1000);
+    for (name, b) in [
+        ("shared (PostgreSQL)", shared.as_ref()),
+        ("local (governor)", &local as &dyn lookout::relay::budget::RateBudget),
+    ] {
+        let (mut lat, mut granted) = (Vec::new(), 0);
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(3) {
+            let t = Instant::now();
+            if b.take().await.unwrap() == Take::Go {
+                granted += 1;
+            }
+            lat.push(t.elapsed());
+        }
+        let secs = started.elapsed().as_secs_f64();
+        lat.sort();
+        let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+        eprintln!(
+            "{name}: {} takes in {secs:.1}s = {:.0} takes/s ({granted} granted), p50 {:?}, p99 {:?}",
+            lat.len(),
+            lat.len() as f64 / secs,
+            q(0.5),
+            q(0.99)
+        );
+    }
+    // Three replicas asking back to back for one destination's row at once.
+    let mut handles = Vec::new();
+    for r in ["a", "b", "c"] {
+        let b = place
+            .open_as(WINDOW, r, SHORT)
+            .await
+            .budget("slack", Duration::from_millis(1), 1000);
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(3) {
+                let t = Instant::now();
+                b.take().await.unwrap();
+                lat.push(t.elapsed());
+            }
+            lat
+        }));
+    }
+    let mut lat: Vec<Duration> = futures::future::join_all(handles)
+        .await
+        .into_iter()
+        .flat_map(|r| r.unwrap())
+        .collect();
+    lat.sort();
+    let q = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    eprintln!(
+        "three replicas at once: {} takes in 3s = {:.0} takes/s, p50 {:?}, p99 {:?}",
+        lat.len(),
+        lat.len() as f64 / 3.0,
+        q(0.5),
+        q(0.99)
     );
 }

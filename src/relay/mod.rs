@@ -15,6 +15,7 @@
 //! outcomes before it returns, so a stop neither loses a notification nor
 //! sends one twice.
 
+pub mod budget;
 pub mod config;
 pub mod destination;
 pub mod digest;
@@ -25,10 +26,10 @@ pub mod retry;
 pub mod route;
 pub mod store;
 pub mod template;
+pub mod threads;
 pub mod worker;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::Notify;
@@ -36,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::task::Tasks;
 use config::{Auth, RelayConfig};
-use outbox::{Accepted, NewNotification, OUTBOX_FILE, OutboxError};
+use outbox::{Accepted, NewNotification, OutboxError};
 use payload::{Envelope, Payload};
 
 /// The running relay.
@@ -48,9 +49,6 @@ pub struct Relay {
     pub leader: Option<Arc<leader::Leader>>,
     /// Largest accepted body: the listener's limit, set at start.
     pub max_body_bytes: usize,
-    /// Where destinations keep state of their own (Slack's threads): the
-    /// SQLite file in `data_dir`, whichever store holds the queue.
-    local: PathBuf,
     /// Routes, destinations and workers in force; replaced whole by a reload.
     live: RwLock<Arc<Live>>,
     tasks: Tasks,
@@ -108,13 +106,14 @@ pub enum RelayError {
 fn start_workers(
     config: &RelayConfig,
     store: &Arc<dyn store::RelayStore>,
-    local: &Path,
     tasks: &Tasks,
     after: Vec<CancellationToken>,
 ) -> Result<HashMap<String, Running>, RelayError> {
+    // Slack's threads are the store's: shared by the replicas of a shared store.
+    let threads = store.threads();
     let mut built = Vec::new();
     for d in &config.destinations {
-        let dest = destination::build(d, local).map_err(|message| RelayError::Destination {
+        let dest = destination::build(d, &threads).map_err(|message| RelayError::Destination {
             name: d.name.clone(),
             message,
         })?;
@@ -156,9 +155,8 @@ impl Relay {
     pub async fn start(config: RelayConfig, data_dir: &std::path::Path, tasks: &Tasks) -> Result<Arc<Relay>, RelayError> {
         let store = store::open(&config, data_dir).await?;
         tracing::info!(store = %store.describe(), "Relay store open");
-        let local = data_dir.join(OUTBOX_FILE);
         orphans(store.as_ref(), &config).await;
-        let workers = start_workers(&config, &store, &local, tasks, Vec::new())?;
+        let workers = start_workers(&config, &store, tasks, Vec::new())?;
         let leader = config.store.as_ref().map(|s| {
             let l = Arc::new(leader::Leader::new(&s.replica));
             let (run, cfg, stop) = (l.clone(), s.clone(), tasks.stopping());
@@ -169,7 +167,6 @@ impl Relay {
             store: store.clone(),
             leader,
             max_body_bytes: config.max_body_bytes,
-            local,
             live: RwLock::new(Arc::new(Live {
                 config: Arc::new(config),
                 workers,
@@ -228,7 +225,7 @@ impl Relay {
             tracing::warn!("`relay.store` changes take effect at the next restart");
         }
         let after: Vec<CancellationToken> = old.workers.values().map(|r| r.done.clone()).collect();
-        let workers = start_workers(&config, &self.store, &self.local, &self.tasks, after.clone())?;
+        let workers = start_workers(&config, &self.store, &self.tasks, after.clone())?;
         tracing::info!(
             destinations = config.destinations.len(),
             routes = config.routes.len(),

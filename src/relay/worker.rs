@@ -25,10 +25,13 @@
 //! Memory: what is held is at most `concurrency` deliveries in flight and a
 //! batch of as many waiting, whatever the backlog on disk.
 //!
-//! Rate: one token bucket per destination, taken before each send, holds
-//! across the sends in flight. A `Retry-After` pauses the whole destination:
-//! nothing more is sent to it until then, since the next send would only get
-//! the same answer.
+//! Rate: one budget per destination ([`super::budget`]), a token taken
+//! before each send, holds across the sends in flight, and across the
+//! replicas that share a PostgreSQL store. A `Retry-After` pauses the whole
+//! destination: nothing more is sent to it until then (by any replica, for
+//! a shared budget), since the next send would only get the same answer. A
+//! token taken for a delivery found superseded just before its send is
+//! given back.
 //!
 //! Stopping: a dispatcher starts no new delivery once told to stop, lets the
 //! ones in flight finish (each bounded by the destination's timeout), and
@@ -37,13 +40,14 @@
 //! after the restart.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::budget::{RateBudget, ready};
 use super::destination::Delivery;
 use super::destination::{Destination, Notification};
 use super::digest;
@@ -67,27 +71,6 @@ pub struct Worker {
     pub store: Arc<dyn RelayStore>,
     /// Signalled when something new is queued.
     pub wake: Arc<Notify>,
-}
-
-/// Until when a destination said to wait (`Retry-After`), for every send.
-#[derive(Default)]
-struct Pause(Mutex<Option<Instant>>);
-
-impl Pause {
-    /// Pauses until `d` from now, unless already paused longer.
-    fn extend(&self, d: Duration) {
-        let until = Instant::now() + d;
-        let mut p = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if p.is_none_or(|t| t < until) {
-            *p = Some(until);
-        }
-    }
-
-    /// What is left of the pause.
-    fn remaining(&self) -> Option<Duration> {
-        let p = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        p.and_then(|t| t.checked_duration_since(Instant::now())).filter(|d| !d.is_zero())
-    }
 }
 
 /// What a dispatcher holds: the groups it has claimed (waiting or in
@@ -122,8 +105,8 @@ impl Worker {
     pub async fn run(self, stop: CancellationToken) {
         let me = Arc::new(self);
         let concurrency = me.delivery.concurrency.max(1);
-        let limiter = retry::limiter(me.delivery.min_interval, me.delivery.burst);
-        let pause = Arc::new(Pause::default());
+        // Shared with the other replicas when the store is.
+        let budget = me.store.budget(&me.name, me.delivery.min_interval, me.delivery.burst);
         let mut coalesce = Coalesce::new(me.delivery.coalesce_after);
         let in_flight = metrics::gauge!("lookout_relay_in_flight", "destination" => me.name.clone());
         let mut c = Claims {
@@ -143,7 +126,7 @@ impl Worker {
             if c.flights.len() < concurrency {
                 if let Some(co) = coalesce.as_mut()
                     && co.due()
-                    && co.run(&me, &mut c.waiting, &mut c.groups, &stop, limiter.as_ref(), &pause).await
+                    && co.run(&me, &mut c.waiting, &mut c.groups, &stop, budget.as_ref()).await
                 {
                     continue;
                 }
@@ -183,24 +166,33 @@ impl Worker {
                     // sends nothing, so it needs no token) and again after:
                     // a newer notification may have come in meanwhile.
                     let mut superseded = me.superseded_by(&p).await;
+                    let mut token = false;
                     if superseded.is_none() {
-                        if !ready(&stop, limiter.as_ref(), &pause).await {
-                            // Not sent: it stays pending for the next start.
+                        if !ready(budget.as_ref(), &stop, &me.name).await {
+                            // Not sent: given back below, for the next start
+                            // or another replica.
+                            c.waiting.push_front(p);
                             break;
                         }
+                        token = true;
                         superseded = me.superseded_by(&p).await;
                     }
                     if let Some(by) = superseded {
                         let group = p.group_key.clone();
-                        let w = me.clone();
-                        let task = c.flights.spawn(async move { w.skip(p, by).await });
+                        let (w, budget) = (me.clone(), budget.clone());
+                        let task = c.flights.spawn(async move {
+                            if token && let Err(e) = budget.give_back().await {
+                                tracing::warn!(destination = %w.name, error = %e, "Cannot give back the token of a superseded notification");
+                            }
+                            w.skip(p, by).await
+                        });
                         c.flying.insert(task.id(), group);
                         continue;
                     }
                     let group = p.group_key.clone();
-                    let (w, pause) = (me.clone(), pause.clone());
+                    let (w, budget) = (me.clone(), budget.clone());
                     let task = c.flights.spawn(async move {
-                        let op = w.attempt(p, &pause).await;
+                        let op = w.attempt(p, budget.as_ref()).await;
                         if let Err(e) = w.store.mark(op.clone()).await {
                             // The delivery stays pending and will be sent again: a duplicate, never a loss.
                             tracing::error!(destination = %w.name, outcome = ?op, error = %e, "Cannot record the delivery outcome");
@@ -289,8 +281,16 @@ impl Worker {
         }
     }
 
+    /// Pauses every send of the destination for `d` (its `Retry-After`).
+    async fn pause(&self, budget: &dyn RateBudget, d: Duration) {
+        if let Err(e) = budget.pause(d).await {
+            // This replica pauses all the same; the others learn of it from their own 429.
+            tracing::warn!(destination = %self.name, error = %e, paused_for = ?d, "Cannot share the destination's pause with the other replicas");
+        }
+    }
+
     /// Delivers one notification; returns the outcome to record.
-    async fn attempt(&self, p: Pending, pause: &Pause) -> Mark {
+    async fn attempt(&self, p: Pending, budget: &dyn RateBudget) -> Mark {
         let age = crate::probe::unix_now() - p.created;
         let started = Instant::now();
         let result = match Payload::parse(p.payload.as_bytes()) {
@@ -330,7 +330,7 @@ impl Worker {
                 } else {
                     if let Some(r) = e.retry_after {
                         // The destination, not this one send, is told to wait.
-                        pause.extend(r);
+                        self.pause(budget, r).await;
                     }
                     let wait = retry::backoff(p.attempts, self.delivery.initial_backoff, self.delivery.max_backoff, e.retry_after);
                     let next = crate::probe::unix_now() + wait.as_secs_f64();
@@ -389,8 +389,7 @@ impl Coalesce {
         waiting: &mut VecDeque<Pending>,
         claimed: &mut HashSet<String>,
         stop: &CancellationToken,
-        limiter: Option<&governor::DefaultDirectRateLimiter>,
-        pause: &Pause,
+        budget: &dyn RateBudget,
     ) -> bool {
         self.next_look = Instant::now() + LOOK_EVERY;
         let oldest = match w.store.queued(&w.name, 1, 0).await {
@@ -427,7 +426,7 @@ impl Coalesce {
         let Some(digest) = digest::Digest::build(&queued, now) else {
             return false;
         };
-        if !ready(stop, limiter, pause).await {
+        if !ready(budget, stop, &w.name).await {
             return false;
         }
         let started = Instant::now();
@@ -462,7 +461,7 @@ impl Coalesce {
             }
             Err(e) => {
                 if let Some(r) = e.retry_after {
-                    pause.extend(r);
+                    w.pause(budget, r).await;
                 }
                 // Permanent or not, the originals stay queued: each is
                 // still tried alone, and dead-lettered alone if it must be.
@@ -493,39 +492,19 @@ pub async fn deliver(destination: &dyn Destination, delivery: &Delivery, n: &Not
     }
 }
 
-/// Builds the destination `d` as the daemon does (with the outbox in
-/// `data_dir`, where a Slack bot keeps its threads) and delivers `payload`
-/// once through [`deliver`], without the queue: for notices a command sends
-/// now and reports on itself (`lookout relay send-test`, `lookout redis
-/// flush --notify`).
+/// Builds the destination `d` and delivers `payload` once through
+/// [`deliver`], without the queue: for notices a command sends now and
+/// reports on itself (`lookout relay send-test`, `lookout redis flush
+/// --notify`). Without the relay's store open, a Slack bot keeps the
+/// notice's thread in the outbox file in `data_dir`: a notice's group is
+/// its own, and no replica delivers a later notification of it.
 pub async fn deliver_now(d: &super::destination::DestinationConfig, data_dir: &std::path::Path, payload: &Payload) -> Result<(), String> {
-    let dest = super::destination::build(d, &data_dir.join(super::outbox::OUTBOX_FILE))?;
+    let threads: Arc<dyn super::threads::ThreadStore> =
+        Arc::new(super::threads::SqliteThreads::beside(&data_dir.join(super::outbox::OUTBOX_FILE)));
+    let dest = super::destination::build(d, &threads)?;
     let raw = serde_json::to_string(payload).map_err(|e| e.to_string())?;
     let n = Notification { payload, raw: &raw };
     deliver(dest.as_ref(), &d.delivery, &n).await.map_err(|e| e.message)
-}
-
-/// Waits until a send may go out: no `Retry-After` pause, a token from the
-/// bucket. False when stopped first.
-async fn ready(stop: &CancellationToken, limiter: Option<&governor::DefaultDirectRateLimiter>, pause: &Pause) -> bool {
-    loop {
-        if let Some(d) = pause.remaining() {
-            tokio::select! {
-                _ = stop.cancelled() => return false,
-                _ = tokio::time::sleep(d) => {}
-            }
-        }
-        if let Some(l) = limiter {
-            tokio::select! {
-                _ = stop.cancelled() => return false,
-                _ = l.until_ready() => {}
-            }
-        }
-        // A pause that began while waiting for the token applies too.
-        if pause.remaining().is_none() {
-            return !stop.is_cancelled();
-        }
-    }
 }
 
 /// Publishes queue depth and the oldest pending age per destination every
@@ -580,19 +559,5 @@ impl Periodic for Gauges {
             self.pruned = Some(Instant::now());
             let _ = self.store.prune(Duration::from_secs(7 * 24 * 3600)).await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_pause_only_grows() {
-        let p = Pause::default();
-        assert_eq!(p.remaining(), None);
-        p.extend(Duration::from_secs(30));
-        p.extend(Duration::from_secs(1));
-        assert!(p.remaining().is_some_and(|r| r > Duration::from_secs(20)), "the longer pause holds");
     }
 }

@@ -36,6 +36,9 @@ pub struct Received {
     pub headers: HeaderMap,
     pub body: serde_json::Value,
     pub at: Instant,
+    /// For Slack's chat methods: the message timestamp answered (`ts`),
+    /// which a thread's replies name as their `thread_ts`.
+    pub ts: Option<String>,
 }
 
 /// One request, whatever the answer.
@@ -220,21 +223,24 @@ async fn answer_with(st: &Mutex<Inner>, answer: Answer, path: &str, headers: Hea
         }
         Answer::Ok => {}
     }
+    let chat = matches!(path, "/api/chat.postMessage" | "/api/chat.update");
+    // A new message's timestamp, unique per stand-in; an update keeps its message's.
+    let ts = json["ts"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("1700000000.{ts:06}"));
     st.lock().unwrap().received.push(Received {
         path: path.to_string(),
         headers,
         body: json.clone(),
         at: Instant::now(),
+        ts: chat.then(|| ts.clone()),
     });
     match path {
         // Slack's incoming webhook answers a plain-text `ok`.
         "/slack/webhook" => (StatusCode::OK, [("content-type", "text/plain")], "ok").into_response(),
         "/api/chat.postMessage" | "/api/chat.update" => {
             let channel = json["channel"].as_str().unwrap_or("C0").to_string();
-            let ts = json["ts"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("1700000000.{ts:06}"));
             axum::Json(serde_json::json!({"ok": true, "channel": channel, "ts": ts, "message": {"ts": ts, "text": json["text"]}}))
                 .into_response()
         }

@@ -23,6 +23,7 @@ use serde::Deserialize;
 use super::digest::Digest;
 use super::payload::Payload;
 use super::retry::{DeliveryError, Reason};
+use super::threads::ThreadStore;
 use crate::config::entry::{Entry, Scope, fields_of};
 use crate::config::value::{opt_duration, opt_text_or_off};
 
@@ -231,16 +232,16 @@ pub fn makes_digests(type_name: &str) -> bool {
     matches!(type_name, slack::TYPE | email::TYPE)
 }
 
-/// Builds a destination (no network until the first delivery).
-/// `local_file` is the SQLite file in `data_dir` where a destination keeps
-/// state of its own (Slack's threads).
-pub fn build(cfg: &DestinationConfig, local_file: &std::path::Path) -> Result<Arc<dyn Destination>, String> {
+/// Builds a destination (no network until the first delivery). `threads`
+/// is where a Slack bot keeps the message each group's thread hangs from:
+/// the relay store's, so that replicas sharing a queue share its threads.
+pub fn build(cfg: &DestinationConfig, threads: &Arc<dyn ThreadStore>) -> Result<Arc<dyn Destination>, String> {
     Ok(match &cfg.kind {
         DestinationKind::Log => Arc::new(log::Log::new(cfg)?),
         DestinationKind::Webhook(w) => Arc::new(webhook::Webhook::new(cfg, w)?),
         DestinationKind::Pagerduty(p) => Arc::new(pagerduty::PagerDuty::new(cfg, p)?),
         DestinationKind::Email(e) => Arc::new(email::Email::new(cfg, e)?),
-        DestinationKind::Slack(s) => Arc::new(slack::Slack::new(cfg, s, local_file)?),
+        DestinationKind::Slack(s) => Arc::new(slack::Slack::new(cfg, s, threads.clone())?),
     })
 }
 

@@ -6,12 +6,14 @@
 //! (runbook, dashboard, source). Text is trimmed to Slack's limits, never
 //! rejected. With a bot token, later notifications of a group go into the
 //! thread of its first message, and that first message is updated when the
-//! group resolves, so a channel shows one line per incident.
+//! group resolves, so a channel shows one line per incident. Which message
+//! a group's thread hangs from is kept by the relay store
+//! ([`crate::relay::threads`]): replicas sharing a queue share the threads,
+//! so a resolve one of them delivers replies in the thread another started.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::PathBuf;
+use std::sync::Arc;
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
@@ -24,6 +26,7 @@ use crate::relay::destination::DestinationConfig;
 use crate::relay::digest::Digest;
 use crate::relay::retry::{DeliveryError, Reason, check_status};
 use crate::relay::template::{SUBJECT, Templates};
+use crate::relay::threads::ThreadStore;
 
 /// Slack's limit on an attachment's text we keep under, in characters.
 pub const MAX_TEXT: usize = 3000;
@@ -153,13 +156,15 @@ pub struct Slack {
     client: SlackClient<Connector>,
     webhook: Option<url::Url>,
     bot: Option<(SlackApiToken, SlackChannelId)>,
-    threads: Threads,
+    /// Where each group's thread is kept: the relay store's, so that every
+    /// replica sharing the queue finds the threads the others started.
+    threads: Arc<dyn ThreadStore>,
     templates: Templates,
 }
 
 impl Slack {
     /// Builds the client (no request is made).
-    pub fn new(cfg: &DestinationConfig, slack: &SlackConfig, local_file: &Path) -> Result<Self, String> {
+    pub fn new(cfg: &DestinationConfig, slack: &SlackConfig, threads: Arc<dyn ThreadStore>) -> Result<Self, String> {
         let SlackConfig {
             webhook_url,
             bot_token,
@@ -195,7 +200,7 @@ impl Slack {
             client: SlackClient::new(connector),
             webhook,
             bot,
-            threads: Threads::beside(local_file),
+            threads,
             templates: Templates::compile(TYPE, TEMPLATES, &cfg.templates)?,
         })
     }
@@ -293,7 +298,7 @@ impl Slack {
     ) -> Result<(), DeliveryError> {
         let session = self.client.open_session(token);
         let group = &n.payload.group_key;
-        let thread = self.threads.get(&self.name, group).await.map_err(ThreadsError::into_delivery)?;
+        let thread = self.threads.get(&self.name, group).await.map_err(thread_error)?;
         match thread {
             None => {
                 let resp = session
@@ -304,7 +309,7 @@ impl Slack {
                     self.threads
                         .set(&self.name, group, &resp.channel.0, &resp.ts.0)
                         .await
-                        .map_err(ThreadsError::into_delivery)?;
+                        .map_err(thread_error)?;
                 }
             }
             Some((ch, ts)) => {
@@ -320,7 +325,7 @@ impl Slack {
                         .chat_update(&SlackApiChatUpdateRequest::new(ch, content, ts))
                         .await
                         .map_err(slack_error)?;
-                    self.threads.clear(&self.name, group).await.map_err(ThreadsError::into_delivery)?;
+                    self.threads.clear(&self.name, group).await.map_err(thread_error)?;
                 }
             }
         }
@@ -328,112 +333,9 @@ impl Slack {
     }
 }
 
-/// Why the thread store could not answer.
-#[derive(Debug, thiserror::Error)]
-enum ThreadsError {
-    #[error("Slack thread store {}: {source}", path.display())]
-    Sqlite { path: PathBuf, source: rusqlite::Error },
-    #[error("Slack thread store task did not complete: {0}")]
-    Task(#[from] tokio::task::JoinError),
-}
-
-impl ThreadsError {
-    /// A store that cannot answer now may answer on the next attempt.
-    fn into_delivery(self) -> DeliveryError {
-        DeliveryError::transient(Reason::ServerError, self.to_string())
-    }
-}
-
-/// Which message each alert group's thread hangs from, for a bot-token
-/// destination: the group's first message while it fires, forgotten once
-/// it resolves so the next incident starts a new thread.
-///
-/// A small store of the destination's own, in the outbox's file (its
-/// `threads` table, as before, so threads survive an upgrade), on its own
-/// connection opened at first use: a webhook-only Slack never touches it.
-/// Every call runs on the blocking pool.
-struct Threads {
-    path: PathBuf,
-    /// A std mutex: locked only on the blocking pool, around one statement.
-    conn: Arc<Mutex<Option<Connection>>>,
-}
-
-impl Threads {
-    fn beside(file: &Path) -> Threads {
-        Threads {
-            path: file.to_path_buf(),
-            conn: Arc::default(),
-        }
-    }
-
-    /// The channel and message timestamp of `group`'s thread.
-    async fn get(&self, destination: &str, group: &str) -> Result<Option<(String, String)>, ThreadsError> {
-        let (d, g) = (destination.to_string(), group.to_string());
-        self.call(move |c| {
-            c.prepare_cached("SELECT channel, ts FROM threads WHERE destination = ?1 AND group_key = ?2")?
-                .query_row(params![d, g], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()
-        })
-        .await
-    }
-
-    /// Remembers `group`'s first message.
-    async fn set(&self, destination: &str, group: &str, channel: &str, ts: &str) -> Result<(), ThreadsError> {
-        let row = [destination, group, channel, ts].map(str::to_string);
-        self.call(move |c| {
-            c.execute(
-                "INSERT OR REPLACE INTO threads (destination, group_key, channel, ts) VALUES (?1, ?2, ?3, ?4)",
-                params![row[0], row[1], row[2], row[3]],
-            )
-            .map(|_| ())
-        })
-        .await
-    }
-
-    /// Forgets `group`'s thread.
-    async fn clear(&self, destination: &str, group: &str) -> Result<(), ThreadsError> {
-        let (d, g) = (destination.to_string(), group.to_string());
-        self.call(move |c| {
-            c.execute("DELETE FROM threads WHERE destination = ?1 AND group_key = ?2", params![d, g])
-                .map(|_| ())
-        })
-        .await
-    }
-
-    async fn call<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> Result<T, ThreadsError> {
-        let (path, conn) = (self.path.clone(), self.conn.clone());
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
-            let run = |slot: &mut Option<Connection>| {
-                let c = match slot {
-                    Some(c) => c,
-                    None => slot.insert(open_threads(&path)?),
-                };
-                f(c)
-            };
-            run(&mut conn).map_err(|source| ThreadsError::Sqlite { path, source })
-        })
-        .await?
-    }
-}
-
-fn open_threads(path: &Path) -> rusqlite::Result<Connection> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS threads (
-            destination TEXT NOT NULL,
-            group_key TEXT NOT NULL,
-            channel TEXT NOT NULL,
-            ts TEXT NOT NULL,
-            PRIMARY KEY (destination, group_key)
-        );",
-    )?;
-    Ok(conn)
+/// A thread store that cannot answer now may answer on the next attempt.
+fn thread_error(e: crate::relay::outbox::OutboxError) -> DeliveryError {
+    DeliveryError::transient(Reason::ServerError, format!("Slack thread store: {e}"))
 }
 
 /// `text` cut into sections of whole lines, each at most `max` characters
@@ -567,26 +469,5 @@ mod tests {
         assert_eq!(t.chars().count(), MAX_TEXT);
         assert!(t.ends_with("more characters trimmed)"));
         assert_eq!(trim("short", MAX_TEXT), "short");
-    }
-
-    #[tokio::test]
-    async fn threads_written_by_the_outbox_of_old_are_found_set_and_cleared() {
-        let dir = tempfile::tempdir().unwrap();
-        let outbox = crate::relay::outbox::Outbox::open(dir.path(), std::time::Duration::ZERO).unwrap();
-        // The table as the outbox used to create and fill it.
-        let old = Connection::open(outbox.path()).unwrap();
-        old.execute_batch(
-            "CREATE TABLE threads (destination TEXT NOT NULL, group_key TEXT NOT NULL, channel TEXT NOT NULL, ts TEXT NOT NULL, PRIMARY KEY (destination, group_key));
-             INSERT INTO threads VALUES ('bot', 'g1', 'C1', '1700000000.000001');",
-        )
-        .unwrap();
-        let threads = Threads::beside(outbox.path());
-        let thread = |g: &'static str| threads.get("bot", g);
-        assert_eq!(thread("g1").await.unwrap(), Some(("C1".into(), "1700000000.000001".into())));
-        assert_eq!(thread("g2").await.unwrap(), None);
-        threads.set("bot", "g2", "C2", "1700000000.000002").await.unwrap();
-        assert_eq!(thread("g2").await.unwrap(), Some(("C2".into(), "1700000000.000002".into())));
-        threads.clear("bot", "g1").await.unwrap();
-        assert_eq!(thread("g1").await.unwrap(), None);
     }
 }

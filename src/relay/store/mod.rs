@@ -28,8 +28,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::budget::{self, RateBudget};
 use super::config::RelayConfig;
 pub use super::outbox::{Accepted, Dead, Mark, NewNotification, OutboxError, Pending};
+use super::threads::ThreadStore;
 
 /// The relay's durable queue.
 ///
@@ -100,6 +102,18 @@ pub trait RelayStore: Send + Sync {
         let _ = ids;
         Ok(())
     }
+
+    /// The send budget of `destination` (`min_interval` between sends,
+    /// `burst` at once), for every process that shares this store. The
+    /// default is the process's own ([`budget::Local`]): right for a store
+    /// only one process uses.
+    fn budget(&self, destination: &str, min_interval: Duration, burst: u32) -> Arc<dyn RateBudget> {
+        let _ = destination;
+        Arc::new(budget::Local::new(min_interval, burst))
+    }
+
+    /// Where a Slack bot keeps the message each group's thread hangs from.
+    fn threads(&self) -> Arc<dyn ThreadStore>;
 }
 
 /// Opens the configured store: PostgreSQL when `relay.store` is set, else

@@ -44,9 +44,27 @@
 //! send a digest, for the same reason. The states are plain text, so they
 //! needed no new schema version.
 //!
+//! Rate limits: every replica delivers to the same Slack channel, so a
+//! destination's `rate_limit` is one budget for them all, a row of
+//! `relay_rate` (schema 3) holding the generic cell rate algorithm's
+//! theoretical arrival time (`tat`) and a `Retry-After` pause
+//! (`paused_until`). A send takes its token with one statement
+//! (`relay_rate_take`, a function so that the row is locked before the
+//! server's clock is read: replicas' clocks may disagree, and a clock read
+//! before waiting for another replica's lock would be stale), which answers
+//! go or how long to wait; a 429 sets the pause for every replica. A
+//! destination without a rate limit has no row and pays no round trip: its
+//! pauses stay with the replica that was told (each other replica is told
+//! by its own next 429). When the database does not answer, no token is
+//! taken and nothing is sent: [`crate::relay::budget::ready`] asks again.
+//!
+//! Slack threads: `relay_threads` (schema 3), so a resolve delivered by one
+//! replica replies in, and updates, the thread another started.
+//!
 //! Time: receipt and retry times are the replica's clock (Unix seconds, as
-//! in the SQLite outbox); leases are the server's clock, so replicas with
-//! skewed clocks still agree on when a lease ends.
+//! in the SQLite outbox); leases and rate budgets are the server's clock, so
+//! replicas with skewed clocks still agree on when a lease ends and when
+//! the next token is due.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
@@ -58,10 +76,12 @@ use tokio_postgres::NoTls;
 
 use super::{Accepted, Dead, Mark, NewNotification, OutboxError, Pending, RelayStore};
 use crate::config::secret::redact_url;
+use crate::relay::budget::{Pause, RateBudget, Take};
 use crate::relay::config::StoreConfig;
+use crate::relay::threads::ThreadStore;
 
 /// The schema's version, kept in `lookout_schema` under [`COMPONENT`].
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 /// The relay's row in `lookout_schema`.
 const COMPONENT: &str = "relay";
 /// Advisory lock key held while the schema is created or migrated, so
@@ -121,6 +141,54 @@ CREATE TABLE relay_leader (
     replica text NOT NULL,
     seen double precision NOT NULL
 );
+";
+
+/// Version 3: what the replicas' destinations share: each rate-limited
+/// destination's budget (see the module's docs) and Slack's threads.
+///
+/// `relay_rate_take(destination, spacing, tolerance)` takes a token of the
+/// generic cell rate algorithm: one send per `spacing` seconds, `tolerance`
+/// (spacing × (burst − 1)) seconds ahead of that allowed, so `burst` at
+/// once after a quiet spell. It answers 0 for go (and moves `tat` on by
+/// one spacing), else the seconds until a token is due or the pause ends.
+/// The row is locked before `clock_timestamp()` is read.
+const SCHEMA_V3: &str = "
+CREATE TABLE relay_rate (
+    destination text PRIMARY KEY,
+    tat timestamptz NOT NULL DEFAULT '-infinity',
+    paused_until timestamptz
+);
+CREATE TABLE relay_threads (
+    destination text NOT NULL,
+    group_key text NOT NULL,
+    channel text NOT NULL,
+    ts text NOT NULL,
+    PRIMARY KEY (destination, group_key)
+);
+CREATE FUNCTION relay_rate_take(dest text, spacing double precision, tolerance double precision)
+RETURNS double precision LANGUAGE plpgsql AS $$
+DECLARE
+    r relay_rate%ROWTYPE;
+    t timestamptz;
+    due timestamptz;
+BEGIN
+    SELECT * INTO r FROM relay_rate WHERE destination = dest FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO relay_rate (destination) VALUES (dest) ON CONFLICT (destination) DO NOTHING;
+        SELECT * INTO r FROM relay_rate WHERE destination = dest FOR UPDATE;
+    END IF;
+    t := clock_timestamp();
+    IF r.paused_until > t THEN
+        RETURN extract(epoch FROM r.paused_until - t)::double precision;
+    END IF;
+    due := greatest(r.tat, t) - make_interval(secs => tolerance);
+    IF due > t THEN
+        RETURN extract(epoch FROM due - t)::double precision;
+    END IF;
+    UPDATE relay_rate SET tat = greatest(r.tat, t) + make_interval(secs => spacing) WHERE destination = dest;
+    RETURN 0;
+END
+$$;
 ";
 
 /// The server's clock, in Unix seconds (for leases).
@@ -369,6 +437,9 @@ async fn migrate(inner: &Inner) -> Result<(), OutboxError> {
     }
     if found < 2 {
         tx.batch_execute(SCHEMA_V2).await.map_err(|e| inner.pg(e))?;
+    }
+    if found < 3 {
+        tx.batch_execute(SCHEMA_V3).await.map_err(|e| inner.pg(e))?;
     }
     tx.execute(
         "INSERT INTO lookout_schema (component, version) VALUES ($1, $2) ON CONFLICT (component) DO UPDATE SET version = EXCLUDED.version",
@@ -790,6 +861,24 @@ impl RelayStore for Postgres {
         Ok(())
     }
 
+    fn budget(&self, destination: &str, min_interval: Duration, burst: u32) -> Arc<dyn RateBudget> {
+        if crate::relay::retry::limiter(min_interval, burst).is_none() {
+            // Unlimited: nothing to share, and no round trip per send.
+            return Arc::new(crate::relay::budget::Local::new(min_interval, burst));
+        }
+        Arc::new(SharedBudget {
+            inner: self.inner.clone(),
+            destination: destination.to_string(),
+            spacing: min_interval.as_secs_f64(),
+            tolerance: min_interval.as_secs_f64() * f64::from(burst.max(1) - 1),
+            pause: Pause::default(),
+        })
+    }
+
+    fn threads(&self) -> Arc<dyn ThreadStore> {
+        Arc::new(Threads(self.inner.clone()))
+    }
+
     async fn prune(&self, age: Duration) -> Result<usize, OutboxError> {
         let i = &self.inner;
         let now = crate::probe::unix_now();
@@ -830,5 +919,118 @@ impl Postgres {
             .await
             .map_err(|e| i.pg(e))?;
         Ok(n as usize)
+    }
+}
+
+/// A rate-limited destination's budget, shared by every replica: its row
+/// of `relay_rate`.
+struct SharedBudget {
+    inner: Arc<Inner>,
+    destination: String,
+    /// Seconds between sends.
+    spacing: f64,
+    /// How far ahead of the spacing a burst may go, in seconds.
+    tolerance: f64,
+    /// A pause this replica was told of, known without asking: no round
+    /// trip while it lasts, and it holds even if recording it failed.
+    pause: Pause,
+}
+
+#[async_trait::async_trait]
+impl RateBudget for SharedBudget {
+    async fn take(&self) -> Result<Take, OutboxError> {
+        if let Some(d) = self.pause.remaining() {
+            return Ok(Take::Wait(d));
+        }
+        let i = &self.inner;
+        let c = i.client().await?;
+        let stmt = c.prepare_cached("SELECT relay_rate_take($1, $2, $3)").await.map_err(|e| i.pg(e))?;
+        let wait: f64 = c
+            .query_one(&stmt, &[&self.destination, &self.spacing, &self.tolerance])
+            .await
+            .map_err(|e| i.pg(e))?
+            .get(0);
+        Ok(if wait > 0.0 {
+            Take::Wait(Duration::try_from_secs_f64(wait).unwrap_or(Duration::from_secs(3600)))
+        } else {
+            Take::Go
+        })
+    }
+
+    async fn pause(&self, d: Duration) -> Result<(), OutboxError> {
+        self.pause.extend(d);
+        let i = &self.inner;
+        i.client()
+            .await?
+            .execute(
+                "INSERT INTO relay_rate AS r (destination, paused_until) VALUES ($1, clock_timestamp() + make_interval(secs => $2))
+                 ON CONFLICT (destination) DO UPDATE SET paused_until = greatest(r.paused_until, EXCLUDED.paused_until)",
+                &[&self.destination, &d.as_secs_f64()],
+            )
+            .await
+            .map_err(|e| i.pg(e))?;
+        Ok(())
+    }
+
+    async fn give_back(&self) -> Result<(), OutboxError> {
+        // Moving `tat` back one spacing undoes exactly one grant, whoever
+        // took tokens since.
+        let i = &self.inner;
+        i.client()
+            .await?
+            .execute(
+                "UPDATE relay_rate SET tat = tat - make_interval(secs => $2) WHERE destination = $1",
+                &[&self.destination, &self.spacing],
+            )
+            .await
+            .map_err(|e| i.pg(e))?;
+        Ok(())
+    }
+}
+
+/// Slack's threads in `relay_threads`, for every replica.
+struct Threads(Arc<Inner>);
+
+#[async_trait::async_trait]
+impl ThreadStore for Threads {
+    async fn get(&self, destination: &str, group: &str) -> Result<Option<(String, String)>, OutboxError> {
+        let i = &self.0;
+        let row = i
+            .client()
+            .await?
+            .query_opt(
+                "SELECT channel, ts FROM relay_threads WHERE destination = $1 AND group_key = $2",
+                &[&destination, &group],
+            )
+            .await
+            .map_err(|e| i.pg(e))?;
+        Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    async fn set(&self, destination: &str, group: &str, channel: &str, ts: &str) -> Result<(), OutboxError> {
+        let i = &self.0;
+        i.client()
+            .await?
+            .execute(
+                "INSERT INTO relay_threads (destination, group_key, channel, ts) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (destination, group_key) DO UPDATE SET channel = EXCLUDED.channel, ts = EXCLUDED.ts",
+                &[&destination, &group, &channel, &ts],
+            )
+            .await
+            .map_err(|e| i.pg(e))?;
+        Ok(())
+    }
+
+    async fn clear(&self, destination: &str, group: &str) -> Result<(), OutboxError> {
+        let i = &self.0;
+        i.client()
+            .await?
+            .execute(
+                "DELETE FROM relay_threads WHERE destination = $1 AND group_key = $2",
+                &[&destination, &group],
+            )
+            .await
+            .map_err(|e| i.pg(e))?;
+        Ok(())
     }
 }

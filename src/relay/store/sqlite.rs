@@ -2,6 +2,10 @@
 //!
 //! The outbox's reads block on SQLite, so each runs on the blocking pool;
 //! its writes already go through its own writer thread and are async.
+//!
+//! One process uses it, so a destination's send budget is the process's
+//! own (the trait's default), and Slack's threads stay in the outbox file's
+//! `threads` table, where older versions kept them.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,16 +13,19 @@ use std::time::Duration;
 
 use super::{Accepted, Dead, Mark, NewNotification, OutboxError, Pending, RelayStore};
 use crate::relay::outbox::Outbox;
+use crate::relay::threads::{SqliteThreads, ThreadStore};
 
 /// The SQLite outbox as a [`RelayStore`].
-pub struct Sqlite(pub Arc<Outbox>);
+pub struct Sqlite(pub Arc<Outbox>, Arc<SqliteThreads>);
 
 impl Sqlite {
     /// Opens (creating) the outbox under `data_dir`, on the blocking pool.
     pub async fn open(data_dir: &Path, dedup_window: Duration) -> Result<Sqlite, OutboxError> {
         let dir = data_dir.to_path_buf();
         let outbox = tokio::task::spawn_blocking(move || Outbox::open(&dir, dedup_window)).await??;
-        Ok(Sqlite(Arc::new(outbox)))
+        // Slack's threads in the outbox's file, where older versions kept them.
+        let threads = Arc::new(SqliteThreads::beside(outbox.path()));
+        Ok(Sqlite(Arc::new(outbox), threads))
     }
 
     /// Runs `f` on the outbox on the blocking pool: it waits on SQLite.
@@ -94,5 +101,9 @@ impl RelayStore for Sqlite {
 
     async fn prune(&self, age: Duration) -> Result<usize, OutboxError> {
         self.blocking(move |o| o.prune(age)).await
+    }
+
+    fn threads(&self) -> Arc<dyn ThreadStore> {
+        self.1.clone()
     }
 }
