@@ -755,7 +755,8 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         use Status::*;
-        let table: Vec<(Vec<InfoSeries>, Option<&(String, String)>, Vec<Status>)> = vec![
+        type Row<'a> = (Vec<InfoSeries>, Option<&'a (String, String)>, Vec<Status>);
+        let table: Vec<Row> = vec![
             // Exporters on every node: followed, the former one now a replica.
             (
                 vec![series("new", "master"), series("old", "slave")],
