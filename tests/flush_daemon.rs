@@ -211,3 +211,35 @@ fn the_flush_api_is_off_unless_enabled() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("HTTP 403") && stderr.contains("enable_admin_api"), "{stderr}");
 }
+
+/// The Redis password is in the probe's URL: it reaches none of the flush's
+/// answers, records, metrics, status page or logs.
+#[test]
+fn the_redis_password_stays_out_of_everything_the_flush_shows() {
+    const PASSWORD: &str = "s3cret-flush-pw";
+    let redis = Redis::start(&["--requirepass", PASSWORD, "--enable-debug-command", "yes"]);
+    assert!(redis.cli(&["DEBUG", "POPULATE", "500", "p", "16"]).contains("OK"));
+    let url = redis.url().replacen("redis://", &format!("redis://:{PASSWORD}@"), 1);
+    let d = Daemon::start(&format!(
+        "server:\n  listen: {{listen}}\n  enable_admin_api: true\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - name: cache\n    kind: redis\n    url: {url}\n    every: 5s\n"
+    ));
+    let (status, v) = post(&d, r#"{"match": "p:*", "execute": true, "warm": ["http://127.0.0.1:1/?token=x"]}"#);
+    assert_eq!(status, 202, "{v}");
+    let done = wait_for("the flush to end", Duration::from_secs(30), || {
+        let p = get(&d, &format!("/api/v1/redis/flushes/{}", v["id"].as_str().unwrap()));
+        (p["finished"].is_number()).then_some(p)
+    });
+    assert_eq!(done["deleted"], 500, "{done}");
+    assert!(done["target"].as_str().unwrap().contains("127.0.0.1"), "{done}");
+    let (_, page) = http_get(d.port, "/").unwrap();
+    let (_, list) = http_get(d.port, "/api/v1/redis/flushes").unwrap();
+    for (what, text) in [
+        ("the flush", done.to_string()),
+        ("the list", list),
+        ("the status page", page),
+        ("/metrics", d.metrics()),
+        ("the logs", d.logs()),
+    ] {
+        assert!(!text.contains(PASSWORD), "{what} shows the password:\n{text}");
+    }
+}
