@@ -243,3 +243,50 @@ fn the_redis_password_stays_out_of_everything_the_flush_shows() {
         assert!(!text.contains(PASSWORD), "{what} shows the password:\n{text}");
     }
 }
+
+/// Ctrl-C on `lookout redis flush --daemon` asks the daemon to stop: the
+/// flush ends after the batch in flight, the command exits 130 and prints
+/// the record, which says it was stopped on request.
+#[test]
+fn ctrl_c_on_the_command_line_stops_the_daemons_flush() {
+    let redis = populated(20_000, 0);
+    let d = Daemon::start(&config(&redis, true));
+    let child = lookout()
+        .args([
+            "redis",
+            "flush",
+            "--match",
+            "p:*",
+            "--execute",
+            "--yes",
+            "--no-snapshot",
+            "--rate",
+            "2000/s",
+        ])
+        .arg("--daemon")
+        .arg(format!("http://127.0.0.1:{}", d.port))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the daemon to delete", Duration::from_secs(10), || {
+        d.metric("lookout_flush_keys_deleted_total", &[("probe", "cache")])
+            .filter(|n| *n > 0.0)
+    });
+    send_signal(child.id(), libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stdout}{stderr}");
+    assert!(stderr.contains("the daemon stops the flush after the batch in flight"), "{stderr}");
+    assert!(
+        stdout.contains("# Redis controlled flush: interrupted") && stdout.contains("stopped on request"),
+        "{stdout}"
+    );
+    let left = count(&redis, "p:*");
+    assert!(left > 0, "stopped before the end");
+    assert_eq!(d.metric("lookout_flush_running", &[("probe", "cache")]), Some(0.0));
+    let list = get(&d, "/api/v1/redis/flushes");
+    assert_eq!(list[0]["state"], "interrupted", "{list}");
+    assert_eq!(list[0]["deleted"].as_u64().unwrap(), 20_000 - left, "{list}");
+}
