@@ -66,8 +66,10 @@ pub struct Case {
     pub suite: &'static str,
     /// The probe, `metric/source`, or rule.
     pub name: String,
-    /// `pass`, `fail`, `unknown` (could not tell) or `skipped` (not
-    /// applicable: the dashboard's rate without five minutes of history).
+    /// `pass`, `fail`, `unknown` (could not tell) or `skipped` (its source
+    /// is not configured: the rules without Prometheus, the cross-check
+    /// without a second source; or not applicable: the dashboard's rate
+    /// without five minutes of history).
     pub status: Status,
     /// What was seen, for a person.
     pub detail: String,
