@@ -6,17 +6,19 @@
 # wall time, and the round trip a concurrent client sees meanwhile (one PING
 # every 10 ms on its own connection, as `redis-cli --latency` samples;
 # p50/p99/max). The goal: lookout no slower than the pipe, with that
-# client's p99 under 2 ms.
+# client's p99 under 2 ms. The same flush run by the daemon (`--daemon`,
+# `POST /api/v1/redis/flushes`, its progress on /metrics) is measured last:
+# what following it over HTTP and keeping the metrics current costs.
 set -euo pipefail
 USAGE="usage: bench/flush.sh [KEYS]   (default 1000000 matching keys among twice as many)
 Wall time and a concurrent client's PING p50/p99/max: redis-cli --scan | xargs redis-cli del
-vs. lookout redis flush --rate unlimited.
+vs. lookout redis flush --rate unlimited, locally and run by the daemon (--daemon).
 Needs target/release/lookout (or LOOKOUT_BIN), redis-server, redis-cli, python3."
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_args 1 "$@"
 KEYS="${SECONDS_ARG:-1000000}"
-need redis-server redis-cli python3
+need redis-server redis-cli python3 curl
 need_lookout
 PORT=$(free_port)
 redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
@@ -93,3 +95,31 @@ fill
 measure "lookout redis flush (unlimited)" flush
 [[ "$(cli DBSIZE)" == "$KEYS" ]] || die "after the flush: DBSIZE $(cli DBSIZE), expected $KEYS"
 grep -E '^\| (keys deleted|duration|latency during the flush) ' "$WORK/record.md"
+
+# The daemon: a `lookout run` probing the same Redis, with the flush API on.
+DPORT=$(free_port)
+mkdir -p "$WORK/daemon"
+cat >"$WORK/daemon/lookout.yaml" <<YAML
+server:
+  listen: 127.0.0.1:$DPORT
+  enable_admin_api: true
+data_dir: $WORK/daemon/data
+probe_files: []
+probes:
+  - name: cache
+    kind: redis
+    url: redis://127.0.0.1:$PORT
+    every: 15s
+YAML
+"$LOOKOUT" run -c "$WORK/daemon/lookout.yaml" 2>"$WORK/daemon/stderr.log" &
+PIDS+=($!)
+wait_until 10 "lookout run on port $DPORT" curl -sf "http://127.0.0.1:$DPORT/-/healthy"
+daemon_flush() {
+  "$LOOKOUT" redis flush --daemon "http://127.0.0.1:$DPORT" --match 'p*' --execute --yes --no-snapshot \
+    --rate unlimited --record "$WORK/daemon-record.md"
+}
+fill
+measure "lookout redis flush --daemon" daemon_flush
+[[ "$(cli DBSIZE)" == "$KEYS" ]] || die "after the daemon's flush: DBSIZE $(cli DBSIZE), expected $KEYS"
+grep -E '^\| (keys deleted|duration|latency during the flush) ' "$WORK/daemon-record.md"
+curl -s "http://127.0.0.1:$DPORT/metrics" | grep -E '^lookout_flush_(keys_deleted_total|runs_total)'

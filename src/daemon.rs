@@ -8,7 +8,8 @@
 //! and lets runs in flight finish (each bounded by its timeout), then drains
 //! every background task ([`Tasks`]): the listener closes after its open
 //! requests, the relay's workers finish the delivery under way and write
-//! its outcome, a cross-check round or alert evaluation under way completes.
+//! its outcome, a cross-check round or alert evaluation under way completes,
+//! a controlled flush stops after the batch in flight and records itself.
 //! Last, the history is flushed.
 //!
 //! The state the loops and the HTTP server share is in [`crate::state`],
@@ -267,6 +268,7 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         metrics: metrics_handle.clone(),
         reload: reload_tx,
         relay: relay.clone(),
+        flushes: Arc::new(crate::runbook::flush_job::FlushJobs::new(history.clone(), tasks.clone())),
     });
     let server_stop = tasks.stopping();
     let tls = cfg.web.as_ref().and_then(|w| w.tls.clone());

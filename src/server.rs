@@ -45,6 +45,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/probes", get(probes_json))
         .route("/report", get(report))
         .route("/api/v1/alerts", get(alerts_json))
+        .route("/api/v1/redis/flushes", get(flushes_list).post(flush_start))
+        .route("/api/v1/redis/flushes/{id}", get(flush_get).delete(flush_stop))
         .route("/", get(status_page))
         // Outermost: checked before any route reads anything.
         .layer(middleware::from_fn_with_state(state.clone(), web_auth))
@@ -293,6 +295,146 @@ async fn reload(State(s): State<AppState>, headers: HeaderMap, last: Arc<Mutex<O
     }
 }
 
+/// A JSON error for the flush API: `{"status": "error", "error": …}`.
+fn api_error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({"status": "error", "error": message}))).into_response()
+}
+
+/// In front of the API that changes data, as Prometheus guards its admin
+/// API and lookout its reload: off unless `server.enable_admin_api`, and
+/// nothing from another site (a browser's form post or script). The
+/// listener's basic-auth users were checked before (`web_auth`).
+fn admin_refused(s: &AppState, headers: &HeaderMap) -> Option<Response> {
+    if !s.config.get().enable_admin_api {
+        return Some(api_error(
+            StatusCode::FORBIDDEN,
+            "the admin API is not enabled: set `server.enable_admin_api: true`",
+        ));
+    }
+    if cross_site(headers) {
+        return Some(api_error(StatusCode::FORBIDDEN, "cross-site requests cannot change data"));
+    }
+    None
+}
+
+/// The user of a basic-auth `Authorization` header (already checked by
+/// `web_auth` when the listener has users), for a flush's record.
+fn basic_user(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine;
+    let b64 = headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let pair = String::from_utf8(decoded).ok()?;
+    pair.split_once(':').map(|(u, _)| u.to_string()).filter(|u| !u.is_empty())
+}
+
+/// `POST /api/v1/redis/flushes`: starts a controlled flush (a dry run
+/// unless `"execute": true`). 202 with the flush and its `Location`; 400
+/// with the reason for a body that is not a valid request; 409 (with the
+/// running one's id) while a flush of the same probe runs.
+async fn flush_start(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    use crate::runbook::flush_job::{FlushRequest, Refused};
+    if let Some(r) = admin_refused(&s, &headers) {
+        return r;
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json"))
+        .unwrap_or(false);
+    if !json {
+        return api_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the flush as Content-Type: application/json",
+        );
+    }
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return api_error(e.status(), &e.body_text()),
+    };
+    let request: FlushRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, &format!("invalid flush request: {e}")),
+    };
+    let cfg = s.config.get();
+    let order = match request.validate(&cfg.probes, basic_user(&headers)) {
+        Ok(o) => o,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, &format!("invalid flush request: {e}")),
+    };
+    match s.flushes.start(order) {
+        Ok(p) => {
+            let location = format!("/api/v1/redis/flushes/{}", p.id);
+            let mut r = (StatusCode::ACCEPTED, axum::Json(p)).into_response();
+            if let Ok(v) = header::HeaderValue::from_str(&location) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            r
+        }
+        Err(Refused::Busy(id)) => (
+            StatusCode::CONFLICT,
+            axum::Json(serde_json::json!({
+                "status": "error",
+                "error": format!("a flush of this probe is running: {id}; stop it with DELETE /api/v1/redis/flushes/{id}, or wait"),
+                "running": id,
+            })),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/redis/flushes`: the flushes running and recent (this
+/// run's, then the history's), newest first, without their records.
+async fn flushes_list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+    let limit = q.limit.unwrap_or(20).clamp(1, 1000);
+    let all = recent_flushes(&s, limit).await;
+    let list: Vec<serde_json::Value> = all
+        .into_iter()
+        .map(|f| {
+            let mut v = serde_json::to_value(f).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.remove("record");
+            }
+            v
+        })
+        .collect();
+    axum::Json(list).into_response()
+}
+
+/// `GET /api/v1/redis/flushes/{id}`: one flush, its progress while it
+/// runs and its record once it ended (from the history for an older one).
+async fn flush_get(State(s): State<AppState>, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+    if let Some(p) = s.flushes.get(&id) {
+        return axum::Json(p).into_response();
+    }
+    let key = id.clone();
+    match s.history.read(move |r| r.flushes(Some(&key), 1)).await {
+        Ok(mut v) if !v.is_empty() => axum::Json(v.remove(0)).into_response(),
+        _ => api_error(StatusCode::NOT_FOUND, &format!("no flush `{id}`")),
+    }
+}
+
+/// `DELETE /api/v1/redis/flushes/{id}`: stops the flush after the batch in
+/// flight (202 with where it stands; its state turns `interrupted` when it
+/// has stopped). One that already ended is answered as it is (200).
+async fn flush_stop(State(s): State<AppState>, headers: HeaderMap, axum::extract::Path(id): axum::extract::Path<String>) -> Response {
+    if let Some(r) = admin_refused(&s, &headers) {
+        return r;
+    }
+    match s.flushes.stop(&id) {
+        Some(p) if p.state.is_final() => axum::Json(p).into_response(),
+        Some(p) => (StatusCode::ACCEPTED, axum::Json(p)).into_response(),
+        None => api_error(StatusCode::NOT_FOUND, &format!("no running flush `{id}`")),
+    }
+}
+
 async fn alerts_json(State(s): State<AppState>) -> Response {
     axum::Json(s.alerts.get()).into_response()
 }
@@ -348,6 +490,27 @@ async fn report(State(s): State<AppState>, Query(q): Query<ReportQuery>, headers
     ([(header::CONTENT_TYPE, content_type)], render(&Doc::Round(&r), format)).into_response()
 }
 
+/// Flushes on the status page: the latest few, each a line.
+const STATUS_FLUSHES: usize = 5;
+
+/// This run's flushes and the history's, newest first, at most `limit`.
+async fn recent_flushes(s: &AppState, limit: usize) -> Vec<crate::store::StoredFlush> {
+    let mut all: Vec<crate::store::StoredFlush> = s.flushes.list().iter().map(|p| p.stored()).collect();
+    match s.history.read(move |r| r.flushes(None, limit)).await {
+        Ok(stored) => {
+            for f in stored {
+                if !all.iter().any(|a| a.id == f.id) {
+                    all.push(f);
+                }
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "Flushes read without the history"),
+    }
+    all.sort_by(|a, b| b.started.total_cmp(&a.started));
+    all.truncate(limit);
+    all
+}
+
 /// `GET /`: the status page. Charts come from the history; without one
 /// (or if reading it fails) the page still shows probes and the cross-check.
 async fn status_page(State(s): State<AppState>) -> Html<String> {
@@ -366,5 +529,6 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
     };
     let mut page = shape(&cfg, &latest, report.as_deref(), &history, until);
     page.replica = s.relay.as_ref().and_then(|r| r.replica());
+    page.flushes = recent_flushes(&s, STATUS_FLUSHES).await;
     Html(status_page(&page))
 }

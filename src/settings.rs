@@ -85,6 +85,11 @@ pub struct RawServer {
     /// can reach the listener could otherwise make the daemon re-read its
     /// files and restart every probe. SIGHUP reloads either way.
     pub enable_lifecycle: Option<bool>,
+    /// Allow the API that changes data (`POST /api/v1/redis/flushes`: a
+    /// controlled flush run by the daemon, and its `DELETE` to stop it);
+    /// default false, as Prometheus's `--web.enable-admin-api`: a flush
+    /// deletes keys, so reaching the listener must not be enough.
+    pub enable_admin_api: Option<bool>,
     /// Time a client has to send a request's headers, which is also the
     /// longest a kept-alive connection may sit idle (default 10s; 100ms to
     /// 5m): a slow or idle client cannot hold a connection.
@@ -129,6 +134,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Whether `POST /-/reload` is served (`server.enable_lifecycle`).
     pub enable_lifecycle: bool,
+    /// Whether the flush API is served (`server.enable_admin_api`).
+    pub enable_admin_api: bool,
     /// The listener's connection limits.
     pub limits: crate::listener::Limits,
     /// The listener's TLS and basic-auth users (`server.web_config_file`).
@@ -536,6 +543,7 @@ fn validate(source: Option<&Path>, raw: RawSettings, probes: Vec<(PathBuf, Entry
         source: source.map(Path::to_path_buf),
         listen: raw.server.listen.unwrap_or(DEFAULT_LISTEN),
         enable_lifecycle: raw.server.enable_lifecycle.unwrap_or(false),
+        enable_admin_api: raw.server.enable_admin_api.unwrap_or(false),
         limits: crate::listener::Limits {
             header_read_timeout: raw.server.header_read_timeout.unwrap_or(DEFAULT_HEADER_READ_TIMEOUT),
             max_connections: raw.server.max_connections.unwrap_or_else(crate::listener::default_max_connections),

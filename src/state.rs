@@ -126,4 +126,6 @@ pub struct AppState {
     pub reload: mpsc::Sender<ReloadRequest>,
     /// The webhook relay, when enabled.
     pub relay: Option<Arc<Relay>>,
+    /// The controlled flushes the daemon runs and ran.
+    pub flushes: Arc<crate::runbook::flush_job::FlushJobs>,
 }

@@ -84,6 +84,31 @@ fn describe() {
         "Unix time of the last successful configuration load."
     );
     describe_counter!("lookout_history_errors_total", "Failures of the history store, by operation.");
+    describe_gauge!(
+        "lookout_flush_running",
+        "Whether a controlled flush run by the daemon is under way on the probe's Redis (1/0)."
+    );
+    describe_gauge!(
+        "lookout_flush_paused",
+        "Whether the running flush is held by its latency guard (1/0)."
+    );
+    describe_gauge!(
+        "lookout_flush_keys_matched",
+        "Keys the last flush's survey matched on the probe's Redis."
+    );
+    describe_counter!(
+        "lookout_flush_keys_deleted_total",
+        "Keys deleted by the daemon's controlled flushes."
+    );
+    describe_counter!(
+        "lookout_flush_runs_total",
+        "Controlled flushes ended, by outcome (done, dry_run, interrupted, failed)."
+    );
+    describe_gauge!(
+        "lookout_flush_last_success_timestamp_seconds",
+        metrics::Unit::Seconds,
+        "Unix time the last flush that deleted every matching key ended."
+    );
     for m in crate::metric::Metric::ALL {
         describe_gauge!(
             observed_name(m),

@@ -260,14 +260,23 @@ fn verify_after_failover_names_the_new_master_and_a_source_left_behind() {
     let s = SentinelSetup::start(2, 3, 5000);
     let old = format!("127.0.0.1:{}", s.master.port);
     let old_run_id = s.master.run_id();
-    // The rules part reads Prometheus: the guide's rules over an exporter.
-    let exporter = support::Exporter::start(&s.master.url());
+    // The rules part reads Prometheus: the guide's rules over an exporter
+    // beside each node, as a sidecar would be, so one of them reads
+    // whichever node is promoted.
+    let exporters: Vec<support::Exporter> = std::iter::once(&s.master)
+        .chain(s.replicas.iter())
+        .map(|n| support::Exporter::start(&n.url()))
+        .collect();
+    let jobs: Vec<(String, String)> = exporters
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (format!("redis{i}"), format!("127.0.0.1:{}", e.port)))
+        .collect();
+    let jobs: Vec<(&str, String)> = jobs.iter().map(|(j, t)| (j.as_str(), t.clone())).collect();
     let rules = support::root().join("deploy/prometheus/alerts/redis.rules.yml");
-    let prom = support::prometheus_with_rules(
-        &[("redis", format!("127.0.0.1:{}", exporter.port))],
-        &[rules],
-        &format!("127.0.0.1:{}", support::free_port()),
-    );
+    let prom = support::prometheus_with_rules(&jobs, &[rules], &format!("127.0.0.1:{}", support::free_port()));
+    // A Prometheus whose only exporter stays on the former master's address.
+    let prom_old = support::Prometheus::start(&[("redis", jobs[0].1.clone())]);
     let stuck = HealthStandIn::start("/h", Behaviour::Documented(s.master.url()));
     // A daemon records the master before the change, and sees the change.
     let d = Daemon::start(&format!(
@@ -289,20 +298,20 @@ fn verify_after_failover_names_the_new_master_and_a_source_left_behind() {
     let _traffic = support::Traffic::start(&promoted.url());
 
     let dir = tempfile::tempdir().unwrap();
-    let config = |file: &str, endpoint: &str, data: &std::path::Path| {
+    let config_on = |file: &str, endpoint: &str, data: &std::path::Path, prom_url: &str| {
         let path = dir.path().join(file);
         std::fs::write(
             &path,
             format!(
-                "data_dir: {}\nprobe_files: []\nprometheus:\n  url: {}\ncrosscheck:\n  reference: ha\nprobes:\n  - name: ha\n    kind: redis_sentinel\n    sentinels: {}\n    master_name: {MASTER_NAME}\n    timeout: 2s\n  - name: web\n    kind: http_health\n    url: {endpoint}\n",
+                "data_dir: {}\nprobe_files: []\nprometheus:\n  url: {prom_url}\ncrosscheck:\n  reference: ha\nprobes:\n  - name: ha\n    kind: redis_sentinel\n    sentinels: {}\n    master_name: {MASTER_NAME}\n    timeout: 2s\n  - name: web\n    kind: http_health\n    url: {endpoint}\n",
                 data.display(),
-                prom.url(),
                 s.sentinel_list(),
             ),
         )
         .unwrap();
         path
     };
+    let config = |file: &str, endpoint: &str, data: &std::path::Path| config_on(file, endpoint, data, &prom.url());
     let verify = |path: &std::path::Path, args: &[&str]| {
         let out = lookout()
             .args(["verify", "--after", "failover", "--timeout", "30s"])
@@ -338,6 +347,44 @@ fn verify_after_failover_names_the_new_master_and_a_source_left_behind() {
     assert!(
         out.contains(&format!("replica {old}")),
         "the former master is checked as a replica: {out}"
+    );
+    // The exporter beside the new master reads it as master, and the
+    // former master's series say `slave` now.
+    assert!(
+        out.contains(&format!("the new master {new} (run_id ")),
+        "exporter on the new master: {out}"
+    );
+    assert!(
+        out.contains(&format!("the former master {old} is no longer master")),
+        "no stale master series: {out}"
+    );
+
+    // A Prometheus whose exporter stayed on the former master's address:
+    // the exporter did not follow, named with what Prometheus holds.
+    let behind = config_on("exporter-behind.yaml", &followed.url("/h"), &empty, &prom_old.url());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let out = loop {
+        let (code, out) = verify(&behind, &["--previous-run-id", &old_run_id, "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let case = v["cases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == "exporter on the new master")
+            .cloned();
+        if case.as_ref().is_some_and(|c| c["status"] == "fail") {
+            assert_eq!(code, 1, "{out}");
+            break case.unwrap()["detail"].as_str().unwrap_or("").to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the exporter left behind was not named: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        out.contains(&format!("no exporter reads the new master {new}")) && out.contains(&format!("run_id {old_run_id} as role slave")),
+        "{out}"
     );
 
     // Without the former run_id and with no history, it cannot tell.

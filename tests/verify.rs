@@ -124,3 +124,62 @@ fn an_honest_stack_passes_and_a_lying_endpoint_fails() {
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("no `kind: redis_sentinel` probe is configured"), "{out}");
 }
+
+/// Without Prometheus, what can be checked still gives 0 or 1: the rules
+/// and the cross-check are skipped with why; asking for them (`--require`)
+/// makes their absence "could not tell".
+#[test]
+fn without_prometheus_the_rest_decides_unless_a_part_is_required() {
+    let redis = Redis::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = |url: &str| {
+        let path = dir.path().join("lookout.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "data_dir: {}\nprobe_files: []\nprobes:\n  - name: redis\n    kind: redis\n    url: {url}\n    timeout: 2s\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let up = config(&redis.url());
+    let (code, out, _) = verify(&up, &["--format", "json"]);
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let status = |suite: &str| {
+        v["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["suite"] == suite)
+            .map(|c| {
+                (
+                    c["status"].as_str().unwrap_or("").to_string(),
+                    c["detail"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .unwrap_or_else(|| panic!("no {suite} case: {out}"))
+    };
+    assert_eq!(status("probes").0, "pass");
+    let (rules, why) = status("rules");
+    assert!(rules == "skipped" && why.contains("no Prometheus configured"), "{out}");
+    let (cc, why) = status("crosscheck");
+    assert!(cc == "skipped" && why.contains("nothing to cross-check"), "{out}");
+
+    let (code, out, _) = verify(&up, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Verify PASSED") && out.contains("2 skipped"), "{out}");
+
+    // Asked for, the rules cannot be told.
+    let (code, out, _) = verify(&up, &["--require", "rules"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("required (--require rules) but skipped"), "{out}");
+
+    // What is checked still fails the run.
+    let down = config(&format!("redis://127.0.0.1:{}", support::free_port()));
+    let (code, out, _) = verify(&down, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Verify FAILED"), "{out}");
+}

@@ -15,6 +15,7 @@ pub mod check;
 pub mod config;
 pub mod doctor;
 pub mod redis;
+mod redis_remote;
 pub mod relay;
 pub mod report;
 pub mod run;
@@ -49,6 +50,9 @@ pub const EXIT_NO_INPUT: u8 = 66;
 /// Exit status when the command cannot start its own machinery (sysexits'
 /// EX_SOFTWARE): the async runtime, for one.
 pub const EXIT_SOFTWARE: u8 = 70;
+
+/// Exit status after SIGINT/SIGTERM (128 + SIGINT, as a shell reports it).
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// Where the configuration is looked for without `-c`, in this order:
 /// relative paths from the working directory, then the system-wide one.
@@ -264,4 +268,36 @@ pub fn print_out(text: &str, status: u8) -> ExitCode {
 /// commands' output.
 pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, String> {
     serde_json::to_string_pretty(value).map(|s| s + "\n").map_err(|e| e.to_string())
+}
+
+/// Asks for the count on the terminal; true when typed back exactly.
+pub(crate) fn confirm(matched: u64) -> bool {
+    use std::io::{BufRead, Write};
+    eprint!("This deletes {matched} keys. Type {matched} to go on: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    if std::io::stdin().lock().read_line(&mut line).is_err() {
+        return false;
+    }
+    line.trim().replace([',', '_'], "") == matched.to_string()
+}
+
+/// Sets `stop` on SIGINT or SIGTERM. A second signal is not special: the
+/// batch in flight is short, and killing mid-batch gains nothing.
+pub(crate) fn spawn_signal_watch(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    tokio::spawn(async move {
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term => {}
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
 }

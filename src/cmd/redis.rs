@@ -5,7 +5,7 @@
 //! `REDIS_*` convention), the dry run by default, the count typed back,
 //! progress on stderr, Ctrl-C, the record file and the exit status.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -14,14 +14,13 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 
-use super::{EXIT_USAGE, block_on, fail, with_config};
+use super::{EXIT_USAGE, block_on, confirm, fail, spawn_signal_watch, with_config};
 use crate::config::{Secret, redact_url, redact_urls_in};
 use crate::daemon::ConfigSource;
 use crate::probe::ProbeSpec;
 use crate::runbook::flush::{self, Hits, Plan, Rate, Record, Stopped, Survey, Tick};
 
-/// Exit status after SIGINT/SIGTERM (128 + SIGINT, as a shell reports it).
-pub const EXIT_INTERRUPTED: u8 = 130;
+pub use super::EXIT_INTERRUPTED;
 
 /// How long connecting and each command may take before it is an error.
 const REDIS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -97,6 +96,14 @@ pub struct FlushArgs {
     /// informational notice.
     #[arg(long = "notify", value_name = "DESTINATION")]
     notify: Vec<String>,
+    /// Ask the running daemon at this URL (`http://[user:password@]host:port`,
+    /// its `server.listen`; `server.enable_admin_api` on) to run the flush
+    /// on its configured probe (`--probe`): its progress is then on the
+    /// daemon's /metrics and its record in the daemon's history. This end
+    /// follows it and prints the record; Ctrl-C asks the daemon to stop
+    /// after the batch in flight.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["url", "cluster", "watch", "notify"])]
+    daemon: Option<String>,
 }
 
 impl RedisCommand {
@@ -104,6 +111,7 @@ impl RedisCommand {
     /// names the Redis, so an unrelated problem in it does not block a flush.
     pub fn execute(self, src: impl FnOnce() -> ConfigSource) -> ExitCode {
         match self {
+            RedisCommand::Flush(args) if args.daemon.is_some() => args.remote().run(),
             RedisCommand::Flush(args) => {
                 let given = args.url.is_some() || !args.cluster.is_empty();
                 if given && args.notify.is_empty() {
@@ -238,6 +246,29 @@ fn cluster_from_seeds(seeds: &[String]) -> Result<crate::probe::RedisClusterSpec
 }
 
 impl FlushArgs {
+    /// The request for the daemon: the same flags as JSON.
+    fn remote(self) -> super::redis_remote::Remote {
+        let body = serde_json::json!({
+            "probe": self.probe,
+            "match": self.pattern,
+            "db": self.db,
+            "rate": self.rate.to_string(),
+            "max_latency": humantime::format_duration(self.max_latency).to_string(),
+            "snapshot": !self.no_snapshot,
+            "snapshot_timeout": humantime::format_duration(self.snapshot_timeout).to_string(),
+            "scan_count": self.scan_count,
+            "warm": self.warm,
+            "user": std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        });
+        super::redis_remote::Remote {
+            daemon: self.daemon.unwrap_or_default(),
+            body,
+            execute: self.execute,
+            yes: self.yes,
+            record: self.record,
+        }
+    }
+
     fn execute(self, configured: Option<Source>, cfg: Option<&crate::settings::Config>) -> ExitCode {
         let source = if !self.cluster.is_empty() {
             match cluster_from_seeds(&self.cluster) {
@@ -717,37 +748,6 @@ fn print_survey(display: &str, pattern: &str, s: &Survey) {
             println!("  {k}");
         }
     }
-}
-
-/// Asks for the count on the terminal; true when typed back exactly.
-fn confirm(matched: u64) -> bool {
-    eprint!("This deletes {matched} keys. Type {matched} to go on: ");
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    if std::io::stdin().lock().read_line(&mut line).is_err() {
-        return false;
-    }
-    line.trim().replace([',', '_'], "") == matched.to_string()
-}
-
-/// Sets `stop` on SIGINT or SIGTERM. A second signal is not special: the
-/// batch in flight is short, and killing mid-batch gains nothing.
-fn spawn_signal_watch(stop: Arc<AtomicBool>) {
-    tokio::spawn(async move {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
-        }
-        stop.store(true, Ordering::SeqCst);
-    });
 }
 
 /// Progress on stderr: an `indicatif` bar on a terminal (keys deleted of

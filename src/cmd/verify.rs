@@ -22,8 +22,9 @@ pub enum AfterArg {
     Flush,
     /// A master change through Sentinel: needs a `kind: redis_sentinel`
     /// probe (without one, exit 2). The master must report role:master
-    /// with a run_id other than the one recorded before, the endpoints
-    /// must follow it, the replicas be in sync.
+    /// with a run_id other than the one recorded before, the endpoints,
+    /// the exporter and Prometheus must follow it (without Prometheus,
+    /// exit 2), the replicas be in sync.
     Failover,
 }
 
@@ -58,6 +59,24 @@ pub struct VerifyArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = VerifyFormat::Text)]
     format: VerifyFormat,
+    /// A part that must be checked (repeatable): without it, a part whose
+    /// source is not configured (the rules without Prometheus, the
+    /// cross-check without a second source, the dashboard without five
+    /// minutes of history) is skipped and the verdict comes from the rest;
+    /// with it, that part's skip is "could not tell" (exit 2).
+    #[arg(long = "require", value_enum, value_name = "PART")]
+    require: Vec<RequireArg>,
+}
+
+/// What `--require` accepts: the parts that can be skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RequireArg {
+    /// One complete cross-check round.
+    Crosscheck,
+    /// The alert rules' state in Prometheus.
+    Rules,
+    /// The dashboard's windowed hit rate (`--after flush`).
+    Dashboard,
 }
 
 fn parse_timeout(s: &str) -> Result<Duration, String> {
@@ -75,7 +94,16 @@ impl VerifyArgs {
             AfterArg::Flush => After::Flush,
             AfterArg::Failover => After::Failover,
         });
-        let run = verify::run_after(cfg, cfg.prometheus.as_ref(), after, self.previous_run_id, self.timeout);
+        let required: Vec<&str> = self
+            .require
+            .iter()
+            .map(|r| match r {
+                RequireArg::Crosscheck => "crosscheck",
+                RequireArg::Rules => "rules",
+                RequireArg::Dashboard => "dashboard",
+            })
+            .collect();
+        let run = verify::run_after(cfg, cfg.prometheus.as_ref(), after, self.previous_run_id, &required, self.timeout);
         let outcome = match block_on(run) {
             Ok(o) => o,
             Err(status) => return status,
@@ -105,7 +133,7 @@ fn verdict_word(s: Status) -> &'static str {
 fn headline(o: &Outcome) -> String {
     let count = |s: Status| o.cases.iter().filter(|c| c.status == s).count();
     format!(
-        "Verify {}{} at {} in {:.1}s: {} passed, {} failed, {} could not tell",
+        "Verify {}{} at {} in {:.1}s: {} passed, {} failed, {} could not tell, {} skipped",
         verdict_word(o.verdict),
         match o.after {
             Some(After::Flush) => " after a flush",
@@ -116,7 +144,8 @@ fn headline(o: &Outcome) -> String {
         o.duration_seconds,
         count(Status::Pass),
         count(Status::Fail),
-        count(Status::Unknown)
+        count(Status::Unknown),
+        count(Status::Skipped)
     )
 }
 

@@ -434,6 +434,27 @@ pub fn status_page(s: &Status<'_>) -> String {
             "<h2>Cross-check</h2><p class=\"muted\">No round yet (or no reference `redis` probe with other sources to compare).</p>",
         ),
     }
+    if !s.flushes.is_empty() {
+        body.push_str("<h2>Redis flushes</h2><table id=\"flushes\"><thead><tr><th>Started</th><th>Probe</th><th>Pattern</th><th>State</th><th>Keys deleted</th><th>By</th><th>Id</th></tr></thead><tbody>");
+        for f in &s.flushes {
+            let _ = write!(
+                body,
+                "<tr data-flush=\"{}\" data-state=\"{}\"><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"n\">{} of {}</td><td>{}</td><td><a href=\"/api/v1/redis/flushes/{}\">{}</a></td></tr>",
+                xml(&f.id),
+                xml(&f.state),
+                time(f.started),
+                xml(&f.probe),
+                xml(&f.pattern),
+                xml(&f.state),
+                f.deleted,
+                f.matched,
+                xml(&f.user),
+                xml(&f.id),
+                xml(&f.id)
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
     body.push_str("<h2>Last hours</h2><div class=\"charts\">");
     for c in &s.charts {
         let (title, unit) = match c.metric {

@@ -61,6 +61,9 @@ pub struct Status<'a> {
     /// With replicas on a shared store: this replica's name, and who leads
     /// the synthetic alerts' fallback (`None`: not known yet).
     pub replica: Option<(String, Option<String>)>,
+    /// The controlled flushes the daemon ran lately (and the one running),
+    /// newest first: a line each.
+    pub flushes: Vec<crate::store::StoredFlush>,
 }
 
 /// Shapes the page. `history` holds the readings of the last
@@ -106,6 +109,7 @@ pub fn shape<'a>(
         until,
         version: env!("CARGO_PKG_VERSION"),
         replica: None,
+        flushes: Vec::new(),
     }
 }
 

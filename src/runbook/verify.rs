@@ -12,12 +12,22 @@
 //! failover`), a fourth part (`failover`) reads the `redis_sentinel` probe's
 //! topology: the master says `role:master`, its `run_id` is not the one
 //! recorded before, every replica's link is up within [`MAX_LAG_SECONDS`];
-//! and the round is told of the change, so a source still on the former
-//! master is named by the cross-check's own rule.
+//! Prometheus holds the new master's `redis_instance_info` as master (an
+//! exporter followed it) and no current series still has the former master
+//! as master ([`exporter_cases`]); and the round is told of the change, so
+//! a source still on the former master is named by the cross-check's own
+//! rule.
 //!
 //! A case passes, fails, or could not be told (a source down, a rule not
 //! loaded, a value stale): the run's verdict is the worst of them, so
-//! "could not tell" is never read as "passed".
+//! "could not tell" is never read as "passed". A part whose source is not
+//! configured at all (no Prometheus for the rules, nothing to cross-check)
+//! is `skipped`, with why, and does not decide the verdict: an operator
+//! without Prometheus still gets 0 or 1 from what can be checked, as
+//! Gatus judges only the conditions an endpoint has and promtool checks
+//! only the files it is given. Asking for a part (`--require rules`) turns
+//! its skip back into "could not tell". A misconfigured or unreachable
+//! source is never skipped: it was meant to be there.
 
 use std::time::Duration;
 
@@ -56,8 +66,10 @@ pub struct Case {
     pub suite: &'static str,
     /// The probe, `metric/source`, or rule.
     pub name: String,
-    /// `pass`, `fail`, `unknown` (could not tell) or `skipped` (not
-    /// applicable: the dashboard's rate without five minutes of history).
+    /// `pass`, `fail`, `unknown` (could not tell) or `skipped` (its source
+    /// is not configured: the rules without Prometheus, the cross-check
+    /// without a second source; or not applicable: the dashboard's rate
+    /// without five minutes of history).
     pub status: Status,
     /// What was seen, for a person.
     pub detail: String,
@@ -91,29 +103,67 @@ impl Outcome {
     }
 }
 
-/// The worst status of `cases` (no case: could not tell).
+/// The worst status of `cases`. Skipped cases do not count, but a run in
+/// which nothing was judged (no case, or every one skipped) could not tell:
+/// nothing checked is not "passed".
 fn worst(cases: &[Case]) -> Status {
     if cases.iter().any(|c| c.status == Status::Fail) {
         Status::Fail
-    } else if cases.is_empty() || cases.iter().any(|c| c.status == Status::Unknown) {
+    } else if cases.iter().any(|c| c.status == Status::Unknown) || cases.iter().all(|c| c.status == Status::Skipped) {
         Status::Unknown
     } else {
         Status::Pass
     }
 }
 
+/// The parts `--require` accepts: the suites that can be skipped.
+pub const REQUIRABLE: [&str; 3] = ["crosscheck", "rules", "dashboard"];
+
+/// Turns the skipped cases of the `required` suites into "could not tell",
+/// and adds one for a required suite that has no case at all: the user
+/// asked for it, so its absence is not a pass.
+fn require(cases: &mut Vec<Case>, required: &[&str]) {
+    for part in required {
+        let mut seen = false;
+        for c in cases.iter_mut().filter(|c| c.suite == *part) {
+            seen = true;
+            if c.status == Status::Skipped {
+                c.status = Status::Unknown;
+                c.detail = format!("required (--require {part}) but skipped: {}", c.detail);
+            }
+        }
+        if !seen && let Some(suite) = REQUIRABLE.iter().find(|s| *s == part) {
+            cases.push(Case {
+                suite,
+                name: (*suite).into(),
+                status: Status::Unknown,
+                detail: format!(
+                    "required (--require {part}) but not run{}",
+                    if *part == "dashboard" {
+                        ": it is judged with --after flush"
+                    } else {
+                        ""
+                    }
+                ),
+            });
+        }
+    }
+}
+
 /// Runs the three parts within `timeout`; past it, the run could not tell.
 pub async fn run(cfg: &impl Setup, prometheus: Option<&Endpoint>, after: Option<After>, timeout: Duration) -> Outcome {
-    run_after(cfg, prometheus, after, None, timeout).await
+    run_after(cfg, prometheus, after, None, &[], timeout).await
 }
 
 /// [`run`], with the former master's `run_id` given for `--after failover`
-/// (else it is read from the history).
+/// (else it is read from the history), and the parts that must not be
+/// skipped (`required`, of [`REQUIRABLE`]).
 pub async fn run_after(
     cfg: &impl Setup,
     prometheus: Option<&Endpoint>,
     after: Option<After>,
     previous_run_id: Option<String>,
+    required: &[&str],
     timeout: Duration,
 ) -> Outcome {
     let started = unix_now();
@@ -140,31 +190,42 @@ pub async fn run_after(
         let mut cases = probes(cfg).await;
         let mut change = None;
         if let (Some(After::Failover), Some(p)) = (after, sentinel) {
-            let (found, failover_cases) = failover(cfg, p, previous_run_id, started).await;
+            let api = super::doctor::prometheus_api(cfg.probes(), prometheus);
+            let (found, failover_cases) = failover(cfg, p, previous_run_id, api.as_ref(), started).await;
             change = found;
             cases.extend(failover_cases);
         }
         // The round's own wait for a fresh scrape stays inside the timeout.
-        let round = crate::crosscheck::run_now_after(cfg, Some(timeout.mul_f64(0.8)), change.as_ref()).await;
-        let round = match round {
-            Ok(r) => {
-                cases.extend(round_cases(&r, after));
-                Some(r)
-            }
-            Err(e) => {
-                cases.push(Case {
-                    suite: "crosscheck",
-                    name: "round".into(),
-                    status: Status::Unknown,
-                    detail: e.to_string(),
-                });
-                None
+        let round = if cfg.crosscheck().is_none() {
+            cases.push(Case {
+                suite: "crosscheck",
+                name: "round".into(),
+                status: Status::Skipped,
+                detail: "nothing to cross-check: no source besides the reference (a `kind: redis` probe) is configured".into(),
+            });
+            None
+        } else {
+            let round = crate::crosscheck::run_now_after(cfg, Some(timeout.mul_f64(0.8)), change.as_ref()).await;
+            match round {
+                Ok(r) => {
+                    cases.extend(round_cases(&r, after));
+                    Some(r)
+                }
+                Err(e) => {
+                    cases.push(Case {
+                        suite: "crosscheck",
+                        name: "round".into(),
+                        status: Status::Unknown,
+                        detail: e.to_string(),
+                    });
+                    None
+                }
             }
         };
         cases.extend(rules(super::doctor::prometheus_api(cfg.probes(), prometheus)).await);
         (cases, round)
     };
-    let (cases, round) = match tokio::time::timeout(timeout, parts).await {
+    let (mut cases, round) = match tokio::time::timeout(timeout, parts).await {
         Ok(v) => v,
         Err(_) => (
             vec![Case {
@@ -176,6 +237,7 @@ pub async fn run_after(
             None,
         ),
     };
+    require(&mut cases, required);
     Outcome {
         started,
         duration_seconds: clock.elapsed().as_secs_f64(),
@@ -247,6 +309,7 @@ async fn failover(
     cfg: &impl Setup,
     p: &probe::ProbeConfig,
     previous_run_id: Option<String>,
+    api: Option<&Api>,
     started: f64,
 ) -> (Option<Failover>, Vec<Case>) {
     let case = |name: &str, status, detail: String| Case {
@@ -339,6 +402,33 @@ async fn failover(
         }
     };
 
+    // The exporter and Prometheus: whose run_id their series carry now.
+    let former = before.as_ref().and_then(|b| b.from_run_id.clone().map(|id| (id, b.from.clone())));
+    let known: Vec<String> = t.nodes.iter().filter_map(|n| n.run_id.clone()).collect();
+    match (api, &now_id) {
+        (None, _) => {
+            let why = "no Prometheus configured (`prometheus.url` or a `kind: prometheus` probe): whether the exporter and Prometheus followed cannot be read";
+            cases.push(case("exporter on the new master", Status::Unknown, why.into()));
+            cases.push(case("no stale master series", Status::Unknown, why.into()));
+        }
+        (Some(_), None) => {
+            let why = format!("{master} gave no run_id to look for in Prometheus");
+            cases.push(case("exporter on the new master", Status::Unknown, why.clone()));
+            cases.push(case("no stale master series", Status::Unknown, why));
+        }
+        (Some(api), Some(id)) => match api.query(INFO_QUERY).await {
+            Ok(samples) => {
+                let series: Vec<InfoSeries> = samples.iter().map(InfoSeries::of).collect();
+                cases.extend(exporter_cases(&series, (id, &master), former.as_ref(), &known));
+            }
+            Err(e) => {
+                let why = format!("Prometheus did not answer `{INFO_QUERY}`: {e}");
+                cases.push(case("exporter on the new master", Status::Unknown, why.clone()));
+                cases.push(case("no stale master series", Status::Unknown, why));
+            }
+        },
+    }
+
     for n in t.nodes.iter().filter(|n| n.role == "replica") {
         let lag = n.lag_seconds.map(|s| format!("{s:.0} s")).unwrap_or_else(|| "?".into());
         let bytes = n.lag_bytes.map(|b| format!("{b:.0} bytes")).unwrap_or_else(|| "? bytes".into());
@@ -366,6 +456,123 @@ async fn failover(
         });
     }
     (change, cases)
+}
+
+/// What is asked of Prometheus after a failover: every `redis_instance_info`
+/// series it holds now, with the time of its last scrape as the value
+/// (`timestamp()` keeps the labels). Only series not yet marked stale are
+/// returned: a series the exporter stopped reporting (its `role` label
+/// changed, its target went down) is gone from an instant query at the next
+/// scrape, so what comes back is what Prometheus believes now.
+const INFO_QUERY: &str = "timestamp(redis_instance_info)";
+
+/// One `redis_instance_info` series as Prometheus holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InfoSeries {
+    /// The scrape target (`instance`) and job, for a person.
+    pub target: String,
+    /// The Redis the exporter read: its `run_id` label.
+    pub run_id: String,
+    /// Its `role` label: `master` or `slave`.
+    pub role: String,
+    /// Seconds since its last scrape, on Prometheus's clock.
+    pub age: f64,
+}
+
+impl InfoSeries {
+    fn of(s: &super::doctor::Sample) -> InfoSeries {
+        let label = |k: &str| s.labels.get(k).cloned().unwrap_or_default();
+        InfoSeries {
+            target: format!("{} (job {})", label("instance"), label("job")),
+            run_id: label("run_id"),
+            role: label("role"),
+            age: (s.at - s.value).max(0.0),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} reads run_id {} as role {}, scraped {:.0} s ago",
+            self.target, self.run_id, self.role, self.age
+        )
+    }
+}
+
+/// The exporter and Prometheus after a failover, judged on `series`: the
+/// new master (`run_id`, address) must be in a series with `role="master"`
+/// (an exporter reaches it, and Prometheus scrapes that exporter); no
+/// series may still show the former master (`run_id`, address) as master.
+/// Series of other Redis servers in the same Prometheus are left out: only
+/// run_ids of the topology (`known`) and the former master's count.
+pub fn exporter_cases(series: &[InfoSeries], new: (&str, &str), former: Option<&(String, String)>, known: &[String]) -> Vec<Case> {
+    let case = |name: &str, status, detail: String| Case {
+        suite: "failover",
+        name: name.to_string(),
+        status,
+        detail,
+    };
+    let (new_id, new_addr) = new;
+    let ours: Vec<&InfoSeries> = series
+        .iter()
+        .filter(|s| s.run_id == new_id || known.contains(&s.run_id) || former.is_some_and(|(f, _)| *f == s.run_id))
+        .collect();
+    let seen = |list: &[&InfoSeries]| list.iter().map(|s| s.describe()).collect::<Vec<_>>().join("; ");
+    let mut out = Vec::new();
+    let on_new: Vec<&InfoSeries> = ours.iter().copied().filter(|s| s.run_id == new_id).collect();
+    out.push(if ours.is_empty() {
+        case(
+            "exporter on the new master",
+            Status::Unknown,
+            "Prometheus holds no current `redis_instance_info` series of these nodes: is the exporter scraped (`lookout doctor`)?".into(),
+        )
+    } else if on_new.iter().any(|s| s.role == "master") {
+        case(
+            "exporter on the new master",
+            Status::Pass,
+            format!("the new master {new_addr} (run_id {new_id}) is read: {}", seen(&on_new)),
+        )
+    } else {
+        case(
+            "exporter on the new master",
+            Status::Fail,
+            format!(
+                "no exporter reads the new master {new_addr} (run_id {new_id}) as master; Prometheus has: {}. Point the exporter at the new master (or at an address that follows it)",
+                seen(&ours)
+            ),
+        )
+    });
+    out.push(match former {
+        None => case(
+            "no stale master series",
+            Status::Unknown,
+            "the former master's run_id is not known: give --previous-run-id".into(),
+        ),
+        Some((id, addr)) => {
+            let stale: Vec<&InfoSeries> = ours.iter().copied().filter(|s| &s.run_id == id && s.role == "master").collect();
+            if stale.is_empty() {
+                let now: Vec<&InfoSeries> = ours.iter().copied().filter(|s| &s.run_id == id).collect();
+                case(
+                    "no stale master series",
+                    Status::Pass,
+                    if now.is_empty() {
+                        format!("no current series of the former master {addr} (run_id {id})")
+                    } else {
+                        format!("the former master {addr} is no longer master: {}", seen(&now))
+                    },
+                )
+            } else {
+                case(
+                    "no stale master series",
+                    Status::Fail,
+                    format!(
+                        "Prometheus still has the former master {addr} (run_id {id}) as master, fresh: {}; dashboards and rules read two masters",
+                        seen(&stale)
+                    ),
+                )
+            }
+        }
+    });
+    out
 }
 
 /// The address of the node whose `run_id` is `id` (the former master, now a
@@ -430,8 +637,8 @@ async fn rules(api: Option<Api>) -> Vec<Case> {
     let Some(api) = api else {
         return vec![case(
             "rules",
-            Status::Unknown,
-            "no Prometheus configured: the alert rules cannot be read".into(),
+            Status::Skipped,
+            "no Prometheus configured (`prometheus.url` or a `kind: prometheus` probe): the alert rules were not read".into(),
         )];
     };
     let groups = match api.data("api/v1/rules", &[("type", "alert")]).await {
@@ -506,5 +713,75 @@ mod tests {
         assert_eq!(worst(&[c(Status::Pass), c(Status::Unknown)]), Status::Unknown);
         assert_eq!(worst(&[c(Status::Unknown), c(Status::Fail)]), Status::Fail);
         assert_eq!(worst(&[]), Status::Unknown);
+        assert_eq!(worst(&[c(Status::Pass), c(Status::Skipped)]), Status::Pass);
+        assert_eq!(worst(&[c(Status::Skipped)]), Status::Unknown, "nothing judged");
+    }
+
+    #[test]
+    fn a_required_part_that_was_skipped_could_not_tell() {
+        let mut cases = vec![
+            c(Status::Pass),
+            Case {
+                suite: "rules",
+                name: "rules".into(),
+                status: Status::Skipped,
+                detail: "no Prometheus".into(),
+            },
+        ];
+        assert_eq!(worst(&cases), Status::Pass);
+        require(&mut cases, &["rules", "dashboard"]);
+        assert_eq!(cases[1].status, Status::Unknown);
+        assert!(cases[1].detail.starts_with("required (--require rules)"), "{}", cases[1].detail);
+        assert!(cases.iter().any(|c| c.suite == "dashboard" && c.status == Status::Unknown));
+        assert_eq!(worst(&cases), Status::Unknown);
+    }
+
+    fn series(run_id: &str, role: &str) -> InfoSeries {
+        InfoSeries {
+            target: "127.0.0.1:9121 (job redis)".into(),
+            run_id: run_id.into(),
+            role: role.into(),
+            age: 1.0,
+        }
+    }
+
+    /// Every shape of what Prometheus can hold after a failover, and the verdicts.
+    #[test]
+    fn the_exporter_and_prometheus_after_a_failover() {
+        let former = Some(("old".to_string(), "127.0.0.1:1".to_string()));
+        let known = vec!["new".to_string(), "old".to_string()];
+        let judge = |s: &[InfoSeries], former: Option<&(String, String)>| {
+            exporter_cases(s, ("new", "127.0.0.1:2"), former, &known)
+                .into_iter()
+                .map(|c| c.status)
+                .collect::<Vec<_>>()
+        };
+        use Status::*;
+        type Row<'a> = (Vec<InfoSeries>, Option<&'a (String, String)>, Vec<Status>);
+        let table: Vec<Row> = vec![
+            // Exporters on every node: followed, the former one now a replica.
+            (
+                vec![series("new", "master"), series("old", "slave")],
+                former.as_ref(),
+                vec![Pass, Pass],
+            ),
+            // One exporter on the former master's address: it did not follow.
+            (vec![series("old", "slave")], former.as_ref(), vec![Fail, Pass]),
+            // The former master still scraped as master: two masters.
+            (
+                vec![series("new", "master"), series("old", "master")],
+                former.as_ref(),
+                vec![Pass, Fail],
+            ),
+            // Nothing of these nodes (another Redis only): could not tell.
+            (vec![series("other", "master")], former.as_ref(), vec![Unknown, Pass]),
+            // The new master read, but still as a replica.
+            (vec![series("new", "slave")], former.as_ref(), vec![Fail, Pass]),
+            // The former run_id not known.
+            (vec![series("new", "master")], None, vec![Pass, Unknown]),
+        ];
+        for (s, f, want) in table {
+            assert_eq!(judge(&s, f), want, "{s:?}");
+        }
     }
 }

@@ -26,7 +26,7 @@ use rusqlite::{Connection, params};
 
 use crate::probe::{Observation, Reading};
 pub use reader::HistoryReader;
-pub use summary::{Availability, PairSummary, StoredEntry, StoredRound, WindowSummary};
+pub use summary::{Availability, PairSummary, StoredEntry, StoredFlush, StoredRound, WindowSummary};
 
 /// Name of the history database file inside `data_dir`.
 pub const HISTORY_FILE: &str = "history.db";
@@ -100,6 +100,9 @@ impl StoreError {
 enum Cmd {
     Record(Box<Observation>),
     Round(Box<StoredRound>),
+    /// A controlled flush's record (not to be confused with [`Cmd::Flush`],
+    /// which waits for the queue to be written).
+    FlushRecord(Box<StoredFlush>),
     Flush(mpsc::Sender<()>),
 }
 
@@ -158,6 +161,12 @@ impl History {
         self.send(Cmd::Round(Box::new(round)));
     }
 
+    /// Queues a controlled flush's record for writing (replacing one of the
+    /// same id). Never blocks.
+    pub fn record_flush(&self, flush: StoredFlush) {
+        self.send(Cmd::FlushRecord(Box::new(flush)));
+    }
+
     fn send(&self, cmd: Cmd) {
         if let Some(tx) = &self.tx
             && tx.try_send(cmd).is_err()
@@ -214,9 +223,11 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Cmd>, retention: Duration, pa
         let mut batch = Vec::new();
         let mut rounds = Vec::new();
         let mut waiters = Vec::new();
+        let mut flushes = Vec::new();
         let mut push = |c: Cmd, batch: &mut Vec<Box<Observation>>, rounds: &mut Vec<Box<StoredRound>>| match c {
             Cmd::Record(o) => batch.push(o),
             Cmd::Round(r) => rounds.push(r),
+            Cmd::FlushRecord(f) => flushes.push(f),
             Cmd::Flush(w) => waiters.push(w),
         };
         push(first, &mut batch, &mut rounds);
@@ -224,6 +235,12 @@ fn writer(mut conn: Connection, rx: mpsc::Receiver<Cmd>, retention: Duration, pa
             match rx.try_recv() {
                 Ok(c) => push(c, &mut batch, &mut rounds),
                 Err(_) => break,
+            }
+        }
+        for f in &flushes {
+            if let Err(e) = write_flush(&conn, f) {
+                metrics::counter!("lookout_history_errors_total", "op" => "write").increment(1);
+                tracing::error!(path = %path.display(), error = %e, flush = %f.id, "Cannot write a flush's record to the history store");
             }
         }
         if !(batch.is_empty() && rounds.is_empty())
@@ -247,7 +264,11 @@ fn prune(conn: &Connection, retention: Duration, path: &Path) {
     let pruned = conn
         .execute("DELETE FROM crosscheck WHERE ts < ?1", params![cutoff])
         .and_then(|_| conn.execute("DELETE FROM crosscheck_rounds WHERE ts < ?1", params![cutoff]))
-        .and_then(|_| conn.execute("DELETE FROM observations WHERE ts < ?1", params![cutoff]));
+        .and_then(|_| conn.execute("DELETE FROM observations WHERE ts < ?1", params![cutoff]))
+        .and_then(|n| {
+            conn.execute("DELETE FROM flushes WHERE finished < ?1", params![cutoff])
+                .map(|m| n + m)
+        });
     match pruned {
         Ok(n) if n > 0 => tracing::info!(deleted = n, "Pruned history older than the retention"),
         Ok(_) => {}
@@ -256,6 +277,26 @@ fn prune(conn: &Connection, retention: Duration, path: &Path) {
             tracing::error!(path = %path.display(), error = %e, "Cannot prune the history store");
         }
     }
+}
+
+fn write_flush(conn: &Connection, f: &StoredFlush) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO flushes (id, probe, target, pattern, state, user, started, finished, matched, deleted, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        f.id,
+        f.probe,
+        f.target,
+        f.pattern,
+        f.state,
+        f.user,
+        f.started,
+        f.finished,
+        f.matched as i64,
+        f.deleted as i64,
+        f.record
+    ])?;
+    Ok(())
 }
 
 fn write_batch(conn: &mut Connection, batch: &[Box<Observation>], rounds: &[Box<StoredRound>]) -> rusqlite::Result<()> {

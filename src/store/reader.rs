@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
 
-use super::summary::{Availability, PairSummary};
+use super::summary::{Availability, PairSummary, StoredFlush};
 use super::{HISTORY_FILE, StoreError, schema};
 use crate::probe::{FailureReason, Observation, Reading};
 
@@ -37,6 +37,33 @@ impl HistoryReader {
 
     fn err(&self, e: rusqlite::Error) -> StoreError {
         StoreError::sqlite(&self.path, e)
+    }
+
+    /// The controlled flushes the daemon recorded, newest first, at most
+    /// `limit`; with `id`, that one only.
+    pub fn flushes(&self, id: Option<&str>, limit: usize) -> Result<Vec<StoredFlush>, StoreError> {
+        let read = || -> rusqlite::Result<Vec<StoredFlush>> {
+            let mut stmt = self.conn.prepare_cached(
+                "SELECT id, probe, target, pattern, state, user, started, finished, matched, deleted, record FROM flushes WHERE (?1 IS NULL OR id = ?1) ORDER BY started DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![id, limit as i64], |r| {
+                Ok(StoredFlush {
+                    id: r.get(0)?,
+                    probe: r.get(1)?,
+                    target: r.get(2)?,
+                    pattern: r.get(3)?,
+                    state: r.get(4)?,
+                    user: r.get(5)?,
+                    started: r.get(6)?,
+                    finished: r.get(7)?,
+                    matched: r.get::<_, i64>(8)?.max(0) as u64,
+                    deleted: r.get::<_, i64>(9)?.max(0) as u64,
+                    record: r.get(10)?,
+                })
+            })?;
+            rows.collect()
+        };
+        read().map_err(|e| self.err(e))
     }
 
     /// Observations of `probe` (or every probe) since `since`, oldest first.

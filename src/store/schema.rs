@@ -7,7 +7,9 @@
 //! the `reason` of a cross-check verdict other than `agree` (why a source
 //! disagreed, was stale…), so a report over a window can say why, not only
 //! when; `agree` rows keep it empty, so a day of 1 s rounds does not grow by
-//! a sentence per row. Every change is a
+//! a sentence per row. Version 3 adds `flushes`: the controlled flushes the
+//! daemon ran, each with its Markdown record (a new table, created on open
+//! like the others, so the step only moves the version). Every change is a
 //! step here that an old `data_dir` goes through once, so a downgrade is the
 //! only thing that cannot open a file.
 
@@ -19,7 +21,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema this build writes.
-pub const VERSION: i64 = 2;
+pub const VERSION: i64 = 3;
 
 const TABLES: &str = "CREATE TABLE IF NOT EXISTS observations (
     id INTEGER PRIMARY KEY,
@@ -54,7 +56,21 @@ CREATE TABLE IF NOT EXISTS crosscheck (
 CREATE INDEX IF NOT EXISTS crosscheck_ts ON crosscheck(ts);
 -- Covering and in group order: a window summary is one index scan,
 -- no sort and no table lookups (a day of 1 s rounds is 2.3 M rows).
-CREATE INDEX IF NOT EXISTS crosscheck_pair ON crosscheck(metric, source, ts, verdict, deviation);";
+CREATE INDEX IF NOT EXISTS crosscheck_pair ON crosscheck(metric, source, ts, verdict, deviation);
+CREATE TABLE IF NOT EXISTS flushes (
+    id TEXT PRIMARY KEY,
+    probe TEXT NOT NULL,
+    target TEXT NOT NULL,
+    pattern TEXT NOT NULL,
+    state TEXT NOT NULL,
+    user TEXT NOT NULL,
+    started REAL NOT NULL,
+    finished REAL NOT NULL,
+    matched INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flushes_started ON flushes(started);";
 
 /// Opens the file for the writer: the schema as [`open`], and an integrity
 /// check, so a database that opens but is damaged fails here rather than on
@@ -112,6 +128,7 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     if version < 2 && !has_column(&tx, "crosscheck", "reason")? {
         tx.execute_batch("ALTER TABLE crosscheck ADD COLUMN reason TEXT")?;
     }
+    // Version 3's `flushes` table was created with the others, above.
     tx.pragma_update(None, "user_version", VERSION)?;
     tx.commit()
 }
@@ -169,6 +186,26 @@ mod tests {
             .query_row("SELECT COUNT(*), MAX(reason) FROM crosscheck", [], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap();
         assert_eq!((n, reason), (1, None));
+    }
+
+    #[test]
+    fn a_version_2_file_gains_the_flushes_table_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE crosscheck_rounds (ts REAL NOT NULL, verdict TEXT NOT NULL);
+             INSERT INTO crosscheck_rounds VALUES (1.0, 'agree');
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+        drop(old);
+        let conn = open_checked(&path).unwrap();
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(version, 3);
+        assert!(has_column(&conn, "flushes", "record").unwrap());
+        let n: i64 = conn.query_row("SELECT COUNT(*) FROM crosscheck_rounds", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 1);
     }
 
     #[test]

@@ -98,3 +98,32 @@ pub struct WindowSummary {
     /// Per probe.
     pub availability: Vec<Availability>,
 }
+
+/// A controlled flush the daemon ran, as the history keeps it: the figures
+/// a list needs, and the Markdown record for the change ticket. The JSON
+/// form is `GET /api/v1/redis/flushes`' stable interface.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StoredFlush {
+    /// Its id (sorts by start time).
+    pub id: String,
+    /// The probe that named the Redis.
+    pub probe: String,
+    /// The Redis, redacted.
+    pub target: String,
+    /// The SCAN MATCH pattern.
+    pub pattern: String,
+    /// How it ended: `done`, `dry_run`, `interrupted` or `failed`.
+    pub state: String,
+    /// Who asked.
+    pub user: String,
+    /// When it started, Unix seconds.
+    pub started: f64,
+    /// When it ended.
+    pub finished: f64,
+    /// Keys the survey matched.
+    pub matched: u64,
+    /// Keys deleted.
+    pub deleted: u64,
+    /// The Markdown record.
+    pub record: String,
+}

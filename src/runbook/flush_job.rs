@@ -1,0 +1,727 @@
+//! The controlled flush run by the daemon (`POST /api/v1/redis/flushes`),
+//! so that its progress is on `/metrics` beside everything else the daemon
+//! exports, and its record stays in the history instead of a file on
+//! somebody's laptop.
+//!
+//! The steps are [`super::flush`]'s, in the command line's order (survey,
+//! snapshot, execute, warm, [`Record::render`]); what this module adds is
+//! what a daemon needs: a request checked whole before anything starts
+//! ([`FlushRequest::validate`]), one flush at a time per probe (a second
+//! one is refused, not queued: two flushes of one Redis would race for the
+//! same keys and halve each other's rate), progress readable while it runs
+//! ([`Progress`]), a stop that ends it after the batch in flight (`DELETE`
+//! on the API, or the daemon's shutdown, as Ctrl-C does on the command
+//! line), and the record written to the history whatever the outcome.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::flush::{self, Hits, Plan, Rate, Record, Stopped, Survey};
+use crate::config::{Secret, redact_url};
+use crate::probe::{ProbeSpec, RedisSpec, unix_now};
+use crate::store::{History, StoredFlush};
+use crate::task::Tasks;
+
+/// How long connecting and each command may take before it is an error.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Finished flushes kept in memory for `GET …/flushes/{id}` (older ones
+/// are read from the history).
+const KEEP: usize = 50;
+
+/// Matching keys a dry run's record lists.
+const SAMPLE: usize = 10;
+
+/// A flush as asked for over the API: the command line's flags as JSON.
+/// Unknown fields are refused, so a misspelt `execute` is an error rather
+/// than a silent dry run.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlushRequest {
+    /// The configured `redis`, `redis_cluster` or `redis_sentinel` probe
+    /// whose Redis is flushed [default: the first `redis`, else
+    /// `redis_cluster`, else `redis_sentinel` one].
+    #[serde(default)]
+    pub probe: Option<String>,
+    /// The SCAN MATCH glob.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// Logical database (a `redis` probe only) [default: the probe URL's].
+    #[serde(default)]
+    pub db: Option<u32>,
+    /// Most keys deleted a second: `5000/s` or `unlimited` [default `5000/s`].
+    #[serde(default)]
+    pub rate: Option<String>,
+    /// Pause while Redis's round trip is above this [default `5ms`].
+    #[serde(default)]
+    pub max_latency: Option<String>,
+    /// A snapshot first [default true].
+    #[serde(default)]
+    pub snapshot: Option<bool>,
+    /// How long the snapshot may take [default `10m`].
+    #[serde(default)]
+    pub snapshot_timeout: Option<String>,
+    /// SCAN's COUNT [default 500; 1 to 100000].
+    #[serde(default)]
+    pub scan_count: Option<u32>,
+    /// Delete; without it only count (a dry run).
+    #[serde(default)]
+    pub execute: bool,
+    /// URLs to GET after the flush.
+    #[serde(default)]
+    pub warm: Vec<String>,
+    /// Who asks, for the record [default: the listener's basic-auth user, else `api`].
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// A request checked against the configuration: everything the run needs.
+#[derive(Debug, Clone)]
+pub struct Order {
+    /// The probe's name: what metrics are labelled with and what a second
+    /// flush is refused on.
+    pub probe: String,
+    target: Target,
+    plan: Plan,
+    snapshot: bool,
+    snapshot_timeout: Duration,
+    execute: bool,
+    warm: Vec<String>,
+    user: String,
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    One(RedisSpec),
+    Cluster(crate::probe::RedisClusterSpec),
+    Sentinel(crate::probe::RedisSentinelSpec),
+}
+
+fn duration(field: &str, v: Option<&str>, default: Duration) -> Result<Duration, String> {
+    match v {
+        None => Ok(default),
+        Some(s) => humantime::parse_duration(s).map_err(|e| format!("`{field}`: `{s}` is not a duration ({e})")),
+    }
+}
+
+impl FlushRequest {
+    /// Checks the request against `probes` (the configuration in force);
+    /// the error is the reason a client gets with its 400.
+    pub fn validate(self, probes: &[crate::probe::ProbeConfig], auth_user: Option<String>) -> Result<Order, String> {
+        if self.pattern.is_empty() {
+            return Err("`match` needs a pattern (`*` for every key)".into());
+        }
+        let named = || probes.iter().filter(|p| self.probe.as_deref().is_none_or(|n| p.name == n));
+        let found = named()
+            .find(|p| matches!(p.spec, ProbeSpec::Redis(_)))
+            .or_else(|| named().find(|p| matches!(p.spec, ProbeSpec::RedisCluster(_))))
+            .or_else(|| named().find(|p| matches!(p.spec, ProbeSpec::RedisSentinel(_))));
+        let Some(p) = found else {
+            return Err(match &self.probe {
+                Some(n) if probes.iter().any(|p| &p.name == n) => {
+                    format!("probe `{n}` is not a `redis`, `redis_cluster` or `redis_sentinel` probe")
+                }
+                Some(n) => format!("no probe named `{n}` in the configuration"),
+                None => "no `redis`, `redis_cluster` or `redis_sentinel` probe in the configuration".into(),
+            });
+        };
+        let target = match (&p.spec, self.db) {
+            (ProbeSpec::Redis(r), db) => Target::One(with_db(r, db)?),
+            (ProbeSpec::RedisCluster(c), None | Some(0)) => Target::Cluster(c.clone()),
+            (ProbeSpec::RedisCluster(_), Some(_)) => return Err("`db`: a Redis Cluster has database 0 only".into()),
+            (ProbeSpec::RedisSentinel(s), None) => Target::Sentinel(s.clone()),
+            (ProbeSpec::RedisSentinel(_), Some(_)) => {
+                return Err("`db` does not apply through sentinels: the probe's URL names the database".into());
+            }
+            _ => return Err("not a Redis probe".into()),
+        };
+        let rate: Rate = match &self.rate {
+            None => Rate::PerSecond(5000),
+            Some(r) => r.parse().map_err(|e| format!("`rate`: {e}"))?,
+        };
+        let scan_count = self.scan_count.unwrap_or(500);
+        if !(1..=100_000).contains(&scan_count) {
+            return Err(format!("`scan_count`: {scan_count} is not between 1 and 100000"));
+        }
+        for u in &self.warm {
+            if !u.starts_with("http://") && !u.starts_with("https://") {
+                return Err(format!("`warm`: `{}` is not an http(s) URL", redact_url(u)));
+            }
+        }
+        Ok(Order {
+            probe: p.name.clone(),
+            target,
+            plan: Plan {
+                pattern: self.pattern,
+                scan_count,
+                rate,
+                max_latency: duration("max_latency", self.max_latency.as_deref(), Duration::from_millis(5))?,
+                expected: 0,
+            },
+            snapshot: self.snapshot.unwrap_or(true),
+            snapshot_timeout: duration("snapshot_timeout", self.snapshot_timeout.as_deref(), Duration::from_secs(600))?,
+            execute: self.execute,
+            warm: self.warm,
+            user: self.user.or(auth_user).unwrap_or_else(|| "api".into()),
+        })
+    }
+}
+
+/// The probe's spec with its database set to `db`.
+fn with_db(spec: &RedisSpec, db: Option<u32>) -> Result<RedisSpec, String> {
+    let Some(db) = db else { return Ok(spec.clone()) };
+    let mut u = url::Url::parse(spec.url.expose()).map_err(|_| "the probe's Redis URL does not parse".to_string())?;
+    u.set_path(&format!("/{db}"));
+    let url = u.to_string();
+    Ok(RedisSpec {
+        display_url: redact_url(&url),
+        url: Secret::new(url),
+        ..spec.clone()
+    })
+}
+
+/// Where a flush stands. `surveying`, `snapshot`, `deleting` and `paused`
+/// are under way; the others are final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Counting the matching keys.
+    Surveying,
+    /// Waiting for the snapshot.
+    Snapshot,
+    /// Deleting.
+    Deleting,
+    /// Held by the latency guard.
+    Paused,
+    /// Every matching key deleted.
+    Done,
+    /// Counted only (no `execute`).
+    DryRun,
+    /// Stopped between batches (`DELETE`, or the daemon shut down).
+    Interrupted,
+    /// An error (the snapshot included: then nothing was deleted).
+    Failed,
+}
+
+impl State {
+    /// Whether the flush has ended.
+    pub fn is_final(self) -> bool {
+        matches!(self, State::Done | State::DryRun | State::Interrupted | State::Failed)
+    }
+
+    /// As in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Surveying => "surveying",
+            State::Snapshot => "snapshot",
+            State::Deleting => "deleting",
+            State::Paused => "paused",
+            State::Done => "done",
+            State::DryRun => "dry_run",
+            State::Interrupted => "interrupted",
+            State::Failed => "failed",
+        }
+    }
+}
+
+/// A flush as `GET /api/v1/redis/flushes/{id}` shows it. The JSON form is
+/// a stable interface.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    /// Its id.
+    pub id: String,
+    /// The probe that names the Redis.
+    pub probe: String,
+    /// The Redis, redacted (a cluster's or the sentinels' master once known).
+    pub target: String,
+    /// The pattern.
+    pub pattern: String,
+    /// Whether it deletes (false: a dry run).
+    pub execute: bool,
+    /// Where it stands.
+    pub state: State,
+    /// Keys the survey matched.
+    pub matched: u64,
+    /// Keys in the database(s).
+    pub total: u64,
+    /// Keys deleted so far.
+    pub deleted: u64,
+    /// Keys a second so far.
+    pub keys_per_second: f64,
+    /// While paused: the round trip that paused it, in seconds.
+    pub paused_at_seconds: Option<f64>,
+    /// Who asked.
+    pub user: String,
+    /// When it started, Unix seconds.
+    pub started: f64,
+    /// When it ended.
+    pub finished: Option<f64>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Whether a stop was asked for.
+    pub stop_requested: bool,
+    /// The Markdown record, once it ended.
+    pub record: Option<String>,
+}
+
+impl Progress {
+    /// As the history keeps it.
+    pub fn stored(&self) -> StoredFlush {
+        StoredFlush {
+            id: self.id.clone(),
+            probe: self.probe.clone(),
+            target: self.target.clone(),
+            pattern: self.pattern.clone(),
+            state: self.state.as_str().to_string(),
+            user: self.user.clone(),
+            started: self.started,
+            finished: self.finished.unwrap_or(self.started),
+            matched: self.matched,
+            deleted: self.deleted,
+            record: self.record.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// One flush the daemon runs or ran.
+struct Job {
+    progress: Mutex<Progress>,
+    stop: AtomicBool,
+}
+
+impl Job {
+    fn update(&self, f: impl FnOnce(&mut Progress)) {
+        f(&mut self.progress.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    fn snapshot(&self) -> Progress {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Why a flush was not started.
+#[derive(Debug)]
+pub enum Refused {
+    /// One is already running on this probe's Redis: its id.
+    Busy(String),
+}
+
+/// The daemon's flushes: the one running per probe, and the last
+/// [`KEEP`] finished ones. A std mutex: held for a lookup or a push, never
+/// across an await.
+pub struct FlushJobs {
+    jobs: Mutex<VecDeque<Arc<Job>>>,
+    history: History,
+    tasks: Tasks,
+}
+
+impl FlushJobs {
+    /// Flushes run as `tasks` (shutdown stops them after the batch in
+    /// flight and waits) and are recorded in `history`.
+    pub fn new(history: History, tasks: Tasks) -> FlushJobs {
+        FlushJobs {
+            jobs: Mutex::new(VecDeque::new()),
+            history,
+            tasks,
+        }
+    }
+
+    /// Starts `order`, unless a flush of the same probe is under way.
+    pub fn start(&self, order: Order) -> Result<Progress, Refused> {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(busy) = jobs
+            .iter()
+            .map(|j| j.snapshot())
+            .find(|p| p.probe == order.probe && !p.state.is_final())
+        {
+            return Err(Refused::Busy(busy.id));
+        }
+        let started = unix_now();
+        let progress = Progress {
+            id: new_id(started),
+            probe: order.probe.clone(),
+            target: String::new(),
+            pattern: order.plan.pattern.clone(),
+            execute: order.execute,
+            state: State::Surveying,
+            matched: 0,
+            total: 0,
+            deleted: 0,
+            keys_per_second: 0.0,
+            paused_at_seconds: None,
+            user: order.user.clone(),
+            started,
+            finished: None,
+            error: None,
+            stop_requested: false,
+            record: None,
+        };
+        let job = Arc::new(Job {
+            progress: Mutex::new(progress.clone()),
+            stop: AtomicBool::new(false),
+        });
+        jobs.push_back(job.clone());
+        while jobs.len() > KEEP {
+            match jobs.iter().position(|j| j.snapshot().state.is_final()) {
+                Some(i) => {
+                    jobs.remove(i);
+                }
+                None => break,
+            }
+        }
+        let (history, stopping) = (self.history.clone(), self.tasks.stopping());
+        self.tasks.spawn(async move {
+            // The daemon's shutdown is a stop like any other.
+            let watch_job = job.clone();
+            let watch = tokio::spawn(async move {
+                stopping.cancelled().await;
+                watch_job.stop.store(true, Ordering::SeqCst);
+                watch_job.update(|p| p.stop_requested = true);
+            });
+            run(&job, order).await;
+            watch.abort();
+            history.record_flush(job.snapshot().stored());
+        });
+        Ok(progress)
+    }
+
+    /// The flush `id` when it is in memory.
+    pub fn get(&self, id: &str) -> Option<Progress> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.iter().map(|j| j.snapshot()).find(|p| p.id == id)
+    }
+
+    /// Every flush in memory, newest first.
+    pub fn list(&self) -> Vec<Progress> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        jobs.iter().rev().map(|j| j.snapshot()).collect()
+    }
+
+    /// Asks the flush `id` to stop after the batch in flight; `None` when
+    /// no such flush is in memory.
+    pub fn stop(&self, id: &str) -> Option<Progress> {
+        let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let job = jobs.iter().find(|j| j.snapshot().id == id)?;
+        if !job.snapshot().state.is_final() {
+            job.stop.store(true, Ordering::SeqCst);
+            job.update(|p| p.stop_requested = true);
+        }
+        Some(job.snapshot())
+    }
+}
+
+/// `YYYYMMDDTHHMMSSZ-` and 8 hex digits: sorts by time, and two flushes in
+/// one second differ.
+fn new_id(now: f64) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(now.to_bits());
+    let when = chrono::DateTime::from_timestamp(now as i64, 0).unwrap_or_default();
+    format!("{}-{:08x}", when.format("%Y%m%dT%H%M%SZ"), h.finish() as u32)
+}
+
+/// Sets the gauges of `probe` that say whether a flush runs and is paused.
+fn gauges(probe: &str, running: bool, paused: bool) {
+    metrics::gauge!("lookout_flush_running", "probe" => probe.to_string()).set(if running { 1.0 } else { 0.0 });
+    metrics::gauge!("lookout_flush_paused", "probe" => probe.to_string()).set(if paused { 1.0 } else { 0.0 });
+}
+
+/// Ends the job as `state` with `error`, counts it, and clears the gauges.
+fn finish(job: &Job, probe: &str, state: State, error: Option<String>, record: String) {
+    let now = unix_now();
+    job.update(|p| {
+        p.state = state;
+        p.error = error;
+        p.finished = Some(now);
+        p.paused_at_seconds = None;
+        p.record = Some(record);
+    });
+    gauges(probe, false, false);
+    metrics::counter!("lookout_flush_runs_total", "probe" => probe.to_string(), "outcome" => state.as_str()).increment(1);
+    if state == State::Done {
+        metrics::gauge!("lookout_flush_last_success_timestamp_seconds", "probe" => probe.to_string()).set(now);
+    }
+    match state {
+        State::Done | State::DryRun => tracing::info!(probe, state = state.as_str(), "Redis flush finished"),
+        _ => tracing::warn!(probe, state = state.as_str(), "Redis flush did not finish"),
+    }
+}
+
+/// The survey, snapshot, deletion and record of one order: the command
+/// line's steps, with the job's progress and the metrics kept current.
+async fn run(job: &Job, order: Order) {
+    let probe = order.probe.as_str();
+    let started = chrono::Utc::now();
+    gauges(probe, true, false);
+    let failed = |e: String| {
+        let record = format!("# Redis controlled flush: failed\n\nnothing deleted: {e}\n");
+        finish(job, probe, State::Failed, Some(e), record);
+    };
+    let (display, nodes) = match resolve(&order.target).await {
+        Ok(t) => t,
+        Err(e) => return failed(e),
+    };
+    job.update(|p| p.target = display.clone());
+
+    // 1. Survey every server.
+    let mut conns = Vec::new();
+    let mut surveys = Vec::new();
+    for (d, client) in &nodes {
+        let mut conn = match flush::connect(client, d, REDIS_TIMEOUT).await {
+            Ok(c) => c,
+            Err(e) => return failed(e.to_string()),
+        };
+        match flush::survey(&mut conn, &order.plan.pattern, order.plan.scan_count, SAMPLE, order.execute).await {
+            Ok(s) => surveys.push(s),
+            Err(e) => return failed(e.to_string()),
+        }
+        conns.push(conn);
+    }
+    let cluster = nodes.len() > 1;
+    let survey = if cluster {
+        Survey::combine(&surveys, SAMPLE)
+    } else {
+        surveys.first().cloned().unwrap_or_default()
+    };
+    metrics::gauge!("lookout_flush_keys_matched", "probe" => probe.to_string()).set(survey.matched as f64);
+    job.update(|p| {
+        p.matched = survey.matched;
+        p.total = survey.total;
+    });
+    if !order.execute {
+        let record = dry_run_record(&display, &order, &survey, started);
+        return finish(job, probe, State::DryRun, None, record);
+    }
+    if survey.matched == 0 {
+        let record = format!(
+            "# Redis controlled flush: done\n\nnothing matched `{}` on {display}: nothing deleted\n",
+            order.plan.pattern
+        );
+        return finish(job, probe, State::Done, None, record);
+    }
+
+    // 2. Snapshot every server before deleting on any.
+    let no_snapshot = "skipped (the request's `snapshot: false`)";
+    let mut snapshots = Vec::new();
+    if order.snapshot {
+        job.update(|p| p.state = State::Snapshot);
+        for ((d, _), conn) in nodes.iter().zip(&mut conns) {
+            match flush::snapshot(conn, order.snapshot_timeout, &job.stop).await {
+                Ok(s) => snapshots.push(Some(s)),
+                Err(stopped) => {
+                    let (state, why) = match stopped {
+                        Stopped::Interrupted => (State::Interrupted, "interrupted during the snapshot".to_string()),
+                        Stopped::Failed(e) => (State::Failed, format!("the snapshot of {d} failed: {e}")),
+                    };
+                    let record = format!(
+                        "# Redis controlled flush: {}\n\nnothing deleted on {display}: {why}\n",
+                        state.as_str()
+                    );
+                    let error = (state == State::Failed).then_some(why);
+                    return finish(job, probe, state, error, record);
+                }
+            }
+        }
+    } else {
+        snapshots.resize(nodes.len(), None);
+    }
+    let mut hits_before = Vec::new();
+    for conn in &mut conns {
+        hits_before.push(Hits::read(conn).await.ok());
+    }
+
+    // 3. Execute, one server after another.
+    job.update(|p| p.state = State::Deleting);
+    let mut outcomes: Vec<flush::Outcome> = Vec::new();
+    let mut rows = Vec::new();
+    let mut deleted_before = 0u64;
+    for (i, ((d, client), conn)) in nodes.iter().zip(&mut conns).enumerate() {
+        if job.stop.load(Ordering::SeqCst) || outcomes.iter().any(|o| o.stopped.is_some()) {
+            break;
+        }
+        let guard_conn = match flush::connect(client, d, REDIS_TIMEOUT).await {
+            Ok(c) => c,
+            Err(e) => {
+                outcomes.push(flush::Outcome::combine(Vec::new()));
+                if let Some(last) = outcomes.last_mut() {
+                    last.stopped = Some(Stopped::Failed(e));
+                }
+                break;
+            }
+        };
+        let plan = Plan {
+            expected: surveys[i].matched,
+            ..order.plan.clone()
+        };
+        let known = surveys[i].keys.take();
+        let mut counted = 0u64;
+        let outcome = flush::execute(conn, guard_conn, &plan, known, &job.stop, |t| {
+            let delta = t.deleted.saturating_sub(counted);
+            counted = t.deleted;
+            metrics::counter!("lookout_flush_keys_deleted_total", "probe" => probe.to_string()).increment(delta);
+            metrics::gauge!("lookout_flush_paused", "probe" => probe.to_string()).set(if t.paused_at.is_some() { 1.0 } else { 0.0 });
+            job.update(|p| {
+                p.deleted = deleted_before + t.deleted;
+                p.keys_per_second = t.rate();
+                p.paused_at_seconds = t.paused_at.map(|d| d.as_secs_f64());
+                p.state = if t.paused_at.is_some() { State::Paused } else { State::Deleting };
+            });
+        })
+        .await;
+        deleted_before += outcome.deleted;
+        rows.push(flush::NodeRow {
+            node: d.clone(),
+            matched: surveys[i].matched,
+            total: surveys[i].total,
+            deleted: outcome.deleted,
+            snapshot: flush::snapshot_text(snapshots[i].as_ref().ok_or(no_snapshot)),
+            p99: outcome.latency.p99,
+            outcome: flush::outcome_text(&outcome.stopped),
+        });
+        outcomes.push(outcome);
+    }
+    if outcomes.len() < nodes.len() && outcomes.iter().all(|o| o.stopped.is_none()) {
+        // Stopped between two servers: an interruption.
+        outcomes.push(flush::Outcome::combine(Vec::new()));
+        if let Some(last) = outcomes.last_mut() {
+            last.stopped = Some(Stopped::Interrupted);
+        }
+    }
+    let outcome = flush::Outcome::combine(outcomes);
+
+    // 4. Warm, once every matching key is gone.
+    let warmed = if outcome.stopped.is_none() && !order.warm.is_empty() {
+        flush::warm(&order.warm, REDIS_TIMEOUT).await
+    } else {
+        Vec::new()
+    };
+    let mut hits_after = Vec::new();
+    for conn in &mut conns {
+        hits_after.push(Hits::read(conn).await.ok());
+    }
+    let hits_sum = |all: &[Option<Hits>]| -> Option<Hits> {
+        all.iter().try_fold(Hits::default(), |acc, h| {
+            h.map(|h| Hits {
+                hits: acc.hits + h.hits,
+                misses: acc.misses + h.misses,
+            })
+        })
+    };
+    let snapshot = snapshots
+        .iter()
+        .all(Option::is_some)
+        .then(|| snapshots.iter().flatten().cloned().min_by_key(|s| s.at))
+        .flatten();
+    let stop_note = match (&outcome.stopped, job.snapshot().stop_requested) {
+        (Some(Stopped::Interrupted), true) => "stopped on request (API `DELETE`, or the daemon shutting down) after the batch in flight",
+        _ => "",
+    };
+    let record = Record {
+        target: &display,
+        pattern: &order.plan.pattern,
+        user: &order.user,
+        started,
+        finished: chrono::Utc::now(),
+        survey: &survey,
+        snapshot: snapshot
+            .as_ref()
+            .ok_or(if order.snapshot { "per master, below" } else { no_snapshot }),
+        rate: order.plan.rate,
+        max_latency: order.plan.max_latency,
+        outcome: &outcome,
+        hits_before: hits_sum(&hits_before),
+        hits_after: hits_sum(&hits_after),
+        warmed: &warmed,
+        nodes: if cluster { &rows } else { &[] },
+    };
+    let mut text = record.render();
+    if !stop_note.is_empty() {
+        text.push_str(&format!("\n{stop_note}; run the same flush again to continue.\n"));
+    }
+    text.push_str(&format!("\nRun by the lookout daemon (probe `{probe}`).\n"));
+    let (state, error) = match &outcome.stopped {
+        None if warmed.iter().any(|w| !w.ok()) => (State::Failed, Some("flushed, but warming failed".to_string())),
+        None => (State::Done, None),
+        Some(Stopped::Interrupted) => (State::Interrupted, None),
+        Some(Stopped::Failed(e)) => (State::Failed, Some(e.to_string())),
+    };
+    job.update(|p| p.deleted = outcome.deleted);
+    finish(job, probe, state, error, text);
+}
+
+/// The record of a dry run: what would be deleted.
+fn dry_run_record(display: &str, order: &Order, s: &Survey, started: chrono::DateTime<chrono::Utc>) -> String {
+    let memory = s
+        .estimated_bytes()
+        .map(|b| format!("about {} (MEMORY USAGE of {} keys, extrapolated)", flush::bytes(b), s.memory_keys))
+        .unwrap_or_else(|| "unknown".into());
+    let mut out = format!(
+        "# Redis controlled flush: dry run\n\n| | |\n|---|---|\n| what | the keys matching `{}` on {display} |\n| when | {} (UTC) |\n| by | {} |\n| keys matched | {} of {} in the database |\n| estimated memory | {memory} |\n| keys deleted | 0 (dry run) |\n",
+        order.plan.pattern.replace('|', "\\|"),
+        started.to_rfc3339(),
+        order.user.replace('|', "\\|"),
+        s.matched,
+        s.total
+    );
+    if !s.sample.is_empty() {
+        out.push_str("\nSample:\n\n");
+        for k in &s.sample {
+            out.push_str(&format!("- `{k}`\n"));
+        }
+    }
+    out
+}
+
+/// The servers: one, a cluster's masters, or the sentinels' master, each
+/// reached through the probe's own client (TLS and credentials included).
+async fn resolve(target: &Target) -> Result<(String, Vec<(String, redis::Client)>), String> {
+    match target {
+        Target::One(spec) => {
+            let client = crate::probe::redis::client_for(spec)?;
+            Ok((spec.display_url.clone(), vec![(spec.display_url.clone(), client)]))
+        }
+        Target::Cluster(spec) => {
+            let masters = spec.masters(REDIS_TIMEOUT).await?;
+            let whole = format!("the cluster of {} masters (seeds {})", masters.len(), spec.seeds.join(", "));
+            let mut out = Vec::new();
+            for m in &masters {
+                out.push((m.display_url.clone(), crate::probe::redis::client_for(m)?));
+            }
+            Ok((whole, out))
+        }
+        Target::Sentinel(spec) => {
+            let m = spec.master(REDIS_TIMEOUT).await?;
+            let client = crate::probe::redis::client_for(&m)?;
+            Ok((m.display_url.clone(), vec![(m.display_url, client)]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: &str) -> Result<FlushRequest, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn requests_are_checked_whole() {
+        assert!(request(r#"{"match": "a:*", "exectue": true}"#).unwrap_err().contains("exectue"));
+        assert!(request(r#"{"execute": true}"#).unwrap_err().contains("match"));
+        let r = request(r#"{"match": "a:*", "rate": "fast"}"#).unwrap();
+        assert!(r.validate(&[], None).unwrap_err().contains("no `redis`"));
+    }
+
+    #[test]
+    fn ids_sort_by_time_and_differ() {
+        let a = new_id(1_700_000_000.0);
+        let b = new_id(1_700_000_000.5);
+        assert!(a.starts_with("20231114T221320Z-"), "{a}");
+        assert_ne!(a, b);
+    }
+}

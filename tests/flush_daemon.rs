@@ -1,0 +1,292 @@
+//! The controlled flush run by the daemon (`POST /api/v1/redis/flushes`)
+//! against a real redis-server: requests checked whole, one flush at a
+//! time per probe, progress on `/metrics` and on the API, a stop after the
+//! batch in flight (by `DELETE`, and by the daemon's shutdown), the record
+//! in the history and on the status page, and `lookout redis flush
+//! --daemon` following one to the end.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{Daemon, Redis, http_get, http_post, http_request, lookout, send_signal, wait_for};
+
+/// A Redis holding `matching` keys `p:N` and `other` keys `q:N`.
+fn populated(matching: u64, other: u64) -> Redis {
+    let r = Redis::start(&["--enable-debug-command", "yes"]);
+    for (n, prefix) in [(matching, "p"), (other, "q")] {
+        let out = r.cli(&["DEBUG", "POPULATE", &n.to_string(), prefix, "16"]);
+        assert!(out.contains("OK"), "DEBUG POPULATE: {out}");
+    }
+    r
+}
+
+fn count(r: &Redis, pattern: &str) -> u64 {
+    r.cli(&["--scan", "--pattern", pattern]).lines().filter(|l| !l.is_empty()).count() as u64
+}
+
+fn config(redis: &Redis, admin: bool) -> String {
+    format!(
+        "server:\n  listen: {{listen}}\n  enable_admin_api: {admin}\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - name: cache\n    kind: redis\n    url: {}\n    every: 5s\n",
+        redis.url()
+    )
+}
+
+fn post(d: &Daemon, body: &str) -> (u16, serde_json::Value) {
+    let (status, text) = http_post(d.port, "/api/v1/redis/flushes", body.as_bytes(), &[]).expect("the daemon answers");
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+}
+
+fn get(d: &Daemon, path: &str) -> serde_json::Value {
+    let (status, text) = http_get(d.port, path).expect("the daemon answers");
+    assert_eq!(status, 200, "{path}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Polls the flush `id` until its state is `state`.
+fn until_state(d: &Daemon, id: &str, state: &str) -> serde_json::Value {
+    wait_for(&format!("flush {id} to be {state}"), Duration::from_secs(30), || {
+        let p = get(d, &format!("/api/v1/redis/flushes/{id}"));
+        (p["state"] == state).then_some(p)
+    })
+}
+
+#[test]
+fn the_daemon_runs_a_flush_exports_its_progress_and_keeps_its_record() {
+    let redis = populated(20_000, 1_000);
+    let mut d = Daemon::start(&config(&redis, true));
+
+    // Malformed requests: 4xx with the reason, nothing started.
+    let (status, v) = post(&d, r#"{"match": "p:*", "exectue": true}"#);
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("unknown field `exectue`"), "{v}");
+    let (status, v) = post(&d, r#"{"match": "p:*", "probe": "nope"}"#);
+    assert!(
+        status == 400 && v["error"].as_str().unwrap().contains("no probe named `nope`"),
+        "{v}"
+    );
+    let (status, v) = post(&d, r#"{"match": "p:*", "rate": "fast"}"#);
+    assert!(status == 400 && v["error"].as_str().unwrap().contains("`rate`"), "{v}");
+    let (status, _) = post(&d, "not json");
+    assert_eq!(status, 400);
+    let (status, _) = http_request(d.port, "POST", "/api/v1/redis/flushes", r#"{"match": "p:*"}"#).unwrap();
+    assert_eq!(status, 415, "a body that does not say it is JSON");
+    let (status, _) = http_post(
+        d.port,
+        "/api/v1/redis/flushes",
+        br#"{"match": "p:*"}"#,
+        &[("Origin", "http://elsewhere.example")],
+    )
+    .unwrap();
+    assert_eq!(status, 403, "another site's page cannot start a flush");
+
+    // A dry run counts and deletes nothing.
+    let (status, v) = post(&d, r#"{"match": "p:*"}"#);
+    assert_eq!(status, 202, "{v}");
+    let dry = until_state(&d, v["id"].as_str().unwrap(), "dry_run");
+    assert_eq!(dry["matched"], 20_000, "{dry}");
+    assert!(
+        dry["record"].as_str().unwrap().contains("# Redis controlled flush: dry run"),
+        "{dry}"
+    );
+    assert_eq!(count(&redis, "p:*"), 20_000);
+    assert_eq!(d.metric("lookout_flush_keys_matched", &[("probe", "cache")]), Some(20_000.0));
+
+    // A slow flush: running on /metrics, a second one refused with 409.
+    let (status, v) = post(&d, r#"{"match": "p:*", "execute": true, "rate": "2000/s", "snapshot": false}"#);
+    assert_eq!(status, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (status, busy) = post(&d, r#"{"match": "q:*", "execute": true}"#);
+    assert_eq!(status, 409, "{busy}");
+    assert_eq!(busy["running"], id.as_str());
+    wait_for("deletions on /metrics", Duration::from_secs(10), || {
+        let running = d.metric("lookout_flush_running", &[("probe", "cache")]) == Some(1.0);
+        let deleted = d.metric("lookout_flush_keys_deleted_total", &[("probe", "cache")]).unwrap_or(0.0);
+        (running && deleted > 0.0).then_some(())
+    });
+    let p = get(&d, &format!("/api/v1/redis/flushes/{id}"));
+    assert!(p["state"] == "deleting" && p["deleted"].as_u64().unwrap() > 0, "{p}");
+
+    // DELETE stops it after the batch in flight; the record says so.
+    let (status, _) = http_request(d.port, "DELETE", &format!("/api/v1/redis/flushes/{id}"), "").unwrap();
+    assert_eq!(status, 202);
+    let stopped = until_state(&d, &id, "interrupted");
+    let record = stopped["record"].as_str().unwrap();
+    assert!(
+        record.contains("# Redis controlled flush: interrupted") && record.contains("stopped on request"),
+        "{record}"
+    );
+    let left = count(&redis, "p:*");
+    assert!(left > 0 && left < 20_000, "{left} keys left");
+    assert_eq!(stopped["deleted"].as_u64().unwrap(), 20_000 - left, "{stopped}");
+    assert_eq!(d.metric("lookout_flush_running", &[("probe", "cache")]), Some(0.0));
+    assert_eq!(
+        d.metric("lookout_flush_runs_total", &[("probe", "cache"), ("outcome", "interrupted")]),
+        Some(1.0)
+    );
+
+    // The command line asks the daemon for the rest, follows it, prints the record.
+    let out = lookout()
+        .args([
+            "redis",
+            "flush",
+            "--match",
+            "p:*",
+            "--execute",
+            "--yes",
+            "--no-snapshot",
+            "--rate",
+            "unlimited",
+        ])
+        .arg("--daemon")
+        .arg(format!("http://127.0.0.1:{}", d.port))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("# Redis controlled flush: done") && stdout.contains("Run by the lookout daemon"),
+        "{stdout}"
+    );
+    assert_eq!(count(&redis, "p:*"), 0);
+    assert_eq!(count(&redis, "q:*"), 1_000, "only the pattern's keys");
+    assert_eq!(
+        d.metric("lookout_flush_keys_deleted_total", &[("probe", "cache")]),
+        Some(20_000.0),
+        "every key counted once across the two runs"
+    );
+    assert!(
+        d.metric("lookout_flush_last_success_timestamp_seconds", &[("probe", "cache")])
+            .is_some_and(|t| t > 0.0)
+    );
+
+    // Listed newest first, and a line each on the status page.
+    let list = get(&d, "/api/v1/redis/flushes");
+    let states: Vec<&str> = list.as_array().unwrap().iter().map(|f| f["state"].as_str().unwrap()).collect();
+    assert_eq!(states, ["done", "interrupted", "dry_run"], "{list}");
+    assert!(list[0].get("record").is_none(), "the list leaves the records out");
+    let (_, page) = http_get(d.port, "/").unwrap();
+    assert_eq!(page.matches("<tr data-flush=").count(), 3, "{page}");
+
+    // Held by the latency guard: paused on /metrics; the daemon's shutdown
+    // stops it, and the history keeps the record.
+    let (status, v) = post(&d, r#"{"match": "q:*", "execute": true, "max_latency": "1us", "snapshot": false}"#);
+    assert_eq!(status, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    until_state(&d, &id, "paused");
+    assert_eq!(d.metric("lookout_flush_paused", &[("probe", "cache")]), Some(1.0));
+    send_signal(d.proc.pid(), libc::SIGTERM);
+    wait_for("the daemon to exit", Duration::from_secs(15), || d.proc.exited());
+    let data = d.dir.path().join("data");
+    let stored = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(lookout::store::read_existing(&data, move |r| r.flushes(Some(&id), 1)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.len(), 1, "the record is in the history");
+    assert_eq!(stored[0].state, "interrupted");
+    assert!(stored[0].record.contains("stopped on request"), "{}", stored[0].record);
+    assert_eq!(
+        count(&redis, "q:*"),
+        1_000 - stored[0].deleted,
+        "only the batch before the guard's first PING"
+    );
+}
+
+#[test]
+fn the_flush_api_is_off_unless_enabled() {
+    let redis = populated(10, 0);
+    let d = Daemon::start(&config(&redis, false));
+    let (status, v) = post(&d, r#"{"match": "p:*", "execute": true}"#);
+    assert_eq!(status, 403, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("server.enable_admin_api"), "{v}");
+    assert_eq!(count(&redis, "p:*"), 10);
+    let out = lookout()
+        .args(["redis", "flush", "--match", "p:*", "--execute", "--yes"])
+        .arg("--daemon")
+        .arg(format!("http://127.0.0.1:{}", d.port))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("HTTP 403") && stderr.contains("enable_admin_api"), "{stderr}");
+}
+
+/// The Redis password is in the probe's URL: it reaches none of the flush's
+/// answers, records, metrics, status page or logs.
+#[test]
+fn the_redis_password_stays_out_of_everything_the_flush_shows() {
+    const PASSWORD: &str = "s3cret-flush-pw";
+    let redis = Redis::start(&["--requirepass", PASSWORD, "--enable-debug-command", "yes"]);
+    assert!(redis.cli(&["DEBUG", "POPULATE", "500", "p", "16"]).contains("OK"));
+    let url = redis.url().replacen("redis://", &format!("redis://:{PASSWORD}@"), 1);
+    let d = Daemon::start(&format!(
+        "server:\n  listen: {{listen}}\n  enable_admin_api: true\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - name: cache\n    kind: redis\n    url: {url}\n    every: 5s\n"
+    ));
+    let (status, v) = post(&d, r#"{"match": "p:*", "execute": true, "warm": ["http://127.0.0.1:1/?token=x"]}"#);
+    assert_eq!(status, 202, "{v}");
+    let done = wait_for("the flush to end", Duration::from_secs(30), || {
+        let p = get(&d, &format!("/api/v1/redis/flushes/{}", v["id"].as_str().unwrap()));
+        (p["finished"].is_number()).then_some(p)
+    });
+    assert_eq!(done["deleted"], 500, "{done}");
+    assert!(done["target"].as_str().unwrap().contains("127.0.0.1"), "{done}");
+    let (_, page) = http_get(d.port, "/").unwrap();
+    let (_, list) = http_get(d.port, "/api/v1/redis/flushes").unwrap();
+    for (what, text) in [
+        ("the flush", done.to_string()),
+        ("the list", list),
+        ("the status page", page),
+        ("/metrics", d.metrics()),
+        ("the logs", d.logs()),
+    ] {
+        assert!(!text.contains(PASSWORD), "{what} shows the password:\n{text}");
+    }
+}
+
+/// Ctrl-C on `lookout redis flush --daemon` asks the daemon to stop: the
+/// flush ends after the batch in flight, the command exits 130 and prints
+/// the record, which says it was stopped on request.
+#[test]
+fn ctrl_c_on_the_command_line_stops_the_daemons_flush() {
+    let redis = populated(20_000, 0);
+    let d = Daemon::start(&config(&redis, true));
+    let child = lookout()
+        .args([
+            "redis",
+            "flush",
+            "--match",
+            "p:*",
+            "--execute",
+            "--yes",
+            "--no-snapshot",
+            "--rate",
+            "2000/s",
+        ])
+        .arg("--daemon")
+        .arg(format!("http://127.0.0.1:{}", d.port))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the daemon to delete", Duration::from_secs(10), || {
+        d.metric("lookout_flush_keys_deleted_total", &[("probe", "cache")])
+            .filter(|n| *n > 0.0)
+    });
+    send_signal(child.id(), libc::SIGINT);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stdout}{stderr}");
+    assert!(stderr.contains("the daemon stops the flush after the batch in flight"), "{stderr}");
+    assert!(
+        stdout.contains("# Redis controlled flush: interrupted") && stdout.contains("stopped on request"),
+        "{stdout}"
+    );
+    let left = count(&redis, "p:*");
+    assert!(left > 0, "stopped before the end");
+    assert_eq!(d.metric("lookout_flush_running", &[("probe", "cache")]), Some(0.0));
+    let list = get(&d, "/api/v1/redis/flushes");
+    assert_eq!(list[0]["state"], "interrupted", "{list}");
+    assert_eq!(list[0]["deleted"].as_u64().unwrap(), 20_000 - left, "{list}");
+}
