@@ -132,6 +132,14 @@ impl Worker {
             flights: JoinSet::new(),
             flying: HashMap::new(),
         };
+        // A token taken for a delivery found superseded only after the wait
+        // for it: passed on to the next delivery already waiting, taken at
+        // once. governor cannot take a token back, and a token kept for
+        // later would let two sends through closer than `rate_limit`
+        // allows; so it is dropped as soon as the dispatcher reads the
+        // store for more work or goes idle (the cost: one interval's delay,
+        // never a send over the limit).
+        let mut spare_token = false;
         loop {
             while let Some(r) = c.flights.try_join_next_with_id() {
                 c.landed(r.map(|(id, ())| id), &me.name);
@@ -145,9 +153,11 @@ impl Worker {
                     && co.due()
                     && co.run(&me, &mut c.waiting, &mut c.groups, &stop, limiter.as_ref(), &pause).await
                 {
+                    spare_token = false;
                     continue;
                 }
                 if c.waiting.is_empty() {
+                    spare_token = false;
                     // The claimed groups' oldest deliveries are still pending
                     // and come first: ask for that many more than wanted.
                     match me.store.next_due(&me.name, c.groups.len() + concurrency).await {
@@ -181,14 +191,17 @@ impl Worker {
                 if let Some(p) = c.waiting.pop_front() {
                     // Looked for before waiting for the rate limit (a skip
                     // sends nothing, so it needs no token) and again after:
-                    // a newer notification may have come in meanwhile.
+                    // a newer notification may have come in meanwhile. A
+                    // skip found only then leaves its token to the next.
                     let mut superseded = me.superseded_by(&p).await;
                     if superseded.is_none() {
-                        if !ready(&stop, limiter.as_ref(), &pause).await {
+                        let bucket = if std::mem::take(&mut spare_token) { None } else { limiter.as_ref() };
+                        if !ready(&stop, bucket, &pause).await {
                             // Not sent: it stays pending for the next start.
                             break;
                         }
                         superseded = me.superseded_by(&p).await;
+                        spare_token = superseded.is_some();
                     }
                     if let Some(by) = superseded {
                         let group = p.group_key.clone();
@@ -229,6 +242,7 @@ impl Worker {
                     d.max(Duration::from_millis(50))
                 }
             });
+            spare_token = false;
             me.idle(&stop, &mut c, due).await;
         }
         // Also when stopping: dropping a send in flight would lose its
@@ -237,6 +251,10 @@ impl Worker {
             c.landed(r.map(|(id, ())| id), &me.name);
             in_flight.set(c.flights.len() as f64);
         }
+        // Nothing in flight any more, whether a reload removed the
+        // destination (its series would otherwise keep the last value) or
+        // a new worker takes over.
+        in_flight.set(0.0);
         // Claimed but not sent: given back, for another replica to take now.
         let unsent: Vec<i64> = c.waiting.iter().map(|p| p.id).collect();
         if !unsent.is_empty()
@@ -534,6 +552,11 @@ async fn ready(stop: &CancellationToken, limiter: Option<&governor::DefaultDirec
 pub struct Gauges {
     store: Arc<dyn RelayStore>,
     names: Box<dyn Fn() -> Vec<String> + Send>,
+    /// The destinations published at the last tick: one a reload removed
+    /// is set to 0 once (its queue was dead-lettered), rather than keeping
+    /// its last depth and age for as long as the process runs. The
+    /// recorder cannot drop a series, so 0 is how it says "nothing".
+    published: HashSet<String>,
     pruned: Option<Instant>,
 }
 
@@ -550,6 +573,7 @@ impl Gauges {
         Gauges {
             store,
             names,
+            published: HashSet::new(),
             pruned: None,
         }
     }
@@ -567,7 +591,8 @@ impl Periodic for Gauges {
     async fn tick(&mut self) {
         let Ok(q) = self.store.queue().await else { return };
         let now = crate::probe::unix_now();
-        for n in &(self.names)() {
+        let names: HashSet<String> = (self.names)().into_iter().collect();
+        for n in &names {
             let (depth, oldest) = q
                 .iter()
                 .find(|(d, _, _)| d == n)
@@ -576,6 +601,11 @@ impl Periodic for Gauges {
             metrics::gauge!("lookout_relay_queue_depth", "destination" => n.clone()).set(depth);
             metrics::gauge!("lookout_relay_oldest_pending_age_seconds", "destination" => n.clone()).set(oldest);
         }
+        for gone in self.published.difference(&names) {
+            metrics::gauge!("lookout_relay_queue_depth", "destination" => gone.clone()).set(0.0);
+            metrics::gauge!("lookout_relay_oldest_pending_age_seconds", "destination" => gone.clone()).set(0.0);
+        }
+        self.published = names;
         if self.pruned.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
             self.pruned = Some(Instant::now());
             let _ = self.store.prune(Duration::from_secs(7 * 24 * 3600)).await;
