@@ -11,13 +11,13 @@
 set -euo pipefail
 USAGE="usage: [CONCURRENCY=N] bench/relay-delivery.sh [SECONDS]
 Delivered alerts per second to a webhook stand-in (0 ms and 20 ms answers), lookout vs. Alertmanager.
-CONCURRENCY: lookout's webhook \`concurrency\` (default: the type's, 64).
+CONCURRENCY: lookout's webhook \`concurrency\` (default: the type's, 256).
 Needs target/release/lookout (or LOOKOUT_BIN), wrk, prometheus-alertmanager, curl, python3."
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_args 1 "$@"
 BURST="${SECONDS_ARG:-2}"
-[[ "${CONCURRENCY:-64}" =~ ^[1-9][0-9]*$ ]] || die "CONCURRENCY must be a positive whole number, not \`$CONCURRENCY\`"
+[[ "${CONCURRENCY:-256}" =~ ^[1-9][0-9]*$ ]] || die "CONCURRENCY must be a positive whole number, not \`$CONCURRENCY\`"
 need wrk prometheus-alertmanager curl python3
 need_lookout
 AM="$(command -v prometheus-alertmanager)"
@@ -35,7 +35,7 @@ LPORT=$(free_port)
 round=0
 for delay in 0 20; do
   curl -sf "http://127.0.0.1:$SPORT/delay?ms=$delay" >/dev/null
-  echo "== stand-in answering after $delay ms; burst: wrk -t2 -c16 -d${BURST}s, one unique alert per request; lookout's concurrency ${CONCURRENCY:-64}"
+  echo "== stand-in answering after $delay ms; burst: wrk -t2 -c16 -d${BURST}s, one unique alert per request; lookout's concurrency ${CONCURRENCY:-256}"
 
   round=$((round + 1))
   cat > "$WORK/am.yml" <<YAML

@@ -14,14 +14,19 @@
 #     idles; A is killed with SIGKILL; the time until B has delivered all of
 #     them, against the lease (LEASE, default 5s).
 set -euo pipefail
-USAGE="usage: [LEASE=5s] bench/relay-replicas.sh
+USAGE="usage: [LEASE=5s] [POOL_SIZE=8] [PART=1|2|3] bench/relay-replicas.sh
 Durable intake of two lookout replicas on PostgreSQL vs. Alertmanager, delivered/s through both, takeover time after kill -9.
+POOL_SIZE: each replica's relay.store.pool_size. PART: only that part.
 Needs target/release/lookout (or LOOKOUT_BIN), wrk, prometheus-alertmanager, curl, python3, Debian's postgresql."
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_args 0 "$@"
 LEASE="${LEASE:-5s}"
 [[ "$LEASE" =~ ^[1-9][0-9]*s$ ]] || die "LEASE must be whole seconds such as 5s, not \`$LEASE\`"
+POOL_SIZE="${POOL_SIZE:-8}"
+[[ "$POOL_SIZE" =~ ^[1-9][0-9]*$ ]] || die "POOL_SIZE must be a positive whole number, not \`$POOL_SIZE\`"
+[[ "${PART:-}" =~ ^[123]?$ ]] || die "PART must be 1, 2 or 3, not \`$PART\`"
+part() { [[ -z "${PART:-}" || "$PART" == "$1" ]]; }
 need wrk prometheus-alertmanager curl python3
 need_lookout
 [[ -n "$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null)" ]] ||
@@ -56,7 +61,7 @@ data_dir: $WORK/data-$name
 probe_files: []
 alerts: {enabled: false}
 relay:
-  store: {url: "$url", lease: $LEASE, replica: $name, pool_size: 8}
+  store: {url: "$url", lease: $LEASE, replica: $name, pool_size: $POOL_SIZE}
 $dest
 YAML
   "$LOOKOUT" run -c "$WORK/$name.yaml" --log-level warn &
@@ -65,7 +70,11 @@ YAML
   wait_until 20 "replica $name on port $port" curl -sf "http://127.0.0.1:$port/-/ready/relay"
 }
 
+P1=$(free_port)
+P2=$(free_port)
+
 # --- 1. durable intake ---------------------------------------------------------
+if part 1; then
 AMPORT=$(free_port)
 cat > "$WORK/am.yml" <<YAML
 route: {receiver: none}
@@ -74,8 +83,6 @@ YAML
 NOWHERE='  routes:
     - {matchers: ['"'"'alertname="never"'"'"'], destinations: [log]}
   destinations: [{name: log, type: log}]'
-P1=$(free_port)
-P2=$(free_port)
 echo "== durable intake: two replicas on one PostgreSQL (wrk -t1 -c8 -d10s each) vs. Alertmanager (wrk -t2 -c16 -d10s), 3 rounds"
 ratios=()
 for round in 1 2 3; do
@@ -93,7 +100,18 @@ for round in 1 2 3; do
   start_replica b "$P2" "$url" "$NOWHERE"
   B=$RPID
   commits() { rows "$url" "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"; }
+  # WAL flushes to disk (the fsyncs a commit waits for), server-wide.
+  syncs() { rows "$url" "SELECT wal_sync FROM pg_stat_wal"; }
+  # CPU of the server: the postmaster and its children (the pooled
+  # backends stay for the whole run).
+  pg_ticks() {
+    local pm
+    pm=$(head -n1 "$WORK/pg/data/postmaster.pid")
+    for p in "$pm" $(pgrep -P "$pm"); do cat "/proc/$p/stat" 2>/dev/null; done | awk '{s += $14 + $15} END {print s}'
+  }
   c0=$(commits)
+  s0=$(syncs)
+  pg0=$(pg_ticks)
   ticks() { awk '{s += $14 + $15} END {print s}' "/proc/$A/stat" "/proc/$B/stat"; }
   cpu0=$(ticks)
   timeout 60 wrk -t1 -c8 -d10s -s "$WORK/webhook.lua" "http://127.0.0.1:$P1" -- "a$round" > "$WORK/wrk-a.out" &
@@ -107,21 +125,28 @@ for round in 1 2 3; do
   # Transactions of the whole database (the workers' and gauges' too), so
   # rows per commit is a floor; CPU of both replicas, in seconds.
   per_commit=$(python3 -c "print(f'{$stored / max(1, $(commits) - $c0):.1f}')")
+  per_sync=$(python3 -c "print(f'{$stored / max(1, $(syncs) - $s0):.1f}')")
   cpu=$(python3 -c "print(f'{($(ticks) - $cpu0) / $(getconf CLK_TCK):.1f}')")
+  pg_cpu=$(python3 -c "print(f'{($(pg_ticks) - $pg0) / $(getconf CLK_TCK):.1f}')")
   lk_rate=$(python3 -c "print(f'{float(\"$ra\") + float(\"$rb\"):.0f}')")
   ratio=$(python3 -c "print(f'{(float(\"$ra\") + float(\"$rb\"))/float(\"$am_rate\"):.2f}')")
   ratios+=("$ratio")
-  echo "round $round: alertmanager $am_rate alerts/s (memory only); replicas $ra + $rb = $lk_rate webhooks/s (each committed to PostgreSQL before 200; not 200: $refused; stored $stored, $per_commit rows per commit, replicas' CPU ${cpu}s of 10s); ratio $ratio; load $(cut -d' ' -f1 /proc/loadavg)"
+  echo "round $round: alertmanager $am_rate alerts/s (memory only); replicas $ra + $rb = $lk_rate webhooks/s (each committed to PostgreSQL before 200; not 200: $refused; stored $stored, $per_commit rows per commit, $per_sync per WAL fsync; CPU of 10s: replicas ${cpu}s, PostgreSQL ${pg_cpu}s); ratio $ratio; load $(cut -d' ' -f1 /proc/loadavg)"
   stop_pid "$A"
   stop_pid "$B"
 done
 python3 -c "import statistics; print('median ratio replicas/alertmanager: %.2f' % statistics.median([${ratios[0]}, ${ratios[1]}, ${ratios[2]}]))"
 
+fi
+
 # --- 2. end to end ---------------------------------------------------------------
+if part 2 || part 3; then
 SPORT=$(free_port)
 python3 "$ROOT/bench/webhook-standin.py" "$SPORT" &
 PIDS+=($!)
 wait_until 10 "the stand-in on port $SPORT" curl -sf "http://127.0.0.1:$SPORT/count?path=/none"
+fi
+if part 2; then
 echo "== end to end: a 2 s burst into both replicas (wrk -t1 -c8 each), delivered by both to a stand-in answering at once"
 url="$(db e2e)"
 HOOK="  destinations: [{name: hook, type: webhook, url: \"http://127.0.0.1:$SPORT/e2e\"}]"
@@ -140,7 +165,10 @@ echo "  delivered more than once: $twice"
 stop_pid "$A"
 stop_pid "$B"
 
+fi
+
 # --- 3. takeover after kill -9 -------------------------------------------------------
+if part 3; then
 N=20
 echo "== takeover: replica a holds $N claims (its sends hang), is killed with SIGKILL; lease $LEASE"
 url="$(db takeover)"
@@ -165,3 +193,4 @@ wait_until 120 "replica b to deliver all $N" delivered
 t1=$(date +%s.%N)
 python3 -c "print(f'  all {$N} delivered by b {$t1 - $t0:.2f} s after a was killed (lease $LEASE; goal: within the lease + 1 s)')"
 stop_pid "$B"
+fi

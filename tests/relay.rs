@@ -1292,6 +1292,12 @@ fn a_reload_changes_routes_destinations_and_auth_with_a_burst_in_flight_and_lose
     assert_eq!(status, 500, "{body}");
     assert!(body.contains("no destination named `gnoe`"), "{body}");
 
+    // `gone`'s queue shows in its gauge before it is removed.
+    let depth = |name: &str| d.metric("lookout_relay_queue_depth", &[("destination", name)]);
+    wait_for("gone's queue in its gauge", Duration::from_secs(10), || {
+        depth("gone").filter(|&q| q > 0.0)
+    });
+
     // Mid-burst: `gone` removed, `next` added, `chain` changed, a token required.
     std::thread::sleep(Duration::from_millis(1100));
     d.write_config(&hooks_config(
@@ -1338,6 +1344,14 @@ fn a_reload_changes_routes_destinations_and_auth_with_a_burst_in_flight_and_lose
     });
     assert_eq!(gone as usize + saas.received_on("/gone").len(), n);
     assert!(gone as usize >= n - 2, "{gone} dead-lettered");
+    // Its series say nothing is queued or under way, rather than keeping
+    // the last value they had.
+    wait_for("the removed destination's gauges at 0", Duration::from_secs(10), || {
+        (depth("gone") == Some(0.0)
+            && d.metric("lookout_relay_oldest_pending_age_seconds", &[("destination", "gone")]) == Some(0.0)
+            && d.metric("lookout_relay_in_flight", &[("destination", "gone")]) == Some(0.0))
+        .then_some(())
+    });
 }
 
 #[test]

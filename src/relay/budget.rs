@@ -79,14 +79,28 @@ impl Pause {
 pub struct Local {
     limiter: Option<governor::DefaultDirectRateLimiter>,
     pause: Pause,
+    /// A token given back, and when. A governor bucket cannot be refilled
+    /// by hand, so the next take uses this one first; only within one
+    /// `min_interval` of its return, since a token kept longer would let a
+    /// send through beside the bucket's own refill (over the limit).
+    spare: Mutex<Option<Instant>>,
+    min_interval: Duration,
 }
 
 impl Local {
+    /// Uses the token given back, if it is still fresh.
+    fn take_spare(&self) -> bool {
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        spare.take().is_some_and(|t| t.elapsed() < self.min_interval)
+    }
+
     /// `min_interval` between sends, `burst` at once after a quiet spell.
     pub fn new(min_interval: Duration, burst: u32) -> Local {
         Local {
             limiter: super::retry::limiter(min_interval, burst),
             pause: Pause::default(),
+            spare: Mutex::new(None),
+            min_interval,
         }
     }
 }
@@ -99,6 +113,7 @@ impl RateBudget for Local {
         }
         match &self.limiter {
             None => Ok(Take::Go),
+            Some(_) if self.take_spare() => Ok(Take::Go),
             Some(l) => match l.check() {
                 Ok(()) => Ok(Take::Go),
                 Err(not_until) => Ok(Take::Wait(not_until.wait_time_from(l.clock().now()))),
@@ -112,8 +127,9 @@ impl RateBudget for Local {
     }
 
     async fn give_back(&self) -> Result<(), OutboxError> {
-        // A governor bucket cannot be refilled by hand; one process loses
-        // one token, as it always did.
+        if self.limiter.is_some() {
+            *self.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        }
         Ok(())
     }
 }
@@ -162,6 +178,20 @@ mod tests {
         p.extend(Duration::from_secs(30));
         p.extend(Duration::from_secs(1));
         assert!(p.remaining().is_some_and(|r| r > Duration::from_secs(20)), "the longer pause holds");
+    }
+
+    #[tokio::test]
+    async fn a_token_given_back_is_taken_once_and_only_while_fresh() {
+        let b = Local::new(Duration::from_secs(60), 1);
+        assert_eq!(b.take().await.unwrap(), Take::Go);
+        b.give_back().await.unwrap();
+        assert_eq!(b.take().await.unwrap(), Take::Go, "the token given back");
+        assert!(matches!(b.take().await.unwrap(), Take::Wait(_)), "used once");
+        let quick = Local::new(Duration::from_millis(1), 1);
+        assert_eq!(quick.take().await.unwrap(), Take::Go);
+        quick.give_back().await.unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!quick.take_spare(), "older than one interval: dropped");
     }
 
     #[tokio::test]

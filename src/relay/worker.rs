@@ -164,7 +164,8 @@ impl Worker {
                 if let Some(p) = c.waiting.pop_front() {
                     // Looked for before waiting for the rate limit (a skip
                     // sends nothing, so it needs no token) and again after:
-                    // a newer notification may have come in meanwhile.
+                    // a newer notification may have come in meanwhile. A
+                    // skip found only then gives its token back.
                     let mut superseded = me.superseded_by(&p).await;
                     let mut token = false;
                     if superseded.is_none() {
@@ -229,6 +230,10 @@ impl Worker {
             c.landed(r.map(|(id, ())| id), &me.name);
             in_flight.set(c.flights.len() as f64);
         }
+        // Nothing in flight any more, whether a reload removed the
+        // destination (its series would otherwise keep the last value) or
+        // a new worker takes over.
+        in_flight.set(0.0);
         // Claimed but not sent: given back, for another replica to take now.
         let unsent: Vec<i64> = c.waiting.iter().map(|p| p.id).collect();
         if !unsent.is_empty()
@@ -513,6 +518,11 @@ pub async fn deliver_now(d: &super::destination::DestinationConfig, data_dir: &s
 pub struct Gauges {
     store: Arc<dyn RelayStore>,
     names: Box<dyn Fn() -> Vec<String> + Send>,
+    /// The destinations published at the last tick: one a reload removed
+    /// is set to 0 once (its queue was dead-lettered), rather than keeping
+    /// its last depth and age for as long as the process runs. The
+    /// recorder cannot drop a series, so 0 is how it says "nothing".
+    published: HashSet<String>,
     pruned: Option<Instant>,
 }
 
@@ -529,6 +539,7 @@ impl Gauges {
         Gauges {
             store,
             names,
+            published: HashSet::new(),
             pruned: None,
         }
     }
@@ -546,7 +557,8 @@ impl Periodic for Gauges {
     async fn tick(&mut self) {
         let Ok(q) = self.store.queue().await else { return };
         let now = crate::probe::unix_now();
-        for n in &(self.names)() {
+        let names: HashSet<String> = (self.names)().into_iter().collect();
+        for n in &names {
             let (depth, oldest) = q
                 .iter()
                 .find(|(d, _, _)| d == n)
@@ -555,6 +567,11 @@ impl Periodic for Gauges {
             metrics::gauge!("lookout_relay_queue_depth", "destination" => n.clone()).set(depth);
             metrics::gauge!("lookout_relay_oldest_pending_age_seconds", "destination" => n.clone()).set(oldest);
         }
+        for gone in self.published.difference(&names) {
+            metrics::gauge!("lookout_relay_queue_depth", "destination" => gone.clone()).set(0.0);
+            metrics::gauge!("lookout_relay_oldest_pending_age_seconds", "destination" => gone.clone()).set(0.0);
+        }
+        self.published = names;
         if self.pruned.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
             self.pruned = Some(Instant::now());
             let _ = self.store.prune(Duration::from_secs(7 * 24 * 3600)).await;
