@@ -444,3 +444,26 @@ fn one_flush_at_a_time_per_redis_whichever_probe_names_it() {
     until_state(&d, v["id"].as_str().unwrap(), "done");
     assert_eq!(count(&redis, "p:*"), 0);
 }
+
+/// The daemon neither watches the recovery nor sends the record: asking it
+/// to is refused before anything starts, with what to do instead.
+#[test]
+fn watch_and_notify_with_daemon_are_refused_with_what_to_do_instead() {
+    for extra in [&["--watch", "5m"][..], &["--notify", "ops"][..]] {
+        let out = lookout()
+            .args(["redis", "flush", "--match", "p:*", "--execute", "--yes"])
+            .args(extra)
+            .args(["--daemon", "http://127.0.0.1:1"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{} cannot be combined with --daemon", extra[0]))
+                && stderr.contains("without --daemon")
+                && stderr.contains("lookout verify --after flush")
+                && stderr.contains("Nothing was started"),
+            "{stderr}"
+        );
+    }
+}

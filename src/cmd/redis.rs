@@ -101,8 +101,9 @@ pub struct FlushArgs {
     /// on its configured probe (`--probe`): its progress is then on the
     /// daemon's /metrics and its record in the daemon's history. This end
     /// follows it and prints the record; Ctrl-C asks the daemon to stop
-    /// after the batch in flight.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["url", "cluster", "watch", "notify"])]
+    /// after the batch in flight. Not with --watch or --notify (the daemon
+    /// does neither): run those from here, without --daemon.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["url", "cluster"])]
     daemon: Option<String>,
 }
 
@@ -111,7 +112,10 @@ impl RedisCommand {
     /// names the Redis, so an unrelated problem in it does not block a flush.
     pub fn execute(self, src: impl FnOnce() -> ConfigSource) -> ExitCode {
         match self {
-            RedisCommand::Flush(args) if args.daemon.is_some() => args.remote().run(),
+            RedisCommand::Flush(args) if args.daemon.is_some() => match args.daemon_refusal() {
+                Some(why) => fail(EXIT_USAGE, why),
+                None => args.remote().run(),
+            },
             RedisCommand::Flush(args) => {
                 let given = args.url.is_some() || !args.cluster.is_empty();
                 if given && args.notify.is_empty() {
@@ -246,6 +250,30 @@ fn cluster_from_seeds(seeds: &[String]) -> Result<crate::probe::RedisClusterSpec
 }
 
 impl FlushArgs {
+    /// Why --daemon cannot go with --watch or --notify, and what to do
+    /// instead. The daemon's flush does neither: the watch would tie up the
+    /// daemon's connection for minutes after its flush has ended, and a
+    /// notice sent from the daemon needs its own delivery path, so both stay
+    /// where the operator is: this command, without --daemon.
+    fn daemon_refusal(&self) -> Option<String> {
+        let mut asked = Vec::new();
+        if self.watch.is_some() {
+            asked.push("--watch");
+        }
+        if !self.notify.is_empty() {
+            asked.push("--notify");
+        }
+        if asked.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "{} cannot be combined with --daemon: the daemon runs the flush and keeps its record, but does not watch the recovery or send the record. \
+             Either run the flush from here without --daemon (with the configuration, `-c`), which does both; \
+             or keep --daemon and afterwards run `lookout verify --after flush` for the check, and paste the record it prints (also at GET /api/v1/redis/flushes/ID) into the channel. Nothing was started.",
+            asked.join(" and ")
+        ))
+    }
+
     /// The request for the daemon: the same flags as JSON.
     fn remote(self) -> super::redis_remote::Remote {
         let body = serde_json::json!({
