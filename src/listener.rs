@@ -163,11 +163,7 @@ where
 
 /// One HTTP/1.1 connection over `io` (plain TCP or TLS), with the header
 /// timeout that also bounds idle keep-alive.
-fn connection<I>(
-    io: I,
-    app: PeerApp,
-    limits: Limits,
-) -> hyper::server::conn::http1::Connection<TokioIo<I>, TowerToHyperService<PeerApp>>
+fn connection<I>(io: I, app: PeerApp, limits: Limits) -> hyper::server::conn::http1::Connection<TokioIo<I>, TowerToHyperService<PeerApp>>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

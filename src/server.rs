@@ -362,7 +362,7 @@ async fn flush_start(
         Err(e) => return api_error(StatusCode::BAD_REQUEST, &format!("invalid flush request: {e}")),
     };
     let cfg = s.config.get();
-    let order = match request.validate(&cfg.probes, basic_user(&headers)) {
+    let order = match request.validate(&cfg.probes, cfg.relay.as_ref(), basic_user(&headers)) {
         Ok(o) => o,
         Err(e) => return api_error(StatusCode::BAD_REQUEST, &format!("invalid flush request: {e}")),
     };

@@ -24,8 +24,14 @@ fn populated(matching: u64, other: u64) -> Redis {
     r
 }
 
+/// The keys matching `pattern`, each once: SCAN may return a key twice
+/// while Redis rehashes (as it shrinks its table after a big flush).
 fn count(r: &Redis, pattern: &str) -> u64 {
-    r.cli(&["--scan", "--pattern", pattern]).lines().filter(|l| !l.is_empty()).count() as u64
+    let out = r.cli(&["--scan", "--pattern", pattern]);
+    out.lines()
+        .filter(|l| !l.is_empty())
+        .collect::<std::collections::HashSet<_>>()
+        .len() as u64
 }
 
 fn config(redis: &Redis, admin: bool) -> String {
@@ -314,7 +320,10 @@ fn a_flush_cut_short_by_kill_9_is_recorded_as_interrupted_by_the_next_daemon() {
     let redis = populated(30_000, 500);
     let mut d = Daemon::start(&config(&redis, true));
     let data = d.dir.path().join("data");
-    let (status, v) = post(&d, r#"{"match": "p:*", "execute": true, "rate": "1000/s", "snapshot": false, "user": "ops-ana"}"#);
+    let (status, v) = post(
+        &d,
+        r#"{"match": "p:*", "execute": true, "rate": "1000/s", "snapshot": false, "user": "ops-ana"}"#,
+    );
     assert_eq!(status, 202, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
     assert_eq!(v["origin"], "127.0.0.1", "{v}");
@@ -401,7 +410,10 @@ fn one_flush_at_a_time_per_redis_whichever_probe_names_it() {
         sentinel.address(),
         url = redis.url()
     ));
-    let (status, v) = post(&d, r#"{"probe": "cache", "match": "p:*", "execute": true, "rate": "1000/s", "snapshot": false}"#);
+    let (status, v) = post(
+        &d,
+        r#"{"probe": "cache", "match": "p:*", "execute": true, "rate": "1000/s", "snapshot": false}"#,
+    );
     assert_eq!(status, 202, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
 
@@ -423,7 +435,10 @@ fn one_flush_at_a_time_per_redis_whichever_probe_names_it() {
     // Through the sentinels, the master is known once they are asked: the
     // flush ends failed, naming the running one, before touching anything.
     let before = count(&redis, "p:*");
-    let (status, v) = post(&d, r#"{"probe": "ha", "match": "p:*", "execute": true, "rate": "unlimited", "snapshot": false}"#);
+    let (status, v) = post(
+        &d,
+        r#"{"probe": "ha", "match": "p:*", "execute": true, "rate": "unlimited", "snapshot": false}"#,
+    );
     assert_eq!(status, 202, "{v}");
     let failed = until_state(&d, v["id"].as_str().unwrap(), "failed");
     let error = failed["error"].as_str().unwrap();
@@ -439,31 +454,87 @@ fn one_flush_at_a_time_per_redis_whichever_probe_names_it() {
     let (status, _) = http_request(d.port, "DELETE", &format!("/api/v1/redis/flushes/{id}"), "").unwrap();
     assert_eq!(status, 202);
     until_state(&d, &id, "interrupted");
-    let (status, v) = post(&d, r#"{"probe": "sessions", "match": "p:*", "execute": true, "rate": "unlimited", "snapshot": false}"#);
+    let (status, v) = post(
+        &d,
+        r#"{"probe": "sessions", "match": "p:*", "execute": true, "rate": "unlimited", "snapshot": false}"#,
+    );
     assert_eq!(status, 202, "{v}");
     until_state(&d, v["id"].as_str().unwrap(), "done");
     assert_eq!(count(&redis, "p:*"), 0);
 }
 
-/// The daemon neither watches the recovery nor sends the record: asking it
-/// to is refused before anything starts, with what to do instead.
+/// The daemon does not watch the recovery: asking it to is refused before
+/// anything starts, with what to do instead.
 #[test]
-fn watch_and_notify_with_daemon_are_refused_with_what_to_do_instead() {
-    for extra in [&["--watch", "5m"][..], &["--notify", "ops"][..]] {
-        let out = lookout()
-            .args(["redis", "flush", "--match", "p:*", "--execute", "--yes"])
-            .args(extra)
-            .args(["--daemon", "http://127.0.0.1:1"])
+fn watch_with_daemon_is_refused_with_what_to_do_instead() {
+    let out = lookout()
+        .args(["redis", "flush", "--match", "p:*", "--execute", "--yes", "--watch", "5m"])
+        .args(["--daemon", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("--watch cannot be combined with --daemon")
+            && stderr.contains("without --daemon")
+            && stderr.contains("lookout verify --after flush")
+            && stderr.contains("Nothing was started"),
+        "{stderr}"
+    );
+}
+
+/// `--notify` goes with the request: the daemon checks the names before
+/// anything is deleted, and queues the record in its relay's outbox once
+/// the flush has deleted; the relay's worker delivers it.
+#[test]
+fn the_daemon_queues_the_record_for_notify_through_its_relay() {
+    let redis = populated(300, 100);
+    let d = Daemon::start(&format!(
+        "server:\n  listen: {{listen}}\n  enable_admin_api: true\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - {{name: cache, kind: redis, url: '{}', every: 5s}}\nrelay:\n  auth:\n    bearer_token: tok-flush\n  destinations:\n    - {{name: ops-log, type: log}}\n",
+        redis.url()
+    ));
+    let daemon = format!("http://127.0.0.1:{}", d.port);
+    let flush = |notify: &str| {
+        lookout()
+            .args([
+                "redis",
+                "flush",
+                "--match",
+                "p:*",
+                "--execute",
+                "--yes",
+                "--no-snapshot",
+                "--notify",
+                notify,
+            ])
+            .args(["--daemon", &daemon])
             .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(64), "{stderr}");
-        assert!(
-            stderr.contains(&format!("{} cannot be combined with --daemon", extra[0]))
-                && stderr.contains("without --daemon")
-                && stderr.contains("lookout verify --after flush")
-                && stderr.contains("Nothing was started"),
-            "{stderr}"
-        );
-    }
+            .unwrap()
+    };
+
+    let out = flush("ops-slack");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("`notify`: no destination named `ops-slack` (configured: ops-log)"),
+        "{stderr}"
+    );
+    assert_eq!(count(&redis, "p:*"), 300, "nothing deleted");
+
+    let out = flush("ops-log");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("# Redis controlled flush: done") && stdout.contains("Notice: queued in the relay's outbox for `ops-log`."),
+        "{stdout}"
+    );
+    assert_eq!(count(&redis, "p:*"), 0);
+    wait_for("the relay to deliver the record", Duration::from_secs(20), || {
+        let logs = d.logs();
+        logs.lines()
+            .any(|l| l.contains("ops-log") && l.contains("Redis controlled flush on") && l.contains("300 keys deleted"))
+            .then_some(())
+    });
+    let list = get(&d, "/api/v1/redis/flushes");
+    assert_eq!(list[0]["request"]["notify"], serde_json::json!(["ops-log"]), "{list}");
 }

@@ -101,8 +101,8 @@ pub struct FlushArgs {
     /// on its configured probe (`--probe`): its progress is then on the
     /// daemon's /metrics and its record in the daemon's history. This end
     /// follows it and prints the record; Ctrl-C asks the daemon to stop
-    /// after the batch in flight. Not with --watch or --notify (the daemon
-    /// does neither): run those from here, without --daemon.
+    /// after the batch in flight. With --notify the daemon queues the
+    /// record in its relay; --watch is local only.
     #[arg(long, value_name = "URL", conflicts_with_all = ["url", "cluster"])]
     daemon: Option<String>,
 }
@@ -250,28 +250,19 @@ fn cluster_from_seeds(seeds: &[String]) -> Result<crate::probe::RedisClusterSpec
 }
 
 impl FlushArgs {
-    /// Why --daemon cannot go with --watch or --notify, and what to do
-    /// instead. The daemon's flush does neither: the watch would tie up the
-    /// daemon's connection for minutes after its flush has ended, and a
-    /// notice sent from the daemon needs its own delivery path, so both stay
-    /// where the operator is: this command, without --daemon.
+    /// Why --daemon cannot go with --watch, and what to do instead. The
+    /// daemon's flush does not watch: the watch would hold the daemon's
+    /// connection and the command line's follow for minutes after the
+    /// flush ended, for a check that `lookout verify` makes on its own.
+    /// (--notify goes with the request: the daemon queues the record in
+    /// its relay.)
     fn daemon_refusal(&self) -> Option<String> {
-        let mut asked = Vec::new();
-        if self.watch.is_some() {
-            asked.push("--watch");
-        }
-        if !self.notify.is_empty() {
-            asked.push("--notify");
-        }
-        if asked.is_empty() {
-            return None;
-        }
-        Some(format!(
-            "{} cannot be combined with --daemon: the daemon runs the flush and keeps its record, but does not watch the recovery or send the record. \
-             Either run the flush from here without --daemon (with the configuration, `-c`), which does both; \
-             or keep --daemon and afterwards run `lookout verify --after flush` for the check, and paste the record it prints (also at GET /api/v1/redis/flushes/ID) into the channel. Nothing was started.",
-            asked.join(" and ")
-        ))
+        self.watch.map(|_| {
+            "--watch cannot be combined with --daemon: the daemon runs the flush and keeps its record, but does not watch the recovery. \
+             Either run the flush from here without --daemon (with the configuration, `-c`), which watches and then verifies; \
+             or keep --daemon and afterwards run `lookout verify --after flush`. Nothing was started."
+                .to_string()
+        })
     }
 
     /// The request for the daemon: the same flags as JSON.
@@ -287,6 +278,7 @@ impl FlushArgs {
             "scan_count": self.scan_count,
             "warm": self.warm,
             "user": std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            "notify": self.notify,
         });
         super::redis_remote::Remote {
             daemon: self.daemon.unwrap_or_default(),

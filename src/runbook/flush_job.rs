@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use super::flush::{self, Hits, Plan, Rate, Record, Stopped, Survey};
 use crate::config::{Secret, redact_url};
 use crate::probe::{ProbeSpec, RedisSpec, unix_now};
+use crate::relay::Relay;
 use crate::store::{History, StoredFlush};
 use crate::task::Tasks;
 
@@ -97,6 +98,10 @@ pub struct FlushRequest {
     /// Who asks, for the record [default: the listener's basic-auth user, else `api`].
     #[serde(default)]
     pub user: Option<String>,
+    /// Relay destinations (`relay.destinations`) the record is queued for
+    /// once the flush has deleted, as the command line's `--notify`.
+    #[serde(default)]
+    pub notify: Vec<String>,
 }
 
 /// A request checked against the configuration: everything the run needs.
@@ -118,6 +123,7 @@ pub struct Order {
     execute: bool,
     warm: Vec<String>,
     user: String,
+    notify: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -135,11 +141,32 @@ fn duration(field: &str, v: Option<&str>, default: Duration) -> Result<Duration,
 }
 
 impl FlushRequest {
-    /// Checks the request against `probes` (the configuration in force);
-    /// the error is the reason a client gets with its 400.
-    pub fn validate(self, probes: &[crate::probe::ProbeConfig], auth_user: Option<String>) -> Result<Order, String> {
+    /// Checks the request against `probes` and `relay` (the configuration
+    /// in force); the error is the reason a client gets with its 400.
+    pub fn validate(
+        self,
+        probes: &[crate::probe::ProbeConfig],
+        relay: Option<&crate::relay::config::RelayConfig>,
+        auth_user: Option<String>,
+    ) -> Result<Order, String> {
         if self.pattern.is_empty() {
             return Err("`match` needs a pattern (`*` for every key)".into());
+        }
+        // Checked before anything is deleted: a typo found after the flush
+        // would leave the change unannounced.
+        if !self.notify.is_empty() {
+            let Some(relay) = relay else {
+                return Err("`notify` needs the relay: the configuration has no `relay` section".into());
+            };
+            for name in &self.notify {
+                if !relay.destinations.iter().any(|d| &d.name == name) {
+                    let known: Vec<&str> = relay.destinations.iter().map(|d| d.name.as_str()).collect();
+                    return Err(format!(
+                        "`notify`: no destination named `{name}` (configured: {})",
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ));
+                }
+            }
         }
         let named = || probes.iter().filter(|p| self.probe.as_deref().is_none_or(|n| p.name == n));
         let found = named()
@@ -198,6 +225,7 @@ impl FlushRequest {
             "scan_count": scan_count,
             "execute": self.execute,
             "warm": self.warm.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+            "notify": self.notify,
         });
         Ok(Order {
             probe: p.name.clone(),
@@ -217,6 +245,7 @@ impl FlushRequest {
             execute: self.execute,
             warm: self.warm,
             user: self.user.or(auth_user).unwrap_or_else(|| "api".into()),
+            notify: self.notify,
         })
     }
 }
@@ -409,10 +438,7 @@ fn busy_on(jobs: &VecDeque<Arc<Job>>, me: Option<&Arc<Job>>, redis: &[String]) -
         .filter(|j| !j.snapshot().state.is_final())
         .find_map(|j| {
             let theirs = j.redis();
-            redis
-                .iter()
-                .find(|k| theirs.contains(k))
-                .map(|k| (j.snapshot().id, k.clone()))
+            redis.iter().find(|k| theirs.contains(k)).map(|k| (j.snapshot().id, k.clone()))
         })
 }
 
@@ -431,16 +457,19 @@ pub struct FlushJobs {
     jobs: Jobs,
     history: History,
     tasks: Tasks,
+    relay: Option<Arc<Relay>>,
 }
 
 impl FlushJobs {
     /// Flushes run as `tasks` (shutdown stops them after the batch in
-    /// flight and waits) and are recorded in `history`.
-    pub fn new(history: History, tasks: Tasks) -> FlushJobs {
+    /// flight and waits), are recorded in `history`, and their records
+    /// queued through `relay` for a request's `notify`.
+    pub fn new(history: History, tasks: Tasks, relay: Option<Arc<Relay>>) -> FlushJobs {
         FlushJobs {
             jobs: Arc::new(Mutex::new(VecDeque::new())),
             history,
             tasks,
+            relay,
         }
     }
 
@@ -488,7 +517,7 @@ impl FlushJobs {
                 None => break,
             }
         }
-        let (history, stopping, all) = (self.history.clone(), self.tasks.stopping(), self.jobs.clone());
+        let (history, stopping, all, relay) = (self.history.clone(), self.tasks.stopping(), self.jobs.clone(), self.relay.clone());
         self.tasks.spawn(async move {
             // The daemon's shutdown is a stop like any other.
             let watch_job = job.clone();
@@ -497,7 +526,7 @@ impl FlushJobs {
                 watch_job.stop.store(true, Ordering::SeqCst);
                 watch_job.update(|p| p.stop_requested = true);
             });
-            run(&job, order, &all, &history).await;
+            run(&job, order, &all, &history, relay.as_deref()).await;
             watch.abort();
             history.record_flush(job.snapshot().stored());
         });
@@ -576,7 +605,7 @@ fn finish(job: &Job, probe: &str, state: State, error: Option<String>, record: S
 
 /// The survey, snapshot, deletion and record of one order: the command
 /// line's steps, with the job's progress and the metrics kept current.
-async fn run(job: &Arc<Job>, order: Order, all: &Jobs, history: &History) {
+async fn run(job: &Arc<Job>, order: Order, all: &Jobs, history: &History, relay: Option<&Relay>) {
     let probe = order.probe.as_str();
     // Written at each change of state and every PROGRESS_EVERY while deleting.
     let save = || history.record_flush(job.snapshot().stored());
@@ -800,8 +829,43 @@ async fn run(job: &Arc<Job>, order: Order, all: &Jobs, history: &History) {
         Some(Stopped::Interrupted) => (State::Interrupted, None),
         Some(Stopped::Failed(e)) => (State::Failed, Some(e.to_string())),
     };
+    // 5. Communicate: the record as it stands, queued in the relay's outbox
+    // (durable and retried as an alert is) before the flush reads as ended,
+    // so whoever follows it sees where the notice went.
+    let (state, error) = match notify(relay, &order.notify, &display, outcome.deleted, &text).await {
+        Ok(None) => (state, error),
+        Ok(Some(line)) => {
+            text.push_str(&line);
+            (state, error)
+        }
+        Err(e) => {
+            text.push_str(&format!("\nNotice: not queued: {e}\n"));
+            match state {
+                State::Done => (
+                    State::Failed,
+                    Some(format!("flushed and recorded, but the notice was not queued: {e}")),
+                ),
+                _ => (state, error),
+            }
+        }
+    };
     job.update(|p| p.deleted = outcome.deleted);
     finish(job, probe, state, error, text);
+}
+
+/// Queues the record for the destinations `to`; the line the record gains
+/// (none when nothing was asked), or why it could not be queued.
+async fn notify(relay: Option<&Relay>, to: &[String], display: &str, deleted: u64, record: &str) -> Result<Option<String>, String> {
+    if to.is_empty() {
+        return Ok(None);
+    }
+    let relay = relay.ok_or("the relay is not running in this daemon (its `relay` section was added after it started: restart it)")?;
+    let title = format!("Redis controlled flush on {display}: {deleted} keys deleted");
+    let p = crate::relay::template::informational(&title, record);
+    relay.send_to(&p, to.to_vec()).await.map_err(|e| e.to_string())?;
+    let names: Vec<String> = to.iter().map(|n| format!("`{n}`")).collect();
+    tracing::info!(destinations = %to.join(","), "Redis flush record queued for the relay");
+    Ok(Some(format!("\nNotice: queued in the relay's outbox for {}.\n", names.join(", "))))
 }
 
 /// The record of a dry run: what would be deleted.
@@ -865,7 +929,9 @@ mod tests {
         assert!(request(r#"{"match": "a:*", "exectue": true}"#).unwrap_err().contains("exectue"));
         assert!(request(r#"{"execute": true}"#).unwrap_err().contains("match"));
         let r = request(r#"{"match": "a:*", "rate": "fast"}"#).unwrap();
-        assert!(r.validate(&[], None).unwrap_err().contains("no `redis`"));
+        assert!(r.validate(&[], None, None).unwrap_err().contains("no `redis`"));
+        let r = request(r#"{"match": "a:*", "notify": ["ops"]}"#).unwrap();
+        assert!(r.validate(&[], None, None).unwrap_err().contains("`notify` needs the relay"));
     }
 
     #[test]

@@ -542,11 +542,23 @@ mod tests {
         assert_eq!(f.finished, 160.0, "the last moment it is known to have run");
         let why = "the daemon stopped while it ran; 400 keys deleted at the last update; re-run to continue";
         assert_eq!(f.error.as_deref(), Some(why));
-        for part in [why, "`p:*`", "ops", "10.0.0.7", "| keys matched | 1000 |", "deleting", "\"execute\":true"] {
+        for part in [
+            why,
+            "`p:*`",
+            "ops",
+            "10.0.0.7",
+            "| keys matched | 1000 |",
+            "deleting",
+            "\"execute\":true",
+        ] {
             assert!(f.record.contains(part), "{part} missing from:\n{}", f.record);
         }
         let ended = all.iter().find(|f| f.id == "ended").unwrap();
-        assert_eq!((ended.state.as_str(), ended.error.as_ref()), ("done", None), "a finished flush is left alone");
+        assert_eq!(
+            (ended.state.as_str(), ended.error.as_ref()),
+            ("done", None),
+            "a finished flush is left alone"
+        );
     }
 
     #[tokio::test]
