@@ -369,7 +369,7 @@ async fn flush_start(
     let origin = extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_string());
-    match s.flushes.start(order.from(origin)) {
+    match s.flushes.start(order.from(origin).checked_with(cfg.clone())) {
         Ok(p) => {
             let location = format!("/api/v1/redis/flushes/{}", p.id);
             let mut r = (StatusCode::ACCEPTED, axum::Json(p)).into_response();

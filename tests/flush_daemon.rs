@@ -463,24 +463,57 @@ fn one_flush_at_a_time_per_redis_whichever_probe_names_it() {
     assert_eq!(count(&redis, "p:*"), 0);
 }
 
-/// The daemon does not watch the recovery: asking it to is refused before
-/// anything starts, with what to do instead.
+/// `--watch` goes with the request: once every key is gone the daemon
+/// follows the hit rate (`watching`, still under way), then verifies, and
+/// the record carries both.
 #[test]
-fn watch_with_daemon_is_refused_with_what_to_do_instead() {
-    let out = lookout()
-        .args(["redis", "flush", "--match", "p:*", "--execute", "--yes", "--watch", "5m"])
-        .args(["--daemon", "http://127.0.0.1:1"])
-        .output()
+fn the_daemon_watches_the_recovery_and_verifies_for_watch() {
+    let redis = populated(300, 100);
+    let d = Daemon::start(&config(&redis, true));
+    let child = lookout()
+        .args([
+            "redis",
+            "flush",
+            "--match",
+            "p:*",
+            "--execute",
+            "--yes",
+            "--no-snapshot",
+            "--watch",
+            "3s",
+        ])
+        .arg("--daemon")
+        .arg(format!("http://127.0.0.1:{}", d.port))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(64), "{stderr}");
-    assert!(
-        stderr.contains("--watch cannot be combined with --daemon")
-            && stderr.contains("without --daemon")
-            && stderr.contains("lookout verify --after flush")
-            && stderr.contains("Nothing was started"),
-        "{stderr}"
+    let watching = wait_for("the flush to be watching", Duration::from_secs(20), || {
+        let list = get(&d, "/api/v1/redis/flushes");
+        (list[0]["state"] == "watching").then_some(list)
+    });
+    assert_eq!(watching[0]["deleted"], 300, "{watching}");
+    assert_eq!(watching[0]["request"]["watch"], "3s", "{watching}");
+    assert_eq!(
+        d.metric("lookout_flush_running", &[("probe", "cache")]),
+        Some(1.0),
+        "under way while it watches"
     );
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("watching the hit rate's recovery"), "{stderr}");
+    assert!(
+        stdout.contains("# Redis controlled flush: done") && stdout.contains("## Hit rate after the flush"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| | Part | Check | Detail |"), "the verify's section: {stdout}");
+    let list = get(&d, "/api/v1/redis/flushes");
+    let state = list[0]["state"].as_str().unwrap();
+    // With only a Redis probe, verify passes or cannot tell; neither fails the flush.
+    assert_eq!(state, "done", "{list}");
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(count(&redis, "p:*"), 0);
 }
 
 /// `--notify` goes with the request: the daemon checks the names before

@@ -102,7 +102,7 @@ pub struct FlushArgs {
     /// daemon's /metrics and its record in the daemon's history. This end
     /// follows it and prints the record; Ctrl-C asks the daemon to stop
     /// after the batch in flight. With --notify the daemon queues the
-    /// record in its relay; --watch is local only.
+    /// record in its relay; with --watch it watches and verifies.
     #[arg(long, value_name = "URL", conflicts_with_all = ["url", "cluster"])]
     daemon: Option<String>,
 }
@@ -112,10 +112,7 @@ impl RedisCommand {
     /// names the Redis, so an unrelated problem in it does not block a flush.
     pub fn execute(self, src: impl FnOnce() -> ConfigSource) -> ExitCode {
         match self {
-            RedisCommand::Flush(args) if args.daemon.is_some() => match args.daemon_refusal() {
-                Some(why) => fail(EXIT_USAGE, why),
-                None => args.remote().run(),
-            },
+            RedisCommand::Flush(args) if args.daemon.is_some() => args.remote().run(),
             RedisCommand::Flush(args) => {
                 let given = args.url.is_some() || !args.cluster.is_empty();
                 if given && args.notify.is_empty() {
@@ -250,21 +247,6 @@ fn cluster_from_seeds(seeds: &[String]) -> Result<crate::probe::RedisClusterSpec
 }
 
 impl FlushArgs {
-    /// Why --daemon cannot go with --watch, and what to do instead. The
-    /// daemon's flush does not watch: the watch would hold the daemon's
-    /// connection and the command line's follow for minutes after the
-    /// flush ended, for a check that `lookout verify` makes on its own.
-    /// (--notify goes with the request: the daemon queues the record in
-    /// its relay.)
-    fn daemon_refusal(&self) -> Option<String> {
-        self.watch.map(|_| {
-            "--watch cannot be combined with --daemon: the daemon runs the flush and keeps its record, but does not watch the recovery. \
-             Either run the flush from here without --daemon (with the configuration, `-c`), which watches and then verifies; \
-             or keep --daemon and afterwards run `lookout verify --after flush`. Nothing was started."
-                .to_string()
-        })
-    }
-
     /// The request for the daemon: the same flags as JSON.
     fn remote(self) -> super::redis_remote::Remote {
         let body = serde_json::json!({
@@ -279,6 +261,7 @@ impl FlushArgs {
             "warm": self.warm,
             "user": std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
             "notify": self.notify,
+            "watch": self.watch.map(|w| humantime::format_duration(w).to_string()),
         });
         super::redis_remote::Remote {
             daemon: self.daemon.unwrap_or_default(),

@@ -102,6 +102,11 @@ pub struct FlushRequest {
     /// once the flush has deleted, as the command line's `--notify`.
     #[serde(default)]
     pub notify: Vec<String>,
+    /// After a complete flush, follow the hit rate's recovery this long
+    /// (`5m`), then run `lookout verify --after flush`; both go into the
+    /// record, as the command line's `--watch`.
+    #[serde(default)]
+    pub watch: Option<String>,
 }
 
 /// A request checked against the configuration: everything the run needs.
@@ -124,6 +129,10 @@ pub struct Order {
     warm: Vec<String>,
     user: String,
     notify: Vec<String>,
+    watch: Option<Duration>,
+    /// The configuration in force when it was asked: what the verify after
+    /// the watch checks.
+    config: Option<Arc<crate::settings::Config>>,
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +223,10 @@ impl FlushRequest {
         let max_latency = duration("max_latency", self.max_latency.as_deref(), Duration::from_millis(5))?;
         let snapshot = self.snapshot.unwrap_or(true);
         let snapshot_timeout = duration("snapshot_timeout", self.snapshot_timeout.as_deref(), Duration::from_secs(600))?;
+        let watch = match self.watch.as_deref() {
+            None => None,
+            Some(w) => Some(duration("watch", Some(w), Duration::ZERO)?).filter(|d| !d.is_zero()),
+        };
         let asked = serde_json::json!({
             "probe": p.name,
             "match": self.pattern,
@@ -226,6 +239,7 @@ impl FlushRequest {
             "execute": self.execute,
             "warm": self.warm.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
             "notify": self.notify,
+            "watch": watch.map(|w| humantime::format_duration(w).to_string()),
         });
         Ok(Order {
             probe: p.name.clone(),
@@ -246,6 +260,8 @@ impl FlushRequest {
             warm: self.warm,
             user: self.user.or(auth_user).unwrap_or_else(|| "api".into()),
             notify: self.notify,
+            watch,
+            config: None,
         })
     }
 }
@@ -254,6 +270,12 @@ impl Order {
     /// Where the request came from (the client's address), for the record.
     pub fn from(mut self, origin: Option<String>) -> Order {
         self.origin = origin.unwrap_or_default();
+        self
+    }
+
+    /// The configuration the verify after a watch checks.
+    pub fn checked_with(mut self, config: Arc<crate::settings::Config>) -> Order {
+        self.config = Some(config);
         self
     }
 }
@@ -293,8 +315,8 @@ fn with_db(spec: &RedisSpec, db: Option<u32>) -> Result<RedisSpec, String> {
     })
 }
 
-/// Where a flush stands. `surveying`, `snapshot`, `deleting` and `paused`
-/// are under way; the others are final.
+/// Where a flush stands. `surveying`, `snapshot`, `deleting`, `paused` and
+/// `watching` are under way; the others are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -306,6 +328,9 @@ pub enum State {
     Deleting,
     /// Held by the latency guard.
     Paused,
+    /// Every matching key deleted; following the hit rate's recovery, then
+    /// verifying (the request's `watch`).
+    Watching,
     /// Every matching key deleted.
     Done,
     /// Counted only (no `execute`).
@@ -329,6 +354,7 @@ impl State {
             State::Snapshot => "snapshot",
             State::Deleting => "deleting",
             State::Paused => "paused",
+            State::Watching => "watching",
             State::Done => "done",
             State::DryRun => "dry_run",
             State::Interrupted => "interrupted",
@@ -850,7 +876,60 @@ async fn run(job: &Arc<Job>, order: Order, all: &Jobs, history: &History, relay:
         }
     };
     job.update(|p| p.deleted = outcome.deleted);
+    // 6. Watch the recovery (on the first server), then verify.
+    let (state, error) = match (order.watch, conns.first_mut()) {
+        (Some(d), Some(conn)) if state == State::Done => {
+            job.update(|p| p.state = State::Watching);
+            save();
+            let baseline = hits_before.first().copied().flatten().and_then(Hits::ratio);
+            let (section, verified) = watch(conn, baseline, d, &job.stop, order.config.as_deref()).await;
+            text.push_str(&section);
+            if verified {
+                (state, error)
+            } else {
+                (
+                    State::Failed,
+                    Some("flushed, but `lookout verify --after flush` failed".to_string()),
+                )
+            }
+        }
+        _ => (state, error),
+    };
     finish(job, probe, state, error, text);
+}
+
+/// The hit rate every interval for `duration`, then `lookout verify
+/// --after flush` against `config`: the record's sections, and false only
+/// when verify failed. The command line's `--watch`, run by the daemon.
+async fn watch(
+    conn: &mut redis::aio::MultiplexedConnection,
+    baseline: Option<f64>,
+    duration: Duration,
+    stop: &AtomicBool,
+    config: Option<&crate::settings::Config>,
+) -> (String, bool) {
+    let mut section = match super::recovery::watch(conn, baseline, duration, stop, |_, _| {}).await {
+        Ok(r) => r.render(),
+        Err(e) => format!("\n## Hit rate after the flush\n\nnot watched: {e}\n"),
+    };
+    let mut ok = true;
+    match config {
+        Some(cfg) if !stop.load(Ordering::SeqCst) => {
+            let o = super::verify::run(
+                cfg,
+                cfg.prometheus.as_ref(),
+                Some(super::verify::After::Flush),
+                Duration::from_secs(120),
+            )
+            .await;
+            section.push('\n');
+            section.push_str(&crate::cmd::verify::render(&o, crate::cmd::verify::VerifyFormat::Markdown));
+            ok = o.exit_code() != 1;
+        }
+        Some(_) => section.push_str("\nverify: not run (stopped)\n"),
+        None => section.push_str("\nverify: not run (no configuration)\n"),
+    }
+    (section, ok)
 }
 
 /// Queues the record for the destinations `to`; the line the record gains
