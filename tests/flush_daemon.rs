@@ -355,6 +355,12 @@ fn a_flush_cut_short_by_kill_9_is_recorded_as_interrupted_by_the_next_daemon() {
         30_000 - left - at_kill.deleted
     );
     assert!(!["done", "interrupted", "failed"].contains(&at_kill.state.as_str()), "{at_kill:?}");
+    eprintln!(
+        "killed with {} of 30000 keys deleted; the row said {} ({} uncounted)",
+        30_000 - left,
+        at_kill.deleted,
+        30_000 - left - at_kill.deleted
+    );
 
     d.restart();
     let why = format!(
