@@ -268,7 +268,11 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         metrics: metrics_handle.clone(),
         reload: reload_tx,
         relay: relay.clone(),
-        flushes: Arc::new(crate::runbook::flush_job::FlushJobs::new(history.clone(), tasks.clone())),
+        flushes: Arc::new(crate::runbook::flush_job::FlushJobs::new(
+            history.clone(),
+            tasks.clone(),
+            relay.clone(),
+        )),
     });
     let server_stop = tasks.stopping();
     let tls = cfg.web.as_ref().and_then(|w| w.tls.clone());

@@ -101,6 +101,9 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let (app, watcher, tls) = (app.clone(), graceful.watcher(), tls.clone());
+        // The client's address reaches the handlers as `ConnectInfo` (a
+        // flush's record says where it was asked from).
+        let app = with_peer(app, peer);
         tokio::spawn(async move {
             let result = match tls {
                 None => watcher.watch(connection(stream, app, limits)).await,
@@ -128,13 +131,39 @@ pub async fn serve(
     }
 }
 
+/// `app` with the connection's peer address in every request's extensions.
+fn with_peer(app: axum::Router, peer: std::net::SocketAddr) -> PeerApp {
+    PeerApp { app, peer }
+}
+
+/// The router, adding the peer address to each request of one connection.
+#[derive(Clone)]
+struct PeerApp {
+    app: axum::Router,
+    peer: std::net::SocketAddr,
+}
+
+impl<B> tower_service::Service<hyper::Request<B>> for PeerApp
+where
+    axum::Router: tower_service::Service<hyper::Request<B>>,
+{
+    type Response = <axum::Router as tower_service::Service<hyper::Request<B>>>::Response;
+    type Error = <axum::Router as tower_service::Service<hyper::Request<B>>>::Error;
+    type Future = <axum::Router as tower_service::Service<hyper::Request<B>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        tower_service::Service::<hyper::Request<B>>::poll_ready(&mut self.app, cx)
+    }
+
+    fn call(&mut self, mut req: hyper::Request<B>) -> Self::Future {
+        req.extensions_mut().insert(axum::extract::ConnectInfo(self.peer));
+        tower_service::Service::call(&mut self.app, req)
+    }
+}
+
 /// One HTTP/1.1 connection over `io` (plain TCP or TLS), with the header
 /// timeout that also bounds idle keep-alive.
-fn connection<I>(
-    io: I,
-    app: axum::Router,
-    limits: Limits,
-) -> hyper::server::conn::http1::Connection<TokioIo<I>, TowerToHyperService<axum::Router>>
+fn connection<I>(io: I, app: PeerApp, limits: Limits) -> hyper::server::conn::http1::Connection<TokioIo<I>, TowerToHyperService<PeerApp>>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

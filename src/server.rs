@@ -330,10 +330,12 @@ fn basic_user(headers: &HeaderMap) -> Option<String> {
 /// `POST /api/v1/redis/flushes`: starts a controlled flush (a dry run
 /// unless `"execute": true`). 202 with the flush and its `Location`; 400
 /// with the reason for a body that is not a valid request; 409 (with the
-/// running one's id) while a flush of the same probe runs.
+/// running one's id) while a flush of the same Redis runs, whichever probe
+/// named it.
 async fn flush_start(
     State(s): State<AppState>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
     use crate::runbook::flush_job::{FlushRequest, Refused};
@@ -360,11 +362,14 @@ async fn flush_start(
         Err(e) => return api_error(StatusCode::BAD_REQUEST, &format!("invalid flush request: {e}")),
     };
     let cfg = s.config.get();
-    let order = match request.validate(&cfg.probes, basic_user(&headers)) {
+    let order = match request.validate(&cfg.probes, cfg.relay.as_ref(), basic_user(&headers)) {
         Ok(o) => o,
         Err(e) => return api_error(StatusCode::BAD_REQUEST, &format!("invalid flush request: {e}")),
     };
-    match s.flushes.start(order) {
+    let origin = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
+    match s.flushes.start(order.from(origin).checked_with(cfg.clone())) {
         Ok(p) => {
             let location = format!("/api/v1/redis/flushes/{}", p.id);
             let mut r = (StatusCode::ACCEPTED, axum::Json(p)).into_response();
@@ -373,12 +378,13 @@ async fn flush_start(
             }
             r
         }
-        Err(Refused::Busy(id)) => (
+        Err(Refused::Busy(id, redis)) => (
             StatusCode::CONFLICT,
             axum::Json(serde_json::json!({
                 "status": "error",
-                "error": format!("a flush of this probe is running: {id}; stop it with DELETE /api/v1/redis/flushes/{id}, or wait"),
+                "error": format!("a flush of the same Redis ({redis}) is running: {id}; stop it with DELETE /api/v1/redis/flushes/{id}, or wait"),
                 "running": id,
+                "redis": redis,
             })),
         )
             .into_response(),

@@ -86,7 +86,7 @@ fn describe() {
     describe_counter!("lookout_history_errors_total", "Failures of the history store, by operation.");
     describe_gauge!(
         "lookout_flush_running",
-        "Whether a controlled flush run by the daemon is under way on the probe's Redis (1/0)."
+        "Controlled flushes run by the daemon under way on the probe's Redis (0 or 1; one probe may flush two databases at once)."
     );
     describe_gauge!(
         "lookout_flush_paused",

@@ -3,7 +3,10 @@
 //! time per probe, progress on `/metrics` and on the API, a stop after the
 //! batch in flight (by `DELETE`, and by the daemon's shutdown), the record
 //! in the history and on the status page, and `lookout redis flush
-//! --daemon` following one to the end.
+//! --daemon` following one to the end. A flush's row is in the history
+//! from its start: a daemon killed mid-flush leaves one that the next
+//! daemon turns `interrupted`. One flush at a time is per Redis, whichever
+//! probe (or probe kind) names it.
 
 mod support;
 
@@ -21,8 +24,14 @@ fn populated(matching: u64, other: u64) -> Redis {
     r
 }
 
+/// The keys matching `pattern`, each once: SCAN may return a key twice
+/// while Redis rehashes (as it shrinks its table after a big flush).
 fn count(r: &Redis, pattern: &str) -> u64 {
-    r.cli(&["--scan", "--pattern", pattern]).lines().filter(|l| !l.is_empty()).count() as u64
+    let out = r.cli(&["--scan", "--pattern", pattern]);
+    out.lines()
+        .filter(|l| !l.is_empty())
+        .collect::<std::collections::HashSet<_>>()
+        .len() as u64
 }
 
 fn config(redis: &Redis, admin: bool) -> String {
@@ -289,4 +298,282 @@ fn ctrl_c_on_the_command_line_stops_the_daemons_flush() {
     let list = get(&d, "/api/v1/redis/flushes");
     assert_eq!(list[0]["state"], "interrupted", "{list}");
     assert_eq!(list[0]["deleted"].as_u64().unwrap(), 20_000 - left, "{list}");
+}
+
+/// The flush `id` as the history under `data` keeps it (read beside the
+/// daemon, as `lookout report` does).
+fn stored(data: &std::path::Path, id: &str) -> Option<lookout::store::StoredFlush> {
+    let id = id.to_string();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(lookout::store::read_existing(data, move |r| r.flushes(Some(&id), 1)))
+        .unwrap()
+        .and_then(|mut v| v.pop())
+}
+
+/// SIGKILL runs no code of the daemon's: what the change ticket gets is
+/// the row written when the flush started and updated while it ran, which
+/// the restarted daemon turns `interrupted` with the keys deleted at the
+/// last update. A re-run deletes the rest.
+#[test]
+fn a_flush_cut_short_by_kill_9_is_recorded_as_interrupted_by_the_next_daemon() {
+    let redis = populated(30_000, 500);
+    let mut d = Daemon::start(&config(&redis, true));
+    let data = d.dir.path().join("data");
+    let (status, v) = post(
+        &d,
+        r#"{"match": "p:*", "execute": true, "rate": "1000/s", "snapshot": false, "user": "ops-ana"}"#,
+    );
+    assert_eq!(status, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    assert_eq!(v["origin"], "127.0.0.1", "{v}");
+
+    // The row is there while it runs, and its count of keys deleted moves.
+    let running = wait_for("the running flush's progress in the history", Duration::from_secs(20), || {
+        stored(&data, &id).filter(|f| f.state == "deleting" && f.deleted > 0)
+    });
+    assert_eq!(running.matched, 30_000, "{running:?}");
+    assert_eq!(running.user, "ops-ana");
+    assert_eq!(running.request["match"], "p:*", "{running:?}");
+    assert_eq!(running.request["rate"], "1000/s", "{running:?}");
+    assert!(running.record.is_empty(), "no record before it ends");
+
+    send_signal(d.proc.pid(), libc::SIGKILL);
+    wait_for("the daemon to die", Duration::from_secs(10), || d.proc.exited());
+    let at_kill = stored(&data, &id).expect("the row survives the kill");
+    let left = count(&redis, "p:*");
+    assert!(left > 0, "killed before the end");
+    assert!(
+        at_kill.deleted > 0 && at_kill.deleted <= 30_000 - left,
+        "the last update ({}) counts at most what is gone ({})",
+        at_kill.deleted,
+        30_000 - left
+    );
+    assert!(
+        30_000 - left - at_kill.deleted <= 3_000,
+        "at 1000 keys/s the last update is at most a few seconds behind: {} uncounted",
+        30_000 - left - at_kill.deleted
+    );
+    assert!(!["done", "interrupted", "failed"].contains(&at_kill.state.as_str()), "{at_kill:?}");
+    eprintln!(
+        "killed with {} of 30000 keys deleted; the row said {} ({} uncounted)",
+        30_000 - left,
+        at_kill.deleted,
+        30_000 - left - at_kill.deleted
+    );
+
+    d.restart();
+    let why = format!(
+        "the daemon stopped while it ran; {} keys deleted at the last update; re-run to continue",
+        at_kill.deleted
+    );
+    let list = get(&d, "/api/v1/redis/flushes");
+    assert_eq!(list[0]["id"], id.as_str(), "{list}");
+    assert_eq!(list[0]["state"], "interrupted", "{list}");
+    assert_eq!(list[0]["error"], why.as_str(), "{list}");
+    assert_eq!(list[0]["deleted"], at_kill.deleted, "{list}");
+    let one = get(&d, &format!("/api/v1/redis/flushes/{id}"));
+    let record = one["record"].as_str().unwrap();
+    for part in [
+        "# Redis controlled flush: interrupted",
+        why.as_str(),
+        "| keys matched | 30000 |",
+        "ops-ana from 127.0.0.1",
+        "`p:*`",
+    ] {
+        assert!(record.contains(part), "{part} missing from:\n{record}");
+    }
+    let (_, page) = http_get(d.port, "/").unwrap();
+    assert!(
+        page.contains(&format!("<tr data-flush=\"{id}\" data-state=\"interrupted\">")) && page.contains(&why),
+        "{page}"
+    );
+    assert!(d.logs().contains("cut short when the daemon stopped"), "{}", d.logs());
+    assert_eq!(
+        d.metric("lookout_flush_runs_total", &[("probe", "cache"), ("outcome", "interrupted")]),
+        Some(1.0)
+    );
+
+    // The re-run deletes what is left, and only that.
+    let (status, v) = post(&d, r#"{"match": "p:*", "execute": true, "rate": "unlimited", "snapshot": false}"#);
+    assert_eq!(status, 202, "{v}");
+    let done = until_state(&d, v["id"].as_str().unwrap(), "done");
+    assert_eq!(done["deleted"], left, "{done}");
+    assert_eq!(count(&redis, "p:*"), 0);
+    assert_eq!(count(&redis, "q:*"), 500);
+}
+
+/// Two probes naming one Redis (the same address and database, or the
+/// master the sentinels name) share its one flush at a time; another
+/// database of the same server does not.
+#[test]
+fn one_flush_at_a_time_per_redis_whichever_probe_names_it() {
+    use support::topology::{MASTER_NAME, Sentinel};
+    let redis = populated(20_000, 0);
+    let sentinel = Sentinel::start(redis.port, 5000);
+    let d = Daemon::start(&format!(
+        "server:\n  listen: {{listen}}\n  enable_admin_api: true\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - {{name: cache, kind: redis, url: '{url}', every: 5s}}\n  - {{name: sessions, kind: redis, url: '{url}/0', every: 5s}}\n  - {{name: other_db, kind: redis, url: '{url}/1', every: 5s}}\n  - {{name: ha, kind: redis_sentinel, sentinels: ['{}'], master_name: {MASTER_NAME}, every: 5s}}\n",
+        sentinel.address(),
+        url = redis.url()
+    ));
+    let (status, v) = post(
+        &d,
+        r#"{"probe": "cache", "match": "p:*", "execute": true, "rate": "1000/s", "snapshot": false}"#,
+    );
+    assert_eq!(status, 202, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+
+    // Another probe with the same address and database: refused at once.
+    let (status, busy) = post(&d, r#"{"probe": "sessions", "match": "p:*", "execute": true}"#);
+    assert_eq!(status, 409, "{busy}");
+    assert_eq!(busy["running"], id.as_str(), "{busy}");
+    let server = format!("127.0.0.1:{}/0", redis.port);
+    assert_eq!(busy["redis"], server.as_str(), "{busy}");
+    assert!(busy["error"].as_str().unwrap().contains("a flush of the same Redis"), "{busy}");
+    // The same probe with `db` pointing elsewhere is another database: it runs.
+    let (status, v) = post(&d, r#"{"probe": "cache", "db": 1, "match": "p:*"}"#);
+    assert_eq!(status, 202, "{v}");
+    until_state(&d, v["id"].as_str().unwrap(), "dry_run");
+    let (status, v) = post(&d, r#"{"probe": "other_db", "match": "p:*"}"#);
+    assert_eq!(status, 202, "{v}");
+    until_state(&d, v["id"].as_str().unwrap(), "dry_run");
+
+    // Through the sentinels, the master is known once they are asked: the
+    // flush ends failed, naming the running one, before touching anything.
+    let before = count(&redis, "p:*");
+    let (status, v) = post(
+        &d,
+        r#"{"probe": "ha", "match": "p:*", "execute": true, "rate": "unlimited", "snapshot": false}"#,
+    );
+    assert_eq!(status, 202, "{v}");
+    let failed = until_state(&d, v["id"].as_str().unwrap(), "failed");
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains(&id) && error.contains(&server), "{failed}");
+    assert_eq!(failed["deleted"], 0, "{failed}");
+    assert!(count(&redis, "p:*") <= before, "only the first flush deletes");
+    assert!(
+        d.metric("lookout_flush_running", &[("probe", "cache")]) == Some(1.0),
+        "the first one runs on"
+    );
+
+    // Once it has stopped, the other probe may flush the same Redis.
+    let (status, _) = http_request(d.port, "DELETE", &format!("/api/v1/redis/flushes/{id}"), "").unwrap();
+    assert_eq!(status, 202);
+    until_state(&d, &id, "interrupted");
+    let (status, v) = post(
+        &d,
+        r#"{"probe": "sessions", "match": "p:*", "execute": true, "rate": "unlimited", "snapshot": false}"#,
+    );
+    assert_eq!(status, 202, "{v}");
+    until_state(&d, v["id"].as_str().unwrap(), "done");
+    assert_eq!(count(&redis, "p:*"), 0);
+}
+
+/// `--watch` goes with the request: once every key is gone the daemon
+/// follows the hit rate (`watching`, still under way), then verifies, and
+/// the record carries both.
+#[test]
+fn the_daemon_watches_the_recovery_and_verifies_for_watch() {
+    let redis = populated(300, 100);
+    let d = Daemon::start(&config(&redis, true));
+    let child = lookout()
+        .args([
+            "redis",
+            "flush",
+            "--match",
+            "p:*",
+            "--execute",
+            "--yes",
+            "--no-snapshot",
+            "--watch",
+            "3s",
+        ])
+        .arg("--daemon")
+        .arg(format!("http://127.0.0.1:{}", d.port))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let watching = wait_for("the flush to be watching", Duration::from_secs(20), || {
+        let list = get(&d, "/api/v1/redis/flushes");
+        (list[0]["state"] == "watching").then_some(list)
+    });
+    assert_eq!(watching[0]["deleted"], 300, "{watching}");
+    assert_eq!(watching[0]["request"]["watch"], "3s", "{watching}");
+    assert_eq!(
+        d.metric("lookout_flush_running", &[("probe", "cache")]),
+        Some(1.0),
+        "under way while it watches"
+    );
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("watching the hit rate's recovery"), "{stderr}");
+    assert!(
+        stdout.contains("# Redis controlled flush: done") && stdout.contains("## Hit rate after the flush"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("| | Part | Check | Detail |"), "the verify's section: {stdout}");
+    let list = get(&d, "/api/v1/redis/flushes");
+    let state = list[0]["state"].as_str().unwrap();
+    // With only a Redis probe, verify passes or cannot tell; neither fails the flush.
+    assert_eq!(state, "done", "{list}");
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert_eq!(count(&redis, "p:*"), 0);
+}
+
+/// `--notify` goes with the request: the daemon checks the names before
+/// anything is deleted, and queues the record in its relay's outbox once
+/// the flush has deleted; the relay's worker delivers it.
+#[test]
+fn the_daemon_queues_the_record_for_notify_through_its_relay() {
+    let redis = populated(300, 100);
+    let d = Daemon::start(&format!(
+        "server:\n  listen: {{listen}}\n  enable_admin_api: true\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - {{name: cache, kind: redis, url: '{}', every: 5s}}\nrelay:\n  auth:\n    bearer_token: tok-flush\n  destinations:\n    - {{name: ops-log, type: log}}\n",
+        redis.url()
+    ));
+    let daemon = format!("http://127.0.0.1:{}", d.port);
+    let flush = |notify: &str| {
+        lookout()
+            .args([
+                "redis",
+                "flush",
+                "--match",
+                "p:*",
+                "--execute",
+                "--yes",
+                "--no-snapshot",
+                "--notify",
+                notify,
+            ])
+            .args(["--daemon", &daemon])
+            .output()
+            .unwrap()
+    };
+
+    let out = flush("ops-slack");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("`notify`: no destination named `ops-slack` (configured: ops-log)"),
+        "{stderr}"
+    );
+    assert_eq!(count(&redis, "p:*"), 300, "nothing deleted");
+
+    let out = flush("ops-log");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("# Redis controlled flush: done") && stdout.contains("Notice: queued in the relay's outbox for `ops-log`."),
+        "{stdout}"
+    );
+    assert_eq!(count(&redis, "p:*"), 0);
+    wait_for("the relay to deliver the record", Duration::from_secs(20), || {
+        let logs = d.logs();
+        logs.lines()
+            .any(|l| l.contains("ops-log") && l.contains("Redis controlled flush on") && l.contains("300 keys deleted"))
+            .then_some(())
+    });
+    let list = get(&d, "/api/v1/redis/flushes");
+    assert_eq!(list[0]["request"]["notify"], serde_json::json!(["ops-log"]), "{list}");
 }

@@ -101,8 +101,9 @@ pub struct FlushArgs {
     /// on its configured probe (`--probe`): its progress is then on the
     /// daemon's /metrics and its record in the daemon's history. This end
     /// follows it and prints the record; Ctrl-C asks the daemon to stop
-    /// after the batch in flight.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["url", "cluster", "watch", "notify"])]
+    /// after the batch in flight. With --notify the daemon queues the
+    /// record in its relay; with --watch it watches and verifies.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["url", "cluster"])]
     daemon: Option<String>,
 }
 
@@ -259,6 +260,8 @@ impl FlushArgs {
             "scan_count": self.scan_count,
             "warm": self.warm,
             "user": std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            "notify": self.notify,
+            "watch": self.watch.map(|w| humantime::format_duration(w).to_string()),
         });
         super::redis_remote::Remote {
             daemon: self.daemon.unwrap_or_default(),

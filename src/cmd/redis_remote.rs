@@ -222,6 +222,10 @@ fn progress_line(p: &Value) -> String {
     match p["state"].as_str().unwrap_or("") {
         "surveying" => "flush: counting the matching keys".to_string(),
         "snapshot" => "flush: waiting for the snapshot".to_string(),
+        "watching" => format!(
+            "flush: {} keys deleted; watching the hit rate's recovery, then verifying",
+            n("deleted")
+        ),
         "paused" => format!(
             "flush: paused: round trip {:.2}ms; {}/{} keys deleted",
             p["paused_at_seconds"].as_f64().unwrap_or(0.0) * 1000.0,

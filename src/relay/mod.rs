@@ -289,6 +289,15 @@ impl Relay {
         self.store(raw, p.group_key.clone(), p.dedup_key(), &p.common_labels).await
     }
 
+    /// Queues `p` for the destinations named `to`, past the routes: a
+    /// notice addressed by name (a controlled flush's record, with the
+    /// request's `notify`), as durable as an alert: in the outbox, retried,
+    /// dead-lettered, delivered by the leader when replicas share a store.
+    pub async fn send_to(&self, p: &Payload, to: Vec<String>) -> Result<Accepted, IngestError> {
+        let raw = serde_json::to_string(p).map_err(|e| IngestError::BadRequest(e.to_string()))?;
+        self.queue(raw, p.group_key.clone(), p.dedup_key(), to).await
+    }
+
     async fn store(
         &self,
         raw: String,
@@ -296,13 +305,17 @@ impl Relay {
         dedup: String,
         common_labels: &std::collections::BTreeMap<String, String>,
     ) -> Result<Accepted, IngestError> {
-        let live = self.live();
-        let destinations = route::destinations(&live.config.routes, common_labels);
+        let destinations = route::destinations(&self.live().config.routes, common_labels);
         if destinations.is_empty() {
             // Counted, not logged at warn: a misrouted flood must not flood the log too.
             metrics::counter!("lookout_relay_unrouted_total").increment(1);
             tracing::debug!(group = %group_key, "Notification matched no route; it is stored with no destination");
         }
+        self.queue(raw, group_key, dedup, destinations).await
+    }
+
+    async fn queue(&self, raw: String, group_key: String, dedup: String, destinations: Vec<String>) -> Result<Accepted, IngestError> {
+        let live = self.live();
         let n = NewNotification {
             payload: raw,
             group_key,

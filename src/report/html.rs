@@ -439,13 +439,17 @@ pub fn status_page(s: &Status<'_>) -> String {
         for f in &s.flushes {
             let _ = write!(
                 body,
-                "<tr data-flush=\"{}\" data-state=\"{}\"><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"n\">{} of {}</td><td>{}</td><td><a href=\"/api/v1/redis/flushes/{}\">{}</a></td></tr>",
+                "<tr data-flush=\"{}\" data-state=\"{}\"><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}{}</td><td class=\"n\">{} of {}</td><td>{}</td><td><a href=\"/api/v1/redis/flushes/{}\">{}</a></td></tr>",
                 xml(&f.id),
                 xml(&f.state),
                 time(f.started),
                 xml(&f.probe),
                 xml(&f.pattern),
                 xml(&f.state),
+                f.error
+                    .as_deref()
+                    .map(|e| format!("<br><span class=\"muted\">{}</span>", xml(e)))
+                    .unwrap_or_default(),
                 f.deleted,
                 f.matched,
                 xml(&f.user),

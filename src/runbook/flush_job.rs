@@ -6,12 +6,25 @@
 //! The steps are [`super::flush`]'s, in the command line's order (survey,
 //! snapshot, execute, warm, [`Record::render`]); what this module adds is
 //! what a daemon needs: a request checked whole before anything starts
-//! ([`FlushRequest::validate`]), one flush at a time per probe (a second
+//! ([`FlushRequest::validate`]), one flush at a time per Redis (a second
 //! one is refused, not queued: two flushes of one Redis would race for the
 //! same keys and halve each other's rate), progress readable while it runs
 //! ([`Progress`]), a stop that ends it after the batch in flight (`DELETE`
 //! on the API, or the daemon's shutdown, as Ctrl-C does on the command
 //! line), and the record written to the history whatever the outcome.
+//!
+//! "Whatever the outcome" includes a daemon killed in the middle (SIGKILL,
+//! the OOM killer, a lost node), which runs no code at all: so the row is
+//! written when the flush starts and rewritten every [`PROGRESS_EVERY`]
+//! while it runs, and the next daemon turns a row still running into an
+//! `interrupted` one when it opens the history (`store`).
+//!
+//! "One Redis" is its address and database, not the probe that names it:
+//! two probes may name the same server. A `redis` probe's URL says it when
+//! the request is checked (a second flush is refused with 409); a cluster's
+//! masters and the sentinels' master are known once they are asked, when
+//! the flush starts, and a flush that finds another one already on one of
+//! them ends `failed` before touching anything, naming it.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use super::flush::{self, Hits, Plan, Rate, Record, Stopped, Survey};
 use crate::config::{Secret, redact_url};
 use crate::probe::{ProbeSpec, RedisSpec, unix_now};
+use crate::relay::Relay;
 use crate::store::{History, StoredFlush};
 use crate::task::Tasks;
 
@@ -35,6 +49,13 @@ const KEEP: usize = 50;
 
 /// Matching keys a dry run's record lists.
 const SAMPLE: usize = 10;
+
+/// How often a running flush's figures are written to the history: what a
+/// kill loses of the count of keys deleted. At the default 5000 keys/s a
+/// row a couple of seconds stale is 10,000 keys uncounted (a re-run finds
+/// them gone, nothing else), and a row every 2 s is nothing to the writer,
+/// which takes thousands a second.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// A flush as asked for over the API: the command line's flags as JSON.
 /// Unknown fields are refused, so a misspelt `execute` is an error rather
@@ -77,14 +98,29 @@ pub struct FlushRequest {
     /// Who asks, for the record [default: the listener's basic-auth user, else `api`].
     #[serde(default)]
     pub user: Option<String>,
+    /// Relay destinations (`relay.destinations`) the record is queued for
+    /// once the flush has deleted, as the command line's `--notify`.
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// After a complete flush, follow the hit rate's recovery this long
+    /// (`5m`), then run `lookout verify --after flush`; both go into the
+    /// record, as the command line's `--watch`.
+    #[serde(default)]
+    pub watch: Option<String>,
 }
 
 /// A request checked against the configuration: everything the run needs.
 #[derive(Debug, Clone)]
 pub struct Order {
-    /// The probe's name: what metrics are labelled with and what a second
-    /// flush is refused on.
+    /// The probe's name: what metrics are labelled with.
     pub probe: String,
+    /// The Redis servers known from the configuration alone (see
+    /// [`redis_key`]): what a second flush is refused on at once.
+    redis: Vec<String>,
+    /// The request with its defaults filled in, for the record.
+    asked: serde_json::Value,
+    /// Where the request came from, when known.
+    origin: String,
     target: Target,
     plan: Plan,
     snapshot: bool,
@@ -92,6 +128,11 @@ pub struct Order {
     execute: bool,
     warm: Vec<String>,
     user: String,
+    notify: Vec<String>,
+    watch: Option<Duration>,
+    /// The configuration in force when it was asked: what the verify after
+    /// the watch checks.
+    config: Option<Arc<crate::settings::Config>>,
 }
 
 #[derive(Debug, Clone)]
@@ -109,11 +150,32 @@ fn duration(field: &str, v: Option<&str>, default: Duration) -> Result<Duration,
 }
 
 impl FlushRequest {
-    /// Checks the request against `probes` (the configuration in force);
-    /// the error is the reason a client gets with its 400.
-    pub fn validate(self, probes: &[crate::probe::ProbeConfig], auth_user: Option<String>) -> Result<Order, String> {
+    /// Checks the request against `probes` and `relay` (the configuration
+    /// in force); the error is the reason a client gets with its 400.
+    pub fn validate(
+        self,
+        probes: &[crate::probe::ProbeConfig],
+        relay: Option<&crate::relay::config::RelayConfig>,
+        auth_user: Option<String>,
+    ) -> Result<Order, String> {
         if self.pattern.is_empty() {
             return Err("`match` needs a pattern (`*` for every key)".into());
+        }
+        // Checked before anything is deleted: a typo found after the flush
+        // would leave the change unannounced.
+        if !self.notify.is_empty() {
+            let Some(relay) = relay else {
+                return Err("`notify` needs the relay: the configuration has no `relay` section".into());
+            };
+            for name in &self.notify {
+                if !relay.destinations.iter().any(|d| &d.name == name) {
+                    let known: Vec<&str> = relay.destinations.iter().map(|d| d.name.as_str()).collect();
+                    return Err(format!(
+                        "`notify`: no destination named `{name}` (configured: {})",
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ));
+                }
+            }
         }
         let named = || probes.iter().filter(|p| self.probe.as_deref().is_none_or(|n| p.name == n));
         let found = named()
@@ -139,6 +201,12 @@ impl FlushRequest {
             }
             _ => return Err("not a Redis probe".into()),
         };
+        let redis = match &target {
+            Target::One(spec) => vec![redis_key_of_url(spec.url.expose())?],
+            Target::Cluster(c) => c.seeds.iter().map(|s| format!("{}/0", s.to_ascii_lowercase())).collect(),
+            // The sentinels name the master when the flush starts.
+            Target::Sentinel(_) => Vec::new(),
+        };
         let rate: Rate = match &self.rate {
             None => Rate::PerSecond(5000),
             Some(r) => r.parse().map_err(|e| format!("`rate`: {e}"))?,
@@ -152,23 +220,86 @@ impl FlushRequest {
                 return Err(format!("`warm`: `{}` is not an http(s) URL", redact_url(u)));
             }
         }
+        let max_latency = duration("max_latency", self.max_latency.as_deref(), Duration::from_millis(5))?;
+        let snapshot = self.snapshot.unwrap_or(true);
+        let snapshot_timeout = duration("snapshot_timeout", self.snapshot_timeout.as_deref(), Duration::from_secs(600))?;
+        let watch = match self.watch.as_deref() {
+            None => None,
+            Some(w) => Some(duration("watch", Some(w), Duration::ZERO)?).filter(|d| !d.is_zero()),
+        };
+        let asked = serde_json::json!({
+            "probe": p.name,
+            "match": self.pattern,
+            "db": self.db,
+            "rate": rate.to_string(),
+            "max_latency": humantime::format_duration(max_latency).to_string(),
+            "snapshot": snapshot,
+            "snapshot_timeout": humantime::format_duration(snapshot_timeout).to_string(),
+            "scan_count": scan_count,
+            "execute": self.execute,
+            "warm": self.warm.iter().map(|u| redact_url(u)).collect::<Vec<_>>(),
+            "notify": self.notify,
+            "watch": watch.map(|w| humantime::format_duration(w).to_string()),
+        });
         Ok(Order {
             probe: p.name.clone(),
+            redis,
+            asked,
+            origin: String::new(),
             target,
             plan: Plan {
                 pattern: self.pattern,
                 scan_count,
                 rate,
-                max_latency: duration("max_latency", self.max_latency.as_deref(), Duration::from_millis(5))?,
+                max_latency,
                 expected: 0,
             },
-            snapshot: self.snapshot.unwrap_or(true),
-            snapshot_timeout: duration("snapshot_timeout", self.snapshot_timeout.as_deref(), Duration::from_secs(600))?,
+            snapshot,
+            snapshot_timeout,
             execute: self.execute,
             warm: self.warm,
             user: self.user.or(auth_user).unwrap_or_else(|| "api".into()),
+            notify: self.notify,
+            watch,
+            config: None,
         })
     }
+}
+
+impl Order {
+    /// Where the request came from (the client's address), for the record.
+    pub fn from(mut self, origin: Option<String>) -> Order {
+        self.origin = origin.unwrap_or_default();
+        self
+    }
+
+    /// The configuration the verify after a watch checks.
+    pub fn checked_with(mut self, config: Arc<crate::settings::Config>) -> Order {
+        self.config = Some(config);
+        self
+    }
+}
+
+/// What identifies one Redis for the one-at-a-time rule: `host:port/db`
+/// (the host lowercased; TLS or not, the same server), or the socket's path.
+/// Names are compared as written: `localhost` and `127.0.0.1` are two.
+fn redis_key(info: &redis::ConnectionInfo) -> String {
+    let db = info.redis_settings().db();
+    match info.addr() {
+        redis::ConnectionAddr::Tcp(host, port) | redis::ConnectionAddr::TcpTls { host, port, .. } => {
+            format!("{}:{port}/{db}", host.to_ascii_lowercase())
+        }
+        redis::ConnectionAddr::Unix(path) => format!("unix:{}/{db}", path.display()),
+        other => format!("{other}/{db}"),
+    }
+}
+
+/// [`redis_key`] of a Redis URL, without its credentials.
+fn redis_key_of_url(url: &str) -> Result<String, String> {
+    use redis::IntoConnectionInfo;
+    url.into_connection_info()
+        .map(|i| redis_key(&i))
+        .map_err(|_| "the probe's Redis URL does not parse".to_string())
 }
 
 /// The probe's spec with its database set to `db`.
@@ -184,8 +315,8 @@ fn with_db(spec: &RedisSpec, db: Option<u32>) -> Result<RedisSpec, String> {
     })
 }
 
-/// Where a flush stands. `surveying`, `snapshot`, `deleting` and `paused`
-/// are under way; the others are final.
+/// Where a flush stands. `surveying`, `snapshot`, `deleting`, `paused` and
+/// `watching` are under way; the others are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum State {
@@ -197,6 +328,9 @@ pub enum State {
     Deleting,
     /// Held by the latency guard.
     Paused,
+    /// Every matching key deleted; following the hit rate's recovery, then
+    /// verifying (the request's `watch`).
+    Watching,
     /// Every matching key deleted.
     Done,
     /// Counted only (no `execute`).
@@ -220,6 +354,7 @@ impl State {
             State::Snapshot => "snapshot",
             State::Deleting => "deleting",
             State::Paused => "paused",
+            State::Watching => "watching",
             State::Done => "done",
             State::DryRun => "dry_run",
             State::Interrupted => "interrupted",
@@ -256,6 +391,10 @@ pub struct Progress {
     pub paused_at_seconds: Option<f64>,
     /// Who asked.
     pub user: String,
+    /// Where the request came from (the client's address), when known.
+    pub origin: String,
+    /// What was asked: the request with its defaults filled in.
+    pub request: serde_json::Value,
     /// When it started, Unix seconds.
     pub started: f64,
     /// When it ended.
@@ -269,7 +408,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// As the history keeps it.
+    /// As the history keeps it, as of now.
     pub fn stored(&self) -> StoredFlush {
         StoredFlush {
             id: self.id.clone(),
@@ -278,8 +417,12 @@ impl Progress {
             pattern: self.pattern.clone(),
             state: self.state.as_str().to_string(),
             user: self.user.clone(),
+            origin: self.origin.clone(),
+            request: self.request.clone(),
             started: self.started,
             finished: self.finished.unwrap_or(self.started),
+            updated: self.finished.unwrap_or_else(unix_now),
+            error: self.error.clone(),
             matched: self.matched,
             deleted: self.deleted,
             record: self.record.clone().unwrap_or_default(),
@@ -291,6 +434,9 @@ impl Progress {
 struct Job {
     progress: Mutex<Progress>,
     stop: AtomicBool,
+    /// The Redis servers it acts on ([`redis_key`]): those the
+    /// configuration names at once, the resolved ones when it starts.
+    redis: Mutex<Vec<String>>,
 }
 
 impl Job {
@@ -301,44 +447,64 @@ impl Job {
     fn snapshot(&self) -> Progress {
         self.progress.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    fn redis(&self) -> Vec<String> {
+        self.redis.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The flushes in memory, oldest first.
+type Jobs = Arc<Mutex<VecDeque<Arc<Job>>>>;
+
+/// A running flush other than `me` on one of the servers `redis`: its id
+/// and the server.
+fn busy_on(jobs: &VecDeque<Arc<Job>>, me: Option<&Arc<Job>>, redis: &[String]) -> Option<(String, String)> {
+    jobs.iter()
+        .filter(|j| me.is_none_or(|m| !Arc::ptr_eq(j, m)))
+        .filter(|j| !j.snapshot().state.is_final())
+        .find_map(|j| {
+            let theirs = j.redis();
+            redis.iter().find(|k| theirs.contains(k)).map(|k| (j.snapshot().id, k.clone()))
+        })
 }
 
 /// Why a flush was not started.
 #[derive(Debug)]
 pub enum Refused {
-    /// One is already running on this probe's Redis: its id.
-    Busy(String),
+    /// One is already running on the same Redis: its id, and the Redis
+    /// (`host:port/db`).
+    Busy(String, String),
 }
 
-/// The daemon's flushes: the one running per probe, and the last
+/// The daemon's flushes: the one running per Redis, and the last
 /// [`KEEP`] finished ones. A std mutex: held for a lookup or a push, never
 /// across an await.
 pub struct FlushJobs {
-    jobs: Mutex<VecDeque<Arc<Job>>>,
+    jobs: Jobs,
     history: History,
     tasks: Tasks,
+    relay: Option<Arc<Relay>>,
 }
 
 impl FlushJobs {
     /// Flushes run as `tasks` (shutdown stops them after the batch in
-    /// flight and waits) and are recorded in `history`.
-    pub fn new(history: History, tasks: Tasks) -> FlushJobs {
+    /// flight and waits), are recorded in `history`, and their records
+    /// queued through `relay` for a request's `notify`.
+    pub fn new(history: History, tasks: Tasks, relay: Option<Arc<Relay>>) -> FlushJobs {
         FlushJobs {
-            jobs: Mutex::new(VecDeque::new()),
+            jobs: Arc::new(Mutex::new(VecDeque::new())),
             history,
             tasks,
+            relay,
         }
     }
 
-    /// Starts `order`, unless a flush of the same probe is under way.
+    /// Starts `order`, unless a flush of the same Redis is under way, and
+    /// writes its row to the history at once.
     pub fn start(&self, order: Order) -> Result<Progress, Refused> {
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(busy) = jobs
-            .iter()
-            .map(|j| j.snapshot())
-            .find(|p| p.probe == order.probe && !p.state.is_final())
-        {
-            return Err(Refused::Busy(busy.id));
+        if let Some((id, redis)) = busy_on(&jobs, None, &order.redis) {
+            return Err(Refused::Busy(id, redis));
         }
         let started = unix_now();
         let progress = Progress {
@@ -354,6 +520,8 @@ impl FlushJobs {
             keys_per_second: 0.0,
             paused_at_seconds: None,
             user: order.user.clone(),
+            origin: order.origin.clone(),
+            request: order.asked.clone(),
             started,
             finished: None,
             error: None,
@@ -363,7 +531,9 @@ impl FlushJobs {
         let job = Arc::new(Job {
             progress: Mutex::new(progress.clone()),
             stop: AtomicBool::new(false),
+            redis: Mutex::new(order.redis.clone()),
         });
+        self.history.record_flush(progress.stored());
         jobs.push_back(job.clone());
         while jobs.len() > KEEP {
             match jobs.iter().position(|j| j.snapshot().state.is_final()) {
@@ -373,7 +543,7 @@ impl FlushJobs {
                 None => break,
             }
         }
-        let (history, stopping) = (self.history.clone(), self.tasks.stopping());
+        let (history, stopping, all, relay) = (self.history.clone(), self.tasks.stopping(), self.jobs.clone(), self.relay.clone());
         self.tasks.spawn(async move {
             // The daemon's shutdown is a stop like any other.
             let watch_job = job.clone();
@@ -382,7 +552,7 @@ impl FlushJobs {
                 watch_job.stop.store(true, Ordering::SeqCst);
                 watch_job.update(|p| p.stop_requested = true);
             });
-            run(&job, order).await;
+            run(&job, order, &all, &history, relay.as_deref()).await;
             watch.abort();
             history.record_flush(job.snapshot().stored());
         });
@@ -424,10 +594,18 @@ fn new_id(now: f64) -> String {
     format!("{}-{:08x}", when.format("%Y%m%dT%H%M%SZ"), h.finish() as u32)
 }
 
-/// Sets the gauges of `probe` that say whether a flush runs and is paused.
-fn gauges(probe: &str, running: bool, paused: bool) {
-    metrics::gauge!("lookout_flush_running", "probe" => probe.to_string()).set(if running { 1.0 } else { 0.0 });
-    metrics::gauge!("lookout_flush_paused", "probe" => probe.to_string()).set(if paused { 1.0 } else { 0.0 });
+/// Counts a flush of `probe` in or out of `lookout_flush_running`: a count
+/// rather than a 1/0, since one probe may flush two databases at once (its
+/// own and another `db`), and the first to end must not say the other
+/// stopped. Ending also clears `lookout_flush_paused`.
+fn running(probe: &str, starts: bool) {
+    let g = metrics::gauge!("lookout_flush_running", "probe" => probe.to_string());
+    if starts {
+        g.increment(1.0);
+    } else {
+        g.decrement(1.0);
+        metrics::gauge!("lookout_flush_paused", "probe" => probe.to_string()).set(0.0);
+    }
 }
 
 /// Ends the job as `state` with `error`, counts it, and clears the gauges.
@@ -440,7 +618,7 @@ fn finish(job: &Job, probe: &str, state: State, error: Option<String>, record: S
         p.paused_at_seconds = None;
         p.record = Some(record);
     });
-    gauges(probe, false, false);
+    running(probe, false);
     metrics::counter!("lookout_flush_runs_total", "probe" => probe.to_string(), "outcome" => state.as_str()).increment(1);
     if state == State::Done {
         metrics::gauge!("lookout_flush_last_success_timestamp_seconds", "probe" => probe.to_string()).set(now);
@@ -453,10 +631,12 @@ fn finish(job: &Job, probe: &str, state: State, error: Option<String>, record: S
 
 /// The survey, snapshot, deletion and record of one order: the command
 /// line's steps, with the job's progress and the metrics kept current.
-async fn run(job: &Job, order: Order) {
+async fn run(job: &Arc<Job>, order: Order, all: &Jobs, history: &History, relay: Option<&Relay>) {
     let probe = order.probe.as_str();
+    // Written at each change of state and every PROGRESS_EVERY while deleting.
+    let save = || history.record_flush(job.snapshot().stored());
     let started = chrono::Utc::now();
-    gauges(probe, true, false);
+    running(probe, true);
     let failed = |e: String| {
         let record = format!("# Redis controlled flush: failed\n\nnothing deleted: {e}\n");
         finish(job, probe, State::Failed, Some(e), record);
@@ -466,6 +646,24 @@ async fn run(job: &Job, order: Order) {
         Err(e) => return failed(e),
     };
     job.update(|p| p.target = display.clone());
+    // The servers as resolved: a cluster's masters, the sentinels' master.
+    let resolved: Vec<String> = nodes.iter().map(|(_, c)| redis_key(c.get_connection_info())).collect();
+    {
+        let jobs = all.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((id, redis)) = busy_on(&jobs, Some(job), &resolved) {
+            drop(jobs);
+            return failed(format!(
+                "another flush runs on the same Redis ({redis}): {id}; stop it with DELETE /api/v1/redis/flushes/{id}, or wait"
+            ));
+        }
+        let mut mine = job.redis.lock().unwrap_or_else(|p| p.into_inner());
+        for k in resolved {
+            if !mine.contains(&k) {
+                mine.push(k);
+            }
+        }
+    }
+    save();
 
     // 1. Survey every server.
     let mut conns = Vec::new();
@@ -492,6 +690,7 @@ async fn run(job: &Job, order: Order) {
         p.matched = survey.matched;
         p.total = survey.total;
     });
+    save();
     if !order.execute {
         let record = dry_run_record(&display, &order, &survey, started);
         return finish(job, probe, State::DryRun, None, record);
@@ -509,6 +708,7 @@ async fn run(job: &Job, order: Order) {
     let mut snapshots = Vec::new();
     if order.snapshot {
         job.update(|p| p.state = State::Snapshot);
+        save();
         for ((d, _), conn) in nodes.iter().zip(&mut conns) {
             match flush::snapshot(conn, order.snapshot_timeout, &job.stop).await {
                 Ok(s) => snapshots.push(Some(s)),
@@ -536,6 +736,8 @@ async fn run(job: &Job, order: Order) {
 
     // 3. Execute, one server after another.
     job.update(|p| p.state = State::Deleting);
+    save();
+    let mut last_save = std::time::Instant::now();
     let mut outcomes: Vec<flush::Outcome> = Vec::new();
     let mut rows = Vec::new();
     let mut deleted_before = 0u64;
@@ -570,6 +772,10 @@ async fn run(job: &Job, order: Order) {
                 p.paused_at_seconds = t.paused_at.map(|d| d.as_secs_f64());
                 p.state = if t.paused_at.is_some() { State::Paused } else { State::Deleting };
             });
+            if last_save.elapsed() >= PROGRESS_EVERY {
+                last_save = std::time::Instant::now();
+                save();
+            }
         })
         .await;
         deleted_before += outcome.deleted;
@@ -649,8 +855,96 @@ async fn run(job: &Job, order: Order) {
         Some(Stopped::Interrupted) => (State::Interrupted, None),
         Some(Stopped::Failed(e)) => (State::Failed, Some(e.to_string())),
     };
+    // 5. Communicate: the record as it stands, queued in the relay's outbox
+    // (durable and retried as an alert is) before the flush reads as ended,
+    // so whoever follows it sees where the notice went.
+    let (state, error) = match notify(relay, &order.notify, &display, outcome.deleted, &text).await {
+        Ok(None) => (state, error),
+        Ok(Some(line)) => {
+            text.push_str(&line);
+            (state, error)
+        }
+        Err(e) => {
+            text.push_str(&format!("\nNotice: not queued: {e}\n"));
+            match state {
+                State::Done => (
+                    State::Failed,
+                    Some(format!("flushed and recorded, but the notice was not queued: {e}")),
+                ),
+                _ => (state, error),
+            }
+        }
+    };
     job.update(|p| p.deleted = outcome.deleted);
+    // 6. Watch the recovery (on the first server), then verify.
+    let (state, error) = match (order.watch, conns.first_mut()) {
+        (Some(d), Some(conn)) if state == State::Done => {
+            job.update(|p| p.state = State::Watching);
+            save();
+            let baseline = hits_before.first().copied().flatten().and_then(Hits::ratio);
+            let (section, verified) = watch(conn, baseline, d, &job.stop, order.config.as_deref()).await;
+            text.push_str(&section);
+            if verified {
+                (state, error)
+            } else {
+                (
+                    State::Failed,
+                    Some("flushed, but `lookout verify --after flush` failed".to_string()),
+                )
+            }
+        }
+        _ => (state, error),
+    };
     finish(job, probe, state, error, text);
+}
+
+/// The hit rate every interval for `duration`, then `lookout verify
+/// --after flush` against `config`: the record's sections, and false only
+/// when verify failed. The command line's `--watch`, run by the daemon.
+async fn watch(
+    conn: &mut redis::aio::MultiplexedConnection,
+    baseline: Option<f64>,
+    duration: Duration,
+    stop: &AtomicBool,
+    config: Option<&crate::settings::Config>,
+) -> (String, bool) {
+    let mut section = match super::recovery::watch(conn, baseline, duration, stop, |_, _| {}).await {
+        Ok(r) => r.render(),
+        Err(e) => format!("\n## Hit rate after the flush\n\nnot watched: {e}\n"),
+    };
+    let mut ok = true;
+    match config {
+        Some(cfg) if !stop.load(Ordering::SeqCst) => {
+            let o = super::verify::run(
+                cfg,
+                cfg.prometheus.as_ref(),
+                Some(super::verify::After::Flush),
+                Duration::from_secs(120),
+            )
+            .await;
+            section.push('\n');
+            section.push_str(&crate::cmd::verify::render(&o, crate::cmd::verify::VerifyFormat::Markdown));
+            ok = o.exit_code() != 1;
+        }
+        Some(_) => section.push_str("\nverify: not run (stopped)\n"),
+        None => section.push_str("\nverify: not run (no configuration)\n"),
+    }
+    (section, ok)
+}
+
+/// Queues the record for the destinations `to`; the line the record gains
+/// (none when nothing was asked), or why it could not be queued.
+async fn notify(relay: Option<&Relay>, to: &[String], display: &str, deleted: u64, record: &str) -> Result<Option<String>, String> {
+    if to.is_empty() {
+        return Ok(None);
+    }
+    let relay = relay.ok_or("the relay is not running in this daemon (its `relay` section was added after it started: restart it)")?;
+    let title = format!("Redis controlled flush on {display}: {deleted} keys deleted");
+    let p = crate::relay::template::informational(&title, record);
+    relay.send_to(&p, to.to_vec()).await.map_err(|e| e.to_string())?;
+    let names: Vec<String> = to.iter().map(|n| format!("`{n}`")).collect();
+    tracing::info!(destinations = %to.join(","), "Redis flush record queued for the relay");
+    Ok(Some(format!("\nNotice: queued in the relay's outbox for {}.\n", names.join(", "))))
 }
 
 /// The record of a dry run: what would be deleted.
@@ -714,7 +1008,9 @@ mod tests {
         assert!(request(r#"{"match": "a:*", "exectue": true}"#).unwrap_err().contains("exectue"));
         assert!(request(r#"{"execute": true}"#).unwrap_err().contains("match"));
         let r = request(r#"{"match": "a:*", "rate": "fast"}"#).unwrap();
-        assert!(r.validate(&[], None).unwrap_err().contains("no `redis`"));
+        assert!(r.validate(&[], None, None).unwrap_err().contains("no `redis`"));
+        let r = request(r#"{"match": "a:*", "notify": ["ops"]}"#).unwrap();
+        assert!(r.validate(&[], None, None).unwrap_err().contains("`notify` needs the relay"));
     }
 
     #[test]

@@ -136,6 +136,8 @@ impl History {
             source,
         })?;
         let conn = schema::open_checked(&path)?;
+        // Before the writer starts, so no flush of this process is touched.
+        interrupt_unfinished_flushes(&conn, &path);
         let reader = HistoryReader::open(data_dir)?;
         // Bounded: if the disk stalls, observations are dropped (and counted)
         // instead of growing memory without limit.
@@ -279,9 +281,78 @@ fn prune(conn: &Connection, retention: Duration, path: &Path) {
     }
 }
 
+/// The states a flush ends in; any other in the history is a flush that
+/// was running when its daemon stopped.
+const FINAL_STATES: [&str; 4] = ["done", "dry_run", "interrupted", "failed"];
+
+/// Turns the flushes a previous daemon left running (it was killed: SIGKILL,
+/// the OOM killer, the node lost) into `interrupted` ones, with a record
+/// that says what is known: what was asked, by whom, and the keys deleted
+/// at the daemon's last progress update. Only the daemon calls it, when
+/// its history opens, before it can start a flush of its own: a row still
+/// running then belongs to a process that is gone. Each is one event that
+/// logs and counts (`lookout_flush_runs_total{outcome="interrupted"}`).
+fn interrupt_unfinished_flushes(conn: &Connection, path: &Path) {
+    let found = (|| -> rusqlite::Result<Vec<StoredFlush>> {
+        let mut stmt = conn.prepare(
+            "SELECT id, probe, target, pattern, state, user, started, finished, matched, deleted, record, origin, request, updated, error
+             FROM flushes WHERE state NOT IN ('done', 'dry_run', 'interrupted', 'failed')",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(StoredFlush {
+                id: r.get(0)?,
+                probe: r.get(1)?,
+                target: r.get(2)?,
+                pattern: r.get(3)?,
+                state: r.get(4)?,
+                user: r.get(5)?,
+                started: r.get(6)?,
+                finished: r.get(7)?,
+                matched: r.get::<_, i64>(8)?.max(0) as u64,
+                deleted: r.get::<_, i64>(9)?.max(0) as u64,
+                record: r.get(10)?,
+                origin: r.get(11)?,
+                request: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
+                updated: r.get(13)?,
+                error: r.get(14)?,
+            })
+        })?;
+        rows.collect()
+    })();
+    let found = match found {
+        Ok(f) => f,
+        Err(e) => {
+            metrics::counter!("lookout_history_errors_total", "op" => "read").increment(1);
+            tracing::error!(path = %path.display(), error = %e, "Cannot read the flushes a previous daemon left running");
+            return;
+        }
+    };
+    for mut f in found {
+        debug_assert!(!FINAL_STATES.contains(&f.state.as_str()));
+        let was = std::mem::replace(&mut f.state, "interrupted".into());
+        let why = format!(
+            "the daemon stopped while it ran; {} keys deleted at the last update; re-run to continue",
+            f.deleted
+        );
+        f.finished = f.updated.max(f.started);
+        f.record = summary::interrupted_record(&f, &was, &why);
+        f.error = Some(why);
+        match write_flush(conn, &f) {
+            Ok(()) => {
+                metrics::counter!("lookout_flush_runs_total", "probe" => f.probe.clone(), "outcome" => "interrupted").increment(1);
+                tracing::warn!(flush = %f.id, probe = %f.probe, was = %was, deleted = f.deleted, matched = f.matched, "A Redis flush was cut short when the daemon stopped: recorded as interrupted");
+            }
+            Err(e) => {
+                metrics::counter!("lookout_history_errors_total", "op" => "write").increment(1);
+                tracing::error!(path = %path.display(), error = %e, flush = %f.id, "Cannot mark a flush the previous daemon left running as interrupted");
+            }
+        }
+    }
+}
+
 fn write_flush(conn: &Connection, f: &StoredFlush) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT OR REPLACE INTO flushes (id, probe, target, pattern, state, user, started, finished, matched, deleted, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT OR REPLACE INTO flushes (id, probe, target, pattern, state, user, started, finished, matched, deleted, record, origin, request, updated, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         f.id,
@@ -294,7 +365,11 @@ fn write_flush(conn: &Connection, f: &StoredFlush) -> rusqlite::Result<()> {
         f.finished,
         f.matched as i64,
         f.deleted as i64,
-        f.record
+        f.record,
+        f.origin,
+        f.request.to_string(),
+        f.updated,
+        f.error
     ])?;
     Ok(())
 }
@@ -428,6 +503,62 @@ mod tests {
             .unwrap();
         assert_eq!(pairs[0].disagree, 2);
         assert_eq!(pairs[0].last_disagree_reason.as_deref(), Some("0.5 is 0.4 from 0.9"));
+    }
+
+    fn flush_row(id: &str, state: &str) -> StoredFlush {
+        StoredFlush {
+            id: id.into(),
+            probe: "cache".into(),
+            target: "redis://127.0.0.1:6379/0".into(),
+            pattern: "p:*".into(),
+            state: state.into(),
+            user: "ops".into(),
+            origin: "10.0.0.7".into(),
+            request: serde_json::json!({"match": "p:*", "execute": true, "rate": "5000/s"}),
+            started: 100.0,
+            finished: 100.0,
+            updated: 160.0,
+            error: None,
+            matched: 1000,
+            deleted: 400,
+            record: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flush_left_running_by_a_killed_daemon_is_interrupted_when_the_next_one_opens_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (h, err) = History::open(dir.path(), Duration::from_secs(3600 * 24 * 365 * 100));
+        assert!(err.is_none());
+        h.record_flush(flush_row("running", "deleting"));
+        h.record_flush(flush_row("ended", "done"));
+        h.flush().await;
+        drop(h);
+        let (h, err) = History::open(dir.path(), Duration::from_secs(3600 * 24 * 365 * 100));
+        assert!(err.is_none());
+        let all = h.read(|r| r.flushes(None, 10)).await.unwrap();
+        let f = all.iter().find(|f| f.id == "running").unwrap();
+        assert_eq!(f.state, "interrupted");
+        assert_eq!(f.finished, 160.0, "the last moment it is known to have run");
+        let why = "the daemon stopped while it ran; 400 keys deleted at the last update; re-run to continue";
+        assert_eq!(f.error.as_deref(), Some(why));
+        for part in [
+            why,
+            "`p:*`",
+            "ops",
+            "10.0.0.7",
+            "| keys matched | 1000 |",
+            "deleting",
+            "\"execute\":true",
+        ] {
+            assert!(f.record.contains(part), "{part} missing from:\n{}", f.record);
+        }
+        let ended = all.iter().find(|f| f.id == "ended").unwrap();
+        assert_eq!(
+            (ended.state.as_str(), ended.error.as_ref()),
+            ("done", None),
+            "a finished flush is left alone"
+        );
     }
 
     #[tokio::test]

@@ -44,7 +44,7 @@ impl HistoryReader {
     pub fn flushes(&self, id: Option<&str>, limit: usize) -> Result<Vec<StoredFlush>, StoreError> {
         let read = || -> rusqlite::Result<Vec<StoredFlush>> {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT id, probe, target, pattern, state, user, started, finished, matched, deleted, record FROM flushes WHERE (?1 IS NULL OR id = ?1) ORDER BY started DESC LIMIT ?2",
+                "SELECT id, probe, target, pattern, state, user, started, finished, matched, deleted, record, origin, request, updated, error FROM flushes WHERE (?1 IS NULL OR id = ?1) ORDER BY started DESC LIMIT ?2",
             )?;
             let rows = stmt.query_map(params![id, limit as i64], |r| {
                 Ok(StoredFlush {
@@ -54,8 +54,12 @@ impl HistoryReader {
                     pattern: r.get(3)?,
                     state: r.get(4)?,
                     user: r.get(5)?,
+                    origin: r.get(11)?,
+                    request: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
                     started: r.get(6)?,
                     finished: r.get(7)?,
+                    updated: r.get(13)?,
+                    error: r.get(14)?,
                     matched: r.get::<_, i64>(8)?.max(0) as u64,
                     deleted: r.get::<_, i64>(9)?.max(0) as u64,
                     record: r.get(10)?,

@@ -9,7 +9,12 @@
 //! when; `agree` rows keep it empty, so a day of 1 s rounds does not grow by
 //! a sentence per row. Version 3 adds `flushes`: the controlled flushes the
 //! daemon ran, each with its Markdown record (a new table, created on open
-//! like the others, so the step only moves the version). Every change is a
+//! like the others, so the step only moves the version). Version 4 gives a
+//! flush's row what a change ticket needs when the daemon was killed in the
+//! middle: the row is written when the flush starts and updated while it
+//! runs, so it gains what was asked (`request`), from where (`origin`), when
+//! its figures were last written (`updated`) and why it stopped (`error`).
+//! Every change is a
 //! step here that an old `data_dir` goes through once, so a downgrade is the
 //! only thing that cannot open a file.
 
@@ -21,7 +26,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The schema this build writes.
-pub const VERSION: i64 = 3;
+pub const VERSION: i64 = 4;
 
 const TABLES: &str = "CREATE TABLE IF NOT EXISTS observations (
     id INTEGER PRIMARY KEY,
@@ -68,7 +73,11 @@ CREATE TABLE IF NOT EXISTS flushes (
     finished REAL NOT NULL,
     matched INTEGER NOT NULL,
     deleted INTEGER NOT NULL,
-    record TEXT NOT NULL
+    record TEXT NOT NULL,
+    origin TEXT NOT NULL DEFAULT '',
+    request TEXT NOT NULL DEFAULT '{}',
+    updated REAL NOT NULL DEFAULT 0,
+    error TEXT
 );
 CREATE INDEX IF NOT EXISTS flushes_started ON flushes(started);";
 
@@ -128,7 +137,17 @@ fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     if version < 2 && !has_column(&tx, "crosscheck", "reason")? {
         tx.execute_batch("ALTER TABLE crosscheck ADD COLUMN reason TEXT")?;
     }
-    // Version 3's `flushes` table was created with the others, above.
+    // Version 3's `flushes` table was created with the others, above (with
+    // version 4's columns when it is new).
+    if version < 4 && !has_column(&tx, "flushes", "request")? {
+        tx.execute_batch(
+            "ALTER TABLE flushes ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+             ALTER TABLE flushes ADD COLUMN request TEXT NOT NULL DEFAULT '{}';
+             ALTER TABLE flushes ADD COLUMN updated REAL NOT NULL DEFAULT 0;
+             ALTER TABLE flushes ADD COLUMN error TEXT;
+             UPDATE flushes SET updated = finished;",
+        )?;
+    }
     tx.pragma_update(None, "user_version", VERSION)?;
     tx.commit()
 }
@@ -202,10 +221,35 @@ mod tests {
         drop(old);
         let conn = open_checked(&path).unwrap();
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, VERSION);
         assert!(has_column(&conn, "flushes", "record").unwrap());
         let n: i64 = conn.query_row("SELECT COUNT(*) FROM crosscheck_rounds", [], |r| r.get(0)).unwrap();
         assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn a_version_3_file_gains_the_flush_progress_columns_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE flushes (id TEXT PRIMARY KEY, probe TEXT NOT NULL, target TEXT NOT NULL, pattern TEXT NOT NULL,
+                state TEXT NOT NULL, user TEXT NOT NULL, started REAL NOT NULL, finished REAL NOT NULL,
+                matched INTEGER NOT NULL, deleted INTEGER NOT NULL, record TEXT NOT NULL);
+             INSERT INTO flushes VALUES ('f1', 'cache', 'redis://h:6379/0', 'p:*', 'done', 'ops', 1.0, 2.0, 5, 5, '# r');
+             PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        drop(old);
+        let conn = open_checked(&path).unwrap();
+        let (request, updated, error): (String, f64, Option<String>) = conn
+            .query_row("SELECT request, updated, error FROM flushes WHERE id = 'f1'", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!((request.as_str(), updated, error), ("{}", 2.0, None));
+        drop(conn);
+        open(&path).unwrap();
     }
 
     #[test]

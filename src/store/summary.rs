@@ -112,18 +112,60 @@ pub struct StoredFlush {
     pub target: String,
     /// The SCAN MATCH pattern.
     pub pattern: String,
-    /// How it ended: `done`, `dry_run`, `interrupted` or `failed`.
+    /// How it ended: `done`, `dry_run`, `interrupted` or `failed`; while
+    /// it runs, where it stands (`surveying`, `snapshot`, `deleting`,
+    /// `paused`). A row the daemon left running when it was killed turns
+    /// `interrupted` when the daemon starts again.
     pub state: String,
     /// Who asked.
     pub user: String,
+    /// Where the request came from (the client's address), when known.
+    pub origin: String,
+    /// What was asked: the request with its defaults filled in (warm URLs
+    /// redacted).
+    pub request: serde_json::Value,
     /// When it started, Unix seconds.
     pub started: f64,
-    /// When it ended.
+    /// When it ended; while it runs, its start.
     pub finished: f64,
+    /// When the daemon last wrote its progress: for a flush cut short by a
+    /// kill, the last moment its figures are known for.
+    pub updated: f64,
+    /// Why it failed or was cut short.
+    pub error: Option<String>,
     /// Keys the survey matched.
     pub matched: u64,
     /// Keys deleted.
     pub deleted: u64,
     /// The Markdown record.
     pub record: String,
+}
+
+/// The Markdown record of a flush its daemon did not live to finish
+/// (`was`: the state its last update wrote; `why`: what to do about it),
+/// from the figures of its last update.
+pub fn interrupted_record(f: &StoredFlush, was: &str, why: &str) -> String {
+    let cell = |s: &str| s.replace('|', "\\|");
+    let when = |t: f64| {
+        chrono::DateTime::from_timestamp(t as i64, 0)
+            .map(|d| d.to_rfc3339())
+            .unwrap_or_else(|| format!("{t}"))
+    };
+    let from = if f.origin.is_empty() {
+        String::new()
+    } else {
+        format!(" from {}", cell(&f.origin))
+    };
+    format!(
+        "# Redis controlled flush: interrupted\n\n{why}.\n\n| | |\n|---|---|\n| what | the keys matching `{}` on {} |\n| asked | `{}` |\n| by | {}{from} |\n| started | {} (UTC) |\n| last update | {} (UTC), while {was} |\n| keys matched | {} |\n| keys deleted | {} by the last update (any deleted after it are not counted) |\n\nRun by the lookout daemon (probe `{}`), which stopped before the flush ended (killed, or its node lost): a re-run of the same flush deletes the keys still matching.\n",
+        cell(&f.pattern),
+        cell(&f.target),
+        cell(&f.request.to_string()),
+        cell(&f.user),
+        when(f.started),
+        when(f.updated.max(f.started)),
+        f.matched,
+        f.deleted,
+        cell(&f.probe),
+    )
 }

@@ -559,6 +559,30 @@ impl Daemon {
         }
     }
 
+    /// Starts lookout again (after it exited or was killed) on the same
+    /// port, configuration and data directory, its log appended to the
+    /// same file, and waits until the new process serves.
+    pub fn restart(&mut self) {
+        self.proc.kill();
+        let starts = self.logs().matches("lookout started").count();
+        let err = std::fs::OpenOptions::new().append(true).open(&self.stderr).unwrap();
+        let mut cmd = lookout();
+        cmd.current_dir(self.dir.path())
+            .args(["run", "-c"])
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(err);
+        self.proc = Proc::spawn("lookout", &mut cmd);
+        wait_for("lookout to serve again", Duration::from_secs(20), || {
+            if let Some(status) = self.proc.exited() {
+                panic!("lookout exited ({status}) before serving again:\n{}", self.logs());
+            }
+            http_get(self.port, "/-/healthy")
+                .filter(|(s, _)| *s == 200 && self.logs().matches("lookout started").count() > starts)
+                .map(|_| ())
+        });
+    }
+
     pub fn metrics(&self) -> String {
         http_get(self.port, "/metrics").map(|(_, b)| b).unwrap_or_default()
     }
