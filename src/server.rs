@@ -533,7 +533,7 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
             Vec::new()
         }
     };
-    let mut page = shape(&cfg, &latest, report.as_deref(), &history, until);
+    let mut page = shape(cfg.as_ref(), &latest, report.as_deref(), &history, until);
     page.replica = s.relay.as_ref().and_then(|r| r.replica());
     page.flushes = recent_flushes(&s, STATUS_FLUSHES).await;
     Html(status_page(&page))

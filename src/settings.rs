@@ -352,6 +352,12 @@ pub fn embedded_default(env: Env<'_>) -> Result<Config, ConfigError> {
     Ok(cfg)
 }
 
+impl crate::runbook::verify::VerifyConfig for Config {
+    fn prometheus(&self) -> Option<&Endpoint> {
+        self.prometheus.as_ref()
+    }
+}
+
 impl crate::crosscheck::Setup for Config {
     fn probes(&self) -> &[ProbeConfig] {
         &self.probes

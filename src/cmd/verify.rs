@@ -117,40 +117,13 @@ pub fn render(o: &Outcome, format: VerifyFormat) -> String {
     match format {
         VerifyFormat::Text => text(o),
         VerifyFormat::Json => super::json(o).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}\n")),
-        VerifyFormat::Markdown => markdown(o),
+        VerifyFormat::Markdown => o.markdown(),
         VerifyFormat::Junit => junit(o),
     }
 }
 
-fn verdict_word(s: Status) -> &'static str {
-    match s {
-        Status::Pass | Status::Skipped => "PASSED",
-        Status::Fail => "FAILED",
-        Status::Unknown => "COULD NOT TELL",
-    }
-}
-
-fn headline(o: &Outcome) -> String {
-    let count = |s: Status| o.cases.iter().filter(|c| c.status == s).count();
-    format!(
-        "Verify {}{} at {} in {:.1}s: {} passed, {} failed, {} could not tell, {} skipped",
-        verdict_word(o.verdict),
-        match o.after {
-            Some(After::Flush) => " after a flush",
-            Some(After::Failover) => " after a failover",
-            None => "",
-        },
-        time(o.started),
-        o.duration_seconds,
-        count(Status::Pass),
-        count(Status::Fail),
-        count(Status::Unknown),
-        count(Status::Skipped)
-    )
-}
-
 fn text(o: &Outcome) -> String {
-    let mut out = headline(o);
+    let mut out = o.headline();
     out.push_str("\n\n");
     let rows: Vec<Vec<String>> = o
         .cases
@@ -161,25 +134,6 @@ fn text(o: &Outcome) -> String {
     if let Some(r) = &o.round {
         out.push('\n');
         out.push_str(&report::render(&Doc::Round(r), report::Format::Text));
-    }
-    out
-}
-
-fn markdown(o: &Outcome) -> String {
-    let mut out = format!("## {}\n\n| | Part | Check | Detail |\n|---|---|---|---|\n", headline(o));
-    for c in &o.cases {
-        let _ = writeln!(
-            out,
-            "| {} | {} | `{}` | {} |",
-            c.status.mark(),
-            c.suite,
-            c.name.replace('|', "\\|"),
-            c.detail.replace('|', "\\|").replace('\n', " ")
-        );
-    }
-    if let Some(r) = &o.round {
-        out.push('\n');
-        out.push_str(&report::render(&Doc::Round(r), report::Format::Markdown));
     }
     out
 }

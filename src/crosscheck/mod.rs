@@ -1102,7 +1102,7 @@ fn scraped_after(kind: &str, o: &Observation, t: f64) -> bool {
 /// until it holds a scrape newer than the reading before. Readings the daemon stored in the last minutes (same
 /// `data_dir`) are added, so a Prometheus sample taken before this command
 /// started can be bracketed too.
-pub async fn run_now(cfg: &impl Setup, wait: Option<std::time::Duration>) -> anyhow::Result<Report> {
+pub async fn run_now(cfg: &(impl Setup + ?Sized), wait: Option<std::time::Duration>) -> anyhow::Result<Report> {
     run_now_after(cfg, wait, None).await
 }
 
@@ -1112,7 +1112,7 @@ pub async fn run_now(cfg: &impl Setup, wait: Option<std::time::Duration>) -> any
 /// names it. A one-shot probe has seen no master change of its own, so
 /// without this the former master (now a replica) would be judged as one.
 pub async fn run_now_after(
-    cfg: &impl Setup,
+    cfg: &(impl Setup + ?Sized),
     wait: Option<std::time::Duration>,
     failover: Option<&crate::probe::topology::Failover>,
 ) -> anyhow::Result<Report> {

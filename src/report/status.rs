@@ -5,10 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::crosscheck::Report;
+use crate::crosscheck::{Report, Setup};
 use crate::metric::Metric;
 use crate::probe::Observation;
-use crate::settings::Config;
 
 /// How far back the status page's charts go, in seconds.
 pub const CHART_WINDOW: f64 = 3.0 * 3600.0;
@@ -69,7 +68,7 @@ pub struct Status<'a> {
 /// Shapes the page. `history` holds the readings of the last
 /// [`CHART_WINDOW`] up to `until`, oldest first.
 pub fn shape<'a>(
-    cfg: &'a Config,
+    cfg: &'a dyn Setup,
     latest: &'a BTreeMap<String, Observation>,
     report: Option<&'a Report>,
     history: &[Observation],
@@ -77,11 +76,11 @@ pub fn shape<'a>(
 ) -> Status<'a> {
     let window_start = until - CHART_WINDOW;
     // Charts show the cross-checked probes (all probes without a cross-check).
-    let names: Vec<&str> = match &cfg.crosscheck {
+    let names: Vec<&str> = match cfg.crosscheck() {
         Some(cc) => std::iter::once(cc.reference.as_str())
             .chain(cc.sources.iter().map(String::as_str))
             .collect(),
-        None => cfg.probes.iter().map(|p| p.name.as_str()).collect(),
+        None => cfg.probes().iter().map(|p| p.name.as_str()).collect(),
     };
     let charts = CHARTED
         .into_iter()
@@ -91,7 +90,7 @@ pub fn shape<'a>(
         })
         .collect();
     let probes = cfg
-        .probes
+        .probes()
         .iter()
         .map(|p| ProbeRow {
             name: &p.name,

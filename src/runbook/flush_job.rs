@@ -132,7 +132,7 @@ pub struct Order {
     watch: Option<Duration>,
     /// The configuration in force when it was asked: what the verify after
     /// the watch checks.
-    config: Option<Arc<crate::settings::Config>>,
+    config: Option<Arc<dyn super::verify::VerifyConfig>>,
 }
 
 #[derive(Debug, Clone)]
@@ -274,7 +274,7 @@ impl Order {
     }
 
     /// The configuration the verify after a watch checks.
-    pub fn checked_with(mut self, config: Arc<crate::settings::Config>) -> Order {
+    pub fn checked_with(mut self, config: Arc<dyn super::verify::VerifyConfig>) -> Order {
         self.config = Some(config);
         self
     }
@@ -906,7 +906,7 @@ async fn watch(
     baseline: Option<f64>,
     duration: Duration,
     stop: &AtomicBool,
-    config: Option<&crate::settings::Config>,
+    config: Option<&dyn super::verify::VerifyConfig>,
 ) -> (String, bool) {
     let mut section = match super::recovery::watch(conn, baseline, duration, stop, |_, _| {}).await {
         Ok(r) => r.render(),
@@ -915,15 +915,9 @@ async fn watch(
     let mut ok = true;
     match config {
         Some(cfg) if !stop.load(Ordering::SeqCst) => {
-            let o = super::verify::run(
-                cfg,
-                cfg.prometheus.as_ref(),
-                Some(super::verify::After::Flush),
-                Duration::from_secs(120),
-            )
-            .await;
+            let o = super::verify::run(cfg, cfg.prometheus(), Some(super::verify::After::Flush), Duration::from_secs(120)).await;
             section.push('\n');
-            section.push_str(&crate::cmd::verify::render(&o, crate::cmd::verify::VerifyFormat::Markdown));
+            section.push_str(&o.markdown());
             ok = o.exit_code() != 1;
         }
         Some(_) => section.push_str("\nverify: not run (stopped)\n"),

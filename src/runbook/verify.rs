@@ -29,6 +29,7 @@
 //! its skip back into "could not tell". A misconfigured or unreachable
 //! source is never skipped: it was meant to be there.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -38,6 +39,7 @@ use crate::config::Endpoint;
 use crate::crosscheck::{Overall, Report, Setup, Verdict};
 use crate::probe::topology::{Failover, Topology};
 use crate::probe::{self, ProbeSpec, unix_now};
+use crate::report::{self, Doc, time};
 
 /// What change is being verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -93,6 +95,46 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// One line: the verdict, what was verified, when, how long, and the count of each outcome.
+    pub fn headline(&self) -> String {
+        let count = |s: Status| self.cases.iter().filter(|c| c.status == s).count();
+        format!(
+            "Verify {}{} at {} in {:.1}s: {} passed, {} failed, {} could not tell, {} skipped",
+            verdict_word(self.verdict),
+            match self.after {
+                Some(After::Flush) => " after a flush",
+                Some(After::Failover) => " after a failover",
+                None => "",
+            },
+            time(self.started),
+            self.duration_seconds,
+            count(Status::Pass),
+            count(Status::Fail),
+            count(Status::Unknown),
+            count(Status::Skipped)
+        )
+    }
+
+    /// Markdown for a change ticket: the headline, a table of the cases, then the round.
+    pub fn markdown(&self) -> String {
+        let mut out = format!("## {}\n\n| | Part | Check | Detail |\n|---|---|---|---|\n", self.headline());
+        for c in &self.cases {
+            let _ = writeln!(
+                out,
+                "| {} | {} | `{}` | {} |",
+                c.status.mark(),
+                c.suite,
+                c.name.replace('|', "\\|"),
+                c.detail.replace('|', "\\|").replace('\n', " ")
+            );
+        }
+        if let Some(r) = &self.round {
+            out.push('\n');
+            out.push_str(&report::render(&Doc::Round(r), report::Format::Markdown));
+        }
+        out
+    }
+
     /// The exit status: 0 passed, 1 failed, 2 could not tell.
     pub fn exit_code(&self) -> u8 {
         match self.verdict {
@@ -150,8 +192,17 @@ fn require(cases: &mut Vec<Case>, required: &[&str]) {
     }
 }
 
+/// What a verify run reads of the configuration: the probes, the
+/// cross-check's setup and Prometheus. A trait, so that a flush the daemon
+/// runs can keep the configuration it was asked under without the runbooks
+/// depending on the whole settings module.
+pub trait VerifyConfig: Setup + Send + Sync + std::fmt::Debug {
+    /// Prometheus, when configured.
+    fn prometheus(&self) -> Option<&Endpoint>;
+}
+
 /// Runs the three parts within `timeout`; past it, the run could not tell.
-pub async fn run(cfg: &impl Setup, prometheus: Option<&Endpoint>, after: Option<After>, timeout: Duration) -> Outcome {
+pub async fn run(cfg: &(impl Setup + ?Sized), prometheus: Option<&Endpoint>, after: Option<After>, timeout: Duration) -> Outcome {
     run_after(cfg, prometheus, after, None, &[], timeout).await
 }
 
@@ -159,7 +210,7 @@ pub async fn run(cfg: &impl Setup, prometheus: Option<&Endpoint>, after: Option<
 /// (else it is read from the history), and the parts that must not be
 /// skipped (`required`, of [`REQUIRABLE`]).
 pub async fn run_after(
-    cfg: &impl Setup,
+    cfg: &(impl Setup + ?Sized),
     prometheus: Option<&Endpoint>,
     after: Option<After>,
     previous_run_id: Option<String>,
@@ -249,7 +300,7 @@ pub async fn run_after(
 }
 
 /// Every probe once, at the same time.
-async fn probes(cfg: &impl Setup) -> Vec<Case> {
+async fn probes(cfg: &(impl Setup + ?Sized)) -> Vec<Case> {
     let mut cases = Vec::new();
     let mut handles = Vec::new();
     for p in cfg.probes() {
@@ -280,7 +331,7 @@ async fn probes(cfg: &impl Setup) -> Vec<Case> {
 /// The master recorded before the change, from the history of the probe
 /// `name`: the change the daemon saw itself when it saw one, else the
 /// newest master it recorded (with its `run_id` and when).
-async fn recorded(cfg: &impl Setup, name: &str) -> Option<Failover> {
+async fn recorded(cfg: &(impl Setup + ?Sized), name: &str) -> Option<Failover> {
     let name = name.to_string();
     let since = unix_now() - PREVIOUS_WINDOW;
     let stored = crate::store::read_existing(cfg.data_dir(), move |r| r.since(Some(&name), since))
@@ -306,7 +357,7 @@ async fn recorded(cfg: &impl Setup, name: &str) -> Option<Failover> {
 /// recorded before, the replicas in sync. Gives the change (for the round)
 /// when the former master is known.
 async fn failover(
-    cfg: &impl Setup,
+    cfg: &(impl Setup + ?Sized),
     p: &probe::ProbeConfig,
     previous_run_id: Option<String>,
     api: Option<&Api>,
@@ -783,5 +834,14 @@ mod tests {
         for (s, f, want) in table {
             assert_eq!(judge(&s, f), want, "{s:?}");
         }
+    }
+}
+
+/// The verdict in capitals, as the headline says it.
+pub(crate) fn verdict_word(s: Status) -> &'static str {
+    match s {
+        Status::Pass | Status::Skipped => "PASSED",
+        Status::Fail => "FAILED",
+        Status::Unknown => "COULD NOT TELL",
     }
 }
