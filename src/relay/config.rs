@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::destination::{self, Delivery, DestinationConfig, DestinationKind, RawDestinationCommon};
 use super::route::{Matcher, Route};
+use super::store::postgres_tls::{SslMode, StoreTls, parse_url};
 use crate::config::entry::Entry;
 use crate::config::value::{check_bounds, opt_duration, read_secret};
 use crate::config::{Problem, Secret, closest};
@@ -58,7 +59,9 @@ pub struct RawRelay {
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     /// PostgreSQL URL, `postgres://user:password@host:5432/database`
-    /// (libpq's URL form; a secret: shown redacted everywhere).
+    /// (libpq's URL form; a secret: shown redacted everywhere). Its
+    /// `sslmode` is libpq's: `disable`, `prefer` (the default), `require`,
+    /// `verify-ca` or `verify-full`.
     pub url: Option<Secret>,
     /// File holding the URL (a Kubernetes Secret mounted as a file).
     pub url_file: Option<PathBuf>,
@@ -73,6 +76,16 @@ pub struct RawStore {
     /// This replica's name on the status page, in `/metrics` and in its
     /// claims (default: the host name, which Kubernetes sets to the pod's).
     pub replica: Option<String>,
+    /// PEM file of the CA certificates that sign the server's certificate
+    /// (a cloud provider's bundle, a private CA). Needed by
+    /// `sslmode=verify-ca` and `verify-full`; with `prefer` or `require` the
+    /// chain is then checked too, as libpq does with a root certificate.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for a server that requires one (`hostssl …
+    /// cert` in `pg_hba.conf`); with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`, read as a secret.
+    pub key_file: Option<PathBuf>,
 }
 
 /// `relay.auth:` as written.
@@ -142,6 +155,8 @@ pub struct StoreConfig {
     pub lease: Duration,
     /// This replica's name.
     pub replica: String,
+    /// The URL's `sslmode`, the CA bundle and the client certificate.
+    pub tls: StoreTls,
 }
 
 /// Connections kept to PostgreSQL by default: the intake writers, the
@@ -185,11 +200,15 @@ fn read_store(raw: RawStore, problems: &mut Vec<Problem>, file: &Path) -> Option
             None
         }
     };
-    if let Some(u) = &url
-        && let Err(e) = check_postgres_url(u.expose().trim())
-    {
-        bad("url", e);
-    }
+    let mode = match url.as_ref().map(|u| parse_url(u.expose().trim())) {
+        Some(Ok((_, mode))) => Some(mode),
+        Some(Err(e)) => {
+            bad("url", e);
+            None
+        }
+        None => None,
+    };
+    let tls = read_store_tls(&raw, mode, &mut bad);
     let pool_size = raw.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
     if !POOL_SIZE_RANGE.contains(&pool_size) {
         bad(
@@ -220,7 +239,60 @@ fn read_store(raw: RawStore, problems: &mut Vec<Problem>, file: &Path) -> Option
         pool_size,
         lease,
         replica,
+        tls: tls?,
     })
+}
+
+/// Reads `ca_file`, `cert_file` and `key_file` against the URL's `sslmode`
+/// (`None`: the URL is wrong, already reported); `None` after an error.
+fn read_store_tls(raw: &RawStore, mode: Option<SslMode>, bad: &mut impl FnMut(&str, String)) -> Option<StoreTls> {
+    let mut ok = true;
+    let mut fail = |field: &str, message: String| {
+        ok = false;
+        bad(field, message)
+    };
+    if mode == Some(SslMode::Disable) {
+        for (key, set) in [
+            ("ca_file", raw.ca_file.is_some()),
+            ("cert_file", raw.cert_file.is_some()),
+            ("key_file", raw.key_file.is_some()),
+        ] {
+            if set {
+                fail(key, "applies to TLS only, and the URL says `sslmode=disable`".into());
+            }
+        }
+    }
+    if let Some(m @ (SslMode::VerifyCa | SslMode::VerifyFull)) = mode
+        && raw.ca_file.is_none()
+    {
+        fail(
+            "ca_file",
+            format!(
+                "required by `sslmode={}`: the CA bundle that signs the server's certificate (your provider's, or the system's `/etc/ssl/certs/ca-certificates.crt` for a public CA)",
+                m.name()
+            ),
+        );
+    }
+    let ca = raw
+        .ca_file
+        .as_ref()
+        .and_then(|f| crate::config::tls::read_ca_bundle(f).map_err(|e| fail("ca_file", e)).ok());
+    let client = match (&raw.cert_file, &raw.key_file) {
+        (Some(cert), Some(key)) => crate::config::tls::read_client_identity(cert, key)
+            .map_err(|(field, e)| fail(field, e))
+            .ok(),
+        (Some(_), None) => {
+            fail("cert_file", "needs `key_file`, the certificate's private key".into());
+            None
+        }
+        (None, Some(_)) => {
+            fail("key_file", "needs `cert_file`, the client certificate".into());
+            None
+        }
+        (None, None) => None,
+    };
+    mode?;
+    ok.then_some(StoreTls { ca, client })
 }
 
 /// This machine's host name (a pod's name under Kubernetes), the default
@@ -235,18 +307,6 @@ pub fn hostname() -> String {
         Ok(h) if rc == 0 && !h.is_empty() => h.chars().take(63).collect(),
         _ => "lookout".into(),
     }
-}
-
-/// Checks that `url` is a PostgreSQL URL the driver accepts. The message
-/// never repeats the URL or the driver's words about it: either may hold
-/// the password.
-fn check_postgres_url(url: &str) -> Result<(), String> {
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err("must be a `postgres://` URL (`postgres://user:password@host:5432/database`)".into());
-    }
-    url.parse::<tokio_postgres::Config>()
-        .map(|_| ())
-        .map_err(|_| "not a valid PostgreSQL URL (libpq's form: `postgres://user:password@host:5432/database?option=value`)".into())
 }
 
 /// Authentication of `POST /webhook`.

@@ -321,9 +321,12 @@ impl Relay {
     }
 }
 
-/// What of `relay.store` a reload cannot change (the store stays open).
-fn store_key(c: &RelayConfig) -> Option<(&str, usize, std::time::Duration, &str)> {
-    c.store.as_ref().map(|s| (s.url.expose(), s.pool_size, s.lease, s.replica.as_str()))
+/// What of `relay.store` a reload cannot change (the store stays open,
+/// with the TLS files it was opened with).
+fn store_key(c: &RelayConfig) -> Option<(&str, usize, std::time::Duration, &str, &store::postgres_tls::StoreTls)> {
+    c.store
+        .as_ref()
+        .map(|s| (s.url.expose(), s.pool_size, s.lease, s.replica.as_str(), &s.tls))
 }
 
 /// Dead-letters what is queued for destinations `config` no longer has
