@@ -1,9 +1,11 @@
-//! TLS to the shared PostgreSQL store, against real servers of the test's
-//! own (tests/postgres.sh with `ssl = on` and a certificate of a test CA):
-//! each `sslmode` does what libpq's does, the pool and the fallback
-//! leader's session are both encrypted, a failure says what to change and
-//! names the server without its password, and a server that requires a
-//! client certificate gets one.
+//! Connecting to the shared PostgreSQL store, against real servers of the
+//! test's own (tests/postgres.sh, with `ssl = on` and a certificate of a
+//! test CA where TLS is tested): each `sslmode` does what libpq's does, the
+//! pool and the fallback leader's session are both encrypted, a failure
+//! says what to change and names the server without its password, a server
+//! that requires a client certificate gets one; and a replica started while
+//! its store is down probes meanwhile, answers webhooks 503, and takes them
+//! once the store is up, without a restart.
 
 mod support;
 
@@ -16,8 +18,9 @@ use lookout::relay::config::StoreConfig;
 use lookout::relay::leader::Leader;
 use lookout::relay::store::postgres::Postgres;
 use lookout::relay::store::postgres_tls::StoreTls;
-use support::TestCa;
 use support::postgres::Private;
+use support::saas::SaaS;
+use support::{Daemon, Redis, TestCa, am_payload, http_get, http_post, wait_for};
 use tokio_util::sync::CancellationToken;
 
 const WINDOW: Duration = Duration::from_secs(300);
@@ -240,4 +243,49 @@ fn tls_keys_are_checked_against_the_sslmode_when_the_configuration_loads() {
         assert_eq!(code, Some(78), "{store}: {err}");
         assert!(err.contains(field) && err.contains(says), "{store}: {err}");
     }
+}
+
+#[test]
+fn a_replica_started_before_its_store_probes_meanwhile_and_takes_webhooks_once_it_opens() {
+    let ca = TestCa::new();
+    let pg = Private::start_tls(&ca, false);
+    pg.down();
+    let redis = Redis::start(&[]);
+    let saas = SaaS::start();
+    let mut d = Daemon::start(&format!(
+        "server:\n  listen: {{listen}}\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - name: redis\n    kind: redis\n    url: redis://127.0.0.1:{}\n    every: 1s\nrelay:\n  store:\n    url: {}\n    ca_file: {}\n    replica: early\n  destinations:\n    - name: chain\n      type: webhook\n      url: {}\n",
+        redis.port,
+        url(&pg, "verify-full"),
+        ca.ca.display(),
+        saas.url("/hook")
+    ));
+    // The probes do not wait for the store.
+    wait_for("the first round of probes", Duration::from_secs(20), || {
+        http_get(d.port, "/-/ready").filter(|(s, _)| *s == 200)
+    });
+    let (status, body) = http_get(d.port, "/-/ready/relay").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("not open yet") && !body.contains(PASSWORD), "{body}");
+    let group = "{}:{alertname=\"EarlyBird\"}";
+    let payload = am_payload(group, "firing", &[("EarlyBird", "i1", "firing")]);
+    let answer = http_post(d.port, "/webhook", payload.as_bytes(), &[]).map(|(s, _)| s);
+    assert_eq!(answer, Some(503));
+
+    pg.up();
+    // Tried again with backoff (1 s doubling, at most 30 s apart).
+    wait_for("the store to open", Duration::from_secs(60), || {
+        http_get(d.port, "/-/ready/relay").filter(|(s, _)| *s == 200)
+    });
+    let answer = http_post(d.port, "/webhook", payload.as_bytes(), &[]).map(|(s, _)| s);
+    assert_eq!(answer, Some(200));
+    wait_for("the delivery", Duration::from_secs(20), || {
+        (!saas.received_on("/hook").is_empty()).then_some(())
+    });
+    let logs = d.logs();
+    assert!(
+        logs.contains("Relay store unavailable at start") && logs.contains("Relay store open"),
+        "{logs}"
+    );
+    assert!(!logs.contains(PASSWORD), "{logs}");
+    assert!(d.proc.exited().is_none(), "{logs}");
 }
