@@ -155,7 +155,7 @@ pub struct StoreConfig {
     pub lease: Duration,
     /// This replica's name.
     pub replica: String,
-    /// The URL's `sslmode`, the CA bundle and the client certificate.
+    /// The CA bundle and the client certificate (the mode is the URL's).
     pub tls: StoreTls,
 }
 
