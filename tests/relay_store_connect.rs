@@ -14,10 +14,9 @@ use std::time::Duration;
 
 use lookout::config::Secret;
 use lookout::config::tls::{read_ca_bundle, read_client_identity};
-use lookout::relay::config::StoreConfig;
+use lookout::relay::config::{StoreConfig, StoreTls};
 use lookout::relay::leader::Leader;
 use lookout::relay::store::postgres::Postgres;
-use lookout::relay::store::postgres_tls::StoreTls;
 use support::postgres::Private;
 use support::saas::SaaS;
 use support::{Daemon, Redis, TestCa, am_payload, http_get, http_post, wait_for};

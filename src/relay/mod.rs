@@ -357,7 +357,7 @@ impl Relay {
 
 /// What of `relay.store` a reload cannot change (the store stays open,
 /// with the TLS files it was opened with).
-fn store_key(c: &RelayConfig) -> Option<(&str, usize, std::time::Duration, &str, &store::postgres_tls::StoreTls)> {
+fn store_key(c: &RelayConfig) -> Option<(&str, usize, std::time::Duration, &str, &config::StoreTls)> {
     c.store
         .as_ref()
         .map(|s| (s.url.expose(), s.pool_size, s.lease, s.replica.as_str(), &s.tls))

@@ -23,9 +23,10 @@
 //!
 //! The CA bundle and the client certificate (`ca_file`, `cert_file`,
 //! `key_file`, named as the Redis probe names them) are read and checked
-//! when the configuration loads ([`crate::config::tls`]); libpq's own
-//! `sslrootcert`, `sslcert` and `sslkey` URL parameters are refused with a
-//! pointer to them, so that one file is named in one place.
+//! when the configuration loads ([`crate::config::tls`]), and the URL's
+//! `sslmode` parsed there too ([`parse_url`]); libpq's own `sslrootcert`,
+//! `sslcert` and `sslkey` URL parameters are refused with a pointer to
+//! them, so that one file is named in one place.
 
 use std::sync::Arc;
 
@@ -37,113 +38,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::Secret;
-use crate::config::tls::Pem;
-use crate::relay::config::StoreConfig;
-
-/// libpq's `sslmode`, as a replica honours it (see the module's table).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SslMode {
-    /// Never TLS.
-    Disable,
-    /// TLS when the server offers it.
-    Prefer,
-    /// TLS always, the certificate unchecked unless a CA is given.
-    Require,
-    /// TLS always, the certificate's chain checked.
-    VerifyCa,
-    /// TLS always, the chain and the host name checked.
-    VerifyFull,
-}
-
-impl SslMode {
-    /// As written in a URL.
-    pub fn name(self) -> &'static str {
-        match self {
-            SslMode::Disable => "disable",
-            SslMode::Prefer => "prefer",
-            SslMode::Require => "require",
-            SslMode::VerifyCa => "verify-ca",
-            SslMode::VerifyFull => "verify-full",
-        }
-    }
-
-    fn parse(s: &str) -> Result<SslMode, String> {
-        Ok(match s {
-            "disable" => SslMode::Disable,
-            "prefer" => SslMode::Prefer,
-            "require" => SslMode::Require,
-            "verify-ca" => SslMode::VerifyCa,
-            "verify-full" => SslMode::VerifyFull,
-            "allow" => return Err("`sslmode=allow` (clear first, TLS if refused) is not supported: use `prefer` or stricter".into()),
-            other => {
-                return Err(format!(
-                    "unknown `sslmode={other}` (disable, prefer, require, verify-ca or verify-full)"
-                ));
-            }
-        })
-    }
-
-    /// What tokio-postgres is told: it knows no `verify-*`, whose checks
-    /// are the connector's.
-    fn driver(self) -> tokio_postgres::config::SslMode {
-        match self {
-            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
-            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
-        }
-    }
-}
-
-/// The TLS files of `relay.store`, checked when the configuration loaded.
-/// The mode is the URL's only (read again at each start), so that the two
-/// cannot disagree.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StoreTls {
-    /// `ca_file`: the CAs the server's certificate must chain to.
-    pub ca: Option<Pem>,
-    /// `cert_file` and `key_file`: this replica's certificate, for a server
-    /// that requires one (`hostssl … cert` in `pg_hba.conf`).
-    pub client: Option<(Pem, Secret)>,
-}
-
-/// libpq URL parameters lookout takes as configuration keys instead.
-const FILE_PARAMETERS: [(&str, &str); 3] = [("sslrootcert", "ca_file"), ("sslcert", "cert_file"), ("sslkey", "key_file")];
-
-/// The driver's configuration of `url` and the URL's `sslmode`. The
-/// message of an error never repeats the URL, nor the driver's words about
-/// it: either may hold the password.
-pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, SslMode), String> {
-    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err("must be a `postgres://` URL (`postgres://user:password@host:5432/database`)".into());
-    }
-    // The query is everything after the first `?` (a password holding a
-    // `?` is percent-encoded in a valid URL, and a fragment is not libpq's).
-    let (base, query) = url.split_once('?').unwrap_or((url, ""));
-    let mut mode = SslMode::Prefer;
-    let mut kept = Vec::new();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if let Some((_, ours)) = FILE_PARAMETERS.iter().find(|(k, _)| *k == key) {
-            return Err(format!("`{key}` in the URL is not read: give the file as `relay.store.{ours}`"));
-        }
-        if key == "sslmode" {
-            mode = SslMode::parse(value)?;
-        } else {
-            kept.push(pair);
-        }
-    }
-    let stripped = if kept.is_empty() {
-        base.to_string()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    };
-    let mut config: tokio_postgres::Config = stripped
-        .parse()
-        .map_err(|_| "not a valid PostgreSQL URL (libpq's form: `postgres://user:password@host:5432/database?option=value`)".to_string())?;
-    config.ssl_mode(mode.driver());
-    Ok((config, mode))
-}
+use crate::relay::config::{SslMode, StoreConfig, StoreTls, parse_url};
 
 /// The driver's configuration and the connector of `cfg`: what the pool
 /// and the leader's session both connect with.
@@ -339,54 +234,4 @@ pub fn hint(text: &str) -> Option<&'static str> {
         ),
     ];
     HINTS.iter().find(|(needle, _)| text.contains(needle)).map(|(_, hint)| *hint)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sslmode_is_taken_out_of_the_url_and_the_driver_told_what_it_knows() {
-        for (url, mode, driver) in [
-            ("postgres://u@h/db", SslMode::Prefer, tokio_postgres::config::SslMode::Prefer),
-            (
-                "postgres://u@h/db?sslmode=disable",
-                SslMode::Disable,
-                tokio_postgres::config::SslMode::Disable,
-            ),
-            (
-                "postgres://u@h/db?sslmode=require",
-                SslMode::Require,
-                tokio_postgres::config::SslMode::Require,
-            ),
-            (
-                "postgres://u@h/db?sslmode=verify-ca",
-                SslMode::VerifyCa,
-                tokio_postgres::config::SslMode::Require,
-            ),
-            (
-                "postgresql://u:p@h:5433/db?connect_timeout=2&sslmode=verify-full&application_name=x",
-                SslMode::VerifyFull,
-                tokio_postgres::config::SslMode::Require,
-            ),
-        ] {
-            let (config, m) = parse_url(url).unwrap();
-            assert_eq!(m, mode, "{url}");
-            assert_eq!(config.get_ssl_mode(), driver, "{url}");
-        }
-        let (config, _) = parse_url("postgres://u@h:5433/db?application_name=x&sslmode=verify-full").unwrap();
-        assert_eq!(config.get_application_name(), Some("x"));
-        assert_eq!(config.get_ports(), [5433]);
-    }
-
-    #[test]
-    fn wrong_modes_and_libpq_file_parameters_are_explained_without_the_url() {
-        let e = parse_url("postgres://u:hunter2@h/db?sslmode=verify_full").unwrap_err();
-        assert!(e.contains("unknown `sslmode=verify_full`") && !e.contains("hunter2"), "{e}");
-        assert!(parse_url("postgres://u@h/db?sslmode=allow").unwrap_err().contains("not supported"));
-        let e = parse_url("postgres://u:hunter2@h/db?sslrootcert=/ca.pem").unwrap_err();
-        assert!(e.contains("relay.store.ca_file") && !e.contains("hunter2"), "{e}");
-        let e = parse_url("postgres://u:hunter2@h/db?nonsense=1").unwrap_err();
-        assert!(e.contains("not a valid PostgreSQL URL") && !e.contains("hunter2"), "{e}");
-    }
 }
