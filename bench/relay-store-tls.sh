@@ -9,17 +9,17 @@
 set -euo pipefail
 USAGE="usage: bench/relay-store-tls.sh
 Durable intake of two lookout replicas on PostgreSQL over TLS (verify-full) vs. plain, side by side on one server.
-Needs target/release/lookout (or LOOKOUT_BIN), wrk, openssl, python3, Debian's postgresql."
+Needs target/release/lookout (or LOOKOUT_BIN), wrk, openssl, psql, python3, Debian's postgresql."
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_args 0 "$@"
-need wrk openssl python3 psql
+need wrk openssl psql python3
 need_lookout
 [[ -n "$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null)" ]] ||
   die "missing: the PostgreSQL server (postgresql); install it (apt-get install postgresql) and run again"
 write_wrk_scripts "$WORK"
 
-# --- a CA and the server's certificate (SAN 127.0.0.1) ---------------------------
+# --- a CA and the server's certificate (SAN 127.0.0.1) -------------------------
 (
   cd "$WORK"
   openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=bench CA" \
@@ -39,16 +39,18 @@ trap 'stop_pg; bench_cleanup' EXIT
 admin() { psql -h 127.0.0.1 -p "$PGPORT" -U postgres -d test -qAtc "$1"; }
 
 # start_replica NAME PORT URL: a replica taking webhooks and routing them
-# nowhere (pure intake); sets RPID.
+# nowhere (pure intake); sets RPID. The CA only with TLS (with
+# `sslmode=disable` lookout refuses it).
 start_replica() {
-  local name="$1" port="$2" url="$3"
+  local name="$1" port="$2" url="$3" ca=""
+  [[ "$url" == *sslmode=disable* ]] || ca=", ca_file: \"$WORK/ca.pem\""
   cat > "$WORK/$name.yaml" <<YAML
 server: {listen: "127.0.0.1:$port"}
 data_dir: $WORK/data-$name
 probe_files: []
 alerts: {enabled: false}
 relay:
-  store: {url: "$url", ca_file: "$WORK/ca.pem", replica: $name, pool_size: 8}
+  store: {url: "$url"$ca, replica: $name, pool_size: 8}
   routes:
     - {matchers: ['alertname="never"'], destinations: [log]}
   destinations: [{name: log, type: log}]
@@ -64,7 +66,7 @@ P2=$(free_port)
 echo "== durable intake over TLS (sslmode=verify-full) vs. plain (sslmode=disable): two replicas, wrk -t1 -c8 -d10s each, 3 rounds of each, alternating"
 ratios=()
 for round in 1 2 3; do
-  declare -A rate=()
+  plain="" tls=""
   for mode in disable verify-full; do
     name="intake_${mode//-/_}_$round"
     admin "CREATE DATABASE $name"
@@ -81,12 +83,13 @@ for round in 1 2 3; do
     ra=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk-a.out")
     rb=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk-b.out")
     refused=$(cat "$WORK/wrk-a.out" "$WORK/wrk-b.out" | awk '/Non-2xx/ {n += $5} END {print n + 0}')
-    rate[$mode]=$(python3 -c "print(f'{float(\"$ra\") + float(\"$rb\"):.0f}')")
-    echo "round $round, sslmode=$mode: $ra + $rb = ${rate[$mode]} webhooks/s (not 200: $refused; sessions encrypted at start: $encrypted); load $(cut -d' ' -f1 /proc/loadavg)"
+    sum=$(python3 -c "print(f'{float(\"$ra\") + float(\"$rb\"):.0f}')")
+    if [[ "$mode" == disable ]]; then plain=$sum; else tls=$sum; fi
+    echo "round $round, sslmode=$mode: $ra + $rb = $sum webhooks/s (not 200: $refused; sessions encrypted: $encrypted); load $(cut -d' ' -f1 /proc/loadavg)"
     stop_pid "$A"
     stop_pid "$B"
   done
-  ratio=$(python3 -c "print(f'{${rate[verify-full]} / ${rate[disable]}:.2f}')")
+  ratio=$(python3 -c "print(f'{$tls / $plain:.2f}')")
   ratios+=("$ratio")
   echo "round $round: TLS / plain $ratio"
 done

@@ -247,12 +247,19 @@ if [[ -n "$LOOKOUT_BIN" ]]; then
     "${CHECKS[@]}" configmap-lookout "$WORK/lookout.yaml" && "$LOOKOUT_BIN" config check -c "$WORK/lookout.yaml"
   }
   check "lookout config check of the Kubernetes ConfigMap's lookout.yaml" configmap_check
-  # The PostgreSQL URL is a mounted secret in production; a stand-in file here.
+  # The PostgreSQL URL (and, in Kubernetes, its CA) are mounted secrets in
+  # production; stand-in files here, the CA made for the check. The compose
+  # profile's PostgreSQL is on the profile's own network, without TLS.
   export LOOKOUT_POSTGRES_URL_FILE="$WORK/postgres-url"
   echo "postgres://lookout:validate@postgres:5432/lookout" >"$LOOKOUT_POSTGRES_URL_FILE"
   check "lookout config check deploy/lookout/lookout-replicas.yaml" "$LOOKOUT_BIN" config check -c deploy/lookout/lookout-replicas.yaml
+  export LOOKOUT_POSTGRES_CA_FILE="$WORK/postgres-ca.crt"
   configmap_replicas_check() {
-    "${CHECKS[@]}" configmap-lookout-replicas "$WORK/lookout-replicas.yaml" && "$LOOKOUT_BIN" config check -c "$WORK/lookout-replicas.yaml"
+    echo "postgres://lookout:validate@postgres:5432/lookout?sslmode=verify-full" >"$LOOKOUT_POSTGRES_URL_FILE"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj "/CN=validate CA" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+      -keyout "$WORK/postgres-ca.key" -out "$LOOKOUT_POSTGRES_CA_FILE" 2>/dev/null &&
+      "${CHECKS[@]}" configmap-lookout-replicas "$WORK/lookout-replicas.yaml" && "$LOOKOUT_BIN" config check -c "$WORK/lookout-replicas.yaml"
   }
   check "lookout config check of the Kubernetes replicas ConfigMap's lookout.yaml" configmap_replicas_check
 else

@@ -243,11 +243,25 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
     let (reload_tx, mut reload_rx) = mpsc::channel::<ReloadRequest>(4);
     let tasks = Tasks::new();
     let relay = match &cfg.relay {
-        Some(rc) => Some(
-            crate::relay::Relay::start(rc.clone(), &cfg.data_dir, &tasks)
-                .await
-                .map_err(|e| anyhow::anyhow!("relay: {e}"))?,
-        ),
+        Some(rc) => {
+            let slot = Arc::new(crate::relay::RelaySlot::default());
+            match crate::relay::Relay::start(rc.clone(), &cfg.data_dir, &tasks).await {
+                Ok(r) => slot.open(r),
+                // The store did not open (PostgreSQL down or unreachable):
+                // the probes need not wait for it, nor Kubernetes restart
+                // the pod for it.
+                Err(crate::relay::RelayError::Outbox(e)) => {
+                    tracing::error!(
+                        error = %e,
+                        "Relay store unavailable at start; webhooks are answered 503 until it opens, probes run meanwhile, and it is tried again with backoff"
+                    );
+                    slot.set_waiting(e.to_string());
+                    tasks.spawn(open_relay_later(slot.clone(), config.clone(), tasks.clone()));
+                }
+                Err(e) => return Err(anyhow::anyhow!("relay: {e}")),
+            }
+            Some(slot)
+        }
         None => None,
     };
     let (dir, alert_relay) = (cfg.data_dir.clone(), relay.clone());
@@ -314,6 +328,57 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
     tracing::info!("lookout stopped");
     Ok(())
 }
+/// First wait between attempts to open the relay's store after it failed
+/// at start; doubled after each failure up to [`RELAY_RETRY_MAX`].
+const RELAY_RETRY_FIRST: Duration = Duration::from_secs(1);
+/// Longest wait between attempts: a store back up is found within this.
+const RELAY_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Tries to open the relay's store until it opens or the daemon stops, with
+/// the configuration in force at each attempt (a reload meanwhile is not
+/// lost), then puts the relay in `slot`: from then on webhooks are taken.
+async fn open_relay_later(slot: Arc<crate::relay::RelaySlot>, config: Arc<CurrentConfig>, tasks: Tasks) {
+    let stop = tasks.stopping();
+    let mut delay = RELAY_RETRY_FIRST;
+    let mut attempts = 1u32;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        attempts += 1;
+        let cfg = config.get();
+        let Some(rc) = cfg.relay.clone() else { return };
+        match crate::relay::Relay::start(rc, &cfg.data_dir, &tasks).await {
+            Ok(r) => {
+                // A reload that landed while this attempt ran.
+                let now = config.get();
+                if !Arc::ptr_eq(&now, &cfg)
+                    && let Some(rc) = &now.relay
+                    && let Err(e) = r.reload(rc.clone())
+                {
+                    tracing::error!(error = %e, "The reloaded relay configuration could not be applied; the one the store opened with stays");
+                }
+                slot.open(r);
+                tracing::info!(attempts, "Relay store open; webhooks are taken");
+                return;
+            }
+            Err(crate::relay::RelayError::Outbox(e)) => {
+                delay = (delay * 2).min(RELAY_RETRY_MAX);
+                tracing::warn!(error = %e, attempts, retry_in = ?delay, "Relay store still unavailable; webhooks are answered 503");
+                slot.set_waiting(e.to_string());
+            }
+            Err(e) => {
+                // A destination that cannot be built will not be built by
+                // trying again.
+                tracing::error!(error = %e, "The relay cannot start; webhooks are answered 503 until lookout is restarted with a fixed configuration");
+                slot.set_waiting(e.to_string());
+                return;
+            }
+        }
+    }
+}
+
 fn config_loaded(ok: bool) {
     metrics::gauge!("lookout_config_last_reload_successful").set(if ok { 1.0 } else { 0.0 });
     if ok {
@@ -327,7 +392,7 @@ async fn reload(
     probes: &Probes,
     running: &mut Option<schedule::Running>,
     sink: &Arc<dyn Sink>,
-    relay: Option<&Arc<crate::relay::Relay>>,
+    relay: Option<&Arc<crate::relay::RelaySlot>>,
 ) -> Result<(), String> {
     let src = source.clone();
     let loaded = tokio::task::spawn_blocking(move || src.load()).await.map_err(|e| e.to_string())?;
@@ -346,7 +411,11 @@ async fn reload(
     // The relay's destinations are built before anything changes: one that
     // cannot be rejects the reload whole.
     let relay_outcome = match (relay, &cfg.relay) {
-        (Some(r), Some(rc)) => r.reload(rc.clone()).map_err(|e| format!("relay: {e}")),
+        (Some(slot), Some(rc)) => match slot.get() {
+            Some(r) => r.reload(rc.clone()).map_err(|e| format!("relay: {e}")),
+            // Not open yet: it opens with the configuration then in force.
+            None => Ok(()),
+        },
         (None, None) => Ok(()),
         _ => Err("turning the relay on or off (`relay.enabled`) takes effect at the next restart; nothing was reloaded".to_string()),
     };

@@ -17,7 +17,8 @@ use crate::state::AppState;
 
 /// All routes. Unknown paths get 404 and wrong methods 405 (axum's defaults).
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.relay.as_ref().map(|r| r.max_body_bytes).unwrap_or(1024 * 1024);
+    // The configuration's: the relay itself may not be open yet.
+    let body_limit = state.config.get().relay.as_ref().map(|r| r.max_body_bytes).unwrap_or(1024 * 1024);
     let webhook = Router::new()
         // Credentials are checked before anything reads the body; as a route
         // layer, so a wrong method still gets 405.
@@ -65,10 +66,15 @@ async fn web_auth(State(s): State<AppState>, req: Request, next: Next) -> Respon
     let Some(users) = cfg.web.as_ref().map(|w| w.users.clone()).filter(|u| !u.is_empty()) else {
         return next.run(req).await;
     };
-    let own_credential = s
-        .relay
-        .as_ref()
-        .is_some_and(|r| !matches!(r.config().auth, crate::relay::config::Auth::None));
+    let own_credential = match s.relay.as_ref().map(|slot| slot.get()) {
+        Some(Some(r)) => !matches!(r.config().auth, crate::relay::config::Auth::None),
+        // Not open yet: the configuration's.
+        Some(None) => cfg
+            .relay
+            .as_ref()
+            .is_some_and(|r| !matches!(r.auth, crate::relay::config::Auth::None)),
+        None => false,
+    };
     if req.uri().path() == "/webhook" && own_credential {
         return next.run(req).await;
     }
@@ -112,11 +118,20 @@ fn closing(mut r: Response) -> Response {
 /// `100 Continue`, cannot make the server buffer its upload, and cannot
 /// hold a connection open by stalling its body.
 async fn webhook_gate(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(relay) = &s.relay else {
+    let Some(slot) = &s.relay else {
         return closing(json_error(
             StatusCode::NOT_FOUND,
             "disabled",
             "the relay is disabled in this configuration",
+        ));
+    };
+    let Some(relay) = slot.get() else {
+        // Before its credentials are known to be right, the caller learns
+        // only that it should come back.
+        return closing(json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store",
+            "the relay's store is not open yet",
         ));
     };
     let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
@@ -137,8 +152,8 @@ async fn webhook_gate(State(s): State<AppState>, req: Request, next: Next) -> Re
 /// `POST /webhook`: Alertmanager's webhook. 200 only once stored durably.
 /// Credentials were checked by [`webhook_gate`] before the body was read.
 async fn webhook(State(s): State<AppState>, body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>) -> Response {
-    let Some(relay) = &s.relay else {
-        return json_error(StatusCode::NOT_FOUND, "disabled", "the relay is disabled in this configuration");
+    let Some(relay) = s.relay.as_ref().and_then(|slot| slot.get()) else {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "store", "the relay's store is not open yet");
     };
     let body = match body {
         Ok(b) => b,
@@ -189,13 +204,18 @@ async fn ready(State(s): State<AppState>) -> Response {
     }
 }
 
-/// `GET /-/ready/relay`: the relay takes webhooks (its store opened before
-/// the listener did), whether or not the probes have run: a readiness
-/// check for the webhook path that does not hold intake back while the
-/// probes warm up. 404 when the relay is off.
+/// `GET /-/ready/relay`: the relay takes webhooks (its store is open),
+/// whether or not the probes have run: a readiness check for the webhook
+/// path that does not hold intake back while the probes warm up. 503 while
+/// the store has not opened yet, 404 when the relay is off.
 async fn relay_ready(State(s): State<AppState>) -> Response {
-    match &s.relay {
-        Some(r) => (StatusCode::OK, format!("lookout relay is ready ({})\n", r.store.describe())).into_response(),
+    match s.relay.as_ref().map(|slot| (slot.get(), slot)) {
+        Some((Some(r), _)) => (StatusCode::OK, format!("lookout relay is ready ({})\n", r.store.describe())).into_response(),
+        Some((None, slot)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("lookout relay is not ready: its store is not open yet ({})\n", slot.waiting()),
+        )
+            .into_response(),
         None => (StatusCode::NOT_FOUND, "the relay is disabled\n").into_response(),
     }
 }
@@ -534,7 +554,7 @@ async fn status_page(State(s): State<AppState>) -> Html<String> {
         }
     };
     let mut page = shape(cfg.as_ref(), &latest, report.as_deref(), &history, until);
-    page.replica = s.relay.as_ref().and_then(|r| r.replica());
+    page.replica = s.relay.as_ref().and_then(|slot| slot.get()).and_then(|r| r.replica());
     page.flushes = recent_flushes(&s, STATUS_FLUSHES).await;
     Html(status_page(&page))
 }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::alert::Instance;
 use crate::crosscheck::feed::Feed;
 use crate::probe::Observation;
-use crate::relay::Relay;
+use crate::relay::RelaySlot;
 use crate::settings::Config;
 use crate::store::History;
 
@@ -124,8 +124,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Asks the daemon to reload.
     pub reload: mpsc::Sender<ReloadRequest>,
-    /// The webhook relay, when enabled.
-    pub relay: Option<Arc<Relay>>,
+    /// The webhook relay, when enabled (empty until its store opens).
+    pub relay: Option<Arc<RelaySlot>>,
     /// The controlled flushes the daemon runs and ran.
     pub flushes: Arc<crate::runbook::flush_job::FlushJobs>,
 }

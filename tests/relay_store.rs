@@ -57,6 +57,7 @@ fn store(url: &str, replica: &str, lease: Duration) -> StoreConfig {
         pool_size: 4,
         lease,
         replica: replica.into(),
+        tls: Default::default(),
     }
 }
 

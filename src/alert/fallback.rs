@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::Instance;
 use super::alertmanager::rfc3339;
 use super::state::Status;
-use crate::relay::Relay;
+use crate::relay::RelaySlot;
 use crate::relay::payload::{Alert, Payload, fingerprint_of};
 
 /// `endsAt` of a firing alert in Alertmanager's webhooks (Go's zero time).
@@ -19,12 +19,12 @@ const STILL_FIRING: &str = "0001-01-01T00:00:00Z";
 
 /// lookout's relay, as the synthetic alerts' fallback.
 pub struct Fallback {
-    relay: Arc<Relay>,
+    relay: Arc<RelaySlot>,
 }
 
 impl Fallback {
-    /// Hands alerts to `relay`.
-    pub fn new(relay: Arc<Relay>) -> Fallback {
+    /// Hands alerts to `relay` (once its store is open).
+    pub fn new(relay: Arc<RelaySlot>) -> Fallback {
         Fallback { relay }
     }
 
@@ -34,7 +34,12 @@ impl Fallback {
     /// leader sends it, and should this replica become the leader before
     /// the alert is over, it sends it then (a page late rather than none).
     pub async fn notify(&self, i: &Instance, status: Status) -> bool {
-        if !self.relay.leads() {
+        let Some(relay) = self.relay.get() else {
+            // The store has not opened: nothing could be stored.
+            metrics::counter!("lookout_alert_notifications_total", "via" => "relay", "outcome" => "failure").increment(1);
+            return false;
+        };
+        if !relay.leads() {
             metrics::counter!("lookout_alert_notifications_total", "via" => "relay", "outcome" => "follower").increment(1);
             return false;
         }
@@ -46,7 +51,7 @@ impl Fallback {
                 return false;
             }
         };
-        let accepted = self.relay.ingest_payload(&p, raw).await.is_ok();
+        let accepted = relay.ingest_payload(&p, raw).await.is_ok();
         let outcome = if accepted { "success" } else { "failure" };
         metrics::counter!("lookout_alert_notifications_total", "via" => "relay", "outcome" => outcome).increment(1);
         accepted

@@ -42,7 +42,7 @@ use crate::config::Endpoint;
 use crate::config::alerts::{AlertsConfig, Rule, RuleName};
 use crate::crosscheck::Report;
 use crate::probe::{Observation, unix_now};
-use crate::relay::Relay;
+use crate::relay::RelaySlot;
 use crate::settings::Config;
 
 /// The file in `data_dir` that keeps the instances across restarts.
@@ -95,7 +95,7 @@ pub struct Engine {
 impl Engine {
     /// Loads persisted state from `data_dir/alerts.json`; alerts go around
     /// Alertmanager through `relay` when there is one.
-    pub fn new(data_dir: &Path, relay: Option<Arc<Relay>>) -> Engine {
+    pub fn new(data_dir: &Path, relay: Option<Arc<RelaySlot>>) -> Engine {
         let state_file = data_dir.join(STATE_FILE);
         Engine {
             instances: load(&state_file),

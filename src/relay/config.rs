@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::destination::{self, Delivery, DestinationConfig, DestinationKind, RawDestinationCommon};
 use super::route::{Matcher, Route};
 use crate::config::entry::Entry;
+use crate::config::tls::Pem;
 use crate::config::value::{check_bounds, opt_duration, read_secret};
 use crate::config::{Problem, Secret, closest};
 
@@ -58,7 +59,9 @@ pub struct RawRelay {
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     /// PostgreSQL URL, `postgres://user:password@host:5432/database`
-    /// (libpq's URL form; a secret: shown redacted everywhere).
+    /// (libpq's URL form; a secret: shown redacted everywhere). Its
+    /// `sslmode` is libpq's: `disable`, `prefer` (the default), `require`,
+    /// `verify-ca` or `verify-full`.
     pub url: Option<Secret>,
     /// File holding the URL (a Kubernetes Secret mounted as a file).
     pub url_file: Option<PathBuf>,
@@ -73,6 +76,16 @@ pub struct RawStore {
     /// This replica's name on the status page, in `/metrics` and in its
     /// claims (default: the host name, which Kubernetes sets to the pod's).
     pub replica: Option<String>,
+    /// PEM file of the CA certificates that sign the server's certificate
+    /// (a cloud provider's bundle, a private CA). Needed by
+    /// `sslmode=verify-ca` and `verify-full`; with `prefer` or `require` the
+    /// chain is then checked too, as libpq does with a root certificate.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for a server that requires one (`hostssl …
+    /// cert` in `pg_hba.conf`); with `key_file`.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`, read as a secret.
+    pub key_file: Option<PathBuf>,
 }
 
 /// `relay.auth:` as written.
@@ -142,6 +155,8 @@ pub struct StoreConfig {
     pub lease: Duration,
     /// This replica's name.
     pub replica: String,
+    /// The CA bundle and the client certificate (the mode is the URL's).
+    pub tls: StoreTls,
 }
 
 /// Connections kept to PostgreSQL by default: the intake writers, the
@@ -185,11 +200,15 @@ fn read_store(raw: RawStore, problems: &mut Vec<Problem>, file: &Path) -> Option
             None
         }
     };
-    if let Some(u) = &url
-        && let Err(e) = check_postgres_url(u.expose().trim())
-    {
-        bad("url", e);
-    }
+    let mode = match url.as_ref().map(|u| parse_url(u.expose().trim())) {
+        Some(Ok((_, mode))) => Some(mode),
+        Some(Err(e)) => {
+            bad("url", e);
+            None
+        }
+        None => None,
+    };
+    let tls = read_store_tls(&raw, mode, &mut bad);
     let pool_size = raw.pool_size.unwrap_or(DEFAULT_POOL_SIZE);
     if !POOL_SIZE_RANGE.contains(&pool_size) {
         bad(
@@ -220,7 +239,60 @@ fn read_store(raw: RawStore, problems: &mut Vec<Problem>, file: &Path) -> Option
         pool_size,
         lease,
         replica,
+        tls: tls?,
     })
+}
+
+/// Reads `ca_file`, `cert_file` and `key_file` against the URL's `sslmode`
+/// (`None`: the URL is wrong, already reported); `None` after an error.
+fn read_store_tls(raw: &RawStore, mode: Option<SslMode>, bad: &mut impl FnMut(&str, String)) -> Option<StoreTls> {
+    let mut ok = true;
+    let mut fail = |field: &str, message: String| {
+        ok = false;
+        bad(field, message)
+    };
+    if mode == Some(SslMode::Disable) {
+        for (key, set) in [
+            ("ca_file", raw.ca_file.is_some()),
+            ("cert_file", raw.cert_file.is_some()),
+            ("key_file", raw.key_file.is_some()),
+        ] {
+            if set {
+                fail(key, "applies to TLS only, and the URL says `sslmode=disable`".into());
+            }
+        }
+    }
+    if let Some(m @ (SslMode::VerifyCa | SslMode::VerifyFull)) = mode
+        && raw.ca_file.is_none()
+    {
+        fail(
+            "ca_file",
+            format!(
+                "required by `sslmode={}`: the CA bundle that signs the server's certificate (your provider's, or the system's `/etc/ssl/certs/ca-certificates.crt` for a public CA)",
+                m.name()
+            ),
+        );
+    }
+    let ca = raw
+        .ca_file
+        .as_ref()
+        .and_then(|f| crate::config::tls::read_ca_bundle(f).map_err(|e| fail("ca_file", e)).ok());
+    let client = match (&raw.cert_file, &raw.key_file) {
+        (Some(cert), Some(key)) => crate::config::tls::read_client_identity(cert, key)
+            .map_err(|(field, e)| fail(field, e))
+            .ok(),
+        (Some(_), None) => {
+            fail("cert_file", "needs `key_file`, the certificate's private key".into());
+            None
+        }
+        (None, Some(_)) => {
+            fail("key_file", "needs `cert_file`, the client certificate".into());
+            None
+        }
+        (None, None) => None,
+    };
+    mode?;
+    ok.then_some(StoreTls { ca, client })
 }
 
 /// This machine's host name (a pod's name under Kubernetes), the default
@@ -237,16 +309,109 @@ pub fn hostname() -> String {
     }
 }
 
-/// Checks that `url` is a PostgreSQL URL the driver accepts. The message
-/// never repeats the URL or the driver's words about it: either may hold
-/// the password.
-fn check_postgres_url(url: &str) -> Result<(), String> {
+/// libpq's `sslmode`, as a replica honours it (see the module's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Never TLS.
+    Disable,
+    /// TLS when the server offers it.
+    Prefer,
+    /// TLS always, the certificate unchecked unless a CA is given.
+    Require,
+    /// TLS always, the certificate's chain checked.
+    VerifyCa,
+    /// TLS always, the chain and the host name checked.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// As written in a URL.
+    pub fn name(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    fn parse(s: &str) -> Result<SslMode, String> {
+        Ok(match s {
+            "disable" => SslMode::Disable,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            "allow" => return Err("`sslmode=allow` (clear first, TLS if refused) is not supported: use `prefer` or stricter".into()),
+            other => {
+                return Err(format!(
+                    "unknown `sslmode={other}` (disable, prefer, require, verify-ca or verify-full)"
+                ));
+            }
+        })
+    }
+
+    /// What tokio-postgres is told: it knows no `verify-*`, whose checks
+    /// are the connector's
+    /// ([`crate::relay::store::postgres_tls`]).
+    fn driver(self) -> tokio_postgres::config::SslMode {
+        match self {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => tokio_postgres::config::SslMode::Require,
+        }
+    }
+}
+
+/// The TLS files of `relay.store`, checked when the configuration loaded.
+/// The mode is the URL's only (read again at each start), so that the two
+/// cannot disagree.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoreTls {
+    /// `ca_file`: the CAs the server's certificate must chain to.
+    pub ca: Option<Pem>,
+    /// `cert_file` and `key_file`: this replica's certificate, for a server
+    /// that requires one (`hostssl … cert` in `pg_hba.conf`).
+    pub client: Option<(Pem, Secret)>,
+}
+
+/// libpq URL parameters lookout takes as configuration keys instead.
+const FILE_PARAMETERS: [(&str, &str); 3] = [("sslrootcert", "ca_file"), ("sslcert", "cert_file"), ("sslkey", "key_file")];
+
+/// The driver's configuration of `url` and the URL's `sslmode`. The
+/// message of an error never repeats the URL, nor the driver's words about
+/// it: either may hold the password.
+pub fn parse_url(url: &str) -> Result<(tokio_postgres::Config, SslMode), String> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err("must be a `postgres://` URL (`postgres://user:password@host:5432/database`)".into());
     }
-    url.parse::<tokio_postgres::Config>()
-        .map(|_| ())
-        .map_err(|_| "not a valid PostgreSQL URL (libpq's form: `postgres://user:password@host:5432/database?option=value`)".into())
+    // The query is everything after the first `?` (a password holding a
+    // `?` is percent-encoded in a valid URL, and a fragment is not libpq's).
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let mut mode = SslMode::Prefer;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if let Some((_, ours)) = FILE_PARAMETERS.iter().find(|(k, _)| *k == key) {
+            return Err(format!("`{key}` in the URL is not read: give the file as `relay.store.{ours}`"));
+        }
+        if key == "sslmode" {
+            mode = SslMode::parse(value)?;
+        } else {
+            kept.push(pair);
+        }
+    }
+    let stripped = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let mut config: tokio_postgres::Config = stripped
+        .parse()
+        .map_err(|_| "not a valid PostgreSQL URL (libpq's form: `postgres://user:password@host:5432/database?option=value`)".to_string())?;
+    config.ssl_mode(mode.driver());
+    Ok((config, mode))
 }
 
 /// Authentication of `POST /webhook`.
@@ -592,5 +757,50 @@ mod tests {
         }
         assert!(parse_coalesce_after("500ms").unwrap_err().contains("out of range"));
         assert!(parse_coalesce_after("soon").unwrap_err().contains("invalid duration"));
+    }
+
+    #[test]
+    fn sslmode_is_taken_out_of_the_url_and_the_driver_told_what_it_knows() {
+        for (url, mode, driver) in [
+            ("postgres://u@h/db", SslMode::Prefer, tokio_postgres::config::SslMode::Prefer),
+            (
+                "postgres://u@h/db?sslmode=disable",
+                SslMode::Disable,
+                tokio_postgres::config::SslMode::Disable,
+            ),
+            (
+                "postgres://u@h/db?sslmode=require",
+                SslMode::Require,
+                tokio_postgres::config::SslMode::Require,
+            ),
+            (
+                "postgres://u@h/db?sslmode=verify-ca",
+                SslMode::VerifyCa,
+                tokio_postgres::config::SslMode::Require,
+            ),
+            (
+                "postgresql://u:p@h:5433/db?connect_timeout=2&sslmode=verify-full&application_name=x",
+                SslMode::VerifyFull,
+                tokio_postgres::config::SslMode::Require,
+            ),
+        ] {
+            let (config, m) = parse_url(url).unwrap();
+            assert_eq!(m, mode, "{url}");
+            assert_eq!(config.get_ssl_mode(), driver, "{url}");
+        }
+        let (config, _) = parse_url("postgres://u@h:5433/db?application_name=x&sslmode=verify-full").unwrap();
+        assert_eq!(config.get_application_name(), Some("x"));
+        assert_eq!(config.get_ports(), [5433]);
+    }
+
+    #[test]
+    fn wrong_modes_and_libpq_file_parameters_are_explained_without_the_url() {
+        let e = parse_url("postgres://u:hunter2@h/db?sslmode=verify_full").unwrap_err();
+        assert!(e.contains("unknown `sslmode=verify_full`") && !e.contains("hunter2"), "{e}");
+        assert!(parse_url("postgres://u@h/db?sslmode=allow").unwrap_err().contains("not supported"));
+        let e = parse_url("postgres://u:hunter2@h/db?sslrootcert=/ca.pem").unwrap_err();
+        assert!(e.contains("relay.store.ca_file") && !e.contains("hunter2"), "{e}");
+        let e = parse_url("postgres://u:hunter2@h/db?nonsense=1").unwrap_err();
+        assert!(e.contains("not a valid PostgreSQL URL") && !e.contains("hunter2"), "{e}");
     }
 }

@@ -27,11 +27,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
 use super::config::StoreConfig;
 use super::store::postgres::describe;
+use super::store::postgres_tls::connect_config;
 use crate::config::secret::redact_url;
 
 /// The advisory lock key of the fallback leadership: "lkleader" in ASCII.
@@ -119,12 +119,12 @@ impl Leader {
 /// A session of its own, with server-side keepalives so that the server
 /// frees the lock of a leader whose machine vanished.
 async fn connect(cfg: &StoreConfig) -> Result<tokio_postgres::Client, String> {
-    let mut pg: tokio_postgres::Config = cfg.url.expose().parse().map_err(|_| "not a valid PostgreSQL URL".to_string())?;
+    let (mut pg, tls) = connect_config(cfg)?;
     if pg.get_connect_timeout().is_none() {
         pg.connect_timeout(Duration::from_secs(3));
     }
     pg.application_name(format!("lookout {} leader", cfg.replica));
-    let (client, conn) = pg.connect(NoTls).await.map_err(|e| describe(&e))?;
+    let (client, conn) = pg.connect(tls).await.map_err(|e| describe(&e))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });

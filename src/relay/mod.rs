@@ -30,7 +30,7 @@ pub mod threads;
 pub mod worker;
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -68,6 +68,40 @@ struct Running {
     stop: CancellationToken,
     /// Cancelled once it has stopped, its sends in flight landed.
     done: CancellationToken,
+}
+
+/// The relay as the daemon holds it from the start: empty until its store
+/// opens. A shared PostgreSQL store may be unreachable when a replica
+/// starts; the daemon then keeps trying while its probes run, and intake
+/// and `/-/ready/relay` answer 503 (Alertmanager retries) until it opens.
+#[derive(Default)]
+pub struct RelaySlot {
+    relay: OnceLock<Arc<Relay>>,
+    /// Why the store is not open yet, as last tried (no secret: the URL is
+    /// redacted in the store's errors).
+    waiting: Mutex<String>,
+}
+
+impl RelaySlot {
+    /// The relay, once its store opened.
+    pub fn get(&self) -> Option<&Arc<Relay>> {
+        self.relay.get()
+    }
+
+    /// The relay is running: webhooks are taken from now on.
+    pub fn open(&self, relay: Arc<Relay>) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Records why the store did not open.
+    pub fn set_waiting(&self, why: String) {
+        *self.waiting.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// Why the store is not open yet.
+    pub fn waiting(&self) -> String {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// Why a webhook was refused.
@@ -334,9 +368,12 @@ impl Relay {
     }
 }
 
-/// What of `relay.store` a reload cannot change (the store stays open).
-fn store_key(c: &RelayConfig) -> Option<(&str, usize, std::time::Duration, &str)> {
-    c.store.as_ref().map(|s| (s.url.expose(), s.pool_size, s.lease, s.replica.as_str()))
+/// What of `relay.store` a reload cannot change (the store stays open,
+/// with the TLS files it was opened with).
+fn store_key(c: &RelayConfig) -> Option<(&str, usize, std::time::Duration, &str, &config::StoreTls)> {
+    c.store
+        .as_ref()
+        .map(|s| (s.url.expose(), s.pool_size, s.lease, s.replica.as_str(), &s.tls))
 }
 
 /// Dead-letters what is queued for destinations `config` no longer has

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use super::flush::{self, Hits, Plan, Rate, Record, Stopped, Survey};
 use crate::config::{Secret, redact_url};
 use crate::probe::{ProbeSpec, RedisSpec, unix_now};
-use crate::relay::Relay;
+use crate::relay::{Relay, RelaySlot};
 use crate::store::{History, StoredFlush};
 use crate::task::Tasks;
 
@@ -483,14 +483,14 @@ pub struct FlushJobs {
     jobs: Jobs,
     history: History,
     tasks: Tasks,
-    relay: Option<Arc<Relay>>,
+    relay: Option<Arc<RelaySlot>>,
 }
 
 impl FlushJobs {
     /// Flushes run as `tasks` (shutdown stops them after the batch in
     /// flight and waits), are recorded in `history`, and their records
     /// queued through `relay` for a request's `notify`.
-    pub fn new(history: History, tasks: Tasks, relay: Option<Arc<Relay>>) -> FlushJobs {
+    pub fn new(history: History, tasks: Tasks, relay: Option<Arc<RelaySlot>>) -> FlushJobs {
         FlushJobs {
             jobs: Arc::new(Mutex::new(VecDeque::new())),
             history,
@@ -552,6 +552,7 @@ impl FlushJobs {
                 watch_job.stop.store(true, Ordering::SeqCst);
                 watch_job.update(|p| p.stop_requested = true);
             });
+            // The relay as it is when the flush is done: its store may open late.
             run(&job, order, &all, &history, relay.as_deref()).await;
             watch.abort();
             history.record_flush(job.snapshot().stored());
@@ -631,7 +632,7 @@ fn finish(job: &Job, probe: &str, state: State, error: Option<String>, record: S
 
 /// The survey, snapshot, deletion and record of one order: the command
 /// line's steps, with the job's progress and the metrics kept current.
-async fn run(job: &Arc<Job>, order: Order, all: &Jobs, history: &History, relay: Option<&Relay>) {
+async fn run(job: &Arc<Job>, order: Order, all: &Jobs, history: &History, relay: Option<&RelaySlot>) {
     let probe = order.probe.as_str();
     // Written at each change of state and every PROGRESS_EVERY while deleting.
     let save = || history.record_flush(job.snapshot().stored());
@@ -858,7 +859,15 @@ async fn run(job: &Arc<Job>, order: Order, all: &Jobs, history: &History, relay:
     // 5. Communicate: the record as it stands, queued in the relay's outbox
     // (durable and retried as an alert is) before the flush reads as ended,
     // so whoever follows it sees where the notice went.
-    let (state, error) = match notify(relay, &order.notify, &display, outcome.deleted, &text).await {
+    let (state, error) = match notify(
+        relay.and_then(RelaySlot::get).map(Arc::as_ref),
+        &order.notify,
+        &display,
+        outcome.deleted,
+        &text,
+    )
+    .await
+    {
         Ok(None) => (state, error),
         Ok(Some(line)) => {
             text.push_str(&line);
@@ -932,7 +941,9 @@ async fn notify(relay: Option<&Relay>, to: &[String], display: &str, deleted: u6
     if to.is_empty() {
         return Ok(None);
     }
-    let relay = relay.ok_or("the relay is not running in this daemon (its `relay` section was added after it started: restart it)")?;
+    let relay = relay.ok_or(
+        "the relay is not running in this daemon (its store has not opened yet, or its `relay` section was added after it started: restart it)",
+    )?;
     let title = format!("Redis controlled flush on {display}: {deleted} keys deleted");
     let p = crate::relay::template::informational(&title, record);
     relay.send_to(&p, to.to_vec()).await.map_err(|e| e.to_string())?;

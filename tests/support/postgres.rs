@@ -111,6 +111,8 @@ pub struct Private {
     dir: tempfile::TempDir,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// The script's options after the port (TLS), at every start.
+    options: Vec<String>,
 }
 
 fn script(args: &[&str]) -> Result<String, String> {
@@ -129,13 +131,28 @@ fn script(args: &[&str]) -> Result<String, String> {
 impl Private {
     /// Starts one on a free port; panics with its log when it cannot.
     pub fn start() -> Private {
+        Private::start_with(Vec::new())
+    }
+
+    /// One with `ssl = on` and the server certificate of `ca` (SAN
+    /// `IP:127.0.0.1`, `DNS:localhost`). `client_certs`: TCP connections
+    /// only over TLS and with a client certificate `ca` signed.
+    pub fn start_tls(ca: &super::TestCa, client_certs: bool) -> Private {
+        let mut options = vec!["--tls".to_string(), ca.cert.display().to_string(), ca.key.display().to_string()];
+        if client_certs {
+            options.extend(["--client-ca".to_string(), ca.ca.display().to_string()]);
+        }
+        Private::start_with(options)
+    }
+
+    fn start_with(options: Vec<String>) -> Private {
         let dir = tempfile::tempdir().unwrap();
         // The server may run as `postgres` (when the tests run as root): it
         // must reach its directory.
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         let port = super::free_port();
-        let p = Private { dir, port };
+        let p = Private { dir, port, options };
         p.up();
         p
     }
@@ -146,7 +163,10 @@ impl Private {
 
     /// Starts it (again), on the same port and data.
     pub fn up(&self) {
-        script(&["start", &self.path(), &self.port.to_string()]).unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
+        let (path, port) = (self.path(), self.port.to_string());
+        let mut args = vec!["start", &path, &port];
+        args.extend(self.options.iter().map(String::as_str));
+        script(&args).unwrap_or_else(|e| panic!("cannot start PostgreSQL: {e}"));
     }
 
     /// Stops it (fast shutdown: sessions are cut).

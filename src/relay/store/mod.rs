@@ -22,6 +22,7 @@
 //! superseded and digested rows are pruned.
 
 pub mod postgres;
+pub mod postgres_tls;
 pub mod sqlite;
 
 use std::path::Path;

@@ -73,7 +73,6 @@ use std::time::Duration;
 
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::NoTls;
 
 use super::{Accepted, Dead, Mark, NewNotification, OutboxError, Pending, RelayStore};
 use crate::config::secret::redact_url;
@@ -361,6 +360,10 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             text
         }
     };
+    let text = match super::postgres_tls::hint(&text) {
+        Some(hint) => format!("{text} — {hint}"),
+        None => text,
+    };
     crate::config::secret::redact_urls_in(&text)
 }
 
@@ -373,7 +376,7 @@ impl Postgres {
             store: shown.clone(),
             message,
         };
-        let mut pg: tokio_postgres::Config = cfg.url.expose().parse().map_err(|_| bad("not a valid PostgreSQL URL".into()))?;
+        let (mut pg, tls) = super::postgres_tls::connect_config(cfg).map_err(bad)?;
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(CONNECT_TIMEOUT);
         }
@@ -385,7 +388,7 @@ impl Postgres {
         pg.keepalives_idle(Duration::from_secs(10));
         let manager = Manager::from_config(
             pg,
-            NoTls,
+            tls,
             ManagerConfig {
                 // Verified: a connection broken while pooled (the server
                 // restarted) is found out and replaced before it is used.
