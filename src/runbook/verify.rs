@@ -745,6 +745,15 @@ async fn rules(api: Option<Api>) -> Vec<Case> {
         .collect()
 }
 
+/// The verdict in capitals, as the headline says it.
+pub(crate) fn verdict_word(s: Status) -> &'static str {
+    match s {
+        Status::Pass | Status::Skipped => "PASSED",
+        Status::Fail => "FAILED",
+        Status::Unknown => "COULD NOT TELL",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -834,14 +843,5 @@ mod tests {
         for (s, f, want) in table {
             assert_eq!(judge(&s, f), want, "{s:?}");
         }
-    }
-}
-
-/// The verdict in capitals, as the headline says it.
-pub(crate) fn verdict_word(s: Status) -> &'static str {
-    match s {
-        Status::Pass | Status::Skipped => "PASSED",
-        Status::Fail => "FAILED",
-        Status::Unknown => "COULD NOT TELL",
     }
 }
