@@ -84,13 +84,16 @@ pub fn read_client_identity(cert: &Path, key: &Path) -> Result<(Pem, Secret), (&
     Ok((chain, key_pem))
 }
 
-fn parse_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+/// The certificates of a PEM bundle already read (and checked) by
+/// [`read_certificates`].
+pub fn parse_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("not valid PEM: {e}"))
 }
 
-fn root_store(pem: &[u8]) -> Result<rustls::RootCertStore, String> {
+/// The trust anchors of a CA bundle already read by [`read_ca_bundle`].
+pub fn root_store(pem: &[u8]) -> Result<rustls::RootCertStore, String> {
     let mut store = rustls::RootCertStore::empty();
     for cert in parse_certificates(pem)? {
         store.add(cert).map_err(|e| format!("a certificate is not usable as a CA: {e}"))?;

@@ -28,7 +28,7 @@ use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
 use serde::Deserialize;
 
-use super::tls::{read_ca_bundle, read_certificates};
+use super::tls::{parse_certificates, read_ca_bundle, read_certificates, root_store};
 use super::value::read_secret;
 use super::{ConfigError, Problem};
 
@@ -139,9 +139,7 @@ fn tls_server(t: RawTlsServer, dir: &Path) -> Result<rustls::ServerConfig, (&'st
     let cert = t.cert_file.as_deref().map(resolve).ok_or(("cert_file", "required".to_string()))?;
     let key = t.key_file.as_deref().map(resolve).ok_or(("key_file", "required".to_string()))?;
     let chain = read_certificates(&cert).map_err(|e| ("cert_file", e))?;
-    let chain = rustls::pki_types::CertificateDer::pem_slice_iter(&chain.0)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ("cert_file", format!("`{}`: not valid PEM: {e}", cert.display())))?;
+    let chain = parse_certificates(&chain.0).map_err(|e| ("cert_file", format!("`{}`: {e}", cert.display())))?;
     let key_pem = read_secret(&None, &Some(key.clone()), "key_file")
         .map_err(|e| ("key_file", e))?
         .ok_or(("key_file", "required".to_string()))?;
@@ -198,10 +196,7 @@ fn tls_server(t: RawTlsServer, dir: &Path) -> Result<rustls::ServerConfig, (&'st
         (_, Some(ca)) => {
             let ca = resolve(ca);
             let pem = read_ca_bundle(&ca).map_err(|e| ("client_ca_file", e))?;
-            let mut roots = rustls::RootCertStore::empty();
-            for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem.0).flatten() {
-                roots.add(c).map_err(|e| ("client_ca_file", format!("`{}`: {e}", ca.display())))?;
-            }
+            let roots = root_store(&pem.0).map_err(|e| ("client_ca_file", format!("`{}`: {e}", ca.display())))?;
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if auth == "VerifyClientCertIfGiven" {
                 verifier.allow_unauthenticated()

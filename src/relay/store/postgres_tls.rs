@@ -38,6 +38,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::config::tls::{parse_certificates, root_store};
 use crate::relay::config::{SslMode, StoreConfig, StoreTls, parse_url};
 
 /// The driver's configuration and the connector of `cfg`: what the pool
@@ -52,16 +53,7 @@ pub fn connect_config(cfg: &StoreConfig) -> Result<(tokio_postgres::Config, Make
 pub fn connector(mode: SslMode, tls: &StoreTls) -> Result<MakeRustlsConnect, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let roots = match &tls.ca {
-        Some(pem) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(&pem.0) {
-                let cert = cert.map_err(|e| format!("`ca_file`: not valid PEM: {e}"))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("`ca_file`: a certificate is not usable as a CA: {e}"))?;
-            }
-            Some(Arc::new(roots))
-        }
+        Some(pem) => Some(Arc::new(root_store(&pem.0).map_err(|e| format!("`ca_file`: {e}"))?)),
         None => None,
     };
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -87,9 +79,7 @@ pub fn connector(mode: SslMode, tls: &StoreTls) -> Result<MakeRustlsConnect, Str
     let builder = builder.dangerous().with_custom_certificate_verifier(verifier);
     let mut config = match &tls.client {
         Some((chain, key)) => {
-            let certs = CertificateDer::pem_slice_iter(&chain.0)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("`cert_file`: not valid PEM: {e}"))?;
+            let certs = parse_certificates(&chain.0).map_err(|e| format!("`cert_file`: {e}"))?;
             let key = PrivateKeyDer::from_pem_slice(key.expose().as_bytes()).map_err(|_| "`key_file`: no PEM private key".to_string())?;
             builder
                 .with_client_auth_cert(certs, key)
