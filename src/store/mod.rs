@@ -26,6 +26,7 @@ use rusqlite::{Connection, params};
 
 use crate::probe::{Observation, Reading};
 pub use reader::HistoryReader;
+use summary::FLUSH_COLUMNS;
 pub use summary::{Availability, PairSummary, StoredEntry, StoredFlush, StoredRound, WindowSummary};
 
 /// Name of the history database file inside `data_dir`.
@@ -294,29 +295,10 @@ const FINAL_STATES: [&str; 4] = ["done", "dry_run", "interrupted", "failed"];
 /// logs and counts (`lookout_flush_runs_total{outcome="interrupted"}`).
 fn interrupt_unfinished_flushes(conn: &Connection, path: &Path) {
     let found = (|| -> rusqlite::Result<Vec<StoredFlush>> {
-        let mut stmt = conn.prepare(
-            "SELECT id, probe, target, pattern, state, user, started, finished, matched, deleted, record, origin, request, updated, error
-             FROM flushes WHERE state NOT IN ('done', 'dry_run', 'interrupted', 'failed')",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok(StoredFlush {
-                id: r.get(0)?,
-                probe: r.get(1)?,
-                target: r.get(2)?,
-                pattern: r.get(3)?,
-                state: r.get(4)?,
-                user: r.get(5)?,
-                started: r.get(6)?,
-                finished: r.get(7)?,
-                matched: r.get::<_, i64>(8)?.max(0) as u64,
-                deleted: r.get::<_, i64>(9)?.max(0) as u64,
-                record: r.get(10)?,
-                origin: r.get(11)?,
-                request: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
-                updated: r.get(13)?,
-                error: r.get(14)?,
-            })
-        })?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {FLUSH_COLUMNS} FROM flushes WHERE state NOT IN ('done', 'dry_run', 'interrupted', 'failed')"
+        ))?;
+        let rows = stmt.query_map([], StoredFlush::from_row)?;
         rows.collect()
     })();
     let found = match found {

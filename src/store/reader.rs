@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
 
-use super::summary::{Availability, PairSummary, StoredFlush};
+use super::summary::{Availability, FLUSH_COLUMNS, PairSummary, StoredFlush};
 use super::{HISTORY_FILE, StoreError, schema};
 use crate::probe::{FailureReason, Observation, Reading};
 
@@ -43,28 +43,10 @@ impl HistoryReader {
     /// `limit`; with `id`, that one only.
     pub fn flushes(&self, id: Option<&str>, limit: usize) -> Result<Vec<StoredFlush>, StoreError> {
         let read = || -> rusqlite::Result<Vec<StoredFlush>> {
-            let mut stmt = self.conn.prepare_cached(
-                "SELECT id, probe, target, pattern, state, user, started, finished, matched, deleted, record, origin, request, updated, error FROM flushes WHERE (?1 IS NULL OR id = ?1) ORDER BY started DESC LIMIT ?2",
-            )?;
-            let rows = stmt.query_map(params![id, limit as i64], |r| {
-                Ok(StoredFlush {
-                    id: r.get(0)?,
-                    probe: r.get(1)?,
-                    target: r.get(2)?,
-                    pattern: r.get(3)?,
-                    state: r.get(4)?,
-                    user: r.get(5)?,
-                    origin: r.get(11)?,
-                    request: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
-                    started: r.get(6)?,
-                    finished: r.get(7)?,
-                    updated: r.get(13)?,
-                    error: r.get(14)?,
-                    matched: r.get::<_, i64>(8)?.max(0) as u64,
-                    deleted: r.get::<_, i64>(9)?.max(0) as u64,
-                    record: r.get(10)?,
-                })
-            })?;
+            let mut stmt = self.conn.prepare_cached(&format!(
+                "SELECT {FLUSH_COLUMNS} FROM flushes WHERE (?1 IS NULL OR id = ?1) ORDER BY started DESC LIMIT ?2"
+            ))?;
+            let rows = stmt.query_map(params![id, limit as i64], StoredFlush::from_row)?;
             rows.collect()
         };
         read().map_err(|e| self.err(e))

@@ -141,6 +141,33 @@ pub struct StoredFlush {
     pub record: String,
 }
 
+/// The `flushes` columns [`StoredFlush::from_row`] reads, in its order.
+pub(super) const FLUSH_COLUMNS: &str =
+    "id, probe, target, pattern, state, user, started, finished, matched, deleted, record, origin, request, updated, error";
+
+impl StoredFlush {
+    /// A row selected with [`FLUSH_COLUMNS`].
+    pub(super) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredFlush> {
+        Ok(StoredFlush {
+            id: r.get(0)?,
+            probe: r.get(1)?,
+            target: r.get(2)?,
+            pattern: r.get(3)?,
+            state: r.get(4)?,
+            user: r.get(5)?,
+            started: r.get(6)?,
+            finished: r.get(7)?,
+            matched: r.get::<_, i64>(8)?.max(0) as u64,
+            deleted: r.get::<_, i64>(9)?.max(0) as u64,
+            record: r.get(10)?,
+            origin: r.get(11)?,
+            request: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
+            updated: r.get(13)?,
+            error: r.get(14)?,
+        })
+    }
+}
+
 /// The Markdown record of a flush its daemon did not live to finish
 /// (`was`: the state its last update wrote; `why`: what to do about it),
 /// from the figures of its last update.
