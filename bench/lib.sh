@@ -51,6 +51,7 @@ declare -A PACKAGE=(
   [prometheus-blackbox-exporter]=prometheus-blackbox-exporter
   [prometheus-alertmanager]=prometheus-alertmanager
   [curl]=curl [wrk]=wrk [python3]=python3 [sqlite3]=sqlite3 [cargo]="the Rust toolchain (rustup)"
+  [valgrind]=valgrind [callgrind_control]=valgrind
 )
 
 # need TOOL...: every tool on PATH (or an absolute path that exists), else
