@@ -310,11 +310,11 @@ impl Relay {
 
     /// Validates, routes and durably stores a webhook body.
     pub async fn ingest(&self, body: &[u8]) -> Result<Accepted, IngestError> {
-        let p = Envelope::parse(body).map_err(|e| IngestError::BadRequest(e.0))?;
-        // The strict walk in `Envelope::parse` has checked every string, so
-        // the body is valid UTF-8: stored and forwarded byte for byte.
-        let raw = String::from_utf8(body.to_vec()).map_err(|_| IngestError::BadRequest("the body is not valid UTF-8".into()))?;
-        self.store(raw, p.group_key.to_string(), p.dedup_key(), &p.common_labels).await
+        // Stored and forwarded byte for byte.
+        let text = std::str::from_utf8(body).map_err(|e| IngestError::BadRequest(format!("the body is not valid UTF-8: {e}")))?;
+        let p = Envelope::parse_str(text).map_err(|e| IngestError::BadRequest(e.0))?;
+        self.store(text.to_owned(), p.group_key.to_string(), p.dedup_key(), &p.common_labels)
+            .await
     }
 
     /// Stores an already-parsed payload (synthetic alerts enter here when

@@ -398,7 +398,14 @@ impl<'a> Envelope<'a> {
     /// Parses and validates a request body: the rules every payload obeys.
     /// Whatever passes is what [`Payload::parse`] accepts at delivery.
     pub fn parse(body: &'a [u8]) -> Result<Envelope<'a>, PayloadError> {
-        let p: Envelope = serde_json::from_slice(body).map_err(json_error)?;
+        Envelope::parse_str(std::str::from_utf8(body).map_err(|e| PayloadError(format!("the body is not valid UTF-8: {e}")))?)
+    }
+
+    /// [`Envelope::parse`] of a body already known to be UTF-8: the whole
+    /// body is checked once, rather than each string as the parser meets it
+    /// and then the body again to store it.
+    pub fn parse_str(body: &'a str) -> Result<Envelope<'a>, PayloadError> {
+        let p: Envelope = serde_json::from_str(body).map_err(json_error)?;
         if p.version != "4" {
             return Err(PayloadError(format!(
                 "unsupported payload version `{}` (expected \"4\")",
