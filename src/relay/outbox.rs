@@ -37,7 +37,8 @@ pub const OUTBOX_FILE: &str = "outbox.db";
 /// The outbox file's layout, in `PRAGMA user_version`. Files written
 /// before it was kept read 0 and have the same tables; a file from a newer
 /// lookout is refused rather than written in a layout this one does not know.
-pub const SCHEMA_VERSION: i64 = 1;
+/// 2: the queue's indexes hold pending deliveries only.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Most requests committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -311,11 +312,20 @@ fn open_conn(path: &Path, synchronous: &str) -> Result<Connection, OutboxError> 
             created REAL NOT NULL,
             last_error TEXT
         );
-        CREATE INDEX IF NOT EXISTS deliveries_pending ON deliveries(destination, state, next_attempt);
+        -- Layout 1 indexed every delivery, the state in each key: a delivery
+        -- leaving the queue moved within all three indexes. Partial indexes
+        -- hold the queue alone, so they stay as small as it and a delivery
+        -- leaving it is only removed (bench/relay-delivery.sh).
+        DROP INDEX IF EXISTS deliveries_pending;
+        DROP INDEX IF EXISTS deliveries_queue;
+        DROP INDEX IF EXISTS deliveries_group;
+        -- When the next delivery of a destination is due.
+        CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(destination, next_attempt) WHERE state = 'pending';
         -- In queue order: the worker walks this from the oldest, so taking the
         -- next delivery does not sort the whole queue.
-        CREATE INDEX IF NOT EXISTS deliveries_queue ON deliveries(destination, state, id);
-        CREATE INDEX IF NOT EXISTS deliveries_group ON deliveries(destination, group_key, state, id);",
+        CREATE INDEX IF NOT EXISTS deliveries_queued ON deliveries(destination, id) WHERE state = 'pending';
+        -- A group's queue: what goes before and after a delivery.
+        CREATE INDEX IF NOT EXISTS deliveries_group_queued ON deliveries(destination, group_key, id) WHERE state = 'pending';",
     )
     .map_err(err)?;
     if found < SCHEMA_VERSION {
@@ -390,9 +400,9 @@ impl Outbox {
     pub fn next_due(&self, destination: &str, limit: usize) -> Result<Vec<Pending>, OutboxError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT d.id, d.attempts, d.created, n.payload, d.group_key FROM deliveries d INDEXED BY deliveries_queue JOIN notifications n ON n.id = d.notification
+                "SELECT d.id, d.attempts, d.created, n.payload, d.group_key FROM deliveries d INDEXED BY deliveries_queued JOIN notifications n ON n.id = d.notification
                  WHERE d.destination = ?1 AND d.state = 'pending' AND d.next_attempt <= ?2
-                   AND NOT EXISTS (SELECT 1 FROM deliveries e INDEXED BY deliveries_group WHERE e.destination = d.destination AND e.group_key = d.group_key AND e.state = 'pending' AND e.id < d.id)
+                   AND NOT EXISTS (SELECT 1 FROM deliveries e INDEXED BY deliveries_group_queued WHERE e.destination = d.destination AND e.group_key = d.group_key AND e.state = 'pending' AND e.id < d.id)
                  ORDER BY d.id LIMIT ?3",
             )?;
             let rows = stmt.query_map(params![destination, now(), limit as i64], |r| {
@@ -408,7 +418,7 @@ impl Outbox {
     pub fn queued(&self, destination: &str, limit: usize, max_bytes: usize) -> Result<Vec<Pending>, OutboxError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT d.id, d.attempts, d.created, n.payload, d.group_key FROM deliveries d INDEXED BY deliveries_queue JOIN notifications n ON n.id = d.notification
+                "SELECT d.id, d.attempts, d.created, n.payload, d.group_key FROM deliveries d INDEXED BY deliveries_queued JOIN notifications n ON n.id = d.notification
                  WHERE d.destination = ?1 AND d.state = 'pending' ORDER BY d.id LIMIT ?2",
             )?;
             let mut rows = stmt.query(params![destination, limit as i64])?;
@@ -430,7 +440,7 @@ impl Outbox {
     pub fn newest_in_group(&self, destination: &str, group: &str) -> Result<Option<i64>, OutboxError> {
         self.with(|c| {
             c.prepare_cached(
-                "SELECT MAX(id) FROM deliveries INDEXED BY deliveries_group WHERE destination = ?1 AND group_key = ?2 AND state = 'pending'",
+                "SELECT MAX(id) FROM deliveries INDEXED BY deliveries_group_queued WHERE destination = ?1 AND group_key = ?2 AND state = 'pending'",
             )?
             .query_row(params![destination, group], |r| r.get(0))
         })
@@ -760,6 +770,46 @@ mod tests {
         let c = Connection::open(&path).unwrap();
         let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(v, 99, "left as it was");
+    }
+
+    #[test]
+    fn a_layout_1_file_keeps_its_queue_under_the_pending_only_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(OUTBOX_FILE);
+        {
+            // What layout 1 created: every delivery indexed, state in each key.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 CREATE TABLE notifications (id INTEGER PRIMARY KEY, received REAL NOT NULL, group_key TEXT NOT NULL, dedup TEXT NOT NULL, payload TEXT NOT NULL);
+                 CREATE TABLE deliveries (id INTEGER PRIMARY KEY, notification INTEGER NOT NULL REFERENCES notifications(id), destination TEXT NOT NULL, group_key TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, next_attempt REAL NOT NULL, created REAL NOT NULL, last_error TEXT);
+                 CREATE INDEX deliveries_pending ON deliveries(destination, state, next_attempt);
+                 CREATE INDEX deliveries_queue ON deliveries(destination, state, id);
+                 CREATE INDEX deliveries_group ON deliveries(destination, group_key, state, id);
+                 INSERT INTO notifications VALUES (1, 1.0, 'g', 'd1', '{}'), (2, 2.0, 'g', 'd2', '{}'), (3, 3.0, 'h', 'd3', '{}');
+                 INSERT INTO deliveries (notification, destination, group_key, state, next_attempt, created) VALUES
+                   (1, 'hook', 'g', 'done', 1.0, 1.0), (2, 'hook', 'g', 'pending', 2.0, 2.0), (3, 'hook', 'h', 'pending', 3.0, 3.0);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        let o = Outbox::open(dir.path(), Duration::ZERO).unwrap();
+        let c = Connection::open(&path).unwrap();
+        let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v, 2);
+        let mut indexes: Vec<String> = c
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'deliveries' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        indexes.sort();
+        assert_eq!(indexes, ["deliveries_due", "deliveries_group_queued", "deliveries_queued"]);
+        let due: Vec<(i64, String)> = o.next_due("hook", 10).unwrap().into_iter().map(|p| (p.id, p.group_key)).collect();
+        assert_eq!(due, [(2, "g".to_string()), (3, "h".to_string())], "the queue as it was");
+        assert_eq!(o.newest_in_group("hook", "g").unwrap(), Some(2));
+        assert_eq!(o.next_wakeup("hook").unwrap(), Some(2.0));
     }
 
     #[test]
