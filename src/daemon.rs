@@ -273,7 +273,7 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
         feed: feed.clone(),
         alerts: alerts.clone(),
     });
-    let app = crate::server::router(AppState {
+    let app = crate::server::router(AppState::new(crate::state::Shared {
         config: config.clone(),
         probes: probes.clone(),
         crosscheck: feed.clone(),
@@ -287,7 +287,7 @@ pub async fn run(source: ConfigSource) -> anyhow::Result<()> {
             tasks.clone(),
             relay.clone(),
         )),
-    });
+    }));
     let server_stop = tasks.stopping();
     let tls = cfg.web.as_ref().and_then(|w| w.tls.clone());
     tasks.spawn(crate::listener::serve(listener, app, cfg.limits, tls, server_stop));

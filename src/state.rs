@@ -107,9 +107,31 @@ impl Alerts {
     }
 }
 
-/// What the HTTP handlers see of the running daemon.
+/// What the HTTP handlers see of the running daemon. One `Arc` around
+/// [`Shared`]: axum clones the state for every extractor of every request,
+/// and cloning and dropping ten reference counts (shared by both runtime
+/// threads) twice a webhook took 2% of lookout's CPU under webhook load
+/// (`perf record` during `PART=1 bench/relay-storm.sh`).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// The handle the router is given.
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The daemon's parts the handlers read, behind [`AppState`].
+pub struct Shared {
     /// The configuration in force.
     pub config: Arc<CurrentConfig>,
     /// The probes' latest observations.
