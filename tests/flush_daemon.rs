@@ -41,6 +41,17 @@ fn config(redis: &Redis, admin: bool) -> String {
     )
 }
 
+/// `lookout redis flush --match 'p:*' --execute --yes EXTRA… --daemon URL`:
+/// the command line asking `d` to flush.
+fn flush_command(d: &Daemon, extra: &[&str]) -> std::process::Command {
+    let mut c = lookout();
+    c.args(["redis", "flush", "--match", "p:*", "--execute", "--yes"])
+        .args(extra)
+        .arg("--daemon")
+        .arg(format!("http://127.0.0.1:{}", d.port));
+    c
+}
+
 fn post(d: &Daemon, body: &str) -> (u16, serde_json::Value) {
     let (status, text) = http_post(d.port, "/api/v1/redis/flushes", body.as_bytes(), &[]).expect("the daemon answers");
     (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
@@ -135,22 +146,7 @@ fn the_daemon_runs_a_flush_exports_its_progress_and_keeps_its_record() {
     );
 
     // The command line asks the daemon for the rest, follows it, prints the record.
-    let out = lookout()
-        .args([
-            "redis",
-            "flush",
-            "--match",
-            "p:*",
-            "--execute",
-            "--yes",
-            "--no-snapshot",
-            "--rate",
-            "unlimited",
-        ])
-        .arg("--daemon")
-        .arg(format!("http://127.0.0.1:{}", d.port))
-        .output()
-        .unwrap();
+    let out = flush_command(&d, &["--no-snapshot", "--rate", "unlimited"]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(
@@ -210,12 +206,7 @@ fn the_flush_api_is_off_unless_enabled() {
     assert_eq!(status, 403, "{v}");
     assert!(v["error"].as_str().unwrap().contains("server.enable_admin_api"), "{v}");
     assert_eq!(count(&redis, "p:*"), 10);
-    let out = lookout()
-        .args(["redis", "flush", "--match", "p:*", "--execute", "--yes"])
-        .arg("--daemon")
-        .arg(format!("http://127.0.0.1:{}", d.port))
-        .output()
-        .unwrap();
+    let out = flush_command(&d, &[]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("HTTP 403") && stderr.contains("enable_admin_api"), "{stderr}");
@@ -260,20 +251,7 @@ fn the_redis_password_stays_out_of_everything_the_flush_shows() {
 fn ctrl_c_on_the_command_line_stops_the_daemons_flush() {
     let redis = populated(20_000, 0);
     let d = Daemon::start(&config(&redis, true));
-    let child = lookout()
-        .args([
-            "redis",
-            "flush",
-            "--match",
-            "p:*",
-            "--execute",
-            "--yes",
-            "--no-snapshot",
-            "--rate",
-            "2000/s",
-        ])
-        .arg("--daemon")
-        .arg(format!("http://127.0.0.1:{}", d.port))
+    let child = flush_command(&d, &["--no-snapshot", "--rate", "2000/s"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -476,20 +454,7 @@ fn one_flush_at_a_time_per_redis_whichever_probe_names_it() {
 fn the_daemon_watches_the_recovery_and_verifies_for_watch() {
     let redis = populated(300, 100);
     let d = Daemon::start(&config(&redis, true));
-    let child = lookout()
-        .args([
-            "redis",
-            "flush",
-            "--match",
-            "p:*",
-            "--execute",
-            "--yes",
-            "--no-snapshot",
-            "--watch",
-            "3s",
-        ])
-        .arg("--daemon")
-        .arg(format!("http://127.0.0.1:{}", d.port))
+    let child = flush_command(&d, &["--no-snapshot", "--watch", "3s"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -532,24 +497,7 @@ fn the_daemon_queues_the_record_for_notify_through_its_relay() {
         "server:\n  listen: {{listen}}\n  enable_admin_api: true\ndata_dir: {{data_dir}}\nprobe_files: []\nprobes:\n  - {{name: cache, kind: redis, url: '{}', every: 5s}}\nrelay:\n  auth:\n    bearer_token: tok-flush\n  destinations:\n    - {{name: ops-log, type: log}}\n",
         redis.url()
     ));
-    let daemon = format!("http://127.0.0.1:{}", d.port);
-    let flush = |notify: &str| {
-        lookout()
-            .args([
-                "redis",
-                "flush",
-                "--match",
-                "p:*",
-                "--execute",
-                "--yes",
-                "--no-snapshot",
-                "--notify",
-                notify,
-            ])
-            .args(["--daemon", &daemon])
-            .output()
-            .unwrap()
-    };
+    let flush = |notify: &str| flush_command(&d, &["--no-snapshot", "--notify", notify]).output().unwrap();
 
     let out = flush("ops-slack");
     let stderr = String::from_utf8_lossy(&out.stderr);
