@@ -194,15 +194,7 @@ impl Targets {
     async fn resolve(self) -> Result<(String, Vec<(String, redis::Client)>), String> {
         match self {
             Targets::One(display, client) => Ok((display.clone(), vec![(display, client)])),
-            Targets::Cluster(spec) => {
-                let masters = spec.masters(REDIS_TIMEOUT).await?;
-                let whole = format!("the cluster of {} masters (seeds {})", masters.len(), spec.seeds.join(", "));
-                let mut out = Vec::new();
-                for m in &masters {
-                    out.push((m.display_url.clone(), crate::probe::redis::client_for(m)?));
-                }
-                Ok((whole, out))
-            }
+            Targets::Cluster(spec) => spec.master_clients(REDIS_TIMEOUT).await,
             Targets::Sentinel(spec) => {
                 let m = spec.master(REDIS_TIMEOUT).await?;
                 eprintln!("sentinels: the master of `{}` is {}", spec.master_name, m.display_url);

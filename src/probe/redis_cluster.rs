@@ -392,6 +392,18 @@ impl RedisClusterSpec {
         }
         Ok(out)
     }
+
+    /// [`masters`](Self::masters) with a client for each, named by its
+    /// redacted URL, and the name a flush gives the whole cluster.
+    pub async fn master_clients(&self, timeout: Duration) -> Result<(String, Vec<(String, redis::Client)>), String> {
+        let masters = self.masters(timeout).await?;
+        let whole = format!("the cluster of {} masters (seeds {})", masters.len(), self.seeds.join(", "));
+        let clients = masters
+            .iter()
+            .map(|m| Ok((m.display_url.clone(), super::redis::client_for(m)?)))
+            .collect::<Result<_, String>>()?;
+        Ok((whole, clients))
+    }
 }
 
 #[async_trait::async_trait]

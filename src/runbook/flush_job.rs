@@ -983,15 +983,7 @@ async fn resolve(target: &Target) -> Result<(String, Vec<(String, redis::Client)
             let client = crate::probe::redis::client_for(spec)?;
             Ok((spec.display_url.clone(), vec![(spec.display_url.clone(), client)]))
         }
-        Target::Cluster(spec) => {
-            let masters = spec.masters(REDIS_TIMEOUT).await?;
-            let whole = format!("the cluster of {} masters (seeds {})", masters.len(), spec.seeds.join(", "));
-            let mut out = Vec::new();
-            for m in &masters {
-                out.push((m.display_url.clone(), crate::probe::redis::client_for(m)?));
-            }
-            Ok((whole, out))
-        }
+        Target::Cluster(spec) => spec.master_clients(REDIS_TIMEOUT).await,
         Target::Sentinel(spec) => {
             let m = spec.master(REDIS_TIMEOUT).await?;
             let client = crate::probe::redis::client_for(&m)?;
