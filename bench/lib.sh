@@ -154,7 +154,16 @@ LUA
 }
 
 # The webhook stand-in (bench/webhook-standin.py) on port SPORT, as the
-# delivery benches read it.
+# delivery benches read it: it answers every POST 200 (after the delay set
+# with GET /delay?ms=N) and counts requests and alerts per path.
+
+# start_standin: starts it on a free port, sets SPORT, waits until it answers.
+start_standin() {
+  SPORT=$(free_port)
+  python3 "$ROOT/bench/webhook-standin.py" "$SPORT" &
+  PIDS+=($!)
+  wait_until 10 "the stand-in on port $SPORT" curl -sf "http://127.0.0.1:$SPORT/count?path=/none"
+}
 
 # count PATH: "requests alerts first last" received on PATH.
 count() { curl -sf "http://127.0.0.1:$SPORT/count?path=$1"; }

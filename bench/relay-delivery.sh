@@ -23,12 +23,7 @@ need_lookout
 AM="$(command -v prometheus-alertmanager)"
 write_wrk_scripts "$WORK"
 
-# The stand-in: answers every POST 200 after DELAY ms, counts requests and
-# alerts per path (bench/webhook-standin.py).
-SPORT=$(free_port)
-python3 "$ROOT/bench/webhook-standin.py" "$SPORT" &
-PIDS+=($!)
-wait_until 10 "the stand-in on port $SPORT" curl -sf "http://127.0.0.1:$SPORT/count?path=/none"
+start_standin
 
 AMPORT=$(free_port)
 LPORT=$(free_port)

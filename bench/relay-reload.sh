@@ -27,10 +27,7 @@ need_lookout
 AM="$(command -v prometheus-alertmanager)"
 write_wrk_scripts "$WORK"
 
-SPORT=$(free_port)
-python3 "$ROOT/bench/webhook-standin.py" "$SPORT" &
-PIDS+=($!)
-wait_until 10 "the stand-in on port $SPORT" curl -sf "http://127.0.0.1:$SPORT/count?path=/none"
+start_standin
 curl -sf "http://127.0.0.1:$SPORT/delay?ms=10" >/dev/null
 
 # The driver: load, paced client, reloads; prints one summary line.

@@ -141,10 +141,7 @@ fi
 
 # --- 2. end to end ---------------------------------------------------------------
 if part 2 || part 3; then
-SPORT=$(free_port)
-python3 "$ROOT/bench/webhook-standin.py" "$SPORT" &
-PIDS+=($!)
-wait_until 10 "the stand-in on port $SPORT" curl -sf "http://127.0.0.1:$SPORT/count?path=/none"
+start_standin
 fi
 if part 2; then
 echo "== end to end: a 2 s burst into both replicas (wrk -t1 -c8 each), delivered by both to a stand-in answering at once"
