@@ -16,18 +16,28 @@
 //! commit wrote pages all over the file. Measured with `bench/relay.sh`:
 //! 20.5k notifications/s with that index, 36.7k/s without.
 //!
+//! A group's order is kept the same way. A delivery waits while an older one
+//! of its group is pending for the same destination, which needs an index by
+//! group; but group keys are as random as digests, and in a storm of new
+//! groups every insert again landed on a random page. Only deliveries of
+//! groups with more than one pending are `grouped` and indexed: the writer
+//! knows the *leads* (the one pending delivery of an otherwise idle group)
+//! from memory, rebuilt from the table at start, and marks a lead grouped
+//! when a second delivery of its group comes in (see [`Leads`]).
+//!
 //! Every method that reads or writes through the shared connection blocks
 //! on SQLite: async code calls them on the blocking pool (the worker's
 //! `blocking`). `ingest` and `mark` go through the writer thread and are
 //! async. Failures are [`OutboxError`]s that say which file and why.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -38,7 +48,9 @@ pub const OUTBOX_FILE: &str = "outbox.db";
 /// before it was kept read 0 and have the same tables; a file from a newer
 /// lookout is refused rather than written in a layout this one does not know.
 /// 2: the queue's indexes hold pending deliveries only.
-pub const SCHEMA_VERSION: i64 = 2;
+/// 3: only deliveries of groups with more than one pending are in the group
+/// index (`grouped`), only deliveries waiting for a retry in the index by time.
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Most requests committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -202,6 +214,84 @@ impl Recent {
     }
 }
 
+/// The leads: for each (destination, group) whose only pending delivery is
+/// known to the writer, that delivery's id. Only the writer thread touches
+/// it. A lead is not in the group index (`grouped = 0`); a second delivery
+/// of its group makes it grouped, so that everything older than a waiting
+/// delivery is in the index when it is looked for.
+///
+/// The safe direction, everywhere: a lead remembered after it left the queue
+/// (dead-lettered by a reload from another connection, a hash shared by two
+/// groups) only puts the next delivery of the group in the index when it did
+/// not need to be. A pending lead forgotten would let a younger delivery of
+/// its group go first, so nothing is forgotten until committed, and
+/// deliveries queued again from the dead-letter list are always grouped.
+struct Leads {
+    by_group: HashMap<u64, i64>,
+    hasher: std::hash::RandomState,
+}
+
+/// A change to the leads within the batch being written, undone when the
+/// batch is rolled back.
+enum LeadChange {
+    Added(u64),
+    Removed(u64, i64),
+}
+
+impl Leads {
+    fn new() -> Leads {
+        Leads {
+            by_group: HashMap::new(),
+            hasher: std::hash::RandomState::new(),
+        }
+    }
+
+    /// 64 bits for (destination, group): two groups sharing them are only
+    /// indexed when they need not be.
+    fn key(&self, destination: &str, group: &str) -> u64 {
+        self.hasher.hash_one((destination, group))
+    }
+
+    /// Loads the pending leads from the table. Two found under one key
+    /// (two groups sharing it) are both made grouped.
+    fn load(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        let mut stmt = conn.prepare(
+            "SELECT id, destination, group_key FROM deliveries INDEXED BY deliveries_queued WHERE state = 'pending' AND grouped = 0",
+        )?;
+        let mut rows = stmt.query([])?;
+        let (mut shared, mut keys) = (Vec::new(), HashSet::new());
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let k = self.key(r.get_ref(1)?.as_str()?, r.get_ref(2)?.as_str()?);
+            if let Some(other) = self.by_group.insert(k, id) {
+                shared.extend([other, id]);
+                keys.insert(k);
+            }
+        }
+        let mut group = conn.prepare("UPDATE deliveries SET grouped = 1 WHERE id = ?1")?;
+        for id in shared {
+            group.execute(params![id])?;
+        }
+        for k in keys {
+            self.by_group.remove(&k);
+        }
+        Ok(())
+    }
+
+    fn undo(&mut self, changes: Vec<LeadChange>) {
+        for c in changes.into_iter().rev() {
+            match c {
+                LeadChange::Added(k) => {
+                    self.by_group.remove(&k);
+                }
+                LeadChange::Removed(k, id) => {
+                    self.by_group.insert(k, id);
+                }
+            }
+        }
+    }
+}
+
 /// What the writer thread does. Everything that writes the outbox in the
 /// hot path goes through this one thread: SQLite has one writer at a time,
 /// and a second connection waiting on the lock (busy handler sleeps of up to
@@ -291,6 +381,9 @@ fn open_conn(path: &Path, synchronous: &str) -> Result<Connection, OutboxError> 
     }
     conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
     conn.pragma_update(None, "synchronous", synchronous).map_err(err)?;
+    // One writer at a time upgrades the layout: the daemon and a command
+    // opening the file at once do not both add the column.
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS notifications (
             id INTEGER PRIMARY KEY,
@@ -310,27 +403,47 @@ fn open_conn(path: &Path, synchronous: &str) -> Result<Connection, OutboxError> 
             attempts INTEGER NOT NULL DEFAULT 0,
             next_attempt REAL NOT NULL,
             created REAL NOT NULL,
-            last_error TEXT
-        );
-        -- Layout 1 indexed every delivery, the state in each key: a delivery
+            last_error TEXT,
+            grouped INTEGER NOT NULL DEFAULT 1
+        );",
+    )
+    .map_err(err)?;
+    // Layouts before 3 had no `grouped`: every delivery they queued is
+    // grouped (the default), as safe as the group index they had.
+    let has_grouped = conn
+        .prepare("SELECT 1 FROM pragma_table_info('deliveries') WHERE name = 'grouped'")
+        .and_then(|mut s| s.exists([]))
+        .map_err(err)?;
+    if !has_grouped {
+        conn.execute_batch("ALTER TABLE deliveries ADD COLUMN grouped INTEGER NOT NULL DEFAULT 1")
+            .map_err(err)?;
+    }
+    conn.execute_batch(
+        "-- Layout 1 indexed every delivery, the state in each key: a delivery
         -- leaving the queue moved within all three indexes. Partial indexes
         -- hold the queue alone, so they stay as small as it and a delivery
         -- leaving it is only removed (bench/relay-delivery.sh).
         DROP INDEX IF EXISTS deliveries_pending;
         DROP INDEX IF EXISTS deliveries_queue;
         DROP INDEX IF EXISTS deliveries_group;
-        -- When the next delivery of a destination is due.
-        CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries(destination, next_attempt) WHERE state = 'pending';
+        -- When the next retry of a destination is due. A delivery never
+        -- tried is due when queued: indexing those too (layout 2) wrote one
+        -- more page per commit for nothing the worker asks.
+        DROP INDEX IF EXISTS deliveries_due;
+        CREATE INDEX IF NOT EXISTS deliveries_retrying ON deliveries(destination, next_attempt) WHERE state = 'pending' AND attempts > 0;
         -- In queue order: the worker walks this from the oldest, so taking the
         -- next delivery does not sort the whole queue.
         CREATE INDEX IF NOT EXISTS deliveries_queued ON deliveries(destination, id) WHERE state = 'pending';
-        -- A group's queue: what goes before and after a delivery.
-        CREATE INDEX IF NOT EXISTS deliveries_group_queued ON deliveries(destination, group_key, id) WHERE state = 'pending';",
+        -- A group's queue: what goes before and after a delivery, for the
+        -- groups with more than one pending (layout 2 indexed every group).
+        DROP INDEX IF EXISTS deliveries_group_queued;
+        CREATE INDEX IF NOT EXISTS deliveries_group_waiting ON deliveries(destination, group_key, id) WHERE state = 'pending' AND grouped = 1;",
     )
     .map_err(err)?;
     if found < SCHEMA_VERSION {
         conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(err)?;
     }
+    conn.execute_batch("COMMIT").map_err(err)?;
     Ok(conn)
 }
 
@@ -355,12 +468,14 @@ impl Outbox {
         let writer = open_conn(&path, "FULL")?;
         let mut recent = Recent::new(dedup_window);
         recent.load(&writer).map_err(err)?;
+        let mut leads = Leads::new();
+        leads.load(&writer).map_err(err)?;
         let conn = open_conn(&path, "NORMAL")?;
         let (tx, rx) = mpsc::sync_channel::<WriterCmd>(4096);
         let p = path.clone();
         std::thread::Builder::new()
             .name("outbox-writer".into())
-            .spawn(move || ingest_loop(writer, rx, recent, p))
+            .spawn(move || ingest_loop(writer, rx, recent, leads, p))
             .map_err(OutboxError::Thread)?;
         Ok(Outbox {
             tx,
@@ -402,7 +517,7 @@ impl Outbox {
             let mut stmt = c.prepare_cached(
                 "SELECT d.id, d.attempts, d.created, n.payload, d.group_key FROM deliveries d INDEXED BY deliveries_queued JOIN notifications n ON n.id = d.notification
                  WHERE d.destination = ?1 AND d.state = 'pending' AND d.next_attempt <= ?2
-                   AND NOT EXISTS (SELECT 1 FROM deliveries e INDEXED BY deliveries_group_queued WHERE e.destination = d.destination AND e.group_key = d.group_key AND e.state = 'pending' AND e.id < d.id)
+                   AND (d.grouped = 0 OR NOT EXISTS (SELECT 1 FROM deliveries e INDEXED BY deliveries_group_waiting WHERE e.destination = d.destination AND e.group_key = d.group_key AND e.state = 'pending' AND e.grouped = 1 AND e.id < d.id))
                  ORDER BY d.id LIMIT ?3",
             )?;
             let rows = stmt.query_map(params![destination, now(), limit as i64], |r| {
@@ -436,20 +551,27 @@ impl Outbox {
     }
 
     /// The newest pending delivery of `group` to `destination`: when it is
-    /// newer than the one about to be sent, that one is superseded.
+    /// newer than the one about to be sent, that one is superseded. A group
+    /// with one pending may have it ungrouped, out of the index: then that
+    /// one is the newest, and none is found newer.
     pub fn newest_in_group(&self, destination: &str, group: &str) -> Result<Option<i64>, OutboxError> {
         self.with(|c| {
             c.prepare_cached(
-                "SELECT MAX(id) FROM deliveries INDEXED BY deliveries_group_queued WHERE destination = ?1 AND group_key = ?2 AND state = 'pending'",
+                "SELECT MAX(id) FROM deliveries INDEXED BY deliveries_group_waiting WHERE destination = ?1 AND group_key = ?2 AND state = 'pending' AND grouped = 1",
             )?
             .query_row(params![destination, group], |r| r.get(0))
         })
     }
 
-    /// When the next pending delivery of `destination` becomes due.
+    /// When the next retry of `destination` comes due. Deliveries never
+    /// tried (`attempts = 0`, `next_attempt = created`) are due once queued
+    /// and not asked for here: the worker is woken when one is queued or
+    /// one of its sends lands, and looks again every second regardless.
     pub fn next_wakeup(&self, destination: &str) -> Result<Option<f64>, OutboxError> {
         self.with(|c| {
-            c.prepare_cached("SELECT MIN(next_attempt) FROM deliveries WHERE destination = ?1 AND state = 'pending'")?
+            c.prepare_cached(
+                "SELECT MIN(next_attempt) FROM deliveries INDEXED BY deliveries_retrying WHERE destination = ?1 AND state = 'pending' AND attempts > 0",
+            )?
                 .query_row(params![destination], |r| r.get(0))
         })
     }
@@ -531,11 +653,27 @@ impl Outbox {
 
     /// Puts dead deliveries (all when `ids` is empty) back in the queue, due now.
     /// Their age restarts, so `max_age` does not kill them again at once.
+    /// Grouped: the writer (perhaps another process's) does not learn of
+    /// them, and the group index is where the next delivery of their group
+    /// finds them.
     pub fn dlq_retry(&self, ids: &[i64]) -> Result<usize, OutboxError> {
         self.dlq_update(
             ids,
-            "UPDATE deliveries SET state = 'pending', next_attempt = ?2, created = ?2, attempts = 0 WHERE state = 'dead'",
+            "UPDATE deliveries SET state = 'pending', grouped = 1, next_attempt = ?2, created = ?2, attempts = 0 WHERE state = 'dead'",
         )
+        .and_then(|n| {
+            // A lead younger than a delivery queued again is no longer the
+            // oldest of its group: grouped, it waits its turn.
+            self.with(|c| {
+                c.execute(
+                    "UPDATE deliveries SET grouped = 1 WHERE state = 'pending' AND grouped = 0 AND EXISTS (
+                       SELECT 1 FROM deliveries r INDEXED BY deliveries_group_waiting WHERE r.destination = deliveries.destination
+                         AND r.group_key = deliveries.group_key AND r.state = 'pending' AND r.grouped = 1 AND r.id < deliveries.id)",
+                    [],
+                )
+            })?;
+            Ok(n)
+        })
     }
 
     /// Removes dead deliveries (all when `ids` is empty).
@@ -572,7 +710,7 @@ impl Outbox {
     }
 }
 
-fn ingest_loop(mut conn: Connection, rx: mpsc::Receiver<WriterCmd>, mut recent: Recent, path: PathBuf) {
+fn ingest_loop(mut conn: Connection, rx: mpsc::Receiver<WriterCmd>, mut recent: Recent, mut leads: Leads, path: PathBuf) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -584,7 +722,8 @@ fn ingest_loop(mut conn: Connection, rx: mpsc::Receiver<WriterCmd>, mut recent: 
         // Forget what left the window before judging this batch by it.
         let t = now();
         recent.expire(t);
-        match store_batch(&mut conn, &batch, &recent, t) {
+        let mut changes = Vec::new();
+        match store_batch(&mut conn, &batch, &recent, &mut leads, &mut changes, t) {
             Ok((outcomes, stored)) => {
                 // Remembered only once committed: a failed batch is stored
                 // by Alertmanager's retry, which must not count as a duplicate.
@@ -603,6 +742,7 @@ fn ingest_loop(mut conn: Connection, rx: mpsc::Receiver<WriterCmd>, mut recent: 
                 }
             }
             Err(e) => {
+                leads.undo(changes);
                 metrics::counter!("lookout_relay_store_errors_total").increment(1);
                 tracing::error!(path = %path.display(), error = %e, "Cannot write the outbox; answering 503 so Alertmanager retries");
                 for cmd in batch {
@@ -622,11 +762,14 @@ fn ingest_loop(mut conn: Connection, rx: mpsc::Receiver<WriterCmd>, mut recent: 
 }
 
 /// Writes a batch in one transaction, received at `t`. Returns each
-/// command's outcome and the identities of the notifications it stored.
+/// command's outcome and the identities of the notifications it stored;
+/// what it changed in `leads` is in `changes`, to be undone if it fails.
 fn store_batch(
     conn: &mut Connection,
     batch: &[WriterCmd],
     recent: &Recent,
+    leads: &mut Leads,
+    changes: &mut Vec<LeadChange>,
     t: f64,
 ) -> rusqlite::Result<(Vec<Option<Accepted>>, HashSet<u128>)> {
     // IMMEDIATE: take the write lock up front. A deferred transaction that
@@ -639,8 +782,12 @@ fn store_batch(
     {
         let mut note = tx.prepare_cached("INSERT INTO notifications (received, group_key, dedup, payload) VALUES (?1, ?2, ?3, ?4)")?;
         let mut deliv = tx.prepare_cached(
-            "INSERT INTO deliveries (notification, destination, group_key, next_attempt, created) VALUES (?1, ?2, ?3, ?4, ?4)",
+            "INSERT INTO deliveries (notification, destination, group_key, next_attempt, created, grouped) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
         )?;
+        let mut waiting = tx.prepare_cached(
+            "SELECT 1 FROM deliveries INDEXED BY deliveries_group_waiting WHERE destination = ?1 AND group_key = ?2 AND state = 'pending' AND grouped = 1",
+        )?;
+        let mut group = tx.prepare_cached("UPDATE deliveries SET grouped = 1 WHERE id = ?1")?;
         for cmd in batch {
             match cmd {
                 WriterCmd::Ingest { n, .. } => {
@@ -652,34 +799,76 @@ fn store_batch(
                     note.execute(params![t, n.group_key, n.dedup, n.payload])?;
                     let id = tx.last_insert_rowid();
                     for d in &n.destinations {
-                        deliv.execute(params![id, d, n.group_key, t])?;
+                        let k = leads.key(d, &n.group_key);
+                        // Behind a lead: both grouped. Behind grouped ones:
+                        // grouped. Alone: the group's lead.
+                        let grouped = match leads.by_group.remove(&k) {
+                            Some(lead) => {
+                                changes.push(LeadChange::Removed(k, lead));
+                                group.execute(params![lead])?;
+                                true
+                            }
+                            None => waiting.exists(params![d, n.group_key])?,
+                        };
+                        deliv.execute(params![id, d, n.group_key, t, grouped])?;
+                        if !grouped {
+                            leads.by_group.insert(k, tx.last_insert_rowid());
+                            changes.push(LeadChange::Added(k));
+                        }
                     }
                     out.push(Some(Accepted::Stored));
                 }
                 WriterCmd::Mark { op, .. } => {
-                    match op {
-                        Mark::Done(id) => tx
-                            .prepare_cached(
-                                "UPDATE deliveries SET state = 'done', attempts = attempts + 1, last_error = NULL WHERE id = ?1",
-                            )?
-                            .execute(params![id])?,
-                        Mark::Retry(id, next, err) => tx
-                            .prepare_cached(
-                                "UPDATE deliveries SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1",
-                            )?
-                            .execute(params![id, next, err])?,
-                        Mark::Dead(id, reason) => tx
-                            .prepare_cached("UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1")?
-                            .execute(params![id, reason])?,
-                        Mark::Superseded(id, by) => tx
-                            .prepare_cached(
-                                "UPDATE deliveries SET state = 'superseded', last_error = ?2 WHERE id = ?1 AND state = 'pending'",
-                            )?
-                            .execute(params![id, format!("superseded by delivery {by} of its group")])?,
-                        Mark::Digested(id, digest) => tx
-                            .prepare_cached("UPDATE deliveries SET state = 'digested', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'")?
-                            .execute(params![id, digest])?,
+                    // A delivery leaving the queue: when it led its group,
+                    // the group is idle again (the row says whether it did).
+                    let left = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<Option<(String, String, bool)>> {
+                        tx.prepare_cached(sql)?
+                            .query_row(p, |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? == 0)))
+                            .optional()
                     };
+                    const RETURNING: &str = " RETURNING destination, group_key, grouped";
+                    let (id, gone) = match op {
+                        Mark::Done(id) => (
+                            *id,
+                            left(
+                                &format!("UPDATE deliveries SET state = 'done', attempts = attempts + 1, last_error = NULL WHERE id = ?1{RETURNING}"),
+                                params![id],
+                            )?,
+                        ),
+                        Mark::Retry(id, next, err) => {
+                            tx.prepare_cached("UPDATE deliveries SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1")?
+                                .execute(params![id, next, err])?;
+                            (*id, None)
+                        }
+                        Mark::Dead(id, reason) => (
+                            *id,
+                            left(
+                                &format!("UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1{RETURNING}"),
+                                params![id, reason],
+                            )?,
+                        ),
+                        Mark::Superseded(id, by) => (
+                            *id,
+                            left(
+                                &format!("UPDATE deliveries SET state = 'superseded', last_error = ?2 WHERE id = ?1 AND state = 'pending'{RETURNING}"),
+                                params![id, format!("superseded by delivery {by} of its group")],
+                            )?,
+                        ),
+                        Mark::Digested(id, digest) => (
+                            *id,
+                            left(
+                                &format!("UPDATE deliveries SET state = 'digested', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'{RETURNING}"),
+                                params![id, digest],
+                            )?,
+                        ),
+                    };
+                    if let Some((destination, group, true)) = gone {
+                        let k = leads.key(&destination, &group);
+                        if leads.by_group.get(&k) == Some(&id) {
+                            leads.by_group.remove(&k);
+                            changes.push(LeadChange::Removed(k, id));
+                        }
+                    }
                     out.push(None);
                 }
             }
@@ -749,7 +938,7 @@ mod tests {
             })
             .collect();
         let mut conn = open_conn(&dir.path().join(OUTBOX_FILE), "FULL").unwrap();
-        let (out, stored) = store_batch(&mut conn, &batch, &Recent::new(window), now()).unwrap();
+        let (out, stored) = store_batch(&mut conn, &batch, &Recent::new(window), &mut Leads::new(), &mut Vec::new(), now()).unwrap();
         assert_eq!(out, vec![Some(Accepted::Stored), Some(Accepted::Duplicate)]);
         assert_eq!(stored, HashSet::from([Recent::key(&b)]));
     }
@@ -773,7 +962,7 @@ mod tests {
     }
 
     #[test]
-    fn a_layout_1_file_keeps_its_queue_under_the_pending_only_indexes() {
+    fn a_layout_1_file_keeps_its_queue_and_its_groups_order() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(OUTBOX_FILE);
         {
@@ -796,7 +985,7 @@ mod tests {
         let o = Outbox::open(dir.path(), Duration::ZERO).unwrap();
         let c = Connection::open(&path).unwrap();
         let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-        assert_eq!(v, 2);
+        assert_eq!(v, SCHEMA_VERSION);
         let mut indexes: Vec<String> = c
             .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'deliveries' ORDER BY name")
             .unwrap()
@@ -805,11 +994,82 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         indexes.sort();
-        assert_eq!(indexes, ["deliveries_due", "deliveries_group_queued", "deliveries_queued"]);
+        assert_eq!(indexes, ["deliveries_group_waiting", "deliveries_queued", "deliveries_retrying"]);
         let due: Vec<(i64, String)> = o.next_due("hook", 10).unwrap().into_iter().map(|p| (p.id, p.group_key)).collect();
         assert_eq!(due, [(2, "g".to_string()), (3, "h".to_string())], "the queue as it was");
         assert_eq!(o.newest_in_group("hook", "g").unwrap(), Some(2));
-        assert_eq!(o.next_wakeup("hook").unwrap(), Some(2.0));
+        assert_eq!(o.next_wakeup("hook").unwrap(), None, "never tried: due now, no retry waiting");
+        // What was queued before the upgrade still goes first in its group.
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(o.ingest(note("g", 'a', &["hook"]))).unwrap();
+        assert_eq!(due_ids(&o), [2, 3]);
+        assert_eq!(o.newest_in_group("hook", "g").unwrap(), Some(4));
+    }
+
+    fn note(group: &str, dedup: char, destinations: &[&str]) -> NewNotification {
+        NewNotification {
+            payload: "{}".into(),
+            group_key: group.into(),
+            dedup: dedup.to_string().repeat(64),
+            destinations: destinations.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    fn due_ids(o: &Outbox) -> Vec<i64> {
+        o.next_due("hook", 10).unwrap().into_iter().map(|p| p.id).collect()
+    }
+
+    #[test]
+    fn a_group_keeps_its_order_whether_its_first_is_alone_or_not_and_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let o = Outbox::open(dir.path(), Duration::ZERO).unwrap();
+        // 1 leads g, 2 leads h (another destination's delivery of h is its
+        // own group), 3 waits behind 1.
+        for (g, k, d) in [("g", 'a', &["hook"][..]), ("h", 'b', &["hook", "mail"][..]), ("g", 'c', &["hook"][..])] {
+            rt.block_on(o.ingest(note(g, k, d))).unwrap();
+        }
+        assert_eq!(due_ids(&o), [1, 2]);
+        assert_eq!(o.newest_in_group("hook", "g").unwrap(), Some(4));
+        assert_eq!(o.newest_in_group("hook", "h").unwrap(), None, "alone in its group: nothing newer");
+        rt.block_on(o.mark(Mark::Done(1))).unwrap();
+        assert_eq!(due_ids(&o), [2, 4]);
+        drop(o);
+        // The leads come back from the table: 2 still leads h.
+        let o = Outbox::open(dir.path(), Duration::ZERO).unwrap();
+        rt.block_on(o.ingest(note("h", 'd', &["hook"]))).unwrap();
+        assert_eq!(due_ids(&o), [2, 4], "5 waits behind 2");
+        assert_eq!(o.newest_in_group("hook", "h").unwrap(), Some(5));
+        rt.block_on(o.mark(Mark::Retry(2, 0.0, "503".into()))).unwrap();
+        assert_eq!(due_ids(&o), [2, 4], "a retry keeps its place");
+        assert_eq!(o.next_wakeup("hook").unwrap(), Some(0.0));
+        rt.block_on(o.mark(Mark::Done(2))).unwrap();
+        rt.block_on(o.mark(Mark::Done(4))).unwrap();
+        assert_eq!(due_ids(&o), [5]);
+        // g is idle again: its next delivery leads it.
+        rt.block_on(o.ingest(note("g", 'e', &["hook"]))).unwrap();
+        assert_eq!(due_ids(&o), [5, 6]);
+    }
+
+    #[test]
+    fn a_dead_letter_queued_again_goes_before_its_groups_younger_delivery() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let o = Outbox::open(dir.path(), Duration::ZERO).unwrap();
+        rt.block_on(o.ingest(note("g", 'a', &["hook"]))).unwrap();
+        rt.block_on(o.mark(Mark::Dead(1, "410".into()))).unwrap();
+        // g is idle: 2 leads it, ungrouped.
+        rt.block_on(o.ingest(note("g", 'b', &["hook"]))).unwrap();
+        assert_eq!(due_ids(&o), [2]);
+        // Queued again from another connection (the `dlq retry` command):
+        // the writer does not hear of it, and 2 must still wait.
+        let other = Outbox::open(dir.path(), Duration::ZERO).unwrap();
+        assert_eq!(other.dlq_retry(&[1]).unwrap(), 1);
+        assert_eq!(due_ids(&o), [1]);
+        rt.block_on(o.ingest(note("g", 'c', &["hook"]))).unwrap();
+        rt.block_on(o.mark(Mark::Done(1))).unwrap();
+        assert_eq!(due_ids(&o), [2]);
+        assert_eq!(o.newest_in_group("hook", "g").unwrap(), Some(3));
     }
 
     #[test]

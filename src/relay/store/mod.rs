@@ -54,8 +54,11 @@ pub trait RelayStore: Send + Sync {
     /// order).
     async fn next_due(&self, destination: &str, limit: usize) -> Result<Vec<Pending>, OutboxError>;
 
-    /// When the next pending delivery of `destination` may be taken, Unix
-    /// seconds.
+    /// When the next pending delivery of `destination` that is not due now
+    /// may be taken (a retry's backoff, another replica's lease), Unix
+    /// seconds; a store may also answer with a time already past. One due
+    /// now is the worker's to find: it is woken when one is queued or a send
+    /// lands, and looks again every second regardless.
     async fn next_wakeup(&self, destination: &str) -> Result<Option<f64>, OutboxError>;
 
     /// Records a delivery's outcome.
