@@ -579,10 +579,22 @@ impl Outbox {
     /// Records a delivery's outcome (through the writer thread).
     pub async fn mark(&self, op: Mark) -> Result<(), OutboxError> {
         let (reply, rx) = oneshot::channel();
-        let tx = self.tx.clone();
-        // The queue is bounded; wait for room rather than lose an outcome.
-        tokio::task::spawn_blocking(move || tx.send(WriterCmd::Mark { op, reply }).map_err(|_| OutboxError::Stopped)).await??;
+        self.send(WriterCmd::Mark { op, reply }).await?;
         rx.await.map_err(|_| OutboxError::Stopped)?
+    }
+
+    /// Queues `cmd` for the writer. The queue is bounded: when it is full,
+    /// waits for room (on the blocking pool) rather than lose an outcome;
+    /// otherwise it is queued at once, without a trip to another thread.
+    async fn send(&self, cmd: WriterCmd) -> Result<(), OutboxError> {
+        match self.tx.try_send(cmd) {
+            Ok(()) => Ok(()),
+            Err(mpsc::TrySendError::Disconnected(_)) => Err(OutboxError::Stopped),
+            Err(mpsc::TrySendError::Full(cmd)) => {
+                let tx = self.tx.clone();
+                tokio::task::spawn_blocking(move || tx.send(cmd).map_err(|_| OutboxError::Stopped)).await?
+            }
+        }
     }
 
     /// Dead-letters every pending delivery to a destination not in
@@ -608,17 +620,12 @@ impl Outbox {
     /// Records many outcomes at once: queued to the writer together, so they
     /// share its transactions rather than wait for one each.
     pub async fn mark_all(&self, ops: Vec<Mark>) -> Result<(), OutboxError> {
-        let tx = self.tx.clone();
-        let replies = tokio::task::spawn_blocking(move || {
-            ops.into_iter()
-                .map(|op| {
-                    let (reply, rx) = oneshot::channel();
-                    tx.send(WriterCmd::Mark { op, reply }).map_err(|_| OutboxError::Stopped)?;
-                    Ok(rx)
-                })
-                .collect::<Result<Vec<_>, OutboxError>>()
-        })
-        .await??;
+        let mut replies = Vec::with_capacity(ops.len());
+        for op in ops {
+            let (reply, rx) = oneshot::channel();
+            self.send(WriterCmd::Mark { op, reply }).await?;
+            replies.push(rx);
+        }
         for rx in replies {
             rx.await.map_err(|_| OutboxError::Stopped)??;
         }
