@@ -550,16 +550,16 @@ impl Outbox {
         })
     }
 
-    /// The newest pending delivery of `group` to `destination`: when it is
-    /// newer than the one about to be sent, that one is superseded. A group
-    /// with one pending may have it ungrouped, out of the index: then that
-    /// one is the newest, and none is found newer.
-    pub fn newest_in_group(&self, destination: &str, group: &str) -> Result<Option<i64>, OutboxError> {
+    /// The newest pending delivery of `group` to `destination` queued after
+    /// `than`: the one about to be sent, `than`, is then superseded. Only
+    /// grouped deliveries are looked at: a group with more than one pending
+    /// has them all grouped, and a group with one has nothing newer.
+    pub fn newer_in_group(&self, destination: &str, group: &str, than: i64) -> Result<Option<i64>, OutboxError> {
         self.with(|c| {
             c.prepare_cached(
-                "SELECT MAX(id) FROM deliveries INDEXED BY deliveries_group_waiting WHERE destination = ?1 AND group_key = ?2 AND state = 'pending' AND grouped = 1",
+                "SELECT MAX(id) FROM deliveries INDEXED BY deliveries_group_waiting WHERE destination = ?1 AND group_key = ?2 AND state = 'pending' AND grouped = 1 AND id > ?3",
             )?
-            .query_row(params![destination, group], |r| r.get(0))
+            .query_row(params![destination, group, than], |r| r.get(0))
         })
     }
 
@@ -838,33 +838,43 @@ fn store_batch(
                         Mark::Done(id) => (
                             *id,
                             left(
-                                &format!("UPDATE deliveries SET state = 'done', attempts = attempts + 1, last_error = NULL WHERE id = ?1{RETURNING}"),
+                                &format!(
+                                    "UPDATE deliveries SET state = 'done', attempts = attempts + 1, last_error = NULL WHERE id = ?1{RETURNING}"
+                                ),
                                 params![id],
                             )?,
                         ),
                         Mark::Retry(id, next, err) => {
-                            tx.prepare_cached("UPDATE deliveries SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1")?
-                                .execute(params![id, next, err])?;
+                            tx.prepare_cached(
+                                "UPDATE deliveries SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1",
+                            )?
+                            .execute(params![id, next, err])?;
                             (*id, None)
                         }
                         Mark::Dead(id, reason) => (
                             *id,
                             left(
-                                &format!("UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1{RETURNING}"),
+                                &format!(
+                                    "UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1{RETURNING}"
+                                ),
                                 params![id, reason],
                             )?,
                         ),
                         Mark::Superseded(id, by) => (
                             *id,
                             left(
-                                &format!("UPDATE deliveries SET state = 'superseded', last_error = ?2 WHERE id = ?1 AND state = 'pending'{RETURNING}"),
+                                &format!(
+                                    "UPDATE deliveries SET state = 'superseded', last_error = ?2 WHERE id = ?1 AND state = 'pending'{RETURNING}"
+                                ),
                                 params![id, format!("superseded by delivery {by} of its group")],
                             )?,
                         ),
                         Mark::Digested(id, digest) => (
                             *id,
                             left(
-                                &format!("UPDATE deliveries SET state = 'digested', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'{RETURNING}"),
+                                &format!(
+                                    "UPDATE deliveries SET state = 'digested', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'{RETURNING}"
+                                ),
                                 params![id, digest],
                             )?,
                         ),
@@ -1004,13 +1014,13 @@ mod tests {
         assert_eq!(indexes, ["deliveries_group_waiting", "deliveries_queued", "deliveries_retrying"]);
         let due: Vec<(i64, String)> = o.next_due("hook", 10).unwrap().into_iter().map(|p| (p.id, p.group_key)).collect();
         assert_eq!(due, [(2, "g".to_string()), (3, "h".to_string())], "the queue as it was");
-        assert_eq!(o.newest_in_group("hook", "g").unwrap(), Some(2));
+        assert_eq!(o.newer_in_group("hook", "g", 0).unwrap(), Some(2));
         assert_eq!(o.next_wakeup("hook").unwrap(), None, "never tried: due now, no retry waiting");
         // What was queued before the upgrade still goes first in its group.
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
         rt.block_on(o.ingest(note("g", 'a', &["hook"]))).unwrap();
         assert_eq!(due_ids(&o), [2, 3]);
-        assert_eq!(o.newest_in_group("hook", "g").unwrap(), Some(4));
+        assert_eq!(o.newer_in_group("hook", "g", 2).unwrap(), Some(4));
     }
 
     fn note(group: &str, dedup: char, destinations: &[&str]) -> NewNotification {
@@ -1033,12 +1043,16 @@ mod tests {
         let o = Outbox::open(dir.path(), Duration::ZERO).unwrap();
         // 1 leads g, 2 leads h (another destination's delivery of h is its
         // own group), 3 waits behind 1.
-        for (g, k, d) in [("g", 'a', &["hook"][..]), ("h", 'b', &["hook", "mail"][..]), ("g", 'c', &["hook"][..])] {
+        for (g, k, d) in [
+            ("g", 'a', &["hook"][..]),
+            ("h", 'b', &["hook", "mail"][..]),
+            ("g", 'c', &["hook"][..]),
+        ] {
             rt.block_on(o.ingest(note(g, k, d))).unwrap();
         }
         assert_eq!(due_ids(&o), [1, 2]);
-        assert_eq!(o.newest_in_group("hook", "g").unwrap(), Some(4));
-        assert_eq!(o.newest_in_group("hook", "h").unwrap(), None, "alone in its group: nothing newer");
+        assert_eq!(o.newer_in_group("hook", "g", 1).unwrap(), Some(4));
+        assert_eq!(o.newer_in_group("hook", "h", 2).unwrap(), None, "alone in its group: nothing newer");
         rt.block_on(o.mark(Mark::Done(1))).unwrap();
         assert_eq!(due_ids(&o), [2, 4]);
         drop(o);
@@ -1046,7 +1060,7 @@ mod tests {
         let o = Outbox::open(dir.path(), Duration::ZERO).unwrap();
         rt.block_on(o.ingest(note("h", 'd', &["hook"]))).unwrap();
         assert_eq!(due_ids(&o), [2, 4], "5 waits behind 2");
-        assert_eq!(o.newest_in_group("hook", "h").unwrap(), Some(5));
+        assert_eq!(o.newer_in_group("hook", "h", 2).unwrap(), Some(5));
         rt.block_on(o.mark(Mark::Retry(2, 0.0, "503".into()))).unwrap();
         assert_eq!(due_ids(&o), [2, 4], "a retry keeps its place");
         assert_eq!(o.next_wakeup("hook").unwrap(), Some(0.0));
@@ -1076,7 +1090,7 @@ mod tests {
         rt.block_on(o.ingest(note("g", 'c', &["hook"]))).unwrap();
         rt.block_on(o.mark(Mark::Done(1))).unwrap();
         assert_eq!(due_ids(&o), [2]);
-        assert_eq!(o.newest_in_group("hook", "g").unwrap(), Some(3));
+        assert_eq!(o.newer_in_group("hook", "g", 2).unwrap(), Some(3));
     }
 
     #[test]

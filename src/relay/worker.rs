@@ -267,8 +267,8 @@ impl Worker {
         if !self.delivery.skip_superseded {
             return None;
         }
-        match self.store.newest_in_group(&self.name, &p.group_key).await {
-            Ok(newest) => newest.filter(|&n| n > p.id),
+        match self.store.newer_in_group(&self.name, &p.group_key, p.id).await {
+            Ok(newer) => newer,
             Err(e) => {
                 tracing::warn!(destination = %self.name, error = %e, "Cannot look for a newer notification of the group; sending this one");
                 None

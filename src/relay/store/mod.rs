@@ -68,9 +68,10 @@ pub trait RelayStore: Send + Sync {
     /// [`RelayStore::mark`] would.
     async fn mark_all(&self, ops: Vec<Mark>) -> Result<(), OutboxError>;
 
-    /// The newest pending delivery of `group` to `destination`: when it is
-    /// newer than the one about to be sent, that one is superseded.
-    async fn newest_in_group(&self, destination: &str, group: &str) -> Result<Option<i64>, OutboxError>;
+    /// The newest pending delivery of `group` to `destination` queued
+    /// after delivery `than`, if any: the one about to be sent, `than`, is
+    /// then superseded.
+    async fn newer_in_group(&self, destination: &str, group: &str, than: i64) -> Result<Option<i64>, OutboxError>;
 
     /// `destination`'s pending deliveries, due or not, oldest first: at most
     /// `limit`, and no more once their payloads pass `max_bytes` (the first

@@ -760,14 +760,14 @@ impl RelayStore for Postgres {
         Ok(())
     }
 
-    async fn newest_in_group(&self, destination: &str, group: &str) -> Result<Option<i64>, OutboxError> {
+    async fn newer_in_group(&self, destination: &str, group: &str, than: i64) -> Result<Option<i64>, OutboxError> {
         let i = &self.inner;
         let row = i
             .client()
             .await?
             .query_one(
-                "SELECT MAX(id) FROM relay_deliveries WHERE destination = $1 AND group_key = $2 AND state = 'pending'",
-                &[&destination, &group],
+                "SELECT MAX(id) FROM relay_deliveries WHERE destination = $1 AND group_key = $2 AND state = 'pending' AND id > $3",
+                &[&destination, &group, &than],
             )
             .await
             .map_err(|e| i.pg(e))?;

@@ -66,9 +66,9 @@ impl RelayStore for Sqlite {
         self.0.mark_all(ops).await
     }
 
-    async fn newest_in_group(&self, destination: &str, group: &str) -> Result<Option<i64>, OutboxError> {
+    async fn newer_in_group(&self, destination: &str, group: &str, than: i64) -> Result<Option<i64>, OutboxError> {
         let (d, g) = (destination.to_string(), group.to_string());
-        self.blocking(move |o| o.newest_in_group(&d, &g)).await
+        self.blocking(move |o| o.newer_in_group(&d, &g, than)).await
     }
 
     async fn queued(&self, destination: &str, limit: usize, max_bytes: usize) -> Result<Vec<Pending>, OutboxError> {
