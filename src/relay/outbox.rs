@@ -61,6 +61,11 @@ const MAX_BATCH: usize = 512;
 /// memory bounded (about 60 bytes each).
 const MAX_RECENT: usize = 200_000;
 
+/// Most leads remembered (see [`Leads`]): about 9 MB of table at most,
+/// whatever the backlog. A delivery queued while this many groups are led
+/// is grouped instead, indexed as in layout 2: slower to write, as correct.
+const MAX_LEADS: usize = 400_000;
+
 /// Why the outbox could not do something.
 #[derive(Debug, thiserror::Error)]
 pub enum OutboxError {
@@ -221,7 +226,7 @@ impl Recent {
 /// delivery is in the index when it is looked for.
 ///
 /// The safe direction, everywhere: a lead remembered after it left the queue
-/// (dead-lettered by a reload from another connection, a hash shared by two
+/// (dead-lettered by a reload from another connection, a hash to_group by two
 /// groups) only puts the next delivery of the group in the index when it did
 /// not need to be. A pending lead forgotten would let a younger delivery of
 /// its group go first, so nothing is forgotten until committed, and
@@ -229,6 +234,8 @@ impl Recent {
 struct Leads {
     by_group: HashMap<u64, i64>,
     hasher: std::hash::RandomState,
+    /// At most this many leads.
+    cap: usize,
 }
 
 /// A change to the leads within the batch being written, undone when the
@@ -240,10 +247,19 @@ enum LeadChange {
 
 impl Leads {
     fn new() -> Leads {
+        Leads::with_cap(MAX_LEADS)
+    }
+
+    fn with_cap(cap: usize) -> Leads {
         Leads {
             by_group: HashMap::new(),
             hasher: std::hash::RandomState::new(),
+            cap,
         }
+    }
+
+    fn full(&self) -> bool {
+        self.by_group.len() >= self.cap
     }
 
     /// 64 bits for (destination, group): two groups sharing them are only
@@ -253,23 +269,28 @@ impl Leads {
     }
 
     /// Loads the pending leads from the table. Two found under one key
-    /// (two groups sharing it) are both made grouped.
+    /// (two groups sharing it) are both made grouped, and so is every lead
+    /// beyond the cap: none may be pending ungrouped and unknown.
     fn load(&mut self, conn: &Connection) -> rusqlite::Result<()> {
         let mut stmt = conn.prepare(
             "SELECT id, destination, group_key FROM deliveries INDEXED BY deliveries_queued WHERE state = 'pending' AND grouped = 0",
         )?;
         let mut rows = stmt.query([])?;
-        let (mut shared, mut keys) = (Vec::new(), HashSet::new());
+        let (mut to_group, mut keys) = (Vec::new(), HashSet::new());
         while let Some(r) = rows.next()? {
             let id: i64 = r.get(0)?;
             let k = self.key(r.get_ref(1)?.as_str()?, r.get_ref(2)?.as_str()?);
+            if self.full() && !self.by_group.contains_key(&k) {
+                to_group.push(id);
+                continue;
+            }
             if let Some(other) = self.by_group.insert(k, id) {
-                shared.extend([other, id]);
+                to_group.extend([other, id]);
                 keys.insert(k);
             }
         }
         let mut group = conn.prepare("UPDATE deliveries SET grouped = 1 WHERE id = ?1")?;
-        for id in shared {
+        for id in to_group {
             group.execute(params![id])?;
         }
         for k in keys {
@@ -808,14 +829,15 @@ fn store_batch(
                     for d in &n.destinations {
                         let k = leads.key(d, &n.group_key);
                         // Behind a lead: both grouped. Behind grouped ones:
-                        // grouped. Alone: the group's lead.
+                        // grouped. Alone: the group's lead, unless there
+                        // are as many leads as are kept.
                         let grouped = match leads.by_group.remove(&k) {
                             Some(lead) => {
                                 changes.push(LeadChange::Removed(k, lead));
                                 group.execute(params![lead])?;
                                 true
                             }
-                            None => waiting.exists(params![d, n.group_key])?,
+                            None => leads.full() || waiting.exists(params![d, n.group_key])?,
                         };
                         deliv.execute(params![id, d, n.group_key, t, grouped])?;
                         if !grouped {
@@ -1070,6 +1092,70 @@ mod tests {
         // g is idle again: its next delivery leads it.
         rt.block_on(o.ingest(note("g", 'e', &["hook"]))).unwrap();
         assert_eq!(due_ids(&o), [5, 6]);
+    }
+
+    #[test]
+    fn past_the_leads_kept_a_group_is_indexed_and_keeps_its_order() {
+        let dir = tempfile::tempdir().unwrap();
+        // The reader, and the file's tables.
+        let o = Outbox::open(dir.path(), Duration::ZERO).unwrap();
+        let mut conn = open_conn(&dir.path().join(OUTBOX_FILE), "FULL").unwrap();
+        let mut leads = Leads::with_cap(1);
+        let batch: Vec<WriterCmd> = [("a", 'a'), ("b", 'b'), ("a", 'c')]
+            .into_iter()
+            .map(|(g, k)| WriterCmd::Ingest {
+                n: note(g, k, &["hook"]),
+                reply: oneshot::channel().0,
+            })
+            .collect();
+        // One at a time: each its own commit, as they would come in.
+        for cmd in &batch {
+            store_batch(
+                &mut conn,
+                std::slice::from_ref(cmd),
+                &Recent::new(Duration::ZERO),
+                &mut leads,
+                &mut Vec::new(),
+                now(),
+            )
+            .unwrap();
+        }
+        let grouped: Vec<i64> = conn
+            .prepare("SELECT grouped FROM deliveries ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        // a's first led it until a's second came; b's, alone, was grouped
+        // at once, a lead being all that is kept.
+        assert_eq!(grouped, [1, 1, 1]);
+        assert_eq!(due_ids(&o), [1, 2]);
+        assert_eq!(o.newer_in_group("hook", "a", 1).unwrap(), Some(3));
+        // At start, a lead beyond the cap is made grouped.
+        conn.execute_batch("UPDATE deliveries SET state = 'done' WHERE id IN (1, 2, 3)")
+            .unwrap();
+        for cmd in &batch[..2] {
+            store_batch(
+                &mut conn,
+                std::slice::from_ref(cmd),
+                &Recent::new(Duration::ZERO),
+                &mut Leads::new(),
+                &mut Vec::new(),
+                now(),
+            )
+            .unwrap();
+        }
+        let mut leads = Leads::with_cap(1);
+        leads.load(&conn).unwrap();
+        assert_eq!(leads.by_group.len(), 1);
+        let ungrouped: i64 = conn
+            .query_row("SELECT COUNT(*) FROM deliveries WHERE state = 'pending' AND grouped = 0", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(ungrouped, 1, "the one lead kept");
+        assert_eq!(due_ids(&o), [4, 5]);
     }
 
     #[test]
