@@ -226,7 +226,7 @@ impl Recent {
 /// delivery is in the index when it is looked for.
 ///
 /// The safe direction, everywhere: a lead remembered after it left the queue
-/// (dead-lettered by a reload from another connection, a hash to_group by two
+/// (dead-lettered by a reload from another connection, a hash shared by two
 /// groups) only puts the next delivery of the group in the index when it did
 /// not need to be. A pending lead forgotten would let a younger delivery of
 /// its group go first, so nothing is forgotten until committed, and
@@ -848,60 +848,52 @@ fn store_batch(
                     out.push(Some(Accepted::Stored));
                 }
                 WriterCmd::Mark { op, .. } => {
-                    // A delivery leaving the queue: when it led its group,
-                    // the group is idle again (the row says whether it did).
-                    let left = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> rusqlite::Result<Option<(String, String, bool)>> {
-                        tx.prepare_cached(sql)?
-                            .query_row(p, |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? == 0)))
-                            .optional()
-                    };
-                    const RETURNING: &str = " RETURNING destination, group_key, grouped";
-                    let (id, gone) = match op {
-                        Mark::Done(id) => (
-                            *id,
-                            left(
-                                &format!(
-                                    "UPDATE deliveries SET state = 'done', attempts = attempts + 1, last_error = NULL WHERE id = ?1{RETURNING}"
-                                ),
-                                params![id],
-                            )?,
-                        ),
+                    use std::borrow::Cow;
+                    // A delivery leaving the queue: its new state, and what
+                    // `last_error` says of it.
+                    let (id, leaving, note): (i64, &str, Option<Cow<str>>) = match op {
                         Mark::Retry(id, next, err) => {
                             tx.prepare_cached(
                                 "UPDATE deliveries SET attempts = attempts + 1, next_attempt = ?2, last_error = ?3 WHERE id = ?1",
                             )?
                             .execute(params![id, next, err])?;
-                            (*id, None)
+                            out.push(None);
+                            continue;
                         }
+                        Mark::Done(id) => (
+                            *id,
+                            "UPDATE deliveries SET state = 'done', attempts = attempts + 1, last_error = ?2 WHERE id = ?1
+                             RETURNING destination, group_key, grouped",
+                            None,
+                        ),
                         Mark::Dead(id, reason) => (
                             *id,
-                            left(
-                                &format!(
-                                    "UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1{RETURNING}"
-                                ),
-                                params![id, reason],
-                            )?,
+                            "UPDATE deliveries SET state = 'dead', attempts = attempts + 1, last_error = ?2 WHERE id = ?1
+                             RETURNING destination, group_key, grouped",
+                            Some(Cow::Borrowed(reason.as_str())),
                         ),
                         Mark::Superseded(id, by) => (
                             *id,
-                            left(
-                                &format!(
-                                    "UPDATE deliveries SET state = 'superseded', last_error = ?2 WHERE id = ?1 AND state = 'pending'{RETURNING}"
-                                ),
-                                params![id, format!("superseded by delivery {by} of its group")],
-                            )?,
+                            "UPDATE deliveries SET state = 'superseded', last_error = ?2 WHERE id = ?1 AND state = 'pending'
+                             RETURNING destination, group_key, grouped",
+                            Some(Cow::Owned(format!("superseded by delivery {by} of its group"))),
                         ),
                         Mark::Digested(id, digest) => (
                             *id,
-                            left(
-                                &format!(
-                                    "UPDATE deliveries SET state = 'digested', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'{RETURNING}"
-                                ),
-                                params![id, digest],
-                            )?,
+                            "UPDATE deliveries SET state = 'digested', attempts = attempts + 1, last_error = ?2 WHERE id = ?1 AND state = 'pending'
+                             RETURNING destination, group_key, grouped",
+                            Some(Cow::Borrowed(digest.as_str())),
                         ),
                     };
-                    if let Some((destination, group, true)) = gone {
+                    // When it led its group, the group is idle again (the
+                    // row says whether it did).
+                    let row = tx
+                        .prepare_cached(leaving)?
+                        .query_row(params![id, note.as_deref()], |r| {
+                            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)? == 0))
+                        })
+                        .optional()?;
+                    if let Some((destination, group, true)) = row {
                         let k = leads.key(&destination, &group);
                         if leads.by_group.get(&k) == Some(&id) {
                             leads.by_group.remove(&k);
