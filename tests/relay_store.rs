@@ -100,6 +100,7 @@ both!(
     many_outcomes_are_recorded_at_once,
     deliveries_of_unconfigured_destinations_are_dead_lettered,
     threads_set_through_one_handle_are_read_and_cleared_through_another,
+    threads_of_groups_with_no_delivery_left_are_pruned,
     a_budget_lets_a_burst_through_then_spaces_the_rest_and_pauses,
 );
 
@@ -507,6 +508,40 @@ async fn threads_set_through_one_handle_are_read_and_cleared_through_another(pla
     drop(c);
     let c = place.open(WINDOW).await;
     assert!(c.threads().get("bot", "g2").await.unwrap().is_some(), "kept across a reopen");
+}
+
+async fn threads_of_groups_with_no_delivery_left_are_pruned(place: Place) {
+    let s = place.open(WINDOW).await;
+    s.ingest(note("delivered", "1", &["bot"])).await.unwrap();
+    s.ingest(note("pending", "2", &["bot"])).await.unwrap();
+    let t = s.threads();
+    // "gone": a group whose deliveries were pruned long ago, or whose
+    // destination was removed; "other": the same group as a pending one,
+    // but on another destination.
+    for g in ["delivered", "pending", "gone"] {
+        t.set("bot", g, "C1", "1700000000.000001").await.unwrap();
+    }
+    t.set("other", "pending", "C1", "1700000000.000002").await.unwrap();
+    let due = s.next_due("bot", 10).await.unwrap();
+    let delivered = due.iter().find(|p| p.group_key == "delivered").unwrap();
+    s.mark(Mark::Done(delivered.id)).await.unwrap();
+    s.prune(Duration::from_secs(3600)).await.unwrap();
+    assert!(
+        t.get("bot", "delivered").await.unwrap().is_some(),
+        "its delivery is younger than the age: kept"
+    );
+    assert_eq!(t.get("bot", "gone").await.unwrap(), None, "no delivery of its group");
+    assert_eq!(t.get("other", "pending").await.unwrap(), None, "none to its destination");
+    s.prune(Duration::ZERO).await.unwrap();
+    assert_eq!(
+        t.get("bot", "delivered").await.unwrap(),
+        None,
+        "its delivery pruned, the thread goes too"
+    );
+    assert!(
+        t.get("bot", "pending").await.unwrap().is_some(),
+        "a pending delivery keeps its thread"
+    );
 }
 
 async fn a_budget_lets_a_burst_through_then_spaces_the_rest_and_pauses(place: Place) {

@@ -725,15 +725,31 @@ impl Outbox {
         })
     }
 
-    /// Deletes delivered notifications older than `age` (housekeeping).
+    /// Deletes delivered notifications older than `age` (housekeeping),
+    /// and the Slack threads of groups with no delivery left (see
+    /// [`crate::relay::store::RelayStore::prune`]).
     pub fn prune(&self, age: Duration) -> Result<usize, OutboxError> {
         let cutoff = now() - age.as_secs_f64();
         self.with(|c| {
             c.execute("DELETE FROM deliveries WHERE state IN ('done', 'dropped', 'superseded', 'digested') AND created < ?1", params![cutoff])?;
-            c.execute(
+            let n = c.execute(
                 "DELETE FROM notifications WHERE received < ?1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.notification = notifications.id)",
                 params![cutoff],
-            )
+            )?;
+            // The table exists once a Slack bot has used it.
+            let threads = c
+                .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'threads'")?
+                .exists([])?;
+            if threads {
+                // One pass: SQLite indexes the deliveries' groups for the
+                // statement (an automatic index), rather than scanning the
+                // table once per thread.
+                c.execute(
+                    "DELETE FROM threads WHERE (destination, group_key) NOT IN (SELECT destination, group_key FROM deliveries)",
+                    [],
+                )?;
+            }
+            Ok(n)
         })
     }
 }

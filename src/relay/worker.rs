@@ -531,6 +531,9 @@ pub struct Gauges {
 /// it competed with the webhook writer for the lock.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
+/// How long delivered rows (and the Slack threads of their groups) are kept.
+const PRUNE_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
 impl Gauges {
     /// Gauges of `store` for the destinations `names` returns (configured
     /// now: a reload changes them), so an empty queue reads 0 rather than
@@ -574,7 +577,11 @@ impl Periodic for Gauges {
         self.published = names;
         if self.pruned.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
             self.pruned = Some(Instant::now());
-            let _ = self.store.prune(Duration::from_secs(7 * 24 * 3600)).await;
+            match self.store.prune(PRUNE_AFTER).await {
+                Ok(n) => tracing::debug!(notifications = n, "Pruned what was delivered more than a week ago"),
+                // Tried again at the next round; meanwhile the store only grows.
+                Err(e) => tracing::warn!(error = %e, "Cannot prune delivered notifications"),
+            }
         }
     }
 }

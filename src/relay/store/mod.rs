@@ -97,7 +97,13 @@ pub trait RelayStore: Send + Sync {
     /// Removes dead deliveries (all when `ids` is empty); returns how many.
     async fn dlq_drop(&self, ids: &[i64]) -> Result<usize, OutboxError>;
 
-    /// Deletes what was delivered or dropped more than `age` ago.
+    /// Deletes what was delivered or dropped more than `age` ago; returns
+    /// how many notifications went. Slack threads of groups with no
+    /// delivery left to their destination go too: a group that fires and
+    /// never resolves (or whose destination was removed) would otherwise
+    /// keep its row for ever. A group notified again within `age` (an
+    /// Alertmanager repeat) keeps its thread; one silent for longer starts
+    /// a new thread when it next fires.
     async fn prune(&self, age: Duration) -> Result<usize, OutboxError>;
 
     /// Gives back claims that will not be sent (a worker stopping with

@@ -944,6 +944,14 @@ impl RelayStore for Postgres {
             )
             .await
             .map_err(|e| i.pg(e))?;
+        // Threads of groups with no delivery left (RelayStore::prune).
+        tx.execute(
+            "DELETE FROM relay_threads t WHERE NOT EXISTS
+               (SELECT 1 FROM relay_deliveries d WHERE d.destination = t.destination AND d.group_key = t.group_key)",
+            &[],
+        )
+        .await
+        .map_err(|e| i.pg(e))?;
         // Identities past the window de-duplicate nothing any more.
         tx.execute("DELETE FROM relay_dedup WHERE received < $1", &[&(now - i.window.as_secs_f64())])
             .await
