@@ -74,6 +74,28 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# start_replica NAME PORT URL STORE_EXTRA RELAY_YAML: a lookout replica on
+# the relay store at URL, in the background, ready to take webhooks; sets
+# RPID. STORE_EXTRA: more keys of `relay.store` ("lease: 2s, pool_size: 8");
+# RELAY_YAML: the rest of `relay:` (routes, destinations), indented two
+# spaces.
+start_replica() {
+  local name="$1" port="$2" url="$3" extra="$4" rest="$5"
+  cat > "$WORK/$name.yaml" <<YAML
+server: {listen: "127.0.0.1:$port"}
+data_dir: $WORK/data-$name
+probe_files: []
+alerts: {enabled: false}
+relay:
+  store: {url: "$url", replica: $name${extra:+, $extra}}
+$rest
+YAML
+  "$LOOKOUT" run -c "$WORK/$name.yaml" --log-level warn &
+  RPID=$!
+  PIDS+=("$RPID")
+  wait_until 20 "replica $name on port $port" curl -sf "http://127.0.0.1:$port/-/ready/relay"
+}
+
 # wait_until SECONDS WHAT COMMAND...: runs COMMAND every 0.1 s until it
 # succeeds; after SECONDS, says what never happened and exits 1.
 wait_until() {

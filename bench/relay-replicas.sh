@@ -52,24 +52,8 @@ PY
 }
 rows() { psql "$1" -qAtc "$2"; }
 
-# start_replica NAME PORT URL DEST_YAML: a replica in the background; sets RPID.
-start_replica() {
-  local name="$1" port="$2" url="$3" dest="$4"
-  cat > "$WORK/$name.yaml" <<YAML
-server: {listen: "127.0.0.1:$port"}
-data_dir: $WORK/data-$name
-probe_files: []
-alerts: {enabled: false}
-relay:
-  store: {url: "$url", lease: $LEASE, replica: $name, pool_size: $POOL_SIZE}
-$dest
-YAML
-  "$LOOKOUT" run -c "$WORK/$name.yaml" --log-level warn &
-  RPID=$!
-  PIDS+=("$RPID")
-  wait_until 20 "replica $name on port $port" curl -sf "http://127.0.0.1:$port/-/ready/relay"
-}
-
+# Of `relay.store`, beside the URL and the replica name.
+STORE_KEYS="lease: $LEASE, pool_size: $POOL_SIZE"
 P1=$(free_port)
 P2=$(free_port)
 
@@ -95,9 +79,9 @@ for round in 1 2 3; do
   stop_pid "$AMPID"
 
   url="$(db "intake$round")"
-  start_replica a "$P1" "$url" "$NOWHERE"
+  start_replica a "$P1" "$url" "$STORE_KEYS" "$NOWHERE"
   A=$RPID
-  start_replica b "$P2" "$url" "$NOWHERE"
+  start_replica b "$P2" "$url" "$STORE_KEYS" "$NOWHERE"
   B=$RPID
   commits() { rows "$url" "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"; }
   # WAL flushes to disk (the fsyncs a commit waits for), server-wide.
@@ -147,9 +131,9 @@ if part 2; then
 echo "== end to end: a 2 s burst into both replicas (wrk -t1 -c8 each), delivered by both to a stand-in answering at once"
 url="$(db e2e)"
 HOOK="  destinations: [{name: hook, type: webhook, url: \"http://127.0.0.1:$SPORT/e2e\"}]"
-start_replica a "$P1" "$url" "$HOOK"
+start_replica a "$P1" "$url" "$STORE_KEYS" "$HOOK"
 A=$RPID
-start_replica b "$P2" "$url" "$HOOK"
+start_replica b "$P2" "$url" "$STORE_KEYS" "$HOOK"
 B=$RPID
 timeout 60 wrk -t1 -c8 -d2s -s "$WORK/webhook.lua" "http://127.0.0.1:$P1" -- "e2ea" >/dev/null &
 WA=$!
@@ -171,7 +155,7 @@ echo "== takeover: replica a holds $N claims (its sends hang), is killed with SI
 url="$(db takeover)"
 curl -sf "http://127.0.0.1:$SPORT/delay?ms=600000" >/dev/null
 HOOK="  destinations: [{name: hook, type: webhook, url: \"http://127.0.0.1:$SPORT/takeover\", timeout: 1h}]"
-start_replica a "$P1" "$url" "$HOOK"
+start_replica a "$P1" "$url" "$STORE_KEYS" "$HOOK"
 A=$RPID
 for i in $(seq 1 "$N"); do
   g="{}:{alertname=\\\"Takeover$i\\\"}"
@@ -180,7 +164,7 @@ for i in $(seq 1 "$N"); do
 done
 held() { [[ "$(rows "$url" "SELECT count(*) FROM relay_deliveries WHERE lease_owner LIKE 'a/%'")" -ge "$N" ]]; }
 wait_until 20 "replica a to claim all $N" held
-start_replica b "$P2" "$url" "$HOOK"
+start_replica b "$P2" "$url" "$STORE_KEYS" "$HOOK"
 B=$RPID
 curl -sf "http://127.0.0.1:$SPORT/delay?ms=0" >/dev/null
 t0=$(date +%s.%N)

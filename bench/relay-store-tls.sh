@@ -38,27 +38,14 @@ stop_pg() { bash "$ROOT/tests/postgres.sh" stop "$WORK/pg" || true; }
 trap 'stop_pg; bench_cleanup' EXIT
 admin() { psql -h 127.0.0.1 -p "$PGPORT" -U postgres -d test -qAtc "$1"; }
 
-# start_replica NAME PORT URL: a replica taking webhooks and routing them
-# nowhere (pure intake); sets RPID. The CA only with TLS (with
+# Replicas take webhooks and route them nowhere (pure intake).
+NOWHERE='  routes:
+    - {matchers: ['"'"'alertname="never"'"'"'], destinations: [log]}
+  destinations: [{name: log, type: log}]'
+# store_keys URL: pool size, and the CA only with TLS (with
 # `sslmode=disable` lookout refuses it).
-start_replica() {
-  local name="$1" port="$2" url="$3" ca=""
-  [[ "$url" == *sslmode=disable* ]] || ca=", ca_file: \"$WORK/ca.pem\""
-  cat > "$WORK/$name.yaml" <<YAML
-server: {listen: "127.0.0.1:$port"}
-data_dir: $WORK/data-$name
-probe_files: []
-alerts: {enabled: false}
-relay:
-  store: {url: "$url"$ca, replica: $name, pool_size: 8}
-  routes:
-    - {matchers: ['alertname="never"'], destinations: [log]}
-  destinations: [{name: log, type: log}]
-YAML
-  "$LOOKOUT" run -c "$WORK/$name.yaml" --log-level warn &
-  RPID=$!
-  PIDS+=("$RPID")
-  wait_until 20 "replica $name on port $port" curl -sf "http://127.0.0.1:$port/-/ready/relay"
+store_keys() {
+  if [[ "$1" == *sslmode=disable* ]]; then echo "pool_size: 8"; else echo "pool_size: 8, ca_file: \"$WORK/ca.pem\""; fi
 }
 
 P1=$(free_port)
@@ -71,9 +58,9 @@ for round in 1 2 3; do
     name="intake_${mode//-/_}_$round"
     admin "CREATE DATABASE $name"
     url="postgres://postgres@127.0.0.1:$PGPORT/$name?sslmode=$mode"
-    start_replica a "$P1" "$url"
+    start_replica a "$P1" "$url" "$(store_keys "$url")" "$NOWHERE"
     A=$RPID
-    start_replica b "$P2" "$url"
+    start_replica b "$P2" "$url" "$(store_keys "$url")" "$NOWHERE"
     B=$RPID
     encrypted=$(admin "SELECT count(*) FILTER (WHERE s.ssl) || '/' || count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.datname = '$name'")
     timeout 60 wrk -t1 -c8 -d10s -s "$WORK/webhook.lua" "http://127.0.0.1:$P1" -- "a$mode$round" > "$WORK/wrk-a.out" &
