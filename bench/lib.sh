@@ -74,22 +74,35 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# start_replica NAME PORT URL STORE_EXTRA RELAY_YAML: a lookout replica on
-# the relay store at URL, in the background, ready to take webhooks; sets
-# RPID. STORE_EXTRA: more keys of `relay.store` ("lease: 2s, pool_size: 8");
-# RELAY_YAML: the rest of `relay:` (routes, destinations), indented two
-# spaces.
-start_replica() {
-  local name="$1" port="$2" url="$3" extra="$4" rest="$5"
-  cat > "$WORK/$name.yaml" <<YAML
-server: {listen: "127.0.0.1:$port"}
-data_dir: $WORK/data-$name
+# The relay's part of a configuration routing every webhook nowhere: pure
+# intake, every notification stored and none delivered.
+# shellcheck disable=SC2034 # read by the scripts that source this file
+NOWHERE='  routes:
+    - {matchers: ['"'"'alertname="never"'"'"'], destinations: [log]}
+  destinations: [{name: log, type: log}]'
+
+# relay_config PORT DATA_DIR RELAY_YAML: a lookout configuration with the
+# relay alone (no probes, no synthetic alerts) on 127.0.0.1:PORT;
+# RELAY_YAML goes under `relay:`, indented two spaces.
+relay_config() {
+  cat <<YAML
+server: {listen: "127.0.0.1:$1"}
+data_dir: $2
 probe_files: []
 alerts: {enabled: false}
 relay:
-  store: {url: "$url", replica: $name${extra:+, $extra}}
-$rest
+$3
 YAML
+}
+
+# start_replica NAME PORT URL STORE_EXTRA RELAY_YAML: a lookout replica on
+# the relay store at URL, in the background, ready to take webhooks; sets
+# RPID. STORE_EXTRA: more keys of `relay.store` ("lease: 2s, pool_size: 8");
+# RELAY_YAML: the rest of `relay:` (routes, destinations).
+start_replica() {
+  local name="$1" port="$2" url="$3" extra="$4" rest="$5"
+  relay_config "$port" "$WORK/data-$name" "  store: {url: \"$url\", replica: $name${extra:+, $extra}}
+$rest" > "$WORK/$name.yaml"
   "$LOOKOUT" run -c "$WORK/$name.yaml" --log-level warn &
   RPID=$!
   PIDS+=("$RPID")

@@ -18,16 +18,7 @@ ROWS="${ROWS:-1000000}"
 WAIT="${WAIT:-600}"
 
 LPORT=$(free_port)
-cat > "$WORK/lookout.yaml" <<YAML
-server: {listen: "127.0.0.1:$LPORT"}
-data_dir: $WORK/data
-probe_files: []
-alerts: {enabled: false}
-relay:
-  routes:
-    - {matchers: ['alertname="never"'], destinations: [log]}
-  destinations: [{name: log, type: log}]
-YAML
+relay_config "$LPORT" "$WORK/data" "$NOWHERE" > "$WORK/lookout.yaml"
 start() {
   "$LOOKOUT" run -c "$WORK/lookout.yaml" --log-level warn &
   LPID=$!

@@ -64,9 +64,6 @@ cat > "$WORK/am.yml" <<YAML
 route: {receiver: none}
 receivers: [{name: none}]
 YAML
-NOWHERE='  routes:
-    - {matchers: ['"'"'alertname="never"'"'"'], destinations: [log]}
-  destinations: [{name: log, type: log}]'
 echo "== durable intake: two replicas on one PostgreSQL (wrk -t1 -c8 -d10s each) vs. Alertmanager (wrk -t2 -c16 -d10s), 3 rounds"
 ratios=()
 for round in 1 2 3; do

@@ -38,10 +38,7 @@ stop_pg() { bash "$ROOT/tests/postgres.sh" stop "$WORK/pg" || true; }
 trap 'stop_pg; bench_cleanup' EXIT
 admin() { psql -h 127.0.0.1 -p "$PGPORT" -U postgres -d test -qAtc "$1"; }
 
-# Replicas take webhooks and route them nowhere (pure intake).
-NOWHERE='  routes:
-    - {matchers: ['"'"'alertname="never"'"'"'], destinations: [log]}
-  destinations: [{name: log, type: log}]'
+# Replicas take webhooks and route them nowhere (pure intake, $NOWHERE).
 # store_keys URL: pool size, and the CA only with TLS (with
 # `sslmode=disable` lookout refuses it).
 store_keys() {

@@ -114,14 +114,7 @@ cat > "$WORK/am.yml" <<YAML
 route: {receiver: none}
 receivers: [{name: none}]
 YAML
-cat > "$WORK/lookout.yaml" <<YAML
-server: {listen: "127.0.0.1:$LPORT"}
-data_dir: $WORK/data
-probe_files: []
-alerts: {enabled: false}
-relay:
-  destinations: [{name: slow, type: webhook, url: "http://127.0.0.1:$SPORT/hook", rate_limit: ${RATE:-1/s}}]
-YAML
+relay_config "$LPORT" "$WORK/data" "  destinations: [{name: slow, type: webhook, url: \"http://127.0.0.1:$SPORT/hook\", rate_limit: ${RATE:-1/s}}]" > "$WORK/lookout.yaml"
 if [[ "${PART:-1}" == 1 ]]; then
 echo "== intake with a backlog queued for a destination limited to ${RATE:-1/s} (wrk -t2 -c16 -d10s, one unique alert per request, 3 rounds)"
 ratios=()
@@ -151,16 +144,9 @@ fi
 
 # --- 2. a 500-group storm ----------------------------------------------------
 LPORT=$(free_port)
-cat > "$WORK/storm.yaml" <<YAML
-server: {listen: "127.0.0.1:$LPORT"}
-data_dir: $WORK/storm
-probe_files: []
-alerts: {enabled: false}
-relay:
-  destinations:
-    - {name: slack, type: slack, webhook_url: "http://127.0.0.1:$SPORT/slack", rate_limit: 1/s}
-    - {name: pager, type: pagerduty, routing_key: "0123456789abcdef0123456789abcdef", url: "http://127.0.0.1:$SPORT/pd"${PD_RATE:+, rate_limit: $PD_RATE}}
-YAML
+relay_config "$LPORT" "$WORK/storm" "  destinations:
+    - {name: slack, type: slack, webhook_url: \"http://127.0.0.1:$SPORT/slack\", rate_limit: 1/s}
+    - {name: pager, type: pagerduty, routing_key: \"0123456789abcdef0123456789abcdef\", url: \"http://127.0.0.1:$SPORT/pd\"${PD_RATE:+, rate_limit: $PD_RATE}}" > "$WORK/storm.yaml"
 "$LOOKOUT" run -c "$WORK/storm.yaml" --log-level warn &
 LPID=$!; PIDS+=("$LPID")
 wait_until 20 "lookout on port $LPORT" curl -sf "http://127.0.0.1:$LPORT/-/healthy"

@@ -27,17 +27,8 @@ route: {receiver: none}
 receivers: [{name: none}]
 YAML
 LPORT=$(free_port)
-cat > "$WORK/lookout.yaml" <<YAML
-server: {listen: "127.0.0.1:$LPORT"}
-data_dir: $WORK/data
-probe_files: []
-alerts: {enabled: false}
-relay:
-  routes:
-    # Pure ingest: nothing matches, so every notification is stored and none delivered.
-    - {matchers: ['alertname="never"'], destinations: [log]}
-  destinations: [{name: log, type: log}]
-YAML
+# Pure ingest: nothing matches, so every notification is stored and none delivered.
+relay_config "$LPORT" "$WORK/data" "$NOWHERE" > "$WORK/lookout.yaml"
 # Each round starts both empty: what they hold from earlier rounds (an
 # Alertmanager holding a million alerts, a larger outbox) would skew later ones.
 start_both() {
