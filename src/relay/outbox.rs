@@ -751,16 +751,21 @@ impl Outbox {
                 "DELETE FROM notifications WHERE received < ?1 AND id NOT IN (SELECT notification FROM deliveries)",
                 params![cutoff],
             )?;
-            // The table exists once a Slack bot has used it.
+            // The table exists once a Slack bot has used it; with no
+            // thread kept, the deliveries need not be read at all.
             let threads = c
                 .prepare_cached("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'threads'")?
-                .exists([])?;
+                .exists([])?
+                && c.prepare_cached("SELECT 1 FROM threads LIMIT 1")?.exists([])?;
             if threads {
-                // One pass: SQLite indexes the deliveries' groups for the
-                // statement (an automatic index), rather than scanning the
-                // table once per thread.
+                // The groups to forget are found in one pass (EXCEPT sorts
+                // both sides once). `(destination, group_key) NOT IN
+                // (SELECT …)` reads the same but checked the whole list for
+                // every thread: 23 s against 0.05 s for 4,000 threads over
+                // 20,000 deliveries (debug build).
                 c.execute(
-                    "DELETE FROM threads WHERE (destination, group_key) NOT IN (SELECT destination, group_key FROM deliveries)",
+                    "DELETE FROM threads WHERE (destination, group_key) IN
+                       (SELECT destination, group_key FROM threads EXCEPT SELECT destination, group_key FROM deliveries)",
                     [],
                 )?;
             }
