@@ -1053,13 +1053,10 @@ mod tests {
         let c = Connection::open(&path).unwrap();
         let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION);
-        let mut indexes: Vec<String> = c
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'deliveries' ORDER BY name")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
+        let mut indexes: Vec<String> = column(
+            &c,
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'deliveries' ORDER BY name",
+        );
         indexes.sort();
         assert_eq!(indexes, ["deliveries_group_waiting", "deliveries_queued", "deliveries_retrying"]);
         let due: Vec<(i64, String)> = o.next_due("hook", 10).unwrap().into_iter().map(|p| (p.id, p.group_key)).collect();
@@ -1080,6 +1077,16 @@ mod tests {
             dedup: dedup.to_string().repeat(64),
             destinations: destinations.iter().map(|d| d.to_string()).collect(),
         }
+    }
+
+    /// The first column of every row `sql` returns.
+    fn column<T: rusqlite::types::FromSql>(c: &Connection, sql: &str) -> Vec<T> {
+        c.prepare(sql)
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
     }
 
     fn due_ids(o: &Outbox) -> Vec<i64> {
@@ -1148,13 +1155,7 @@ mod tests {
             )
             .unwrap();
         }
-        let grouped: Vec<i64> = conn
-            .prepare("SELECT grouped FROM deliveries ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap();
+        let grouped: Vec<i64> = column(&conn, "SELECT grouped FROM deliveries ORDER BY id");
         // a's first led it until a's second came; b's, alone, was grouped
         // at once, a lead being all that is kept.
         assert_eq!(grouped, [1, 1, 1]);
