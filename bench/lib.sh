@@ -51,7 +51,7 @@ declare -A PACKAGE=(
   [prometheus-blackbox-exporter]=prometheus-blackbox-exporter
   [prometheus-alertmanager]=prometheus-alertmanager
   [curl]=curl [wrk]=wrk [python3]=python3 [sqlite3]=sqlite3 [cargo]="the Rust toolchain (rustup)"
-  [valgrind]=valgrind [callgrind_control]=valgrind
+  [valgrind]=valgrind [callgrind_control]=valgrind [taskset]=util-linux
 )
 
 # need TOOL...: every tool on PATH (or an absolute path that exists), else
@@ -141,12 +141,14 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
-# Background processes a script started, stopped (bounded) on exit.
+# Background processes a script started, stopped (bounded) on exit, the
+# newest first: a lookout still delivering stops before the stand-in it
+# delivers to, rather than log a failed delivery for each one in flight.
 PIDS=()
 WORK="$(mktemp -d)"
 bench_cleanup() {
-  local p
-  for p in "${PIDS[@]}"; do stop_pid "$p" 5; done
+  local i
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}" 5; done
   rm -rf "$WORK"
 }
 trap bench_cleanup EXIT
