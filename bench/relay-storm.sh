@@ -5,7 +5,10 @@
 #     (2 threads, 16 connections, 10 s, one unique alert per request)
 #     measures webhooks/s answered 200 (each fsync'd), beside
 #     Alertmanager's own `POST /api/v2/alerts` (in memory only); three
-#     fresh rounds, each Alertmanager then lookout, median ratio;
+#     fresh rounds (ROUNDS), each Alertmanager then lookout, median ratio; with
+#     PIN=1, wrk runs on CPU 0 and the server measured on CPU 1 (each
+#     then has one core, and the two do not trade places on the cores
+#     from run to run: steadier ratios on a shared two-core machine);
 #  2. a storm: 500 groups firing within 8 s, then 100 of them resolved
 #     within 2 s, to a Slack stand-in that answers 429 (Retry-After: 1) to
 #     more than about one message a second, and to a PagerDuty stand-in. Printed:
@@ -22,12 +25,16 @@ USAGE="usage: bench/relay-storm.sh
 Intake with a backlog queued vs. Alertmanager; a 500-group storm to Slack (1/s) and PagerDuty stand-ins.
 RATE: the part-1 destination's rate_limit (default 1/s; \`unlimited\`: delivered as it comes, nothing queued).
 PD_RATE: PagerDuty's rate_limit (default: the type's, 2/s). PART=1 or PART=2: only that part.
+PIN=1: part 1 with wrk on CPU 0 and the server on CPU 1 (needs taskset and two CPUs).
+ROUNDS: part 1's rounds (default 3).
 Needs target/release/lookout (or LOOKOUT_BIN), wrk, prometheus-alertmanager, curl, python3."
 # shellcheck source=bench/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 bench_args 0 "$@"
 need wrk prometheus-alertmanager curl python3
 need_lookout
+ROUNDS="${ROUNDS:-3}"
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive whole number, not \`$ROUNDS\`"
 AM="$(command -v prometheus-alertmanager)"
 write_wrk_scripts "$WORK"
 
@@ -116,29 +123,55 @@ receivers: [{name: none}]
 YAML
 relay_config "$LPORT" "$WORK/data" "  destinations: [{name: slow, type: webhook, url: \"http://127.0.0.1:$SPORT/hook\", rate_limit: ${RATE:-1/s}}]" > "$WORK/lookout.yaml"
 if [[ "${PART:-1}" == 1 ]]; then
-echo "== intake with a backlog queued for a destination limited to ${RATE:-1/s} (wrk -t2 -c16 -d10s, one unique alert per request, 3 rounds)"
+# Each command of part 1 prefixed with where it runs (nothing unless PIN=1).
+SERVER_CPU=() CLIENT_CPU=()
+if [[ "${PIN:-}" == 1 ]]; then
+  need taskset
+  (($(nproc) >= 2)) || die "PIN=1 needs two CPUs; this machine has $(nproc)"
+  SERVER_CPU=(taskset -c 1) CLIENT_CPU=(taskset -c 0)
+  echo "(pinned: wrk on CPU 0, the server on CPU 1; after each rate, how CPU 1 spent the run, from /proc/stat)"
+fi
+# cpu_split BEFORE AFTER: CPU 1's time between two /proc/stat lines, by kind.
+cpu_split() {
+  python3 -c "
+import sys
+a, b = ([int(x) for x in l.split()[1:9]] for l in sys.argv[1:3])
+d = [y - x for x, y in zip(a, b)]
+print(', '.join(f'{n} {v * 100 / sum(d):.0f}%' for n, v in zip('user nice system idle iowait irq softirq steal'.split(), d) if v))
+" "$1" "$2"
+}
+cpu1() { grep '^cpu1 ' /proc/stat; }
+echo "== intake with a backlog queued for a destination limited to ${RATE:-1/s} (wrk -t2 -c16 -d10s, one unique alert per request, $ROUNDS rounds)"
 ratios=()
-for round in 1 2 3; do
+for round in $(seq 1 "$ROUNDS"); do
   rm -rf "$WORK/am" "$WORK/data"
-  "$AM" --config.file="$WORK/am.yml" --storage.path="$WORK/am" --web.listen-address="127.0.0.1:$AMPORT" --cluster.listen-address= >/dev/null 2>&1 &
+  "${SERVER_CPU[@]}" "$AM" --config.file="$WORK/am.yml" --storage.path="$WORK/am" --web.listen-address="127.0.0.1:$AMPORT" --cluster.listen-address= >/dev/null 2>&1 &
   AMPID=$!; PIDS+=("$AMPID")
   wait_until 30 "alertmanager on port $AMPORT" curl -sf "http://127.0.0.1:$AMPORT/-/ready"
-  am_rate=$(timeout 60 wrk -t2 -c16 -d10s -s "$WORK/am.lua" "http://127.0.0.1:$AMPORT" -- "am$round" | awk '/Requests\/sec/ {print $2}')
+  before=$(cpu1)
+  am_rate=$(timeout 60 "${CLIENT_CPU[@]}" wrk -t2 -c16 -d10s -s "$WORK/am.lua" "http://127.0.0.1:$AMPORT" -- "am$round" | awk '/Requests\/sec/ {print $2}')
+  am_split=$(cpu_split "$before" "$(cpu1)")
   stop_pid "$AMPID"
-  "$LOOKOUT" run -c "$WORK/lookout.yaml" --log-level warn &
+  "${SERVER_CPU[@]}" "$LOOKOUT" run -c "$WORK/lookout.yaml" --log-level warn &
   LPID=$!; PIDS+=("$LPID")
   wait_until 20 "lookout on port $LPORT" curl -sf "http://127.0.0.1:$LPORT/-/healthy"
-  timeout 60 wrk -t2 -c16 -d3s -s "$WORK/webhook.lua" "http://127.0.0.1:$LPORT" -- "fill$round" >/dev/null
+  timeout 60 "${CLIENT_CPU[@]}" wrk -t2 -c16 -d3s -s "$WORK/webhook.lua" "http://127.0.0.1:$LPORT" -- "fill$round" >/dev/null
   backlog=$(python3 -c "import sqlite3; print(sqlite3.connect('$WORK/data/outbox.db').execute(\"select count(*) from deliveries where state='pending'\").fetchone()[0])")
-  timeout 60 wrk -t2 -c16 -d10s -s "$WORK/webhook.lua" "http://127.0.0.1:$LPORT" -- "lk$round" > "$WORK/wrk.out"
+  before=$(cpu1)
+  timeout 60 "${CLIENT_CPU[@]}" wrk -t2 -c16 -d10s -s "$WORK/webhook.lua" "http://127.0.0.1:$LPORT" -- "lk$round" > "$WORK/wrk.out"
+  lk_split=$(cpu_split "$before" "$(cpu1)")
   lk_rate=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")
   refused=$(awk '/Non-2xx/ {print $5}' "$WORK/wrk.out")
   stop_pid "$LPID"
   ratio=$(python3 -c "print(f'{float(\"$lk_rate\")/float(\"$am_rate\"):.2f}')")
   ratios+=("$ratio")
   echo "round $round: alertmanager $am_rate alerts/s (memory only); lookout $lk_rate webhooks/s with $backlog queued before (each fsync'd before 200; not 200: ${refused:-0}); ratio $ratio"
+  if ((${#SERVER_CPU[@]})); then
+    echo "  CPU 1 under alertmanager: $am_split"
+    echo "  CPU 1 under lookout:      $lk_split"
+  fi
 done
-python3 -c "import statistics; print('median ratio lookout/alertmanager: %.2f' % statistics.median([${ratios[0]}, ${ratios[1]}, ${ratios[2]}]))"
+python3 -c "import statistics, sys; print('median ratio lookout/alertmanager: %.2f' % statistics.median(map(float, sys.argv[1:])))" "${ratios[@]}"
 fi
 [[ "${PART:-2}" == 2 ]] || exit 0
 
