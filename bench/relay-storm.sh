@@ -131,8 +131,10 @@ if [[ "${PIN:-}" == 1 ]]; then
   SERVER_CPU=(taskset -c 1) CLIENT_CPU=(taskset -c 0)
   echo "(pinned: wrk on CPU 0, the server on CPU 1; after each rate, how CPU 1 spent the run, from /proc/stat)"
 fi
-# cpu_split BEFORE AFTER: CPU 1's time between two /proc/stat lines, by kind.
+# cpu_split BEFORE AFTER: CPU 1's time between two /proc/stat lines, by
+# kind; nothing unless pinned (unpinned, CPU 1 runs anything).
 cpu_split() {
+  ((${#SERVER_CPU[@]})) || return 0
   python3 -c "
 import sys
 a, b = ([int(x) for x in l.split()[1:9]] for l in sys.argv[1:3])
