@@ -80,9 +80,10 @@ impl schemars::JsonSchema for Secret {
 /// The one rendering of a URL for anything that leaves the process (logs,
 /// reports, API answers, alert descriptions, error messages): scheme, host,
 /// port and path stay, so an operator can tell which endpoint failed; the
-/// username and password, every query value (`?token=***`), the fragment
-/// and a Slack webhook's path are replaced with `***`, because each of them
-/// is where deployments put tokens. Unparseable input is hidden whole.
+/// username and password, every query value (`?token=***`) but those of
+/// [`SHOWN_QUERY_KEYS`], the fragment and a Slack webhook's path are
+/// replaced with `***`, because each of them is where deployments put
+/// tokens. Unparseable input is hidden whole.
 pub fn redact_url(raw: &str) -> String {
     let Ok(mut u) = url::Url::parse(raw) else {
         return "<unparseable url>".to_string();
@@ -94,9 +95,15 @@ pub fn redact_url(raw: &str) -> String {
         let _ = u.set_password(Some(MASK));
     }
     if u.query().is_some() {
-        let keys: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
-        let masked: Vec<String> = keys.iter().map(|k| format!("{}={MASK}", mask_key(k))).collect();
-        u.set_query(Some(&masked.join("&")));
+        let pairs: Vec<(String, String)> = u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let shown: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| match SHOWN_QUERY_KEYS.contains(&k.as_str()) && is_setting(v) {
+                true => format!("{k}={v}"),
+                false => format!("{}={MASK}", mask_key(k)),
+            })
+            .collect();
+        u.set_query(Some(&shown.join("&")));
     }
     if u.fragment().is_some() {
         u.set_fragment(Some(MASK));
@@ -109,6 +116,27 @@ pub fn redact_url(raw: &str) -> String {
 
 /// What stands for a hidden part.
 const MASK: &str = "***";
+
+/// Query keys of connection URLs (libpq's, Redis's) whose values are
+/// settings, never credentials: shown, because `sslmode=***` hides exactly
+/// what an operator debugging a refused TLS connection needs to read.
+/// Anything else in a query may be a token and stays hidden.
+const SHOWN_QUERY_KEYS: &[&str] = &[
+    "sslmode",
+    "channel_binding",
+    "connect_timeout",
+    "target_session_attrs",
+    "application_name",
+    "hostaddr",
+    "protocol",
+];
+
+/// A value short and plain enough to be a setting (`require`, `10`,
+/// `read-write`): a long or odd value under a shown key is hidden all the
+/// same, in case a token was put there by mistake.
+fn is_setting(v: &str) -> bool {
+    v.len() <= 24 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
 
 /// A query key is shown only when it looks like a name: a key that is
 /// itself a token (`?abc123def456`) is hidden too.
@@ -172,6 +200,18 @@ mod tests {
         assert_eq!(r, "http://***:***@h:1/health?token=***&x=***#***");
         let r = redact_url("http://h/p?tok-keyonly-0123456789abcdef0123456789abcdef");
         assert!(!r.contains("tok-"), "{r}");
+    }
+
+    #[test]
+    fn connection_settings_shown_and_credentials_not() {
+        let r = redact_url("postgres://u:tok-p@db:5432/relay?sslmode=verify-full&connect_timeout=10&password=tok-q");
+        assert_eq!(
+            r,
+            "postgres://***:***@db:5432/relay?sslmode=verify-full&connect_timeout=10&password=***"
+        );
+        // A shown key with a value no setting has is hidden all the same.
+        let r = redact_url("postgres://db/relay?application_name=tok-0123456789abcdef0123456789&sslmode=a%2Fb");
+        assert_eq!(r, "postgres://db/relay?application_name=***&sslmode=***");
     }
 
     #[test]
