@@ -95,12 +95,14 @@ pub fn redact_url(raw: &str) -> String {
         let _ = u.set_password(Some(MASK));
     }
     if u.query().is_some() {
-        let pairs: Vec<(String, String)> = u.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
-        let shown: Vec<String> = pairs
-            .iter()
-            .map(|(k, v)| match SHOWN_QUERY_KEYS.contains(&k.as_str()) && is_setting(v) {
-                true => format!("{k}={v}"),
-                false => format!("{}={MASK}", mask_key(k)),
+        let shown: Vec<String> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                if SHOWN_QUERY_KEYS.contains(&k.as_ref()) && is_plain(&v, 24) {
+                    format!("{k}={v}")
+                } else {
+                    format!("{}={MASK}", mask_key(&k))
+                }
             })
             .collect();
         u.set_query(Some(&shown.join("&")));
@@ -120,7 +122,9 @@ const MASK: &str = "***";
 /// Query keys of connection URLs (libpq's, Redis's) whose values are
 /// settings, never credentials: shown, because `sslmode=***` hides exactly
 /// what an operator debugging a refused TLS connection needs to read.
-/// Anything else in a query may be a token and stays hidden.
+/// Anything else in a query may be a token and stays hidden, and so does a
+/// long or odd value under one of these keys, in case a token was put there
+/// by mistake.
 const SHOWN_QUERY_KEYS: &[&str] = &[
     "sslmode",
     "channel_binding",
@@ -131,21 +135,16 @@ const SHOWN_QUERY_KEYS: &[&str] = &[
     "protocol",
 ];
 
-/// A value short and plain enough to be a setting (`require`, `10`,
-/// `read-write`): a long or odd value under a shown key is hidden all the
-/// same, in case a token was put there by mistake.
-fn is_setting(v: &str) -> bool {
-    v.len() <= 24 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+/// Short and plain enough to be a name or a setting (`sslmode`, `require`,
+/// `read-write`): at most `max` bytes of letters, digits, `_`, `-` and `.`.
+fn is_plain(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
 }
 
 /// A query key is shown only when it looks like a name: a key that is
 /// itself a token (`?abc123def456`) is hidden too.
 fn mask_key(k: &str) -> &str {
-    if !k.is_empty() && k.len() <= 32 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.') {
-        k
-    } else {
-        MASK
-    }
+    if is_plain(k, 32) { k } else { MASK }
 }
 
 /// A Slack incoming webhook carries its secret in the path
@@ -204,11 +203,13 @@ mod tests {
 
     #[test]
     fn connection_settings_shown_and_credentials_not() {
-        let r = redact_url("postgres://u:tok-p@db:5432/relay?sslmode=verify-full&connect_timeout=10&password=tok-q");
+        let r = redact_url("postgres://u:tok-p@db:5432/relay?hostaddr=127.0.0.1&sslmode=verify-full&connect_timeout=10&password=tok-q");
         assert_eq!(
             r,
-            "postgres://***:***@db:5432/relay?sslmode=verify-full&connect_timeout=10&password=***"
+            "postgres://***:***@db:5432/relay?hostaddr=127.0.0.1&sslmode=verify-full&connect_timeout=10&password=***"
         );
+        // An empty setting says nothing and is masked like any value.
+        assert_eq!(redact_url("redis://c:1/0?protocol="), "redis://c:1/0?protocol=***");
         // A shown key with a value no setting has is hidden all the same.
         let r = redact_url("postgres://db/relay?application_name=tok-0123456789abcdef0123456789&sslmode=a%2Fb");
         assert_eq!(r, "postgres://db/relay?application_name=***&sslmode=***");
